@@ -1,0 +1,1 @@
+"""Distributed image crawler: a harvester node finds images, downloader nodes fetch them."""

@@ -1,0 +1,124 @@
+"""Command line: parse arguments, build a config, call the package. No logic lives here.
+
+Errors a user can fix (``CrawlerError``) become one line on stderr and exit code 2.
+This module imports nothing that opens sockets: the ``download`` command must
+monkey-patch with gevent before ``socket`` or ``ssl`` is imported anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from crawler.config import Config, load_config
+from crawler.errors import CrawlerError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", type=Path, help="TOML config file (see config/default.toml)")
+    parser.add_argument("--out", help="output folder (default: downloads)")
+    parser.add_argument(
+        "--authkey-file", help="file holding the shared key, mode 0600 (else $CRAWLER_AUTHKEY)"
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crawler", description="Distributed image crawler: harvester and downloader nodes."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    harvest = commands.add_parser("harvest", help="crawl pages from seeds and serve image tasks")
+    harvest.add_argument("seeds", nargs="+", metavar="SEED_URL")
+    _common(harvest)
+    harvest.add_argument("--listen", help="HOST:PORT to serve tasks on (default 127.0.0.1:5599)")
+    harvest.add_argument("--state", help="state folder (default: OUT/.state)")
+    harvest.add_argument("--log", help="progress log (default: OUT/progress.log)")
+    harvest.add_argument("--max-depth", type=int, help="link hops from a seed (default 5)")
+    harvest.add_argument("--max-pages", type=int, help="pages to fetch at most (0: no limit)")
+
+    download = commands.add_parser("download", help="run a downloader node")
+    download.add_argument("--connect", help="harvester HOST:PORT (default 127.0.0.1:5599)")
+    _common(download)
+    download.add_argument("--processes", type=int, help="worker processes (0: one per core)")
+    download.add_argument("--concurrency", type=int, help="downloads in flight per process")
+
+    tail = commands.add_parser("tail", help="follow a progress log with a live summary")
+    tail.add_argument("log", nargs="?", default="downloads/progress.log", type=Path)
+    tail.add_argument("--summary-every", type=float, default=5.0, metavar="SECONDS")
+
+    keygen = commands.add_parser("keygen", help="write a new random authkey file (mode 0600)")
+    keygen.add_argument("path", type=Path)
+    return parser
+
+
+def _config(args: argparse.Namespace, flag_names: tuple[str, ...]) -> Config:
+    flags = {name: getattr(args, name) for name in flag_names}
+    flags["authkey_file"] = args.authkey_file
+    return load_config(args.config, os.environ, flags)
+
+
+def _authkey(config: Config) -> bytes:
+    from crawler.authkey import load_authkey
+
+    return load_authkey(config.queue.authkey_file, os.environ)
+
+
+def cmd_harvest(args: argparse.Namespace) -> int:
+    from crawler.harvester import Harvester
+
+    config = _config(args, ("out", "listen", "state", "log", "max_depth", "max_pages"))
+    return Harvester(config, args.seeds, _authkey(config)).run()
+
+
+def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
+    from gevent import monkey
+
+    monkey.patch_all()
+    from crawler import downloader
+
+    config = _config(args, ("out", "connect", "processes", "concurrency"))
+    authkey = _authkey(config)
+    processes = config.download.processes or os.cpu_count() or 1
+    node_id = downloader.default_node_id()
+    if processes > 1:
+        return downloader.run_node_processes(argv, processes, node_id)
+    return downloader.DownloaderNode(config, authkey, node_id).run()
+
+
+def cmd_tail(args: argparse.Namespace) -> int:
+    from crawler.progress import tail_log
+
+    return tail_log(args.log, args.summary_every)
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from crawler.authkey import write_new_key
+
+    write_new_key(args.path)
+    print(f"wrote a new authkey to {args.path} (mode 0600); copy it to every node")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "harvest":
+            return cmd_harvest(args)
+        if args.command == "download":
+            return cmd_download(args, argv)
+        if args.command == "tail":
+            return cmd_tail(args)
+        return cmd_keygen(args)
+    except CrawlerError as exc:
+        print(f"crawler {args.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print(f"crawler {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -1,0 +1,256 @@
+"""Settings: frozen dataclasses, merged from defaults < TOML file < environment < flags.
+
+This is the only place defaults live; ``config/default.toml`` mirrors it key by key
+(a test keeps the two equal). Every key has a unique name across sections, so the
+environment variable for key ``max_pages`` is ``CRAWLER_MAX_PAGES``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tomllib
+import types
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crawler.errors import ConfigError
+
+ENV_PREFIX = "CRAWLER_"
+# Environment variables that start with the prefix but are not settings.
+ENV_NOT_SETTINGS = frozenset({"CRAWLER_AUTHKEY", "CRAWLER_NODE_ID"})
+
+
+def _positive(value: float) -> bool:
+    return value > 0
+
+
+def _not_negative(value: float) -> bool:
+    return value >= 0
+
+
+def _setting(default: Any, check: typing.Callable[[Any], bool] | None = None, rule: str = ""):
+    return field(default=default, metadata={"check": check, "rule": rule})
+
+
+@dataclass(frozen=True)
+class CrawlConfig:
+    """How the harvester walks pages."""
+
+    max_depth: int = _setting(5, _not_negative, "must be >= 0")
+    max_pages: int = _setting(10000, _not_negative, "must be >= 0 (0 means no limit)")
+    same_host: bool = True
+    extra_hosts: tuple[str, ...] = ()
+    page_workers: int = _setting(4, _positive, "must be > 0")
+    page_timeout: float = _setting(15.0, _positive, "must be > 0")
+    max_page_bytes: int = _setting(10 * 1024 * 1024, _positive, "must be > 0")
+    user_agent: str = "distributed-image-crawler/0.1 (+https://example.org/crawler-contact)"
+
+
+@dataclass(frozen=True)
+class QueueConfig:
+    """How the harvester serves tasks to downloader nodes."""
+
+    listen: str = "127.0.0.1:5599"
+    lease_seconds: float = _setting(60.0, _positive, "must be > 0")
+    max_attempts: int = _setting(3, _positive, "must be > 0")
+    node_timeout: float = _setting(30.0, _positive, "must be > 0")
+    linger_seconds: float = _setting(10.0, _not_negative, "must be >= 0")
+    authkey_file: str = ""
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    """How a downloader node fetches images."""
+
+    connect: str = "127.0.0.1:5599"
+    processes: int = _setting(0, _not_negative, "must be >= 0 (0 means one per core)")
+    concurrency: int = _setting(32, _positive, "must be > 0")
+    batch_size: int = _setting(0, _not_negative, "must be >= 0 (0 means the concurrency)")
+    connect_timeout: float = _setting(10.0, _positive, "must be > 0")
+    read_timeout: float = _setting(30.0, _positive, "must be > 0")
+    max_image_bytes: int = _setting(64 * 1024 * 1024, _positive, "must be > 0")
+    wait_for_harvester: float = _setting(0.0, _not_negative, "must be >= 0 (0 means forever)")
+
+
+@dataclass(frozen=True)
+class OutputConfig:
+    """Where results go."""
+
+    out: str = "downloads"
+    state: str = ""
+    log: str = ""
+    totals_interval: float = _setting(2.0, _positive, "must be > 0")
+
+    @property
+    def out_dir(self) -> Path:
+        return Path(self.out)
+
+    @property
+    def state_dir(self) -> Path:
+        return Path(self.state) if self.state else self.out_dir / ".state"
+
+    @property
+    def log_path(self) -> Path:
+        return Path(self.log) if self.log else self.out_dir / "progress.log"
+
+
+@dataclass(frozen=True)
+class Config:
+    crawl: CrawlConfig = field(default_factory=CrawlConfig)
+    queue: QueueConfig = field(default_factory=QueueConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
+
+
+def _key_index() -> dict[str, tuple[str, dataclasses.Field]]:
+    index: dict[str, tuple[str, dataclasses.Field]] = {}
+    for section, cls in SECTIONS.items():
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            f.type = hints[f.name]
+            index[f.name] = (section, f)
+    return index
+
+
+KEYS = _key_index()
+
+
+def parse_address(text: str, key: str = "address") -> tuple[str, int]:
+    """``"HOST:PORT"`` -> ``(host, port)``; IPv6 hosts go in brackets."""
+    host, sep, port = text.rpartition(":")
+    host = host.strip("[]")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ConfigError(f"{key}: expected HOST:PORT (e.g. 127.0.0.1:5599), got {text!r}")
+    return host, int(port)
+
+
+def _coerce(key: str, f: dataclasses.Field, value: Any, origin: str) -> Any:
+    """Check a value from a file (typed) against the field's type; return it normalized."""
+    expected = f.type
+    where = f"{key} (from {origin})"
+    if expected is bool:
+        ok = isinstance(value, bool)
+    elif expected is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif expected is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        value = float(value) if ok else value
+    elif expected is str:
+        ok = isinstance(value, str)
+    else:  # tuple[str, ...]
+        ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
+        value = tuple(value) if ok else value
+    if not ok:
+        raise ConfigError(f"{where}: expected {_type_name(expected)}, got {value!r}")
+    check = f.metadata.get("check")
+    if check is not None and not check(value):
+        raise ConfigError(f"{where}: {f.metadata['rule']}, got {value!r}")
+    return value
+
+
+def _type_name(expected: Any) -> str:
+    if isinstance(expected, types.GenericAlias):
+        return "a list of strings"
+    return {bool: "true or false", int: "an integer", float: "a number", str: "a string"}[expected]
+
+
+def _from_text(key: str, f: dataclasses.Field, text: str, origin: str) -> Any:
+    """Parse an environment string into the field's type, then check it."""
+    expected = f.type
+    value: Any = text
+    try:
+        if expected is bool:
+            lowered = text.strip().lower()
+            if lowered not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+                raise ValueError
+            value = lowered in {"1", "true", "yes", "on"}
+        elif expected is int:
+            value = int(text)
+        elif expected is float:
+            value = float(text)
+        elif expected is not str:
+            value = [part.strip() for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise ConfigError(
+            f"{key} (from {origin}): expected {_type_name(expected)}, got {text!r}"
+        ) from None
+    return _coerce(key, f, value, origin)
+
+
+def read_toml(path: Path) -> dict[str, dict[str, Any]]:
+    """Read a config file: ``[section]`` tables of known keys only."""
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    values: dict[str, Any] = {}
+    for section, table in data.items():
+        if section not in SECTIONS:
+            known = ", ".join(SECTIONS)
+            raise ConfigError(f"{path}: unknown section [{section}] (known: {known})")
+        if not isinstance(table, dict):
+            raise ConfigError(f"{path}: {section} must be a [{section}] table")
+        for key, value in table.items():
+            if key not in KEYS or KEYS[key][0] != section:
+                raise ConfigError(f"{path}: unknown key {section}.{key}")
+            values[key] = _coerce(f"{section}.{key}", KEYS[key][1], value, str(path))
+    return values
+
+
+def read_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Read ``CRAWLER_<KEY>`` variables; an unknown one is an error, not a silent no-op."""
+    values: dict[str, Any] = {}
+    for name, text in environ.items():
+        if not name.startswith(ENV_PREFIX) or name in ENV_NOT_SETTINGS:
+            continue
+        key = name[len(ENV_PREFIX) :].lower()
+        if key not in KEYS:
+            raise ConfigError(f"unknown environment setting {name}")
+        values[key] = _from_text(name, KEYS[key][1], text, "environment")
+    return values
+
+
+def check_flags(flags: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate values given on the command line (already typed by argparse)."""
+    values = {}
+    for key, value in flags.items():
+        if value is None:
+            continue
+        flag = "--" + key.replace("_", "-")
+        values[key] = _coerce(flag, KEYS[key][1], value, "command line")
+    return values
+
+
+def build_config(values: Mapping[str, Any]) -> Config:
+    """Make a Config from flat ``key -> value`` settings (already checked)."""
+    per_section: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
+    for key, value in values.items():
+        per_section[KEYS[key][0]][key] = value
+    config = Config(**{name: SECTIONS[name](**kw) for name, kw in per_section.items()})
+    parse_address(config.queue.listen, "listen")
+    parse_address(config.download.connect, "connect")
+    return config
+
+
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Config:
+    """Merge the layers: defaults < file < environment < flags."""
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(read_toml(path))
+    values.update(read_environment(os.environ if environ is None else environ))
+    values.update(check_flags(flags or {}))
+    return build_config(values)

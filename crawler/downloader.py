@@ -1,0 +1,266 @@
+"""A downloader node process: lease a batch -> gevent pool fetches -> report results.
+
+Run only after ``gevent.monkey.patch_all()`` (``cli.py`` does it first thing for the
+``download`` command). Three kinds of greenlets share the work and never make a
+round trip per image: a *feeder* keeps one batch of leased tasks waiting beside the
+pool, the *pool* fetches, and a *reporter* sends results in batches and extends the
+leases the node still holds (its heartbeat).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+import gevent.event
+import gevent.lock
+import gevent.queue
+from gevent.pool import Pool
+
+from crawler.config import Config, parse_address
+from crawler.errors import BrokerUnavailable
+from crawler.fetch import FetchLimits, fetch_image, make_session
+from crawler.transport import BrokerClient
+
+REPORT_INTERVAL = 0.25
+SHUTDOWN_GRACE = 10.0
+
+
+class StopRequested(Exception):
+    """A signal asked the node to stop while it was waiting for the harvester."""
+
+
+def default_node_id() -> str:
+    return os.environ.get("CRAWLER_NODE_ID") or f"{socket.gethostname()}-{os.getpid()}"
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@dataclass
+class NodeStats:
+    stored: int = 0
+    failed: int = 0
+    bytes: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    def count(self, result: dict[str, Any]) -> None:
+        if result["outcome"] == "stored":
+            self.stored += 1
+            self.bytes += result["bytes"]
+        elif not result["retryable"]:
+            self.failed += 1
+
+
+class DownloaderNode:
+    """One process of a downloader node."""
+
+    def __init__(
+        self,
+        config: Config,
+        authkey: bytes,
+        node_id: str,
+        connect: Callable[[tuple[str, int], bytes], BrokerClient] = BrokerClient,
+    ) -> None:
+        self.config = config
+        self.download = config.download
+        self.authkey = authkey
+        self.node = node_id
+        self.address = parse_address(config.download.connect, "connect")
+        self.out = Path(config.output.out)
+        self.batch_size = self.download.batch_size or self.download.concurrency
+        self.limits = FetchLimits(
+            connect_timeout=self.download.connect_timeout,
+            read_timeout=self.download.read_timeout,
+            max_bytes=self.download.max_image_bytes,
+            user_agent=config.crawl.user_agent,
+        )
+        self._connect = connect
+        self._client: BrokerClient | None = None
+        self._client_lock = gevent.lock.RLock()
+        self._heartbeat = 10.0
+        self.inbox: gevent.queue.Queue = gevent.queue.Queue()
+        self.held: set[int] = set()  # leased and not yet reported
+        self.outbox: list[dict[str, Any]] = []
+        self.done = False
+        self.stopping = False
+        self.pool_finished = False
+        self._stop_event = gevent.event.Event()
+        self.stats = NodeStats()
+
+    # -- talking to the harvester, with reconnects ------------------------------
+
+    def _broker(self) -> BrokerClient:
+        """The current connection, (re)connecting with backoff while the harvester is away."""
+        with self._client_lock:
+            if self._client is not None:
+                return self._client
+            wait, started, next_message = 0.5, time.monotonic(), 0.0
+            limit = self.download.wait_for_harvester
+            while True:
+                if self.stopping:
+                    raise StopRequested
+                try:
+                    client = self._connect(self.address, self.authkey)
+                    reply = client.join(self.node, self._describe())
+                    self._heartbeat = float(reply.get("heartbeat_seconds", 10.0))
+                    self._client = client
+                    say(f"node {self.node}: connected to harvester at {client.where}")
+                    return client
+                except BrokerUnavailable as exc:
+                    now = time.monotonic()
+                    if limit and now - started >= limit:
+                        raise BrokerUnavailable(f"{exc} (gave up after {limit:g} s)") from None
+                    if now >= next_message:
+                        say(f"node {self.node}: {exc}; waiting for it (retrying)")
+                        next_message = now + 10
+                    self._stop_event.wait(wait)
+                    wait = min(wait * 2, 5.0)
+
+    def _call(self, method: str, *args: Any) -> Any:
+        while True:
+            client = self._broker()
+            try:
+                return getattr(client, method)(self.node, *args)
+            except BrokerUnavailable as exc:
+                say(f"node {self.node}: {exc}; reconnecting")
+                with self._client_lock:
+                    if self._client is client:
+                        self._client = None
+
+    def _describe(self) -> dict[str, Any]:
+        return {
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "concurrency": self.download.concurrency,
+        }
+
+    # -- greenlets ---------------------------------------------------------------
+
+    def feed(self) -> None:
+        """Keep one batch leased beyond what the pool is fetching."""
+        capacity = self.download.concurrency + self.batch_size
+        while not self.done and not self.stopping:
+            room = capacity - len(self.held)
+            if room < min(self.batch_size, capacity) and self.held:
+                gevent.sleep(0.02)
+                continue
+            reply = self._call("lease_batch", room, 1.0)
+            for task_id, url in reply["tasks"]:
+                self.held.add(task_id)
+                self.inbox.put((task_id, url))
+            if reply["done"]:
+                self.done = True
+        self.inbox.put(None)
+
+    def report(self) -> None:
+        """Send results in batches; extend held leases every heartbeat."""
+        last_beat = time.monotonic()
+        while True:
+            finished = self.pool_finished
+            if self.outbox:
+                batch, self.outbox = self.outbox, []
+                self._call("report_results", batch)
+                for result in batch:
+                    self.held.discard(result["id"])
+            if time.monotonic() - last_beat >= self._heartbeat:
+                self._call("extend_leases", sorted(self.held))
+                last_beat = time.monotonic()
+            if finished and not self.outbox:
+                return
+            gevent.sleep(REPORT_INTERVAL)
+
+    def fetch(self, task: tuple[int, str], session: Any) -> None:
+        task_id, url = task
+        result = fetch_image(session, task_id, url, self.out, self.node, self.limits, _fsync)
+        self.stats.count(result)
+        self.outbox.append(result)
+
+    def run(self) -> int:
+        """Work until the harvester says there is no more; returns the exit code."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        gevent.signal_handler(signal.SIGTERM, self.stop)
+        gevent.signal_handler(signal.SIGINT, self.stop)
+        try:
+            self._broker()
+        except StopRequested:
+            return 0
+        session = make_session(self.download.concurrency, self.limits.user_agent)
+        pool = Pool(self.download.concurrency)
+        feeder = gevent.spawn(self.feed)
+        reporter = gevent.spawn(self.report)
+        while not self.stopping:
+            task = self.inbox.get()
+            if task is None:
+                break
+            pool.spawn(self.fetch, task, session)
+        if not pool.join(timeout=SHUTDOWN_GRACE if self.stopping else None):
+            pool.kill()
+        self.done = self.pool_finished = True
+        feeder.kill()
+        reporter.join()
+        self._say_goodbye()
+        elapsed = time.monotonic() - self.stats.started
+        say(
+            f"node {self.node}: finished: stored {self.stats.stored}, failed "
+            f"{self.stats.failed}, {self.stats.bytes / 1e6:.1f} MB in {elapsed:.1f} s"
+        )
+        return 0
+
+    def _say_goodbye(self) -> None:
+        """Tell the harvester we are leaving; once, since it may already be gone."""
+        client = self._client
+        if client is None:
+            return
+        with contextlib.suppress(BrokerUnavailable):
+            client.leave(self.node)
+
+    def stop(self) -> None:
+        """First signal: stop leasing, finish or hand back what is in flight. Second: exit."""
+        if self.stopping:
+            os._exit(130)
+        say(f"node {self.node}: stopping (finishing in-flight downloads; again to quit now)")
+        self.stopping = True
+        self._stop_event.set()
+        self.inbox.put(None)
+
+
+def _fsync(fd: int) -> None:
+    gevent.get_hub().threadpool.apply(os.fsync, (fd,))
+
+
+def run_node_processes(argv: list[str], count: int, node_base: str) -> int:
+    """Run ``count`` single-process nodes as children and wait for all of them.
+
+    Children get their own session (so a terminal's Ctrl-C reaches them once, through
+    us) and ids ``<node_base>-<i>``. Returns the first non-zero exit code, else 0.
+    """
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-m", "crawler", *argv, "--processes", "1"],
+            env={**os.environ, "CRAWLER_NODE_ID": f"{node_base}-{index}"},
+            start_new_session=True,
+        )
+        for index in range(count)
+    ]
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    codes = [child.wait() for child in children]
+    return next((code for code in codes if code != 0), 0)

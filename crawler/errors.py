@@ -1,0 +1,26 @@
+"""One exception root, so that callers (and ``cli.py``) catch one thing.
+
+Each subclass names a kind of mistake a user can act on; ``cli.py`` prints the
+message on one line and exits with code 2. Anything else is a bug and keeps its
+traceback.
+"""
+
+
+class CrawlerError(Exception):
+    """Root of every error the crawler raises on purpose."""
+
+
+class ConfigError(CrawlerError):
+    """A configuration file, environment variable or flag is wrong."""
+
+
+class AuthKeyError(CrawlerError):
+    """The manager's authkey is missing, too short or stored unsafely."""
+
+
+class BrokerUnavailable(CrawlerError):
+    """The harvester's queues cannot be reached (not started yet, gone, wrong key)."""
+
+
+class StateError(CrawlerError):
+    """The state or output folder cannot be used (locked by another harvester, unwritable)."""

@@ -1,0 +1,169 @@
+"""Download one image: stream, hash, size-check, sniff, store. The unit the pool runs.
+
+Everything a server can get wrong becomes a result with an ``error`` code and a
+``retryable`` flag, never an exception: the downloader must report every task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from crawler.storage import commit_file, image_relative_path, open_temporary
+from crawler.verify import SNIFF_BYTES, image_dimensions, sniff_image_type
+
+CHUNK_BYTES = 256 * 1024
+# Worth another try later: the server or the network may recover.
+RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
+# The manager's xmlrpclib wire format carries 32-bit integers only.
+MAX_WIRE_INT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class FetchLimits:
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    max_bytes: int = 64 * 1024 * 1024
+    user_agent: str = "distributed-image-crawler/0.1"
+
+
+def make_session(concurrency: int, user_agent: str) -> requests.Session:
+    """One Session for the whole pool, with a connection pool per host that fits it."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=64, pool_maxsize=concurrency, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = user_agent
+    return session
+
+
+def new_result(task_id: int, url: str, node: str) -> dict[str, Any]:
+    return {
+        "id": task_id,
+        "url": url,
+        "node": node,
+        "outcome": "failed",
+        "status": None,
+        "bytes": 0,
+        "sha256": None,
+        "content_type": None,
+        "declared_type": None,
+        "path": None,
+        "width": None,
+        "height": None,
+        "error": None,
+        "retryable": False,
+        "elapsed": 0.0,
+    }
+
+
+def fetch_image(
+    session: requests.Session,
+    task_id: int,
+    url: str,
+    out: Path,
+    node: str,
+    limits: FetchLimits,
+    sync: Callable[[int], None] = os.fsync,
+) -> dict[str, Any]:
+    """Fetch ``url`` into ``out`` and describe what happened (see ``new_result``).
+
+    ``sync`` flushes the file to disk before the rename; a gevent caller passes one
+    that runs in a thread so that fsync does not stall every greenlet.
+    """
+    started = time.monotonic()
+    result = new_result(task_id, url, node)
+    temporary: Path | None = None
+    try:
+        with session.get(
+            url, stream=True, timeout=(limits.connect_timeout, limits.read_timeout)
+        ) as response:
+            result["status"] = response.status_code
+            result["declared_type"] = response.headers.get("Content-Type")
+            if not 200 <= response.status_code < 300 or response.status_code == 204:
+                result["error"] = f"http_{response.status_code}"
+                result["retryable"] = response.status_code in RETRYABLE_STATUS
+                return result
+            declared = _declared_length(response)
+            if declared is not None and declared > limits.max_bytes:
+                result["error"] = "too_large"
+                return result
+            with open_temporary(out) as handle:
+                temporary = Path(handle.name)
+                digest, size, head = _stream_to(handle, response, limits.max_bytes)
+                handle.flush()
+                sync(handle.fileno())
+        if size > limits.max_bytes:
+            result.update(error="too_large", bytes=size)
+            return result
+        if declared is not None and size != declared:
+            result.update(error="truncated", retryable=True, bytes=size)
+            return result
+        sniffed = sniff_image_type(head)
+        if sniffed is None:
+            result.update(error="not_an_image", bytes=size)
+            return result
+        mime, extension = sniffed
+        relative = image_relative_path(url, digest, extension)
+        dimensions = None if extension == "svg" else image_dimensions(temporary)
+        if dimensions is None and extension != "svg":
+            result.update(error="corrupt_image", bytes=size, content_type=mime)
+            return result
+        commit_file(temporary, out, relative)
+        temporary = None
+        result.update(
+            outcome="stored",
+            bytes=size,
+            sha256=digest,
+            content_type=mime,
+            path=relative.as_posix(),
+        )
+        if dimensions is not None:
+            result["width"], result["height"] = dimensions
+    except requests.Timeout as exc:
+        result.update(error=f"timeout: {_short(exc)}", retryable=True)
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+        result.update(error=f"connection_error: {_short(exc)}", retryable=True)
+    except requests.RequestException as exc:
+        result.update(error=f"request_error: {_short(exc)}")
+    finally:
+        if temporary is not None:
+            temporary.unlink(missing_ok=True)
+        result["elapsed"] = round(time.monotonic() - started, 4)
+    return result
+
+
+def _declared_length(response: requests.Response) -> int | None:
+    value = response.headers.get("Content-Length", "")
+    if response.headers.get("Content-Encoding", "identity") != "identity":
+        return None  # the length counts compressed bytes; we count decoded ones
+    return int(value) if value.isdigit() else None
+
+
+def _stream_to(handle: Any, response: requests.Response, max_bytes: int) -> tuple[str, int, bytes]:
+    """Write the body in large chunks, hashing as it goes; stop just past ``max_bytes``."""
+    digest = hashlib.sha256()
+    size = 0
+    head = b""
+    for chunk in response.iter_content(CHUNK_BYTES):
+        if len(head) < SNIFF_BYTES:
+            head += chunk[: SNIFF_BYTES - len(head)]
+        size += len(chunk)
+        if size > max_bytes:
+            break
+        digest.update(chunk)
+        handle.write(chunk)
+    return digest.hexdigest(), size, head
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= 200 else text[:197] + "..."

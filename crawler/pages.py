@@ -1,0 +1,82 @@
+"""Fetch one HTML page and extract what it references (runs in the harvester's page threads)."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import requests
+
+from crawler.config import CrawlConfig
+from crawler.extract import ImageRef, extract_page
+from crawler.urls import normalize
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+
+
+@dataclass
+class PageResult:
+    url: str
+    depth: int
+    final_url: str | None = None
+    status: int | None = None
+    content_type: str = ""
+    error: str | None = None
+    truncated: bool = False
+    is_image: bool = False
+    images: list[ImageRef] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
+
+
+_local = threading.local()
+
+
+def _session(config: CrawlConfig) -> requests.Session:
+    """One Session per page thread: connection reuse without sharing across threads."""
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = _local.session = requests.Session()
+        session.headers["User-Agent"] = config.user_agent
+    return session
+
+
+def fetch_page(url: str, depth: int, config: CrawlConfig) -> PageResult:
+    """GET a page (at most ``max_page_bytes`` of it) and extract images and links.
+
+    A response that is an image (a link without an image extension) is flagged so the
+    harvester queues it as an image; other non-HTML responses are skipped.
+    """
+    page = PageResult(url=url, depth=depth)
+    try:
+        with _session(config).get(url, stream=True, timeout=config.page_timeout) as response:
+            page.status = response.status_code
+            page.final_url = normalize(response.url) or url
+            page.content_type = response.headers.get("Content-Type", "")
+            mime = page.content_type.split(";")[0].strip().lower()
+            if response.status_code >= 400:
+                page.error = f"http_{response.status_code}"
+                return page
+            if mime.startswith("image/"):
+                page.is_image = True
+                return page
+            if mime and mime not in HTML_TYPES:
+                page.error = "not_html"
+                return page
+            body = _read_limited(response, config.max_page_bytes)
+            page.truncated = len(body) >= config.max_page_bytes
+    except requests.RequestException as exc:
+        page.error = f"{type(exc).__name__}: {exc}"[:300]
+        return page
+    content = extract_page(body, page.final_url, page.content_type)
+    page.images, page.links = content.images, content.links
+    return page
+
+
+def _read_limited(response: requests.Response, limit: int) -> bytes:
+    chunks, size = [], 0
+    for chunk in response.iter_content(256 * 1024):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]

@@ -1,0 +1,210 @@
+"""The progress log: one logfmt line per event, and the summary ``crawler tail`` keeps.
+
+Logs are data: the harvester writes ``ts=… event=stored url=… bytes=… node=…`` lines,
+flushed one by one, and everything else (``tail``, ``grep``, later reports) reads them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import defaultdict, deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+_BARE = re.compile(r"^[A-Za-z0-9_.:/@+\-%?&=,~#\[\]!*;$'()]*$")
+_PAIR = re.compile(r'([A-Za-z0-9_]+)=("(?:[^"\\]|\\.)*"|\S*)')
+
+
+def format_value(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        value = f"{value:.3f}".rstrip("0").rstrip(".") if value % 1 else str(int(value))
+    text = str(value)
+    if text and _BARE.match(text):
+        return text
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    return f'"{escaped}"'
+
+
+def format_line(event: str, fields: dict[str, Any], ts: float) -> str:
+    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    parts = [f"ts={stamp}", f"event={format_value(event)}"]
+    parts += [f"{key}={format_value(value)}" for key, value in fields.items()]
+    return " ".join(parts)
+
+
+def parse_line(line: str) -> dict[str, str]:
+    """logfmt line -> dict of strings (quoted values unescaped)."""
+    record = {}
+    for key, raw in _PAIR.findall(line):
+        if raw.startswith('"'):
+            raw = re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), raw[1:-1])
+        record[key] = raw
+    return record
+
+
+class ProgressLog:
+    """Appends events to the log file, flushed per line so ``tail`` sees them at once."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle: IO[str] = path.open("a", encoding="utf-8")
+
+    def event(self, event: str, **fields: Any) -> None:
+        self._handle.write(format_line(event, fields, time.time()) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+@dataclass
+class NodeStats:
+    stored: int = 0
+    failed: int = 0
+    state: str = "joined"
+
+
+@dataclass
+class Summary:
+    """Running figures folded from log records; what ``tail`` shows."""
+
+    pages: int = 0
+    queued: int = 0
+    stored: int = 0
+    failed: int = 0
+    bytes: int = 0
+    finished: bool = False
+    nodes: dict[str, NodeStats] = field(default_factory=lambda: defaultdict(NodeStats))
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+    first_ts: float | None = None
+    last_ts: float | None = None
+
+    def update(self, record: dict[str, str]) -> None:
+        event = record.get("event")
+        ts = _parse_ts(record.get("ts"))
+        if ts is not None:
+            self.first_ts = self.first_ts if self.first_ts is not None else ts
+            self.last_ts = ts
+        node = record.get("node")
+        if event == "page_fetched":
+            self.pages += 1
+        elif event == "queued":
+            self.queued += 1
+        elif event == "stored":
+            self.stored += 1
+            self.bytes += int(record.get("bytes") or 0)
+            if ts is not None:
+                self.recent.append(ts)
+            if node:
+                self.nodes[node].stored += 1
+        elif event == "failed":
+            self.failed += 1
+            if node:
+                self.nodes[node].failed += 1
+        elif event in ("node_joined", "node_left", "node_lost") and node:
+            self.nodes[node].state = event.removeprefix("node_")
+        elif event == "crawl_finished":
+            self.finished = True
+
+    def images_per_second(self, window: float = 10.0) -> float:
+        """Stored images per second over the last ``window`` seconds of the log."""
+        if self.last_ts is None or not self.recent:
+            return 0.0
+        start = max(self.last_ts - window, self.first_ts or self.last_ts)
+        count = sum(1 for ts in self.recent if ts >= start)
+        span = self.last_ts - start
+        return count / span if span > 0 else 0.0
+
+    def render(self) -> str:
+        lines = [
+            f"== pages {self.pages}  queued {self.queued}  stored {self.stored}  "
+            f"failed {self.failed}  {self.bytes / 1e6:.1f} MB  "
+            f"{self.images_per_second():.1f} images/s" + ("  [finished]" if self.finished else "")
+        ]
+        for node, stats in sorted(self.nodes.items()):
+            lines.append(
+                f"   node {node}: {stats.state}, stored {stats.stored}, failed {stats.failed}"
+            )
+        return "\n".join(lines)
+
+
+def _parse_ts(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC).timestamp()
+    except ValueError:
+        return None
+
+
+def follow(path: Path, poll: float = 0.2, idle_timeout: float | None = None) -> Iterator[str]:
+    """Yield complete lines of a growing file, like ``tail -f``, from its beginning.
+
+    Waits for the file to appear; notices truncation or replacement (log rotation)
+    and starts over on the new file. Stops after ``idle_timeout`` seconds without a
+    new line when given.
+    """
+    handle = None
+    inode = None
+    pending = ""
+    idle_since = time.monotonic()
+    try:
+        while True:
+            if handle is None:
+                try:
+                    handle = path.open(encoding="utf-8", errors="replace")
+                    inode = path.stat().st_ino
+                except FileNotFoundError:
+                    handle = None
+            chunk = handle.read() if handle is not None else ""
+            if chunk:
+                idle_since = time.monotonic()
+                pending += chunk
+                *lines, pending = pending.split("\n")
+                yield from lines
+                continue
+            if handle is not None and _replaced(path, inode, handle):
+                handle.close()
+                handle, pending = None, ""
+                continue
+            if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
+                return
+            time.sleep(poll)
+    finally:
+        if handle is not None:
+            handle.close()
+
+
+def _replaced(path: Path, inode: int | None, handle: IO[str]) -> bool:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return False
+    return stat.st_ino != inode or stat.st_size < handle.tell()
+
+
+def tail_log(path: Path, summary_every: float = 5.0) -> int:
+    """Print the log's lines as they come, with a summary every ``summary_every`` s.
+
+    Stops after the harvester writes ``crawl_finished`` (printing the final summary).
+    """
+    if not path.exists():
+        print(f"waiting for {path} to appear...", flush=True)
+    summary = Summary()
+    last_summary = time.monotonic()
+    for line in follow(path):
+        print(line, flush=True)
+        record = parse_line(line)
+        summary.update(record)
+        if summary.finished or time.monotonic() - last_summary >= summary_every:
+            print(summary.render(), flush=True)
+            last_summary = time.monotonic()
+        if summary.finished:
+            return 0
+    return 0

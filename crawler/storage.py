@@ -1,0 +1,74 @@
+"""Content-addressed image files, atomic writes, and the manifest.
+
+Layout: ``OUT/<host>/<sha256[:2]>/<sha256>.<ext>``. Names come only from the content
+hash, the sniffed type and a sanitized host, so nothing a server sends can choose a
+path outside ``OUT``. A file appears under its final name only complete (write to a
+temporary file in ``OUT/.tmp``, fsync, rename), so a crash never leaves a partial image.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any
+
+from crawler.urls import host_dir
+
+TMP_DIR = ".tmp"
+MANIFEST_NAME = "manifest.jsonl"
+
+
+def image_relative_path(url: str, sha256: str, extension: str) -> Path:
+    """Where an image with this content, found at this URL, lives relative to OUT."""
+    return Path(host_dir(url)) / sha256[:2] / f"{sha256}.{extension}"
+
+
+def open_temporary(out: Path) -> IO[bytes]:
+    """A new temporary file on the same file system as OUT (so rename is atomic)."""
+    tmp = out / TMP_DIR
+    tmp.mkdir(parents=True, exist_ok=True)
+    return tempfile.NamedTemporaryFile(dir=tmp, prefix="part-", delete=False)
+
+
+def commit_file(temporary: Path, out: Path, relative: Path) -> bool:
+    """Move a finished temporary file to ``OUT/relative``; True if it was new.
+
+    The file was flushed and fsynced by the writer. When a file with the same
+    content hash is already there, the temporary copy is dropped instead: one file
+    per distinct content.
+    """
+    final = out / relative
+    if final.exists():
+        temporary.unlink(missing_ok=True)
+        return False
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(temporary, final)
+    return True
+
+
+class Manifest:
+    """Append-only JSON Lines file, one object per image URL, flushed per record."""
+
+    def __init__(self, out: Path) -> None:
+        out.mkdir(parents=True, exist_ok=True)
+        self.path = out / MANIFEST_NAME
+        self._handle = self.path.open("a", encoding="utf-8")
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
+def read_manifest(path: Path) -> list[dict[str, Any]]:
+    """Every complete record of a manifest (a torn last line is skipped)."""
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for line in handle:
+            if line.endswith("\n"):
+                records.append(json.loads(line))
+    return records

@@ -1,0 +1,247 @@
+"""Serve the broker over TCP with ``multiprocessing.managers``, and the client side.
+
+The classic master/worker design: the harvester's manager registers
+``get_task_queue`` and ``get_result_queue``; downloader nodes connect with the same
+authkey and call methods on the proxies. Three choices matter:
+
+* XML-RPC marshalling (the managers' ``xmlrpclib`` format): only plain data crosses
+  the wire in both directions, never pickles, so holding the key does not let a peer
+  run code on the other side.
+* ``TCP_NODELAY`` on every connection: the manager writes a large message as a
+  4-byte header and then the body, and Nagle's algorithm plus delayed ACKs would
+  stall each such round trip by ~40 ms.
+* A client connection that cooperates with gevent: ``multiprocessing.connection``
+  reads and writes the raw descriptor with ``os.read``/``os.write``, which gevent does
+  not patch, so on a (non-blocking) gevent socket they fail with EAGAIN. Under gevent
+  we read and write through ``gevent.os`` instead, which waits on the hub.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import xmlrpc.client
+from multiprocessing import AuthenticationError
+from multiprocessing.connection import (
+    Connection,
+    ConnectionWrapper,
+    XmlListener,
+    answer_challenge,
+    deliver_challenge,
+)
+from multiprocessing.managers import BaseManager, BaseProxy, Server, listener_client
+from typing import Any
+
+from crawler.broker import Broker
+from crawler.errors import AuthKeyError, BrokerUnavailable, ConfigError
+
+SERIALIZER = "crawler-xmlrpc"
+TASK_QUEUE_METHODS = ("join", "lease", "extend", "leave")
+RESULT_QUEUE_METHODS = ("put_results",)
+# Failures of the network or of a harvester that went away: worth a retry.
+TRANSIENT_ERRORS = (OSError, EOFError)
+
+
+def _set_nodelay(connection: Any) -> None:
+    sock = socket.socket(fileno=connection.fileno())
+    try:
+        if sock.family in (socket.AF_INET, socket.AF_INET6):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    finally:
+        sock.detach()
+
+
+def _xml_dumps(obj: Any) -> bytes:
+    return xmlrpc.client.dumps((obj,), allow_none=True).encode("utf-8")
+
+
+def _xml_loads(data: bytes) -> Any:
+    (obj,), _method = xmlrpc.client.loads(data.decode("utf-8"))
+    return obj
+
+
+def _gevent_patched() -> bool:
+    try:
+        from gevent import monkey
+    except ImportError:
+        return False
+    return monkey.is_module_patched("socket")
+
+
+def _cooperative_connection_class() -> type[Connection]:
+    import gevent.os
+
+    class CooperativeConnection(Connection):
+        def _send(self, buf: bytes, write: Any = gevent.os.nb_write) -> None:
+            super()._send(buf, write)
+
+        def _recv(self, size: int, read: Any = gevent.os.nb_read) -> Any:
+            return super()._recv(size, read)
+
+    return CooperativeConnection
+
+
+def _client(address: tuple[str, int], authkey: bytes | None = None) -> ConnectionWrapper:
+    """Open an authenticated, XML-marshalling connection to a manager."""
+    sock = socket.create_connection(address)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    connection_class = _cooperative_connection_class() if _gevent_patched() else Connection
+    connection = connection_class(sock.detach())
+    try:
+        if authkey is not None:
+            answer_challenge(connection, authkey)
+            deliver_challenge(connection, authkey)
+    except BaseException:
+        connection.close()
+        raise
+    return ConnectionWrapper(connection, _xml_dumps, _xml_loads)
+
+
+# Managers look the serializer name up in this table; ours pairs the standard XML
+# listener with the client above.
+listener_client.setdefault(SERIALIZER, (XmlListener, _client))
+
+
+class TaskQueue:
+    """What downloaders may call on the task side; a separate object from the result
+    side because the manager keys served objects by identity, one exposed list each."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.join = broker.join
+        self.lease = broker.lease
+        self.extend = broker.extend
+        self.leave = broker.leave
+
+
+class ResultQueue:
+    """What downloaders may call on the result side."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.put_results = broker.put_results
+
+
+class _NoDelayServer(Server):
+    """The manager's server, with TCP_NODELAY on accepted sockets and a clean stop."""
+
+    closing = False
+
+    def accepter(self) -> None:
+        while not self.closing:
+            try:
+                connection = self.listener.accept()
+            except OSError:
+                continue
+            _set_nodelay(connection)
+            threading.Thread(target=self.handle_request, args=(connection,), daemon=True).start()
+
+
+class TaskQueueProxy(BaseProxy):
+    _exposed_ = TASK_QUEUE_METHODS
+
+    def join(self, node: str, info: dict[str, Any]) -> dict[str, Any]:
+        return self._callmethod("join", (node, info))
+
+    def lease(self, node: str, limit: int, wait: float) -> dict[str, Any]:
+        return self._callmethod("lease", (node, limit, wait))
+
+    def extend(self, node: str, ids: list[int]) -> bool:
+        return self._callmethod("extend", (node, ids))
+
+    def leave(self, node: str) -> bool:
+        return self._callmethod("leave", (node,))
+
+
+class ResultQueueProxy(BaseProxy):
+    _exposed_ = RESULT_QUEUE_METHODS
+
+    def put_results(self, node: str, results: list[dict[str, Any]]) -> int:
+        return self._callmethod("put_results", (node, results))
+
+
+class _ClientManager(BaseManager):
+    pass
+
+
+_ClientManager.register("get_task_queue", proxytype=TaskQueueProxy)
+_ClientManager.register("get_result_queue", proxytype=ResultQueueProxy)
+
+
+class BrokerServer:
+    """The harvester's side: serves one Broker on ``address`` until ``stop``."""
+
+    def __init__(self, broker: Broker, address: tuple[str, int], authkey: bytes) -> None:
+        class ServingManager(BaseManager):
+            pass
+
+        task_queue, result_queue = TaskQueue(broker), ResultQueue(broker)
+        ServingManager.register(
+            "get_task_queue", callable=lambda: task_queue, exposed=TASK_QUEUE_METHODS
+        )
+        ServingManager.register(
+            "get_result_queue", callable=lambda: result_queue, exposed=RESULT_QUEUE_METHODS
+        )
+        try:
+            self._server = _NoDelayServer(ServingManager._registry, address, authkey, SERIALIZER)
+        except OSError as exc:
+            raise ConfigError(
+                f"cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
+            ) from None
+        self._server.stop_event = threading.Event()
+        self.address: tuple[str, int] = self._server.address
+        self._thread = threading.Thread(target=self._server.accepter, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._server.closing = True
+        self._server.stop_event.set()
+        self._server.listener.close()
+
+
+class BrokerClient:
+    """A downloader node's view of the harvester: a narrow interface over the proxies.
+
+    Another broker (Redis, say) can replace this class without touching the
+    downloader. Raises ``BrokerUnavailable`` for every network failure.
+    """
+
+    def __init__(self, address: tuple[str, int], authkey: bytes) -> None:
+        self.address = address
+        self._manager = _ClientManager(address=address, authkey=authkey, serializer=SERIALIZER)
+        try:
+            self._manager.connect()
+            self._tasks: TaskQueueProxy = self._manager.get_task_queue()
+            self._results: ResultQueueProxy = self._manager.get_result_queue()
+        except AuthenticationError:
+            raise AuthKeyError(
+                f"the harvester at {self.where} rejected our authkey: "
+                "every node needs the same key (CRAWLER_AUTHKEY or --authkey-file)"
+            ) from None
+        except TRANSIENT_ERRORS as exc:
+            raise BrokerUnavailable(f"harvester at {self.where} is not reachable: {exc}") from exc
+
+    @property
+    def where(self) -> str:
+        return f"{self.address[0]}:{self.address[1]}"
+
+    def _call(self, method: Any, *args: Any) -> Any:
+        try:
+            return method(*args)
+        except TRANSIENT_ERRORS as exc:
+            raise BrokerUnavailable(f"lost the harvester at {self.where}: {exc!r}") from exc
+
+    def join(self, node: str, info: dict[str, Any]) -> dict[str, Any]:
+        return self._call(self._tasks.join, node, info)
+
+    def lease_batch(self, node: str, limit: int, wait: float = 1.0) -> dict[str, Any]:
+        return self._call(self._tasks.lease, node, limit, wait)
+
+    def extend_leases(self, node: str, ids: list[int]) -> bool:
+        return self._call(self._tasks.extend, node, ids)
+
+    def report_results(self, node: str, results: list[dict[str, Any]]) -> int:
+        return self._call(self._results.put_results, node, results)
+
+    def leave(self, node: str) -> bool:
+        return self._call(self._tasks.leave, node)

@@ -72,7 +72,9 @@ class DownloadConfig:
     batch_size: int = _setting(0, _not_negative, "must be >= 0 (0 means the concurrency)")
     connect_timeout: float = _setting(10.0, _positive, "must be > 0")
     read_timeout: float = _setting(30.0, _positive, "must be > 0")
-    max_image_bytes: int = _setting(64 * 1024 * 1024, _positive, "must be > 0")
+    max_image_bytes: int = _setting(
+        64 * 1024 * 1024, lambda v: 0 < v < 2**31, "must be > 0 and < 2147483648"
+    )
     wait_for_harvester: float = _setting(0.0, _not_negative, "must be >= 0 (0 means forever)")
 
 

@@ -1,0 +1,179 @@
+"""Start real crawler processes the way a user does, and check what they left behind."""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from crawler.progress import parse_line
+from crawler.storage import read_manifest
+
+RUN_TIMEOUT = 120.0
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return sock.getsockname()[1]
+
+
+def crawler_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CRAWLER_")}
+    env["CRAWLER_AUTHKEY"] = secrets.token_urlsafe(24)
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+@dataclass
+class Processes:
+    """Every process a test started; all are killed at the end, whatever happened."""
+
+    logs: Path
+    started: list[tuple[str, subprocess.Popen]] = field(default_factory=list)
+
+    def start(self, name: str, argv: list[str], env: dict[str, str], prefix: list[str] = ()):
+        out = (self.logs / f"{name}.out").open("wb")
+        err = (self.logs / f"{name}.err").open("wb")
+        proc = subprocess.Popen([*prefix, *argv], env=env, stdout=out, stderr=err)
+        self.started.append((name, proc))
+        return proc
+
+    def crawler(self, name: str, args: list[str], env: dict[str, str], prefix: list[str] = ()):
+        return self.start(name, [sys.executable, "-m", "crawler", *args], env, prefix)
+
+    def wait_all(self, names: list[str], timeout: float = RUN_TIMEOUT) -> dict[str, int]:
+        deadline = time.monotonic() + timeout
+        codes = {}
+        for name, proc in self.started:
+            if name in names:
+                try:
+                    codes[name] = proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+                except subprocess.TimeoutExpired:
+                    raise AssertionError(
+                        f"{name} still running after {timeout} s:\n" + self.output(name)
+                    ) from None
+        return codes
+
+    def output(self, name: str) -> str:
+        return "".join(
+            f"--- {name}{suffix} ---\n"
+            + (self.logs / f"{name}{suffix}").read_text(errors="replace")[-4000:]
+            for suffix in (".out", ".err")
+        )
+
+    def stop_all(self) -> None:
+        for _name, proc in self.started:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+
+
+def wait_for_file(path: Path, timeout: float = 15.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.read_text().strip():
+            return path.read_text().strip()
+        time.sleep(0.05)
+    raise AssertionError(f"{path} did not appear within {timeout} s")
+
+
+def wait_for_text(path: Path, text: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and text in path.read_text(errors="replace"):
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"{text!r} did not appear in {path} within {timeout} s")
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def check_crawl(
+    site_url: str,
+    truth: dict,
+    harvester_out: Path,
+    downloader_outs: list[Path],
+    access_log: Path,
+    nodes: int,
+) -> dict:
+    """Assert the crawl found and stored every image exactly once; return the manifest."""
+    base = site_url.rstrip("/")
+    records = read_manifest(harvester_out / "manifest.jsonl")
+    by_url = {r["url"]: r for r in records}
+    assert len(by_url) == len(records), "a URL appears twice in the manifest"
+
+    expected = {base + image["path"]: image for image in truth["images"]}
+    broken = {base + path for path in truth["broken_images"]}
+    assert set(by_url) == set(expected) | broken
+
+    for url, image in expected.items():
+        record = by_url[url]
+        assert record["outcome"] == "stored", record
+        assert record["sha256"] == image["sha256"], url
+        assert record["bytes"] == image["bytes"]
+        assert (record["width"], record["height"]) == (image["width"], image["height"])
+        assert record["page"].startswith(base) and record["node"] and record["attempts"] == 1
+        stored = [
+            out / record["path"] for out in downloader_outs if (out / record["path"]).exists()
+        ]
+        assert stored, f"{url}: {record['path']} not found under any output folder"
+        assert sha256_of(stored[0]) == image["sha256"]
+    for url in broken:
+        record = by_url[url]
+        assert (record["outcome"], record["status"], record["error"]) == ("failed", 404, "http_404")
+        assert record["path"] is None
+
+    files = [
+        p
+        for out in downloader_outs
+        for p in out.rglob("*")
+        if p.is_file()
+        and p.parent.parent.parent == out
+        and not p.parent.parent.name.startswith(".")
+    ]
+    assert len(files) == truth["distinct_contents"], "an image was stored twice"
+    assert not [p for out in downloader_outs for p in (out / ".tmp").glob("*")], "temp file left"
+
+    gets = collections.Counter(
+        line.split()[1] for line in access_log.read_text().splitlines() if line.startswith("GET ")
+    )
+    for image in truth["images"]:
+        assert gets[image["path"]] == 1, f"{image['path']} fetched {gets[image['path']]} times"
+
+    events = [
+        parse_line(line) for line in (harvester_out / "progress.log").read_text().splitlines()
+    ]
+    kinds = collections.Counter(e["event"] for e in events)
+    for kind in (
+        "crawl_started",
+        "page_fetched",
+        "queued",
+        "stored",
+        "failed",
+        "node_joined",
+        "node_left",
+        "totals",
+        "crawl_finished",
+    ):
+        assert kinds[kind], f"no {kind} event in the progress log"
+    assert kinds["stored"] == len(expected) and kinds["failed"] == len(broken)
+    assert kinds["node_joined"] == nodes
+    assert len({r["node"] for r in records if r["outcome"] == "stored"}) == nodes
+    assert not [e for e in events if "example.invalid" in e.get("url", "")]
+    return {"records": records, "events": events}
+
+
+def load_truth(site: Path) -> dict:
+    return json.loads((site / "ground_truth.json").read_text())

@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
     tail = commands.add_parser("tail", help="follow a progress log with a live summary")
     tail.add_argument("log", nargs="?", default="downloads/progress.log", type=Path)
     tail.add_argument("--summary-every", type=float, default=5.0, metavar="SECONDS")
+    tail.add_argument(
+        "--only", metavar="EVENTS", help="print only these events, e.g. page_fetched,totals"
+    )
 
     keygen = commands.add_parser("keygen", help="write a new random authkey file (mode 0600)")
     keygen.add_argument("path", type=Path)
@@ -94,7 +97,8 @@ def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     from crawler.progress import tail_log
 
-    return tail_log(args.log, args.summary_every)
+    only = frozenset(args.only.split(",")) if args.only else None
+    return tail_log(args.log, args.summary_every, only)
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:

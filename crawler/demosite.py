@@ -489,6 +489,48 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             server.close()
 
 
+def compare_with_truth(truth: dict, site_url: str, out: Path) -> list[str]:
+    """Problems found comparing a crawl's manifest and files with the ground truth."""
+    base = site_url.rstrip("/")
+    records = {}
+    with (out / "manifest.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            records[record["url"]] = record
+    problems = []
+    for image in truth["images"]:
+        record = records.get(base + image["path"])
+        if record is None or record["outcome"] != "stored":
+            problems.append(f"not stored: {image['path']}")
+            continue
+        stored = out / record["path"]
+        if (
+            not stored.is_file()
+            or hashlib.sha256(stored.read_bytes()).hexdigest() != image["sha256"]
+        ):
+            problems.append(f"wrong or missing file for {image['path']}: {stored}")
+    for path in truth["broken_images"]:
+        record = records.get(base + path)
+        if record is None or record["status"] != 404:
+            problems.append(f"broken image not reported as 404: {path}")
+    return problems
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    truth = json.loads((args.dir / "ground_truth.json").read_text())
+    problems = compare_with_truth(truth, args.site_url, args.out)
+    for problem in problems[:20]:
+        print(f"  {problem}")
+    total = len(truth["images"])
+    print(
+        f"checked against the ground truth: {total - len(problems)}/{total} demo images stored "
+        f"with the right sha256, {len(truth['broken_images'])} broken links reported as 404"
+        if not problems
+        else f"checked against the ground truth: {len(problems)} problems"
+    )
+    return 0 if not problems else 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crawler.demosite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -507,6 +549,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument("--port-file", type=Path)
     srv.add_argument("--access-log", type=Path)
     srv.set_defaults(func=_cmd_serve)
+
+    check = sub.add_parser("check", help="compare a crawl's output with the ground truth")
+    check.add_argument("dir", type=Path, help="the generated site")
+    check.add_argument("site_url", help="the URL the site was served at")
+    check.add_argument("out", type=Path, help="the crawl's output folder")
+    check.set_defaults(func=_cmd_check)
 
     args = parser.parse_args(argv)
     return args.func(args)

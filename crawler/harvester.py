@@ -165,6 +165,9 @@ class Harvester:
         if page.is_image:
             self._queue_images([(page.url, page.url, "link")])
             return
+        if page.error == "not_html":
+            self.log.event("page_skipped", url=page.url, content_type=page.content_type)
+            return
         if page.error:
             self.totals["page_errors"] += 1
             self.log.event("page_failed", url=page.url, status=page.status, error=page.error)

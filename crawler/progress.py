@@ -189,9 +189,10 @@ def _replaced(path: Path, inode: int | None, handle: IO[str]) -> bool:
     return stat.st_ino != inode or stat.st_size < handle.tell()
 
 
-def tail_log(path: Path, summary_every: float = 5.0) -> int:
+def tail_log(path: Path, summary_every: float = 5.0, only: frozenset[str] | None = None) -> int:
     """Print the log's lines as they come, with a summary every ``summary_every`` s.
 
+    ``only`` limits the printed lines to those events (the summary counts them all).
     Stops after the harvester writes ``crawl_finished`` (printing the final summary).
     """
     if not path.exists():
@@ -199,8 +200,9 @@ def tail_log(path: Path, summary_every: float = 5.0) -> int:
     summary = Summary()
     last_summary = time.monotonic()
     for line in follow(path):
-        print(line, flush=True)
         record = parse_line(line)
+        if only is None or record.get("event") in only:
+            print(line, flush=True)
         summary.update(record)
         if summary.finished or time.monotonic() - last_summary >= summary_every:
             print(summary.render(), flush=True)

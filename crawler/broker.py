@@ -43,7 +43,8 @@ def retry_delay(attempt: int, jitter: float) -> float:
 
     ``jitter`` in [0, 1) spreads retries of many tasks so they do not arrive together.
     """
-    return min(60.0, 2.0 ** (attempt - 1)) * (0.5 + jitter / 2)
+    # The exponent is capped too: 2.0 ** 1024 overflows, and max_attempts has no upper bound.
+    return min(60.0, 2.0 ** min(attempt - 1, 6)) * (0.5 + jitter / 2)
 
 
 @dataclass

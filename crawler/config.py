@@ -127,8 +127,12 @@ KEYS = _key_index()
 def parse_address(text: str, key: str = "address") -> tuple[str, int]:
     """``"HOST:PORT"`` -> ``(host, port)``; IPv6 hosts go in brackets."""
     host, sep, port = text.rpartition(":")
-    host = host.strip("[]")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    bracketed = host.startswith("[") and host.endswith("]")
+    host = host[1:-1] if bracketed else host
+    # Without brackets "::1:5599" is ambiguous; a leftover bracket is a typo.
+    malformed = "[" in host or "]" in host or (":" in host and not bracketed)
+    digits = port.isascii() and port.isdigit()  # "²".isdigit() is True, int("²") fails
+    if not sep or not host or malformed or not digits or not 0 < int(port) < 65536:
         raise ConfigError(f"{key}: expected HOST:PORT (e.g. 127.0.0.1:5599), got {text!r}")
     return host, int(port)
 

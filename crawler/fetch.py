@@ -102,7 +102,7 @@ def fetch_image(
                 handle.flush()
                 sync(handle.fileno())
         if size > limits.max_bytes:
-            result.update(error="too_large", bytes=size)
+            result.update(error="too_large", bytes=min(size, MAX_WIRE_INT))
             return result
         if declared is not None and size != declared:
             result.update(error="truncated", retryable=True, bytes=size)

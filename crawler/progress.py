@@ -17,6 +17,7 @@ from typing import IO, Any
 
 _BARE = re.compile(r"^[A-Za-z0-9_.:/@+\-%?&=,~#\[\]!*;$'()]*$")
 _PAIR = re.compile(r'([A-Za-z0-9_]+)=("(?:[^"\\]|\\.)*"|\S*)')
+_UNESCAPE = {"n": "\n", "r": "\r"}
 
 
 def format_value(value: Any) -> str:
@@ -27,7 +28,9 @@ def format_value(value: Any) -> str:
     text = str(value)
     if text and _BARE.match(text):
         return text
-    escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+    escaped = text.replace("\\", "\\\\").replace('"', '\\"')
+    # Escape \r too: readers with universal newlines (Python's open) end a line there.
+    escaped = escaped.replace("\n", "\\n").replace("\r", "\\r")
     return f'"{escaped}"'
 
 
@@ -43,7 +46,7 @@ def parse_line(line: str) -> dict[str, str]:
     record = {}
     for key, raw in _PAIR.findall(line):
         if raw.startswith('"'):
-            raw = re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), raw[1:-1])
+            raw = re.sub(r"\\(.)", lambda m: _UNESCAPE.get(m.group(1), m.group(1)), raw[1:-1])
         record[key] = raw
     return record
 

@@ -18,6 +18,8 @@ authkey and call methods on the proxies. Three choices matter:
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import threading
 import xmlrpc.client
@@ -42,13 +44,16 @@ RESULT_QUEUE_METHODS = ("put_results",)
 TRANSIENT_ERRORS = (OSError, EOFError)
 
 
-def _set_nodelay(connection: Any) -> None:
-    sock = socket.socket(fileno=connection.fileno())
-    try:
-        if sock.family in (socket.AF_INET, socket.AF_INET6):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    finally:
-        sock.detach()
+def _nodelay_socket(connection: Any) -> socket.socket:
+    """A duplicate of the connection's socket, with TCP_NODELAY set on the shared socket.
+
+    The duplicate keeps the socket alive until we close it, so shutting it down can
+    never hit an unrelated socket that reused a closed descriptor number.
+    """
+    sock = socket.socket(fileno=os.dup(connection.fileno()))
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
 
 
 def _xml_dumps(obj: Any) -> bytes:
@@ -121,9 +126,20 @@ class ResultQueue:
 
 
 class _NoDelayServer(Server):
-    """The manager's server, with TCP_NODELAY on accepted sockets and a clean stop."""
+    """The manager's server, with TCP_NODELAY on accepted sockets and a clean stop.
+
+    Stopping must cut the open connections too: a connection's thread checks the stop
+    flag only after answering one more request, and then its exit sends a stray
+    ``None`` that the client takes as the answer to its next call.
+    """
 
     closing = False
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.stop_event = threading.Event()  # read by serve_client; serve_forever is unused
+        self._open_sockets: set[socket.socket] = set()
+        self._open_lock = threading.Lock()
 
     def accepter(self) -> None:
         while not self.closing:
@@ -131,8 +147,32 @@ class _NoDelayServer(Server):
                 connection = self.listener.accept()
             except OSError:
                 continue
-            _set_nodelay(connection)
-            threading.Thread(target=self.handle_request, args=(connection,), daemon=True).start()
+            sock = _nodelay_socket(connection)
+            with self._open_lock:
+                if self.closing:
+                    sock.close()
+                    connection.close()
+                    return
+                self._open_sockets.add(sock)
+            threading.Thread(target=self._serve, args=(connection, sock), daemon=True).start()
+
+    def _serve(self, connection: Any, sock: socket.socket) -> None:
+        try:
+            self.handle_request(connection)
+        finally:
+            with self._open_lock:
+                self._open_sockets.discard(sock)
+            sock.close()
+
+    def stop(self) -> None:
+        with self._open_lock:
+            self.closing = True
+            open_sockets = list(self._open_sockets)
+        self.stop_event.set()
+        self.listener.close()
+        for sock in open_sockets:
+            with contextlib.suppress(OSError):  # the peer may be gone already
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading it
 
 
 class TaskQueueProxy(BaseProxy):
@@ -186,7 +226,6 @@ class BrokerServer:
             raise ConfigError(
                 f"cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
             ) from None
-        self._server.stop_event = threading.Event()
         self.address: tuple[str, int] = self._server.address
         self._thread = threading.Thread(target=self._server.accepter, daemon=True)
 
@@ -194,9 +233,8 @@ class BrokerServer:
         self._thread.start()
 
     def stop(self) -> None:
-        self._server.closing = True
-        self._server.stop_event.set()
-        self._server.listener.close()
+        """Stop accepting and cut open connections: later calls raise BrokerUnavailable."""
+        self._server.stop()
 
 
 class BrokerClient:

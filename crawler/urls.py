@@ -26,6 +26,8 @@ IMAGE_EXTENSIONS = frozenset(
 # Characters a browser would percent-encode before sending; keep existing escapes.
 _SAFE = "!#$%&'()*+,/:;=?@[]~"
 _HOST_DIR_OK = re.compile(r"[^a-z0-9.\-]")
+# The WHATWG URL standard's forbidden domain code points: a browser refuses such a host.
+_FORBIDDEN_IN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
 
 
 def normalize(url: str) -> str | None:
@@ -46,8 +48,10 @@ def normalize(url: str) -> str | None:
         host = parts.hostname.encode("idna").decode("ascii")
     except UnicodeError:
         return None
-    if ":" in host:
+    if ":" in host:  # IPv6; urlsplit has checked the address inside the brackets
         host = f"[{host}]"
+    elif _FORBIDDEN_IN_HOST.search(host):
+        return None
     netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
     path = quote(parts.path or "/", safe=_SAFE)
     query = quote(parts.query, safe=_SAFE)

@@ -1,0 +1,204 @@
+"""The command line as a user meets it: real subprocesses, exit codes, one-line errors."""
+
+from __future__ import annotations
+
+import socket
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from crawler.demosite import generate_site, serve
+from tests.e2e.cluster import crawler_env, free_port
+
+
+@pytest.fixture(scope="module")
+def site_url(tmp_path_factory):
+    """A site with images: with no downloader connected, a harvester stays up."""
+    root = tmp_path_factory.mktemp("site")
+    generate_site(root, pages=2, images=4)
+    server = serve(root)
+    yield server.url
+    server.close()
+
+
+def crawler(
+    *args: str, env: dict | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "crawler", *args],
+        env=env or crawler_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def test_importing_the_cli_opens_no_socket_module_before_gevent_patches():
+    # `crawler download` must monkey-patch before socket or ssl is imported anywhere.
+    code = (
+        "import sys, crawler.cli; "
+        "print(sorted(m for m in ('socket', 'ssl', 'requests', 'urllib3') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+def test_downloader_waits_for_the_harvester_then_gives_up_cleanly(tmp_path):
+    env = {**crawler_env(), "CRAWLER_WAIT_FOR_HARVESTER": "1.5"}
+    started = time.monotonic()
+    done = crawler(
+        "download",
+        "--connect",
+        f"127.0.0.1:{free_port()}",
+        "--processes",
+        "1",
+        "--out",
+        str(tmp_path),
+        env=env,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "not reachable" in done.stderr and "gave up after 1.5 s" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert time.monotonic() - started < 30
+
+
+def start_harvester(site_url: str, out: Path, port: int, env: dict) -> subprocess.Popen:
+    """A harvester with work queued and no downloader: it stays up until killed."""
+    harvester = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "crawler",
+            "harvest",
+            site_url,
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--out",
+            str(out),
+        ],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return harvester
+        time.sleep(0.05)
+    harvester.kill()
+    raise AssertionError("the harvester did not start listening")
+
+
+def test_downloader_with_the_wrong_key_is_refused(tmp_path, site_url):
+    port = free_port()
+    harvester = start_harvester(site_url, tmp_path / "h", port, crawler_env())
+    try:
+        done = crawler(
+            "download",
+            "--connect",
+            f"127.0.0.1:{port}",
+            "--processes",
+            "1",
+            "--out",
+            str(tmp_path / "d"),
+            # Another random key; give up rather than wait should the harvester vanish.
+            env={**crawler_env(), "CRAWLER_WAIT_FOR_HARVESTER": "20"},
+        )
+        assert harvester.poll() is None, "the harvester should still be waiting for nodes"
+        assert done.returncode == 2, done.stderr
+        assert "rejected our authkey" in done.stderr and "Traceback" not in done.stderr
+    finally:
+        harvester.kill()
+        harvester.wait(timeout=10)
+
+
+def test_second_harvester_on_the_same_state_is_refused(tmp_path, site_url):
+    env = crawler_env()
+    out = tmp_path / "out"
+    first = start_harvester(site_url, out, free_port(), env)
+    try:
+        done = crawler(
+            "harvest",
+            "http://127.0.0.1:9/",
+            "--listen",
+            f"127.0.0.1:{free_port()}",
+            "--out",
+            str(out),
+            env=env,
+        )
+        assert first.poll() is None, "the first harvester should still be waiting for nodes"
+        assert done.returncode == 2
+        assert "another harvester is using the state folder" in done.stderr
+    finally:
+        first.kill()
+        first.wait(timeout=10)
+
+
+def test_busy_listen_port_is_a_one_line_error(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = crawler(
+            "harvest",
+            "http://127.0.0.1:9/",
+            "--listen",
+            f"127.0.0.1:{port}",
+            "--out",
+            str(tmp_path),
+        )
+    assert done.returncode == 2
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_keygen_writes_a_private_key_once(tmp_path):
+    key = tmp_path / "crawler.key"
+    done = crawler("keygen", str(key))
+    assert done.returncode == 0
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert len(key.read_text().strip()) >= 16
+    assert key.read_text().strip() not in done.stdout + done.stderr
+    again = crawler("keygen", str(key))
+    assert again.returncode == 2 and "not overwriting" in again.stderr
+
+
+def test_harvester_refuses_an_output_folder_with_an_earlier_manifest(tmp_path):
+    (tmp_path / "manifest.jsonl").write_text('{"url": "http://x/a.png"}\n')
+    done = crawler(
+        "harvest",
+        "http://127.0.0.1:9/",
+        "--out",
+        str(tmp_path),
+        "--listen",
+        f"127.0.0.1:{free_port()}",
+    )
+    assert done.returncode == 2 and "already holds an earlier crawl" in done.stderr
+    assert (tmp_path / "manifest.jsonl").read_text() == '{"url": "http://x/a.png"}\n'
+
+
+def test_tail_of_a_finished_log_prints_summary_and_returns(tmp_path):
+    log = tmp_path / "progress.log"
+    log.write_text(
+        "ts=2026-01-01T00:00:00.000Z event=page_fetched url=http://h/ status=200\n"
+        "ts=2026-01-01T00:00:01.000Z event=stored url=http://h/a.png bytes=10 node=n1\n"
+        "ts=2026-01-01T00:00:02.000Z event=failed url=http://h/b.png status=404 node=n1\n"
+        "ts=2026-01-01T00:00:03.000Z event=crawl_finished\n"
+    )
+    done = crawler("tail", str(log), "--only", "stored", timeout=30)
+    assert done.returncode == 0
+    assert "event=stored" in done.stdout and "event=failed" not in done.stdout
+    assert "pages 1" in done.stdout and "stored 1" in done.stdout and "failed 1" in done.stdout
+    assert "node n1" in done.stdout and "[finished]" in done.stdout
+
+
+def test_python_dash_m_and_help(tmp_path: Path):
+    done = crawler("--help")
+    assert done.returncode == 0
+    for command in ("harvest", "download", "tail", "keygen"):
+        assert command in done.stdout

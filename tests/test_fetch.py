@@ -1,0 +1,254 @@
+"""Tests for downloading one image: HTTP handling, checks and storage, with ``responses``."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+import responses
+from PIL import Image
+
+from crawler.fetch import CHUNK_BYTES, FetchLimits, fetch_image, make_session
+from crawler.storage import TMP_DIR
+
+HOST = "http://images.example"
+USER_AGENT = "ua"
+LIMITS = FetchLimits(connect_timeout=1.0, read_timeout=1.0, max_bytes=64 * 1024)
+SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
+
+
+def image_bytes(fmt: str, size: tuple[int, int]) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("RGB", size, (200, 30, 90)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+PNG = image_bytes("PNG", (7, 5))
+JPEG = image_bytes("JPEG", (3, 2))
+
+
+@pytest.fixture
+def mocked() -> Iterator[responses.RequestsMock]:
+    with responses.RequestsMock() as mock:
+        yield mock
+
+
+@pytest.fixture
+def out(tmp_path: Path) -> Path:
+    return tmp_path / "out"
+
+
+def temporaries(out: Path) -> list[Path]:
+    tmp = out / TMP_DIR
+    return sorted(tmp.iterdir()) if tmp.exists() else []
+
+
+def stored_files(out: Path) -> list[Path]:
+    if not out.exists():
+        return []
+    return sorted(p for p in out.rglob("*") if p.is_file() and TMP_DIR not in p.parts)
+
+
+def fetch(url: str, out: Path, limits: FetchLimits = LIMITS, task_id: int = 1) -> dict[str, Any]:
+    """Fetch with a fresh pool session; whatever happened, no temporary file stays."""
+    result = fetch_image(make_session(4, USER_AGENT), task_id, url, out, "node-1", limits)
+    assert temporaries(out) == []
+    return result
+
+
+def assert_failed(result: dict[str, Any], out: Path, error: str, retryable: bool) -> None:
+    assert (result["outcome"], result["error"], result["retryable"]) == ("failed", error, retryable)
+    assert (result["path"], result["sha256"]) == (None, None)
+    assert stored_files(out) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "mime", "ext", "dimensions"),
+    [(PNG, "image/png", "png", (7, 5)), (JPEG, "image/jpeg", "jpg", (3, 2))],
+    ids=["png", "jpeg"],
+)
+@pytest.mark.parametrize("send_length", [True, False], ids=["with-length", "no-length"])
+def test_stores_an_image_under_its_content_hash(
+    mocked: responses.RequestsMock,
+    out: Path,
+    body: bytes,
+    mime: str,
+    ext: str,
+    dimensions: tuple[int, int],
+    send_length: bool,
+) -> None:
+    url = f"{HOST}/pics/photo.bin?size=large"
+    # The server's Content-Type is wrong on purpose: the type comes from the bytes.
+    mocked.get(
+        url,
+        body=body,
+        content_type="application/octet-stream",
+        auto_calculate_content_length=send_length,
+    )
+    sha = hashlib.sha256(body).hexdigest()
+
+    result = fetch(url, out, task_id=42)
+
+    assert result["outcome"] == "stored"
+    assert (result["id"], result["url"], result["node"]) == (42, url, "node-1")
+    assert (result["status"], result["error"], result["retryable"]) == (200, None, False)
+    assert (result["bytes"], result["sha256"]) == (len(body), sha)
+    assert result["content_type"] == mime
+    assert result["declared_type"] == "application/octet-stream"
+    assert (result["width"], result["height"]) == dimensions
+    assert result["path"] == f"images.example/{sha[:2]}/{sha}.{ext}"
+    assert stored_files(out) == [out / result["path"]]
+    assert (out / result["path"]).read_bytes() == body
+    assert mocked.calls[0].request.headers["User-Agent"] == USER_AGENT
+
+
+def test_host_with_port_gets_its_own_folder(mocked: responses.RequestsMock, out: Path) -> None:
+    mocked.get("http://127.0.0.1:8000/a.png", body=PNG)
+
+    result = fetch("http://127.0.0.1:8000/a.png", out)
+
+    assert result["path"].startswith("127.0.0.1_8000/")
+
+
+def test_same_content_twice_is_one_file(mocked: responses.RequestsMock, out: Path) -> None:
+    mocked.get(f"{HOST}/a.png", body=PNG)
+    mocked.get(f"{HOST}/copy-of-a.png", body=PNG)
+
+    first = fetch(f"{HOST}/a.png", out, task_id=1)
+    second = fetch(f"{HOST}/copy-of-a.png", out, task_id=2)
+
+    assert first["outcome"] == second["outcome"] == "stored"
+    assert first["path"] == second["path"]
+    assert stored_files(out) == [out / first["path"]]
+    assert (out / first["path"]).read_bytes() == PNG
+
+
+def test_svg_is_stored_without_dimensions(mocked: responses.RequestsMock, out: Path) -> None:
+    mocked.get(f"{HOST}/logo", body=SVG, content_type="image/svg+xml")
+
+    result = fetch(f"{HOST}/logo", out)
+
+    assert result["outcome"] == "stored"
+    assert result["content_type"] == "image/svg+xml"
+    assert result["path"].endswith(".svg")
+    assert (result["width"], result["height"]) == (None, None)
+    assert (out / result["path"]).read_bytes() == SVG
+
+
+def test_not_found_is_final(mocked: responses.RequestsMock, out: Path) -> None:
+    mocked.get(f"{HOST}/gone.png", status=404, body=b"<html>not here</html>")
+
+    result = fetch(f"{HOST}/gone.png", out)
+
+    assert_failed(result, out, "http_404", retryable=False)
+    assert result["status"] == 404
+
+
+@pytest.mark.parametrize("status", [429, 503])
+def test_overloaded_server_is_retryable(
+    mocked: responses.RequestsMock, out: Path, status: int
+) -> None:
+    mocked.get(f"{HOST}/busy.png", status=status, body=b"slow down")
+
+    result = fetch(f"{HOST}/busy.png", out)
+
+    assert_failed(result, out, f"http_{status}", retryable=True)
+    assert result["status"] == status
+
+
+def test_declared_length_above_limit_is_refused_before_writing(
+    mocked: responses.RequestsMock, out: Path
+) -> None:
+    limits = FetchLimits(max_bytes=1000)
+    body = PNG + b"\0" * (2000 - len(PNG))
+    mocked.get(f"{HOST}/huge.png", body=body, auto_calculate_content_length=True)
+
+    result = fetch(f"{HOST}/huge.png", out, limits)
+
+    assert mocked.calls[0].response.headers["Content-Length"] == "2000"
+    assert_failed(result, out, "too_large", retryable=False)
+    assert result["bytes"] == 0
+    assert not (out / TMP_DIR).exists()  # no temporary file was even opened
+
+
+def test_body_longer_than_limit_without_length_is_too_large(
+    mocked: responses.RequestsMock, out: Path
+) -> None:
+    limits = FetchLimits(max_bytes=1000)
+    body = PNG + b"\0" * (8 * CHUNK_BYTES)
+    mocked.get(f"{HOST}/sneaky.png", body=body)
+
+    result = fetch(f"{HOST}/sneaky.png", out, limits)
+
+    assert "Content-Length" not in mocked.calls[0].response.headers
+    assert_failed(result, out, "too_large", retryable=False)
+    # Reading stops just past the limit instead of draining whatever the server sends.
+    assert limits.max_bytes < result["bytes"] <= limits.max_bytes + CHUNK_BYTES
+
+
+def test_body_of_exactly_the_limit_is_stored(mocked: responses.RequestsMock, out: Path) -> None:
+    mocked.get(f"{HOST}/a.png", body=PNG)
+
+    result = fetch(f"{HOST}/a.png", out, FetchLimits(max_bytes=len(PNG)))
+
+    assert result["outcome"] == "stored"
+
+
+def test_html_served_as_jpeg_is_not_an_image(mocked: responses.RequestsMock, out: Path) -> None:
+    mocked.get(
+        f"{HOST}/photo.jpg", body=b"<html><body>Oops</body></html>", content_type="image/jpeg"
+    )
+
+    result = fetch(f"{HOST}/photo.jpg", out)
+
+    assert_failed(result, out, "not_an_image", retryable=False)
+    assert result["declared_type"] == "image/jpeg"
+
+
+def test_truncated_png_header_is_a_corrupt_image(mocked: responses.RequestsMock, out: Path) -> None:
+    mocked.get(f"{HOST}/broken.png", body=PNG[:20], content_type="image/png")
+
+    result = fetch(f"{HOST}/broken.png", out)
+
+    assert_failed(result, out, "corrupt_image", retryable=False)
+    assert result["content_type"] == "image/png"
+
+
+@pytest.mark.parametrize(
+    ("failure", "prefix"),
+    [
+        (requests.ConnectionError("connection refused"), "connection_error"),
+        (requests.exceptions.ConnectTimeout("connect timed out"), "timeout"),
+        (requests.exceptions.ReadTimeout("read timed out"), "timeout"),
+    ],
+    ids=["refused", "connect-timeout", "read-timeout"],
+)
+def test_network_failures_are_retryable(
+    mocked: responses.RequestsMock, out: Path, failure: Exception, prefix: str
+) -> None:
+    mocked.get(f"{HOST}/a.png", body=failure)
+
+    result = fetch(f"{HOST}/a.png", out)
+
+    assert result["error"].startswith(f"{prefix}: ")
+    assert (result["outcome"], result["retryable"], result["path"]) == ("failed", True, None)
+    assert stored_files(out) == []
+    assert result["status"] is None
+
+
+def test_failure_while_streaming_leaves_no_temporary_file(
+    mocked: responses.RequestsMock, out: Path
+) -> None:
+    # The server promises more bytes than it sends: the connection breaks mid-body.
+    mocked.get(f"{HOST}/cut.png", body=PNG, headers={"Content-Length": str(len(PNG) + 100)})
+
+    result = fetch(f"{HOST}/cut.png", out)
+
+    assert (out / TMP_DIR).exists()  # the body was being written when it broke
+    assert (result["outcome"], result["retryable"]) == ("failed", True)
+    assert stored_files(out) == []

@@ -1,0 +1,336 @@
+"""Tests for crawler.progress: logfmt lines, the running summary, following and tailing."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from crawler.progress import (
+    ProgressLog,
+    Summary,
+    follow,
+    format_line,
+    format_value,
+    parse_line,
+    tail_log,
+)
+
+T0 = 1_700_000_000.0  # a whole second, so timestamps round-trip exactly
+FAST = {"poll": 0.01, "idle_timeout": 0.3}
+
+
+def line(event: str, at: float = T0, **fields: Any) -> str:
+    return format_line(event, fields, at)
+
+
+# -- logfmt --------------------------------------------------------------------------
+
+
+def test_format_line_layout():
+    text = format_line("stored", {"url": "http://example.org/a.png", "bytes": 1234}, T0 + 0.25)
+    assert text == (
+        "ts=2023-11-14T22:13:20.250Z event=stored url=http://example.org/a.png bytes=1234"
+    )
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "plain",
+        "http://example.org/a b.png?x=1&y=2#frag",
+        'say "hello"',
+        "back\\slash",
+        "backslash then n: \\n",
+        "two\nlines",
+        "carriage\rreturn\r\n",
+        "trailing backslash \\",
+        "key=value inside",
+        "café ☕",
+        "",
+        "   ",
+        "tab\there",
+    ],
+)
+def test_round_trip_strings(value: str):
+    record = parse_line(format_line("failed", {"error": value, "after": "x"}, T0))
+    assert record["error"] == value
+    assert record["after"] == "x"
+    assert record["event"] == "failed"
+
+
+def test_round_trip_is_one_line():
+    text = format_line("failed", {"error": "a\nb\rc", "note": 'q"uote'}, T0)
+    assert "\n" not in text
+    assert "\r" not in text
+
+
+def test_round_trip_through_the_file(tmp_path: Path):
+    path = tmp_path / "progress.log"
+    log = ProgressLog(path)
+    log.event("failed", error="server said:\r\nno\rway", node="n1")
+    log.event("stored", url="http://example.org/a.png")
+    log.close()
+    records = [parse_line(text) for text in follow(path, poll=0.01, idle_timeout=0.05)]
+    assert [record["event"] for record in records] == ["failed", "stored"]
+    assert records[0]["error"] == "server said:\r\nno\rway"
+    assert records[0]["node"] == "n1"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (None, ""),
+        (3, "3"),
+        (2.0, "2"),
+        (1.5, "1.5"),
+        (0.125, "0.125"),
+        (12.3456, "12.346"),
+        (-0.5, "-0.5"),
+        (True, "True"),
+    ],
+)
+def test_round_trip_other_values(value: Any, expected: str):
+    assert parse_line(format_line("totals", {"value": value}, T0))["value"] == expected
+
+
+def test_format_value_quotes_only_when_needed():
+    assert format_value("http://example.org/a.png") == "http://example.org/a.png"
+    assert format_value("a b") == '"a b"'
+    assert format_value("") == '""'
+
+
+def test_event_name_with_a_space_round_trips():
+    assert parse_line(format_line("odd event", {}, T0))["event"] == "odd event"
+
+
+def test_parse_line_ignores_garbage():
+    assert parse_line("") == {}
+    assert parse_line("no pairs here") == {}
+
+
+def test_progress_log_appends_flushed_lines(tmp_path: Path):
+    path = tmp_path / "logs" / "progress.log"
+    log = ProgressLog(path)
+    try:
+        log.event("stored", url="http://example.org/a.png", bytes=10)
+        lines = path.read_text(encoding="utf-8").splitlines()
+        assert len(lines) == 1
+        assert parse_line(lines[0])["url"] == "http://example.org/a.png"
+    finally:
+        log.close()
+
+
+# -- Summary -------------------------------------------------------------------------
+
+
+def summary_of(lines: list[str]) -> Summary:
+    summary = Summary()
+    for text in lines:
+        summary.update(parse_line(text))
+    return summary
+
+
+CRAWL = [
+    line("crawl_started", T0, seeds="http://example.org/"),
+    line("node_joined", T0, node="n1"),
+    line("node_joined", T0, node="n2"),
+    line("page_fetched", T0 + 1, url="http://example.org/"),
+    line("page_fetched", T0 + 1, url="http://example.org/2"),
+    line("queued", T0 + 1, url="http://example.org/a.png"),
+    line("queued", T0 + 1, url="http://example.org/b.png"),
+    line("queued", T0 + 1, url="http://example.org/c.png"),
+    line("stored", T0 + 2, url="http://example.org/a.png", bytes=1_000_000, node="n1"),
+    line("stored", T0 + 3, url="http://example.org/b.png", bytes=1_500_000, node="n2"),
+    line("failed", T0 + 4, url="http://example.org/c.png", error="http_404", node="n2"),
+    line("node_lost", T0 + 5, node="n2"),
+    line("totals", T0 + 5, stored=2),
+]
+
+
+def test_summary_counts_events():
+    summary = summary_of(CRAWL)
+    assert (summary.pages, summary.queued, summary.stored, summary.failed) == (2, 3, 2, 1)
+    assert summary.bytes == 2_500_000
+    assert summary.finished is False
+    assert (summary.nodes["n1"].stored, summary.nodes["n1"].failed) == (1, 0)
+    assert (summary.nodes["n2"].stored, summary.nodes["n2"].failed) == (1, 1)
+    assert summary.nodes["n1"].state == "joined"
+    assert summary.nodes["n2"].state == "lost"
+    assert (summary.first_ts, summary.last_ts) == (T0, T0 + 5)
+
+
+def test_summary_finishes_on_crawl_finished():
+    summary = summary_of([*CRAWL, line("crawl_finished", T0 + 6)])
+    assert summary.finished is True
+
+
+def test_summary_node_left():
+    summary = summary_of([line("node_joined", node="n1"), line("node_left", node="n1")])
+    assert summary.nodes["n1"].state == "left"
+
+
+def test_summary_ignores_unknown_events_and_missing_fields():
+    summary = summary_of([line("something_new", answer=42), "not logfmt at all", ""])
+    assert (summary.pages, summary.stored, summary.failed, summary.bytes) == (0, 0, 0, 0)
+    assert summary.nodes == {}
+
+
+def test_images_per_second():
+    lines = [line("crawl_started", T0)]
+    lines += [line("stored", T0 + second, bytes=1) for second in range(1, 11)]
+    summary = summary_of(lines)
+    assert summary.images_per_second() == pytest.approx(1.0)
+    # last 4 seconds: stored at T0+6 .. T0+10
+    assert summary.images_per_second(window=4) == pytest.approx(5 / 4)
+
+
+def test_images_per_second_without_stored_images_or_time():
+    assert Summary().images_per_second() == 0.0
+    assert summary_of([line("page_fetched", T0)]).images_per_second() == 0.0
+    assert summary_of([line("stored", T0, bytes=1)]).images_per_second() == 0.0
+
+
+def test_render_mentions_the_figures():
+    text = summary_of([*CRAWL, line("crawl_finished", T0 + 5)]).render()
+    first = text.splitlines()[0]
+    for expected in ("pages 2", "queued 3", "stored 2", "failed 1", "2.5 MB", "[finished]"):
+        assert expected in first
+    assert "images/s" in first
+    assert "node n1: joined, stored 1, failed 0" in text
+    assert "node n2: lost, stored 1, failed 1" in text
+
+
+def test_render_of_an_unfinished_crawl():
+    assert "[finished]" not in summary_of(CRAWL).render()
+
+
+# -- follow --------------------------------------------------------------------------
+
+
+def append(path: Path, text: str) -> None:
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def test_follow_reads_a_file_that_grows(tmp_path: Path):
+    path = tmp_path / "progress.log"
+    path.write_text("one\n", encoding="utf-8")
+
+    def writer() -> None:
+        for text in ("two\n", "thr", "ee\n", "four\n"):
+            time.sleep(0.03)
+            append(path, text)
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    lines = list(follow(path, poll=0.01, idle_timeout=0.5))
+    thread.join()
+    assert lines == ["one", "two", "three", "four"]
+
+
+def test_follow_keeps_an_unfinished_last_line_back(tmp_path: Path):
+    path = tmp_path / "progress.log"
+    path.write_text("complete\npartial", encoding="utf-8")
+    assert list(follow(path, poll=0.01, idle_timeout=0.1)) == ["complete"]
+
+
+def test_follow_waits_for_the_file_to_appear(tmp_path: Path):
+    path = tmp_path / "later" / "progress.log"
+
+    def writer() -> None:
+        time.sleep(0.05)
+        path.parent.mkdir()
+        path.write_text("hello\nworld\n", encoding="utf-8")
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    lines = list(follow(path, **FAST))
+    thread.join()
+    assert lines == ["hello", "world"]
+
+
+def test_follow_gives_up_when_idle(tmp_path: Path):
+    started = time.monotonic()
+    assert list(follow(tmp_path / "never.log", poll=0.01, idle_timeout=0.1)) == []
+    assert time.monotonic() - started < 1.0
+
+
+def test_follow_starts_over_after_rotation(tmp_path: Path):
+    path = tmp_path / "progress.log"
+    path.write_text("old 1\nold 2\n", encoding="utf-8")
+    lines = follow(path, **FAST)
+    assert [next(lines), next(lines)] == ["old 1", "old 2"]
+    append(path, "old 3\n")  # written just before the rotation: must not be lost
+    path.rename(tmp_path / "progress.log.1")
+    path.write_text("new 1\nnew 2\n", encoding="utf-8")
+    assert list(lines) == ["old 3", "new 1", "new 2"]
+
+
+def test_follow_starts_over_after_truncation(tmp_path: Path):
+    path = tmp_path / "progress.log"
+    path.write_text("a long first line\nanother long line\n", encoding="utf-8")
+    lines = follow(path, **FAST)
+    assert [next(lines), next(lines)] == ["a long first line", "another long line"]
+    path.write_text("short\n", encoding="utf-8")
+    assert list(lines) == ["short"]
+
+
+# -- tail_log ------------------------------------------------------------------------
+
+
+def run_tail(path: Path, results: list[int]) -> threading.Thread:
+    """Run tail_log in a daemon thread, so that a test that fails cannot hang the run."""
+    thread = threading.Thread(
+        target=lambda: results.append(tail_log(path, summary_every=60.0)), daemon=True
+    )
+    thread.start()
+    return thread
+
+
+def read_until(capsys, text: str, timeout: float = 5.0) -> str:
+    """What a background thread printed, once it has printed ``text``."""
+    seen = ""
+    deadline = time.monotonic() + timeout
+    while text not in seen and time.monotonic() < deadline:
+        time.sleep(0.01)
+        seen += capsys.readouterr().out
+    return seen
+
+
+def test_tail_log_stops_after_crawl_finished(tmp_path: Path, capsys):
+    path = tmp_path / "progress.log"
+    path.write_text("\n".join([*CRAWL, line("crawl_finished", T0 + 6)]) + "\n", encoding="utf-8")
+    results: list[int] = []
+    thread = run_tail(path, results)
+    thread.join(timeout=5)
+    assert results == [0]
+    out = capsys.readouterr().out
+    assert "event=node_lost node=n2" in out
+    assert "event=crawl_finished" in out
+    summary = out.splitlines()[-3:]
+    assert "stored 2" in summary[0]
+    assert "[finished]" in summary[0]
+    assert "node n2: lost" in summary[2]
+
+
+def test_tail_log_waits_for_the_log_and_its_end(tmp_path: Path, capsys):
+    path = tmp_path / "progress.log"
+    results: list[int] = []
+    thread = run_tail(path, results)
+    out = read_until(capsys, "to appear...")
+    assert out == f"waiting for {path} to appear...\n"
+    path.write_text(CRAWL[0] + "\n", encoding="utf-8")
+    assert "event=crawl_started" in read_until(capsys, "event=crawl_started")
+    time.sleep(0.3)
+    assert thread.is_alive(), "tail_log must keep following until crawl_finished"
+    append(path, line("stored", T0 + 1, bytes=7, node="n1") + "\n")
+    append(path, line("crawl_finished", T0 + 2) + "\n")
+    thread.join(timeout=5)
+    assert results == [0]
+    out = capsys.readouterr().out
+    assert "stored 1" in out
+    assert "[finished]" in out

@@ -1,0 +1,170 @@
+"""Tests for crawler.storage: the file layout, atomic commits and the manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+
+from crawler.storage import (
+    MANIFEST_NAME,
+    TMP_DIR,
+    Manifest,
+    commit_file,
+    image_relative_path,
+    open_temporary,
+    read_manifest,
+)
+
+CONTENT = b"\x89PNG\r\n\x1a\n pretend image bytes"
+SHA = hashlib.sha256(CONTENT).hexdigest()
+
+
+def write_temporary(out: Path, content: bytes = CONTENT) -> Path:
+    with open_temporary(out) as handle:
+        handle.write(content)
+    return Path(handle.name)
+
+
+def files_under(folder: Path) -> set[Path]:
+    return {path for path in folder.rglob("*") if path.is_file()}
+
+
+# -- layout --------------------------------------------------------------------------
+
+
+def test_image_relative_path_layout():
+    relative = image_relative_path("http://example.org/a/b.png?x=1", SHA, "png")
+    assert relative == Path("example.org") / SHA[:2] / f"{SHA}.png"
+
+
+def test_image_relative_path_keeps_a_non_default_port():
+    relative = image_relative_path("http://127.0.0.1:8000/b.jpg", SHA, "jpg")
+    assert relative.parts == ("127.0.0.1_8000", SHA[:2], f"{SHA}.jpg")
+
+
+def test_image_relative_path_ignores_the_url_path_and_name():
+    relative = image_relative_path("http://example.org/../../etc/passwd.png", SHA, "png")
+    assert relative == Path("example.org") / SHA[:2] / f"{SHA}.png"
+
+
+# -- temporary files and commits -----------------------------------------------------
+
+
+def test_open_temporary_creates_a_file_in_out_tmp(tmp_path: Path):
+    out = tmp_path / "out"
+    with open_temporary(out) as handle:
+        handle.write(b"partial")
+        path = Path(handle.name)
+    assert path.parent == out / TMP_DIR
+    assert path.read_bytes() == b"partial"
+
+
+def test_open_temporary_gives_distinct_files(tmp_path: Path):
+    first = write_temporary(tmp_path, b"one")
+    second = write_temporary(tmp_path, b"two")
+    assert first != second
+    assert (first.read_bytes(), second.read_bytes()) == (b"one", b"two")
+
+
+def test_commit_file_moves_the_temporary_into_place(tmp_path: Path):
+    temporary = write_temporary(tmp_path)
+    relative = image_relative_path("http://example.org/a.png", SHA, "png")
+    assert commit_file(temporary, tmp_path, relative) is True
+    assert (tmp_path / relative).read_bytes() == CONTENT
+    assert not temporary.exists()
+    assert list((tmp_path / TMP_DIR).iterdir()) == []
+
+
+def test_commit_file_keeps_the_existing_file_and_drops_the_copy(tmp_path: Path):
+    relative = image_relative_path("http://example.org/a.png", SHA, "png")
+    assert commit_file(write_temporary(tmp_path), tmp_path, relative) is True
+    before = (tmp_path / relative).stat()
+    duplicate = write_temporary(tmp_path, b"same hash, pretend")
+    assert commit_file(duplicate, tmp_path, relative) is False
+    assert not duplicate.exists()
+    assert (tmp_path / relative).read_bytes() == CONTENT
+    assert (tmp_path / relative).stat().st_ino == before.st_ino
+    assert list((tmp_path / TMP_DIR).iterdir()) == []
+
+
+def test_commit_file_is_a_rename_not_a_copy(tmp_path: Path):
+    temporary = write_temporary(tmp_path)
+    inode = temporary.stat().st_ino
+    relative = image_relative_path("http://example.org/a.png", SHA, "png")
+    commit_file(temporary, tmp_path, relative)
+    assert (tmp_path / relative).stat().st_ino == inode
+
+
+HOSTILE_URLS = [
+    "http://../x.png",
+    "http://../../../../tmp/x.png",
+    "http://%2e%2e/x.png",
+    "http://a%2F..%2F..%2Fescape/x.png",
+    "http://a\\..\\..\\escape/x.png",
+    "http://./x.png",
+    "http://..:8000/x.png",
+    "file:///etc/passwd",
+    "",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_files_land_only_under_out(tmp_path: Path, url: str):
+    out = tmp_path / "deep" / "out"
+    relative = image_relative_path(url, SHA, "png")
+    assert commit_file(write_temporary(out), out, relative) is True
+    stored = files_under(tmp_path)
+    assert stored == {out / relative}
+    assert (out / relative).resolve().is_relative_to(out.resolve())
+    assert (out / relative).parent.parent.parent == out
+
+
+# -- manifest ------------------------------------------------------------------------
+
+
+def test_manifest_writes_one_json_line_per_record(tmp_path: Path):
+    manifest = Manifest(tmp_path / "out")
+    records = [
+        {"url": "http://example.org/a.png", "outcome": "stored", "bytes": 12},
+        {"url": "http://example.org/café.png", "outcome": "failed", "error": "http_404"},
+    ]
+    for record in records:
+        manifest.write(record)
+    manifest.close()
+    lines = (tmp_path / "out" / MANIFEST_NAME).read_text(encoding="utf-8").splitlines()
+    assert [json.loads(line) for line in lines] == records
+    assert "café" in lines[1]
+
+
+def test_manifest_is_readable_before_close(tmp_path: Path):
+    manifest = Manifest(tmp_path)
+    try:
+        manifest.write({"url": "http://example.org/a.png"})
+        assert read_manifest(manifest.path) == [{"url": "http://example.org/a.png"}]
+        manifest.write({"url": "http://example.org/b.png"})
+        assert len(read_manifest(manifest.path)) == 2
+    finally:
+        manifest.close()
+
+
+def test_manifest_record_with_newline_stays_on_one_line(tmp_path: Path):
+    manifest = Manifest(tmp_path)
+    manifest.write({"error": "line one\nline two"})
+    manifest.close()
+    assert len(manifest.path.read_text(encoding="utf-8").splitlines()) == 1
+    assert read_manifest(manifest.path) == [{"error": "line one\nline two"}]
+
+
+def test_read_manifest_skips_a_torn_last_line(tmp_path: Path):
+    path = tmp_path / MANIFEST_NAME
+    path.write_text('{"n": 1}\n{"n": 2}\n{"n": 3, "url": "http://exa', encoding="utf-8")
+    assert read_manifest(path) == [{"n": 1}, {"n": 2}]
+
+
+def test_read_manifest_of_an_empty_file(tmp_path: Path):
+    path = tmp_path / MANIFEST_NAME
+    path.write_bytes(b"")
+    assert read_manifest(path) == []

@@ -1,0 +1,266 @@
+"""Tests for crawler.urls: normalization, resolution, scope and safe host folder names."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crawler.urls import host_dir, host_of, in_scope, looks_like_image, normalize, resolve
+
+PAGE = "http://example.org/gallery/index.html?page=2"
+
+
+# -- normalize -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("HTTP://Example.ORG/Path/A.JPG", "http://example.org/Path/A.JPG"),
+        ("http://example.org:80/a", "http://example.org/a"),
+        ("https://example.org:443/a", "https://example.org/a"),
+        ("http://example.org:443/a", "http://example.org:443/a"),
+        ("https://example.org:80/a", "https://example.org:80/a"),
+        ("http://example.org:8080/a", "http://example.org:8080/a"),
+        ("http://example.org/a#section", "http://example.org/a"),
+        ("http://example.org", "http://example.org/"),
+        ("http://example.org?q=1", "http://example.org/?q=1"),
+        ("http://example.org/a?", "http://example.org/a"),
+        ("  http://example.org/a \n", "http://example.org/a"),
+        ("http://example.org/my photo.jpg", "http://example.org/my%20photo.jpg"),
+        ("http://example.org/a.jpg?name=my photo", "http://example.org/a.jpg?name=my%20photo"),
+        ("http://example.org/caf%C3%A9.jpg", "http://example.org/caf%C3%A9.jpg"),
+        ("http://example.org/café.jpg", "http://example.org/caf%C3%A9.jpg"),
+        ("http://example.org/图片.png", "http://example.org/%E5%9B%BE%E7%89%87.png"),
+        ("http://example.org/a.jpg?w=100&h=50", "http://example.org/a.jpg?w=100&h=50"),
+        ("http://bücher.example/a", "http://xn--bcher-kva.example/a"),
+        ("http://BÜCHER.example/a", "http://xn--bcher-kva.example/a"),
+        # "EXAMPLE" in full-width letters, which IDNA maps to ASCII
+        ("http://\uff25\uff38\uff21\uff2d\uff30\uff2c\uff25.org/a", "http://example.org/a"),
+        ("http://under_score.example/a", "http://under_score.example/a"),
+        ("http://user:secret@example.org/a", "http://example.org/a"),
+        ("http://[::1]:5599/a", "http://[::1]:5599/a"),
+        ("http://127.0.0.1:8000/a", "http://127.0.0.1:8000/a"),
+    ],
+)
+def test_normalize(url: str, expected: str):
+    assert normalize(url) == expected
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.org/A b.jpg#x",
+        "http://bücher.example:8080/straße.png?q=ä",
+        "https://[::1]/a",
+    ],
+)
+def test_normalize_is_idempotent(url: str):
+    once = normalize(url)
+    assert once is not None
+    assert normalize(once) == once
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://example.org/a.jpg",
+        "file:///etc/passwd",
+        "mailto:someone@example.org",
+        "javascript:alert(1)",
+        "data:image/png;base64,iVBORw0KGgo=",
+        "example.org/a.jpg",
+        "/a.jpg",
+        "",
+        "http://",
+        "http:///a.jpg",
+        "http://example.org:99999/a",
+        "http://example.org:http/a",
+        "http://[not-ipv6]/a",
+        "http://a..example/",
+        "http://.hidden/",
+        "http://exa mple.org/a",
+        "http://exa<mple>.org/a",
+        "http://a^b.example/",
+        "http://a|b.example/",
+        "http://a%20b.example/",
+        "http://a\x00b.example/",
+        "http://\uff41\uff1cb.example/",  # full-width "a<" maps to "a<" under IDNA
+    ],
+)
+def test_normalize_rejects_what_we_do_not_fetch(url: str):
+    assert normalize(url) is None
+
+
+# -- resolve -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        ("photo.jpg", "http://example.org/gallery/photo.jpg"),
+        ("./photo.jpg", "http://example.org/gallery/photo.jpg"),
+        ("../photo.jpg", "http://example.org/photo.jpg"),
+        ("/img/photo.jpg", "http://example.org/img/photo.jpg"),
+        ("//cdn.example.net/photo.jpg", "http://cdn.example.net/photo.jpg"),
+        ("https://cdn.example.net/photo.jpg", "https://cdn.example.net/photo.jpg"),
+        ("?page=3", "http://example.org/gallery/index.html?page=3"),
+        ("  photo.jpg  ", "http://example.org/gallery/photo.jpg"),
+        ("my photo.jpg#zoom", "http://example.org/gallery/my%20photo.jpg"),
+    ],
+)
+def test_resolve(reference: str, expected: str):
+    assert resolve(PAGE, reference) == expected
+
+
+def test_resolve_protocol_relative_keeps_the_page_scheme():
+    assert resolve("https://example.org/", "//cdn.example.net/a.png") == (
+        "https://cdn.example.net/a.png"
+    )
+
+
+@pytest.mark.parametrize(
+    "reference",
+    [
+        "",
+        "   ",
+        "#",
+        "#top",
+        "data:image/gif;base64,R0lGODlhAQABAAAAACw=",
+        "DATA:image/gif;base64,R0lGODlhAQABAAAAACw=",
+        "javascript:void(0)",
+        "JavaScript:void(0)",
+        "mailto:someone@example.org",
+        "tel:+123456",
+        "ftp://example.org/a.jpg",
+    ],
+)
+def test_resolve_skips_references_that_are_not_pages_or_images(reference: str):
+    assert resolve(PAGE, reference) is None
+
+
+# -- host_of and in_scope ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://example.org/a", "example.org"),
+        ("http://example.org:8080/a", "example.org:8080"),
+        ("http://[::1]:5599/a", "[::1]:5599"),
+    ],
+)
+def test_host_of(url: str, expected: str):
+    assert host_of(url) == expected
+
+
+def test_in_scope_compares_host_and_port():
+    allowed = {"example.org", "127.0.0.1:8000"}
+    assert in_scope("http://example.org/a", allowed)
+    assert in_scope("http://127.0.0.1:8000/a", allowed)
+    assert not in_scope("http://127.0.0.1:8001/a", allowed)
+    assert not in_scope("http://example.org:8080/a", allowed)
+    assert not in_scope("http://cdn.example.org/a", allowed)
+    assert not in_scope("http://evil.example/example.org", allowed)
+
+
+def test_in_scope_after_normalize_ignores_case_and_default_port():
+    url = normalize("HTTP://EXAMPLE.org:80/a")
+    assert url is not None
+    assert in_scope(url, ["example.org"])
+
+
+# -- looks_like_image ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.org/a.jpg",
+        "http://example.org/a.JPEG",
+        "http://example.org/dir/a.b.png",
+        "http://example.org/a.gif?x=1",
+        "http://example.org/a.webp",
+        "http://example.org/a.avif",
+        "http://example.org/a.svg",
+        "http://example.org/favicon.ico",
+        "http://example.org/scan.tiff",
+    ],
+)
+def test_looks_like_image(url: str):
+    assert looks_like_image(url)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://example.org/",
+        "http://example.org/page.html",
+        "http://example.org/images.jpg/",
+        "http://example.org/images.d/photo",
+        "http://example.org/page?file=a.jpg",
+        "http://example.org/page#a.jpg",
+        "http://example.org/jpg",
+    ],
+)
+def test_does_not_look_like_image(url: str):
+    assert not looks_like_image(url)
+
+
+# -- host_dir ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("http://example.org/a.jpg", "example.org"),
+        ("https://EXAMPLE.org/a.jpg", "example.org"),
+        ("http://127.0.0.1:8000/a.jpg", "127.0.0.1_8000"),
+        ("https://example.org:443/a.jpg", "example.org"),
+        ("http://example.org:443/a.jpg", "example.org_443"),
+        ("http://[::1]:8000/a.jpg", "--1_8000"),
+        ("http://xn--bcher-kva.example/a.jpg", "xn--bcher-kva.example"),
+    ],
+)
+def test_host_dir(url: str, expected: str):
+    assert host_dir(url) == expected
+
+
+HOSTILE_URLS = [
+    "http://../a.jpg",
+    "http://./a.jpg",
+    "http://.../a.jpg",
+    "http://..:8000/a.jpg",
+    "http://../../etc/passwd",
+    "http://%2e%2e/a.jpg",
+    "http://a%2F..%2F..%2Fb/a.jpg",
+    "http://a\\..\\..\\b/a.jpg",
+    "http://a/../../b/a.jpg",
+    "http://user@../a.jpg",
+    "http://a\x00b/a.jpg",
+    "http://ä/a.jpg",
+    "http://[::1]/a.jpg",
+    "http://example.org:99999/a.jpg",
+    "http://example.org:notaport/a.jpg",
+    "",
+    "/relative/a.jpg",
+    "not a url at all",
+]
+
+
+@pytest.mark.parametrize("url", HOSTILE_URLS)
+def test_host_dir_is_one_safe_path_component(url: str):
+    name = host_dir(url)
+    assert name not in ("", ".", "..")
+    assert "/" not in name
+    assert "\\" not in name
+    assert "\x00" not in name
+    assert set(name) <= set("abcdefghijklmnopqrstuvwxyz0123456789.-_")
+    out = Path("/srv/out")
+    assert (out / name).resolve().parent == out.resolve()
+
+
+def test_host_dir_of_dot_hosts_is_unknown():
+    assert host_dir("http://../a.jpg") == "unknown"
+    assert host_dir("http://./a.jpg") == "unknown"

@@ -37,7 +37,7 @@ def format_value(value: Any) -> str:
 def format_line(event: str, fields: dict[str, Any], ts: float) -> str:
     stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
     parts = [f"ts={stamp}", f"event={format_value(event)}"]
-    parts += [f"{key}={format_value(value)}" for key, value in fields.items()]
+    parts += [f"{key}={format_value(value)}" for key, value in fields.items() if value is not None]
     return " ".join(parts)
 
 

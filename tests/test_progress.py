@@ -37,6 +37,11 @@ def test_format_line_layout():
     )
 
 
+def test_format_line_leaves_out_fields_without_a_value():
+    text = format_line("page_fetched", {"url": "http://h/", "truncated": None, "n": 0}, T0)
+    assert text == "ts=2023-11-14T22:13:20.000Z event=page_fetched url=http://h/ n=0"
+
+
 @pytest.mark.parametrize(
     "value",
     [

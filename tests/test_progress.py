@@ -88,7 +88,6 @@ def test_round_trip_through_the_file(tmp_path: Path):
 @pytest.mark.parametrize(
     ("value", "expected"),
     [
-        (None, ""),
         (3, "3"),
         (2.0, "2"),
         (1.5, "1.5"),

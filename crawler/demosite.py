@@ -23,6 +23,7 @@ import signal
 import socketserver
 import sys
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -359,9 +360,16 @@ class DemoServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, root: Path, address: tuple[str, int], access_log: Path | None) -> None:
+    def __init__(
+        self,
+        root: Path,
+        address: tuple[str, int],
+        access_log: Path | None,
+        image_delay: float = 0.0,
+    ) -> None:
         self.root = root.resolve()
         self.access_log = access_log
+        self.image_delay = image_delay
         self._log_lock = threading.Lock()
         super().__init__(address, _Handler)
 
@@ -411,13 +419,17 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, *, with_body: bool) -> None:
         status, body, ctype = self._lookup()
+        if self.server.image_delay and ctype.startswith("image/"):
+            time.sleep(self.server.image_delay)  # models a slow network or server
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
+        # Log before the body goes out, so a client that has read the response can
+        # count on finding its request in the log.
+        self.server.log_access(self.command, self.path, status, len(body) if with_body else 0)
         if with_body:
             self.wfile.write(body)
-        self.server.log_access(self.command, self.path, status, len(body) if with_body else 0)
 
     def _lookup(self) -> tuple[int, bytes, str]:
         """Map the request path to a file under root; refuse anything that could escape it."""
@@ -439,10 +451,17 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def serve(
-    root: Path, host: str = "127.0.0.1", port: int = 0, access_log: Path | None = None
+    root: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_log: Path | None = None,
+    image_delay: float = 0.0,
 ) -> DemoServer:
-    """Serve `root` from a daemon thread; `server_address` has the real port, `close()` stops."""
-    server = DemoServer(root, (host, port), access_log)
+    """Serve `root` from a daemon thread; `server_address` has the real port, `close()` stops.
+
+    `image_delay` seconds are added before each image response.
+    """
+    server = DemoServer(root, (host, port), access_log, image_delay)
     # A short poll interval keeps close() fast; shutdown() waits for the next poll.
     loop = threading.Thread(target=server.serve_forever, args=(0.05,), name="demosite", daemon=True)
     loop.start()
@@ -476,7 +495,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     server = None
     try:
-        server = serve(args.dir, args.host, args.port, args.access_log)
+        server = serve(args.dir, args.host, args.port, args.access_log, args.image_delay)
         host, port = server.server_address[:2]
         if args.port_file:
             tmp = args.port_file.with_name(args.port_file.name + ".tmp")
@@ -551,6 +570,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument("--port", type=int, default=0)
     srv.add_argument("--port-file", type=Path)
     srv.add_argument("--access-log", type=Path)
+    srv.add_argument("--image-delay", type=float, default=0.0, metavar="SECONDS")
     srv.set_defaults(func=_cmd_serve)
 
     check = sub.add_parser("check", help="compare a crawl's output with the ground truth")

@@ -202,3 +202,38 @@ def test_python_dash_m_and_help(tmp_path: Path):
     assert done.returncode == 0
     for command in ("harvest", "download", "tail", "keygen"):
         assert command in done.stdout
+
+
+def test_user_mistakes_get_one_line_and_exit_code_2(tmp_path):
+    env = crawler_env()
+    loose_key = tmp_path / "key"
+    loose_key.write_text("a" * 32)
+    loose_key.chmod(0o644)
+    bad_config = tmp_path / "bad.toml"
+    bad_config.write_text("[crawl]\nmax_depht = 3\n")
+    cases = [
+        (["harvest", "ftp://example.org/"], env, "seed is not an http(s) URL"),
+        (["harvest", "http://127.0.0.1:9/", "--config", str(bad_config)], env, "crawl.max_depht"),
+        (["harvest", "http://127.0.0.1:9/", "--max-depth", "-1"], env, "--max-depth"),
+        (["harvest", "http://127.0.0.1:9/", "--listen", "nowhere"], env, "listen"),
+        (["download", "--authkey-file", str(loose_key)], env, "chmod 600"),
+        (["download"], {k: v for k, v in env.items() if k != "CRAWLER_AUTHKEY"}, "CRAWLER_AUTHKEY"),
+        (
+            ["harvest", "http://127.0.0.1:9/"],
+            {**env, "CRAWLER_MAX_PAGES": "many"},
+            "CRAWLER_MAX_PAGES",
+        ),
+    ]
+    for args, case_env, expected in cases:
+        done = subprocess.run(
+            [sys.executable, "-m", "crawler", *args, "--out", str(tmp_path / "o")],
+            env=case_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in done.stderr, (args, done.stderr)
+        assert "Traceback" not in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+        assert "a" * 32 not in done.stderr

@@ -15,13 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from crawler.demosite import generate_site
-from tests.e2e.cluster import Processes, check_crawl, crawler_env
-from tests.e2e.test_pipeline import start_site
+from tests.e2e.cluster import Cluster, check_crawl
 
 # A /30 that exists only between the two namespaces this test creates.
 HARVESTER_IP, DOWNLOADER_IP = "10.231.77.1", "10.231.77.2"
-HARVESTER_PORT = 5599
 
 
 def _ip(*args: str) -> None:
@@ -61,44 +58,22 @@ def two_hosts():
 
 def test_crawl_across_two_network_namespaces(two_hosts, tmp_path: Path):
     in_harvester_host, in_downloader_host = two_hosts
-    site = tmp_path / "site"
-    truth = generate_site(site, pages=12, images=90, seed=11)
-    env = crawler_env()
-    processes = Processes(tmp_path)
+    cluster = Cluster(tmp_path, in_harvester_host, in_downloader_host, HARVESTER_IP)
     try:
-        site_url = start_site(processes, site, tmp_path, env, in_harvester_host, HARVESTER_IP)
-        listen = f"{HARVESTER_IP}:{HARVESTER_PORT}"
+        truth = cluster.serve_site(pages=12, images=90, seed=11)
         harvester_out, downloader_out = tmp_path / "harvester", tmp_path / "downloader"
-        processes.crawler(
-            "harvester",
-            ["harvest", site_url + "index.html", "--listen", listen, "--out", str(harvester_out)],
-            env,
-            in_harvester_host,
-        )
+        cluster.harvester(harvester_out)
         for name in ("remote-a", "remote-b"):
-            processes.crawler(
-                name,
-                [
-                    "download",
-                    "--connect",
-                    listen,
-                    "--out",
-                    str(downloader_out),
-                    "--processes",
-                    "1",
-                    "--concurrency",
-                    "8",
-                ],
-                {**env, "CRAWLER_NODE_ID": name},
-                in_downloader_host,
-            )
-        codes = processes.wait_all(["harvester", "remote-a", "remote-b"])
+            cluster.downloader(name, downloader_out)
+        codes = cluster.wait_all(["harvester", "remote-a", "remote-b"])
         assert codes == {"harvester": 0, "remote-a": 0, "remote-b": 0}, {
-            name: processes.output(name) for name in codes
+            name: cluster.output(name) for name in codes
         }
         check_crawl(
-            site_url, truth, harvester_out, [downloader_out], tmp_path / "access.log", nodes=2
+            cluster.site_url, truth, harvester_out, [downloader_out], cluster.access_log, nodes=2
         )
+        assert cluster.listen == f"{HARVESTER_IP}:5599"
         assert not list(harvester_out.glob("10.*")), "images belong on the downloader host"
+        assert list(downloader_out.glob(f"{HARVESTER_IP}_*")), "no images on the downloader"
     finally:
-        processes.stop_all()
+        cluster.stop_all()

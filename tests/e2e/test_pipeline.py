@@ -1,136 +1,61 @@
-"""The whole product on one machine: a real site, a harvester, two downloader processes."""
+"""The whole product on one machine: a real site, a harvester, downloader processes."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
+import os
+import signal
+import time
 from pathlib import Path
 
 import pytest
 
-from crawler.demosite import generate_site
-from tests.e2e.cluster import (
-    Processes,
-    check_crawl,
-    crawler_env,
-    free_port,
-    wait_for_file,
-    wait_for_text,
-)
+from tests.e2e.cluster import Cluster, check_crawl, wait_for_text
 
 
 @pytest.fixture
-def processes(tmp_path: Path):
-    logs = tmp_path / "logs"
-    logs.mkdir()
-    procs = Processes(logs)
-    yield procs
-    procs.stop_all()
+def cluster(tmp_path: Path):
+    running = Cluster(tmp_path)
+    yield running
+    running.stop_all()
 
 
-def start_site(
-    processes: Processes, site: Path, tmp_path: Path, env: dict, prefix=(), host: str = "127.0.0.1"
-) -> str:
-    port_file = tmp_path / "site.port"
-    processes.start(
-        "site",
-        [
-            sys.executable,
-            "-m",
-            "crawler.demosite",
-            "serve",
-            str(site),
-            "--host",
-            host,
-            "--port-file",
-            str(port_file),
-            "--access-log",
-            str(tmp_path / "access.log"),
-        ],
-        env,
-        list(prefix),
-    )
-    return f"http://{host}:{wait_for_file(port_file)}/"
-
-
-def test_harvester_and_two_downloaders_store_every_image_once(processes, tmp_path):
-    site = tmp_path / "site"
-    truth = generate_site(site, pages=20, images=160, seed=7)
-    env = crawler_env()
-    site_url = start_site(processes, site, tmp_path, env)
+def test_harvester_and_two_downloaders_store_every_image_once(cluster, tmp_path):
+    truth = cluster.serve_site(pages=20, images=160, seed=7)
     out = tmp_path / "downloads"
-    listen = f"127.0.0.1:{free_port()}"
-
     # Downloaders first: they must wait for the harvester, not give up.
     for name in ("node-a", "node-b"):
-        processes.crawler(
-            name,
-            [
-                "download",
-                "--connect",
-                listen,
-                "--out",
-                str(out),
-                "--processes",
-                "1",
-                "--concurrency",
-                "8",
-            ],
-            {**env, "CRAWLER_NODE_ID": name},
-        )
+        cluster.downloader(name, out)
     for name in ("node-a", "node-b"):
-        wait_for_text(tmp_path / "logs" / f"{name}.err", "not reachable")
-    processes.crawler(
-        "harvester",
-        [
-            "harvest",
-            site_url + "index.html",
-            "--listen",
-            listen,
-            "--out",
-            str(out),
-            "--max-depth",
-            "4",
-        ],
-        env,
-    )
-    tail = processes.crawler("tail", ["tail", str(out / "progress.log")], env)
+        wait_for_text(cluster.logs / f"{name}.err", "not reachable")
+    cluster.harvester(out, "--max-depth", "4")
+    cluster.crawler("tail", ["tail", str(out / "progress.log")], cluster.env)
 
-    codes = processes.wait_all(["harvester", "node-a", "node-b", "tail"])
+    codes = cluster.wait_all(["harvester", "node-a", "node-b", "tail"])
     assert codes == {"harvester": 0, "node-a": 0, "node-b": 0, "tail": 0}, {
-        name: processes.output(name) for name in codes
+        name: cluster.output(name) for name in codes
     }
-    check_crawl(site_url, truth, out, [out], tmp_path / "access.log", nodes=2)
+    check_crawl(cluster.site_url, truth, out, [out], cluster.access_log, nodes=2)
 
-    summary = (tmp_path / "logs" / "harvester.out").read_text()
+    summary = (cluster.logs / "harvester.out").read_text()
     assert f"{len(truth['images']) + len(truth['broken_images'])} images found" in summary
     assert f"{len(truth['images'])} stored, {len(truth['broken_images'])} failed" in summary
-    node_a = (tmp_path / "logs" / "node-a.err").read_text()
+    node_a = (cluster.logs / "node-a.err").read_text()
     assert "waiting for it" in node_a and "connected to harvester" in node_a
-    tail_out = (tmp_path / "logs" / "tail.out").read_text()
+    tail_out = (cluster.logs / "tail.out").read_text()
     assert "event=crawl_finished" in tail_out
     assert f"stored {len(truth['images'])}" in tail_out and "[finished]" in tail_out
-    assert tail.returncode == 0
 
 
-def test_download_node_with_several_processes(processes, tmp_path):
-    site = tmp_path / "site"
-    truth = generate_site(site, pages=6, images=40, seed=3)
-    env = crawler_env()
-    site_url = start_site(processes, site, tmp_path, env)
+def test_download_node_with_several_processes(cluster, tmp_path):
+    truth = cluster.serve_site(pages=6, images=40, seed=3)
     out = tmp_path / "downloads"
-    listen = f"127.0.0.1:{free_port()}"
-    processes.crawler(
-        "harvester",
-        ["harvest", site_url + "index.html", "--listen", listen, "--out", str(out)],
-        env,
-    )
-    processes.crawler(
+    cluster.harvester(out)
+    cluster.crawler(
         "node",
         [
             "download",
             "--connect",
-            listen,
+            cluster.listen,
             "--out",
             str(out),
             "--processes",
@@ -138,47 +63,45 @@ def test_download_node_with_several_processes(processes, tmp_path):
             "--concurrency",
             "4",
         ],
-        env,
+        cluster.env,
     )
-    codes = processes.wait_all(["harvester", "node"])
-    assert codes == {"harvester": 0, "node": 0}, processes.output("node")
-    result = check_crawl(site_url, truth, out, [out], tmp_path / "access.log", nodes=2)
+    codes = cluster.wait_all(["harvester", "node"])
+    assert codes == {"harvester": 0, "node": 0}, cluster.output("node")
+    result = check_crawl(cluster.site_url, truth, out, [out], cluster.access_log, nodes=2)
     # One node, two processes: each child reports as <node id>-<index>.
     stored_by = {r["node"] for r in result["records"] if r["outcome"] == "stored"}
     assert len({node.rsplit("-", 1)[0] for node in stored_by}) == 1
     assert {node.rsplit("-", 1)[1] for node in stored_by} == {"0", "1"}
 
 
-def test_user_mistakes_get_one_line_and_exit_code_2(tmp_path):
-    env = crawler_env()
-    loose_key = tmp_path / "key"
-    loose_key.write_text("a" * 32)
-    loose_key.chmod(0o644)
-    bad_config = tmp_path / "bad.toml"
-    bad_config.write_text("[crawl]\nmax_depht = 3\n")
-    cases = [
-        (["harvest", "ftp://example.org/"], env, "seed is not an http(s) URL"),
-        (["harvest", "http://127.0.0.1:9/", "--config", str(bad_config)], env, "crawl.max_depht"),
-        (["harvest", "http://127.0.0.1:9/", "--max-depth", "-1"], env, "--max-depth"),
-        (["harvest", "http://127.0.0.1:9/", "--listen", "nowhere"], env, "listen"),
-        (["download", "--authkey-file", str(loose_key)], env, "chmod 600"),
-        (["download"], {k: v for k, v in env.items() if k != "CRAWLER_AUTHKEY"}, "CRAWLER_AUTHKEY"),
-        (
-            ["harvest", "http://127.0.0.1:9/"],
-            {**env, "CRAWLER_MAX_PAGES": "many"},
-            "CRAWLER_MAX_PAGES",
-        ),
-    ]
-    for args, case_env, expected in cases:
-        done = subprocess.run(
-            [sys.executable, "-m", "crawler", *args, "--out", str(tmp_path / "o")],
-            env=case_env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 2, (args, done.stderr)
-        assert expected in done.stderr, (args, done.stderr)
-        assert "Traceback" not in done.stderr
-        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
-        assert "a" * 32 not in done.stderr
+def test_a_killed_downloader_takes_no_task_with_it(cluster, tmp_path):
+    """kill -9 a node mid-crawl: its leases come back, another node finishes the work."""
+    truth = cluster.serve_site(image_delay=0.05, pages=8, images=80, seed=5)
+    out = tmp_path / "downloads"
+    fast_expiry = {**cluster.env, "CRAWLER_LEASE_SECONDS": "3", "CRAWLER_NODE_TIMEOUT": "3"}
+    cluster.harvester(out, env=fast_expiry)
+    doomed = cluster.downloader("doomed", out, concurrency=4)
+    wait_for_text(out / "progress.log", "event=stored", timeout=60)
+    os.kill(doomed.pid, signal.SIGKILL)
+    doomed.wait(timeout=10)
+    killed_at = time.monotonic()
+    cluster.downloader("rescuer", out, concurrency=8)
+
+    codes = cluster.wait_all(["harvester", "rescuer"])
+    assert codes == {"harvester": 0, "rescuer": 0}, cluster.output("harvester")
+    records = check_crawl(
+        cluster.site_url,
+        truth,
+        out,
+        [out],
+        cluster.access_log,
+        nodes=2,
+        allow_refetch=True,
+    )["records"]
+    by_node = {r["node"] for r in records if r["outcome"] == "stored"}
+    assert by_node == {"doomed", "rescuer"}, "both nodes should have stored images"
+    retried = [r for r in records if r["attempts"] == 2]
+    assert retried, "the tasks the killed node held should have been leased again"
+    events = (out / "progress.log").read_text()
+    assert "event=node_lost node=doomed" in events
+    assert time.monotonic() - killed_at < 60

@@ -59,6 +59,7 @@ class TaskBoard:
     delayed: list[tuple[float, int]] = field(default_factory=list)
     leased: set[int] = field(default_factory=set)
     final: int = 0
+    stored: int = 0
 
     def add(self, url: str, page: str, kind: str) -> Task | None:
         """Queue an image URL once; None when it was queued before."""
@@ -129,7 +130,7 @@ class TaskBoard:
         return self.delayed[0][0] if self.delayed else None
 
     def counts(self) -> dict[str, int]:
-        stored = sum(1 for t in self.tasks.values() if t.state == "stored")
+        stored = self.stored
         return {
             "tasks": len(self.tasks),
             "leased": len(self.leased),
@@ -163,6 +164,7 @@ class TaskBoard:
     def _finish(self, task: Task, state: str) -> Task:
         task.state = state
         self.final += 1
+        self.stored += state == "stored"
         return task
 
     def _promote_due(self, now: float) -> None:

@@ -48,6 +48,8 @@ class CrawlConfig:
     page_timeout: float = _setting(15.0, _positive, "must be > 0")
     max_page_bytes: int = _setting(10 * 1024 * 1024, _positive, "must be > 0")
     user_agent: str = "distributed-image-crawler/0.1 (+https://example.org/crawler-contact)"
+    allow_private: bool = False
+    max_redirects: int = _setting(10, _not_negative, "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -72,9 +74,12 @@ class DownloadConfig:
     batch_size: int = _setting(0, _not_negative, "must be >= 0 (0 means the concurrency)")
     connect_timeout: float = _setting(10.0, _positive, "must be > 0")
     read_timeout: float = _setting(30.0, _positive, "must be > 0")
+    total_timeout: float = _setting(300.0, _positive, "must be > 0")
     max_image_bytes: int = _setting(
         64 * 1024 * 1024, lambda v: 0 < v < 2**31, "must be > 0 and < 2147483648"
     )
+    min_width: int = _setting(0, _not_negative, "must be >= 0")
+    min_height: int = _setting(0, _not_negative, "must be >= 0")
     wait_for_harvester: float = _setting(0.0, _not_negative, "must be >= 0 (0 means forever)")
 
 

@@ -23,6 +23,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config file (see config/default.toml)")
     parser.add_argument("--out", help="output folder (default: downloads)")
     parser.add_argument(
+        "--allow-private",
+        action="store_true",
+        default=None,
+        help="also fetch from loopback/private/link-local addresses (off by default)",
+    )
+    parser.add_argument(
         "--authkey-file", help="file holding the shared key, mode 0600 (else $CRAWLER_AUTHKEY)"
     )
 
@@ -63,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
 def _config(args: argparse.Namespace, flag_names: tuple[str, ...]) -> Config:
     flags = {name: getattr(args, name) for name in flag_names}
     flags["authkey_file"] = args.authkey_file
+    flags["allow_private"] = args.allow_private
     return load_config(args.config, os.environ, flags)
 
 

@@ -28,8 +28,9 @@ import gevent.queue
 from gevent.pool import Pool
 
 from crawler.config import Config, parse_address
-from crawler.errors import BrokerUnavailable
-from crawler.fetch import FetchLimits, fetch_image, make_session
+from crawler.errors import BrokerUnavailable, StateError
+from crawler.fetch import FetchLimits, fetch_image
+from crawler.safehttp import make_session
 from crawler.transport import BrokerClient
 
 REPORT_INTERVAL = 0.25
@@ -83,8 +84,9 @@ class DownloaderNode:
         self.limits = FetchLimits(
             connect_timeout=self.download.connect_timeout,
             read_timeout=self.download.read_timeout,
+            total_timeout=self.download.total_timeout,
             max_bytes=self.download.max_image_bytes,
-            user_agent=config.crawl.user_agent,
+            max_redirects=config.crawl.max_redirects,
         )
         self._connect = connect
         self._client: BrokerClient | None = None
@@ -189,14 +191,18 @@ class DownloaderNode:
 
     def run(self) -> int:
         """Work until the harvester says there is no more; returns the exit code."""
-        self.out.mkdir(parents=True, exist_ok=True)
+        try:
+            self.out.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StateError(f"cannot use the output folder {self.out}: {exc.strerror}") from None
         gevent.signal_handler(signal.SIGTERM, self.stop)
         gevent.signal_handler(signal.SIGINT, self.stop)
         try:
             self._broker()
         except StopRequested:
             return 0
-        session = make_session(self.download.concurrency, self.limits.user_agent)
+        crawl = self.config.crawl
+        session = make_session(self.download.concurrency, crawl.user_agent, crawl.allow_private)
         pool = Pool(self.download.concurrency)
         feeder = gevent.spawn(self.feed)
         reporter = gevent.spawn(self.report)

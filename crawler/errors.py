@@ -24,3 +24,25 @@ class BrokerUnavailable(CrawlerError):
 
 class StateError(CrawlerError):
     """The state or output folder cannot be used (locked by another harvester, unwritable)."""
+
+
+class UnsafeTarget(CrawlerError):
+    """A URL or redirect the crawler refuses to follow (private address, bad scheme, loops)."""
+
+    code = "unsafe_target"
+
+
+class BlockedAddress(UnsafeTarget):
+    code = "blocked_address"
+
+
+class BadRedirect(UnsafeTarget):
+    code = "bad_redirect"
+
+
+class TooManyRedirects(UnsafeTarget):
+    code = "too_many_redirects"
+
+
+class BadEncoding(UnsafeTarget):
+    code = "bad_encoding"

@@ -81,18 +81,13 @@ class Harvester:
         )
 
     def run(self) -> int:
-        out = self.config.output.out_dir
-        lock = lock_state(self.config.output.state_dir)
-        manifest_path = out / MANIFEST_NAME
-        if manifest_path.exists() and manifest_path.stat().st_size > 0:
-            raise StateError(
-                f"{manifest_path} already holds an earlier crawl; choose another --out "
-                "or move it away"
-            )
         address = parse_address(self.config.queue.listen, "listen")
-        server = BrokerServer(self.broker, address, self.authkey)
-        self.manifest = Manifest(out)
-        self.log = ProgressLog(self.config.output.log_path)
+        server = BrokerServer(self.broker, address, self.authkey)  # a busy port fails first
+        try:
+            lock = self._open_outputs()
+        except BaseException:
+            server.stop()
+            raise
         previous = signal.signal(signal.SIGTERM, _raise_interrupted)
         started = time.monotonic()
         try:
@@ -123,6 +118,24 @@ class Harvester:
             self.manifest.close()
             self.log.close()
             lock.close()
+
+    def _open_outputs(self) -> IO[str]:
+        """Lock the state folder and open the manifest and log; nothing is written when
+        the folders are unusable or already hold an earlier crawl."""
+        out = self.config.output.out_dir
+        manifest_path = out / MANIFEST_NAME
+        try:
+            if manifest_path.exists() and manifest_path.stat().st_size > 0:
+                raise StateError(
+                    f"{manifest_path} already holds an earlier crawl; choose another --out "
+                    "or move it away"
+                )
+            lock = lock_state(self.config.output.state_dir)
+            self.manifest = Manifest(out)
+            self.log = ProgressLog(self.config.output.log_path)
+        except OSError as exc:
+            raise StateError(f"cannot write to {exc.filename or out}: {exc.strerror}") from None
+        return lock
 
     # -- the main loop -------------------------------------------------------------
 

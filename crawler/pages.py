@@ -1,4 +1,8 @@
-"""Fetch one HTML page and extract what it references (runs in the harvester's page threads)."""
+"""Fetch one HTML page and extract what it references (runs in the harvester's page threads).
+
+Whatever a server sends, this returns a ``PageResult``, never raises: a hostile page
+must not take the harvester down.
+"""
 
 from __future__ import annotations
 
@@ -8,10 +12,14 @@ from dataclasses import dataclass, field
 import requests
 
 from crawler.config import CrawlConfig
+from crawler.errors import UnsafeTarget
 from crawler.extract import ImageRef, extract_page
+from crawler.safehttp import body_chunks, make_session, open_url
 from crawler.urls import normalize
+from crawler.verify import sniff_image_type
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
+PAGE_POOL_SIZE = 4
 
 
 @dataclass
@@ -35,8 +43,8 @@ def _session(config: CrawlConfig) -> requests.Session:
     """One Session per page thread: connection reuse without sharing across threads."""
     session = getattr(_local, "session", None)
     if session is None:
-        session = _local.session = requests.Session()
-        session.headers["User-Agent"] = config.user_agent
+        session = make_session(PAGE_POOL_SIZE, config.user_agent, config.allow_private)
+        _local.session = session
     return session
 
 
@@ -48,7 +56,7 @@ def fetch_page(url: str, depth: int, config: CrawlConfig) -> PageResult:
     """
     page = PageResult(url=url, depth=depth)
     try:
-        with _session(config).get(url, stream=True, timeout=config.page_timeout) as response:
+        with open_url(_session(config), url, config.page_timeout, config.max_redirects) as response:
             page.status = response.status_code
             page.final_url = normalize(response.url) or url
             page.content_type = response.headers.get("Content-Type", "")
@@ -64,17 +72,38 @@ def fetch_page(url: str, depth: int, config: CrawlConfig) -> PageResult:
                 return page
             body = _read_limited(response, config.max_page_bytes)
             page.truncated = len(body) >= config.max_page_bytes
+    except UnsafeTarget as exc:
+        page.error = f"{exc.code}: {exc}"
+        return page
     except requests.RequestException as exc:
         page.error = f"{type(exc).__name__}: {exc}"[:300]
         return page
-    content = extract_page(body, page.final_url, page.content_type)
+    if _looks_binary(body):
+        page.error = "not_html"
+        return page
+    try:
+        content = extract_page(body, page.final_url, page.content_type)
+    except Exception as exc:  # hostile markup must not stop the crawl
+        page.error = f"parse_error: {type(exc).__name__}"
+        return page
     page.images, page.links = content.images, content.links
     return page
 
 
+def _looks_binary(body: bytes) -> bool:
+    """An image or binary junk served as (or without) text/html."""
+    head = body[:1024]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False  # UTF-16 text has NUL bytes and a byte order mark
+    if b"\x00" in head:
+        return True
+    sniffed = sniff_image_type(head)
+    return sniffed is not None and sniffed[1] != "svg"
+
+
 def _read_limited(response: requests.Response, limit: int) -> bytes:
     chunks, size = [], 0
-    for chunk in response.iter_content(256 * 1024):
+    for chunk in body_chunks(response):
         chunks.append(chunk)
         size += len(chunk)
         if size >= limit:

@@ -79,6 +79,7 @@ def start_harvester(site_url: str, out: Path, port: int, env: dict) -> subproces
             f"127.0.0.1:{port}",
             "--out",
             str(out),
+            "--allow-private",
         ],
         env=env,
         stdout=subprocess.DEVNULL,

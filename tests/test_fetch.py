@@ -13,7 +13,8 @@ import requests
 import responses
 from PIL import Image
 
-from crawler.fetch import CHUNK_BYTES, FetchLimits, fetch_image, make_session
+from crawler.fetch import FetchLimits, fetch_image
+from crawler.safehttp import CHUNK_BYTES, make_session
 from crawler.storage import TMP_DIR
 
 HOST = "http://images.example"
@@ -56,7 +57,9 @@ def stored_files(out: Path) -> list[Path]:
 
 def fetch(url: str, out: Path, limits: FetchLimits = LIMITS, task_id: int = 1) -> dict[str, Any]:
     """Fetch with a fresh pool session; whatever happened, no temporary file stays."""
-    result = fetch_image(make_session(4, USER_AGENT), task_id, url, out, "node-1", limits)
+    result = fetch_image(
+        make_session(4, USER_AGENT, allow_private=False), task_id, url, out, "node-1", limits
+    )
     assert temporaries(out) == []
     return result
 

@@ -137,6 +137,7 @@ class Cluster(Processes):
                 self.listen,
                 "--out",
                 str(out),
+                "--allow-private",  # the demo site is on a private address
                 *args,
             ],
             env or self.env,
@@ -156,6 +157,7 @@ class Cluster(Processes):
                 "1",
                 "--concurrency",
                 str(concurrency),
+                "--allow-private",  # the demo site is on a private address
                 *args,
             ],
             {**self.env, "CRAWLER_NODE_ID": name},

@@ -62,6 +62,7 @@ def test_download_node_with_several_processes(cluster, tmp_path):
             "2",
             "--concurrency",
             "4",
+            "--allow-private",
         ],
         cluster.env,
     )

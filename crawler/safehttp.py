@@ -1,0 +1,163 @@
+"""HTTP for hostile servers: address checks, manual redirects, bounded decompression.
+
+Shared by the harvester's page fetching and the downloaders, so both obey one policy:
+
+* Only public addresses, checked on the address actually connected to (so DNS tricks
+  and redirects cannot reach loopback, private, link-local or multicast hosts), unless
+  ``allow_private`` is set.
+* Redirects followed one by one, at most ``max_redirects``, each target re-checked
+  (http and https only).
+* Bodies decompressed in bounded steps, so a gzip bomb costs at most what the caller
+  reads, never the bomb's full size at once.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import zlib
+from collections.abc import Iterator
+from functools import cache
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+from crawler.errors import BadEncoding, BadRedirect, BlockedAddress, TooManyRedirects
+from crawler.urls import resolve
+
+CHUNK_BYTES = 256 * 1024
+
+
+def address_allowed(address: str, allow_private: bool) -> bool:
+    """May we connect to this IP address? Pure: no lookups."""
+    if allow_private:
+        return True
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not ip.is_multicast
+
+
+class _AddressCheck:
+    """Mixed into urllib3 connections: refuse the socket if its peer is not allowed."""
+
+    allow_private = False
+
+    def _new_conn(self):  # type: ignore[no-untyped-def]
+        sock = super()._new_conn()  # type: ignore[misc]
+        peer = sock.getpeername()[0]
+        if not address_allowed(peer, self.allow_private):
+            sock.close()
+            raise BlockedAddress(
+                f"{self.host} is at {peer}, a non-public address "  # type: ignore[attr-defined]
+                "(use --allow-private to crawl private networks)"
+            )
+        return sock
+
+
+@cache
+def _pool_classes(allow_private: bool) -> dict[str, type]:
+    pools = {}
+    for scheme, pool, connection in (
+        ("http", HTTPConnectionPool, HTTPConnection),
+        ("https", HTTPSConnectionPool, HTTPSConnection),
+    ):
+        checked = type(
+            f"Checked{connection.__name__}",
+            (_AddressCheck, connection),
+            {"allow_private": allow_private},
+        )
+        pools[scheme] = type(f"Checked{pool.__name__}", (pool,), {"ConnectionCls": checked})
+    return pools
+
+
+class _CheckedAdapter(HTTPAdapter):
+    def __init__(self, allow_private: bool, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self._allow_private = allow_private
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _pool_classes(self._allow_private)
+
+
+def make_session(pool_size: int, user_agent: str, allow_private: bool) -> requests.Session:
+    """A Session whose connections obey the address policy, pooled per host.
+
+    ``trust_env`` is off: a proxy from the environment would hide the real peer
+    address from the check, and a crawler should not pick up ``.netrc`` credentials.
+    """
+    session = requests.Session()
+    session.trust_env = False
+    adapter = _CheckedAdapter(
+        allow_private, pool_connections=64, pool_maxsize=pool_size, max_retries=0
+    )
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    session.headers["User-Agent"] = user_agent
+    return session
+
+
+def open_url(
+    session: requests.Session,
+    url: str,
+    timeout: tuple[float, float] | float,
+    max_redirects: int,
+    headers: dict[str, str] | None = None,
+) -> requests.Response:
+    """GET ``url`` as a stream, following redirects ourselves so each hop is checked.
+
+    Raises ``BadRedirect`` for a redirect to anything but http(s), ``TooManyRedirects``
+    past ``max_redirects``, ``BlockedAddress`` for a non-public peer, and the usual
+    ``requests`` exceptions for network failures. The caller closes the response.
+    """
+    for _hop in range(max_redirects + 1):
+        response = session.get(
+            url, stream=True, timeout=timeout, allow_redirects=False, headers=headers
+        )
+        if not response.is_redirect:
+            return response
+        location = response.headers.get("Location", "")
+        response.close()
+        target = resolve(url, location)
+        if target is None:
+            raise BadRedirect(f"redirect to a URL we do not fetch: {location[:200]!r}")
+        url = target
+    raise TooManyRedirects(f"more than {max_redirects} redirects")
+
+
+def body_chunks(response: requests.Response, chunk_bytes: int = CHUNK_BYTES) -> Iterator[bytes]:
+    """The decoded body in chunks of at most ``chunk_bytes``, however well it compresses.
+
+    Network failures surface as ``requests`` exceptions, as with ``iter_content``: a
+    stalled read as ``ReadTimeout``, a body cut short as ``ChunkedEncodingError``.
+    """
+    try:
+        yield from _decoded(response, chunk_bytes)
+    except urllib3.exceptions.ReadTimeoutError as exc:
+        raise requests.exceptions.ReadTimeout(exc) from exc
+    except urllib3.exceptions.ProtocolError as exc:
+        raise requests.exceptions.ChunkedEncodingError(exc) from exc
+    except (urllib3.exceptions.HTTPError, OSError) as exc:
+        raise requests.ConnectionError(exc) from exc
+
+
+def _decoded(response: requests.Response, chunk_bytes: int) -> Iterator[bytes]:
+    encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
+    raw = response.raw.stream(chunk_bytes, decode_content=False)
+    if encoding in ("", "identity"):
+        yield from raw
+        return
+    if encoding not in ("gzip", "x-gzip", "deflate"):
+        raise BadEncoding(f"unsupported Content-Encoding {encoding!r}")
+    decoder = zlib.decompressobj(wbits=47)  # 32 + 15: gzip or zlib header, detected
+    try:
+        for compressed in raw:
+            data = decoder.decompress(compressed, chunk_bytes)
+            while data:
+                yield data
+                data = decoder.decompress(decoder.unconsumed_tail, chunk_bytes)
+    except zlib.error as exc:
+        raise BadEncoding(f"corrupt {encoding} body: {exc}") from None

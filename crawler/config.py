@@ -8,6 +8,7 @@ environment variable for key ``max_pages`` is ``CRAWLER_MAX_PAGES``.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import tomllib
 import types
@@ -32,6 +33,15 @@ def _not_negative(value: float) -> bool:
     return value >= 0
 
 
+def _networks(values: tuple[str, ...]) -> bool:
+    try:
+        for value in values:
+            ipaddress.ip_network(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _setting(default: Any, check: typing.Callable[[Any], bool] | None = None, rule: str = ""):
     return field(default=default, metadata={"check": check, "rule": rule})
 
@@ -49,6 +59,9 @@ class CrawlConfig:
     max_page_bytes: int = _setting(10 * 1024 * 1024, _positive, "must be > 0")
     user_agent: str = "distributed-image-crawler/0.1 (+https://example.org/crawler-contact)"
     allow_private: bool = False
+    allow_networks: tuple[str, ...] = _setting(
+        (), _networks, "must be IP networks, e.g. 10.1.0.0/16"
+    )
     max_redirects: int = _setting(10, _not_negative, "must be >= 0")
 
 

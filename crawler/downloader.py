@@ -30,7 +30,7 @@ from gevent.pool import Pool
 from crawler.config import Config, parse_address
 from crawler.errors import BrokerUnavailable, StateError
 from crawler.fetch import FetchLimits, fetch_image
-from crawler.safehttp import make_session
+from crawler.safehttp import AddressPolicy, make_session
 from crawler.transport import BrokerClient
 
 REPORT_INTERVAL = 0.25
@@ -202,7 +202,8 @@ class DownloaderNode:
         except StopRequested:
             return 0
         crawl = self.config.crawl
-        session = make_session(self.download.concurrency, crawl.user_agent, crawl.allow_private)
+        policy = AddressPolicy.from_config(crawl)
+        session = make_session(self.download.concurrency, crawl.user_agent, policy)
         pool = Pool(self.download.concurrency)
         feeder = gevent.spawn(self.feed)
         reporter = gevent.spawn(self.report)

@@ -14,7 +14,7 @@ import requests
 from crawler.config import CrawlConfig
 from crawler.errors import UnsafeTarget
 from crawler.extract import ImageRef, extract_page
-from crawler.safehttp import body_chunks, make_session, open_url
+from crawler.safehttp import AddressPolicy, body_chunks, make_session, open_url
 from crawler.urls import normalize
 from crawler.verify import sniff_image_type
 
@@ -43,7 +43,8 @@ def _session(config: CrawlConfig) -> requests.Session:
     """One Session per page thread: connection reuse without sharing across threads."""
     session = getattr(_local, "session", None)
     if session is None:
-        session = make_session(PAGE_POOL_SIZE, config.user_agent, config.allow_private)
+        policy = AddressPolicy.from_config(config)
+        session = make_session(PAGE_POOL_SIZE, config.user_agent, policy)
         _local.session = session
     return session
 

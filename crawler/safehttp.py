@@ -16,6 +16,7 @@ from __future__ import annotations
 import ipaddress
 import zlib
 from collections.abc import Iterator
+from dataclasses import dataclass
 from functools import cache
 
 import requests
@@ -24,31 +25,47 @@ from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from crawler.config import CrawlConfig
 from crawler.errors import BadEncoding, BadRedirect, BlockedAddress, TooManyRedirects
 from crawler.urls import resolve
 
 CHUNK_BYTES = 256 * 1024
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
-def address_allowed(address: str, allow_private: bool) -> bool:
-    """May we connect to this IP address? Pure: no lookups."""
-    if allow_private:
-        return True
-    ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
-    return ip.is_global and not ip.is_multicast
+@dataclass(frozen=True)
+class AddressPolicy:
+    """Which peer addresses we may connect to: public ones, plus what the user allows."""
+
+    allow_private: bool = False
+    allowed_networks: tuple[IPNetwork, ...] = ()
+
+    @classmethod
+    def from_config(cls, config: CrawlConfig) -> AddressPolicy:
+        networks = tuple(ipaddress.ip_network(text) for text in config.allow_networks)
+        return cls(config.allow_private, networks)
+
+    def allows(self, address: str) -> bool:
+        """May we connect to this IP address? Pure: no lookups."""
+        if self.allow_private:
+            return True
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        if any(ip in network for network in self.allowed_networks):
+            return True
+        return ip.is_global and not ip.is_multicast
 
 
 class _AddressCheck:
     """Mixed into urllib3 connections: refuse the socket if its peer is not allowed."""
 
-    allow_private = False
+    policy = AddressPolicy()
 
     def _new_conn(self):  # type: ignore[no-untyped-def]
         sock = super()._new_conn()  # type: ignore[misc]
         peer = sock.getpeername()[0]
-        if not address_allowed(peer, self.allow_private):
+        if not self.policy.allows(peer):
             sock.close()
             raise BlockedAddress(
                 f"{self.host} is at {peer}, a non-public address "  # type: ignore[attr-defined]
@@ -58,7 +75,7 @@ class _AddressCheck:
 
 
 @cache
-def _pool_classes(allow_private: bool) -> dict[str, type]:
+def _pool_classes(policy: AddressPolicy) -> dict[str, type]:
     pools = {}
     for scheme, pool, connection in (
         ("http", HTTPConnectionPool, HTTPConnection),
@@ -67,23 +84,23 @@ def _pool_classes(allow_private: bool) -> dict[str, type]:
         checked = type(
             f"Checked{connection.__name__}",
             (_AddressCheck, connection),
-            {"allow_private": allow_private},
+            {"policy": policy},
         )
         pools[scheme] = type(f"Checked{pool.__name__}", (pool,), {"ConnectionCls": checked})
     return pools
 
 
 class _CheckedAdapter(HTTPAdapter):
-    def __init__(self, allow_private: bool, **kwargs) -> None:  # type: ignore[no-untyped-def]
-        self._allow_private = allow_private
+    def __init__(self, policy: AddressPolicy, **kwargs) -> None:  # type: ignore[no-untyped-def]
+        self._policy = policy
         super().__init__(**kwargs)
 
     def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _pool_classes(self._allow_private)
+        self.poolmanager.pool_classes_by_scheme = _pool_classes(self._policy)
 
 
-def make_session(pool_size: int, user_agent: str, allow_private: bool) -> requests.Session:
+def make_session(pool_size: int, user_agent: str, policy: AddressPolicy) -> requests.Session:
     """A Session whose connections obey the address policy, pooled per host.
 
     ``trust_env`` is off: a proxy from the environment would hide the real peer
@@ -91,9 +108,7 @@ def make_session(pool_size: int, user_agent: str, allow_private: bool) -> reques
     """
     session = requests.Session()
     session.trust_env = False
-    adapter = _CheckedAdapter(
-        allow_private, pool_connections=64, pool_maxsize=pool_size, max_retries=0
-    )
+    adapter = _CheckedAdapter(policy, pool_connections=64, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     session.headers["User-Agent"] = user_agent
@@ -144,9 +159,16 @@ def body_chunks(response: requests.Response, chunk_bytes: int = CHUNK_BYTES) -> 
         raise requests.ConnectionError(exc) from exc
 
 
+def _arriving(response: requests.Response, chunk_bytes: int) -> Iterator[bytes]:
+    """Raw body bytes as they arrive (``read1``): a trickle yields small pieces, so the
+    caller can enforce a total deadline instead of waiting for a full chunk."""
+    while data := response.raw.read1(chunk_bytes, decode_content=False):
+        yield data
+
+
 def _decoded(response: requests.Response, chunk_bytes: int) -> Iterator[bytes]:
     encoding = response.headers.get("Content-Encoding", "identity").strip().lower()
-    raw = response.raw.stream(chunk_bytes, decode_content=False)
+    raw = _arriving(response, chunk_bytes)
     if encoding in ("", "identity"):
         yield from raw
         return

@@ -14,7 +14,7 @@ import responses
 from PIL import Image
 
 from crawler.fetch import FetchLimits, fetch_image
-from crawler.safehttp import CHUNK_BYTES, make_session
+from crawler.safehttp import CHUNK_BYTES, AddressPolicy, make_session
 from crawler.storage import TMP_DIR
 
 HOST = "http://images.example"
@@ -58,7 +58,7 @@ def stored_files(out: Path) -> list[Path]:
 def fetch(url: str, out: Path, limits: FetchLimits = LIMITS, task_id: int = 1) -> dict[str, Any]:
     """Fetch with a fresh pool session; whatever happened, no temporary file stays."""
     result = fetch_image(
-        make_session(4, USER_AGENT, allow_private=False), task_id, url, out, "node-1", limits
+        make_session(4, USER_AGENT, AddressPolicy()), task_id, url, out, "node-1", limits
     )
     assert temporaries(out) == []
     return result

@@ -87,6 +87,8 @@ class DownloaderNode:
             total_timeout=self.download.total_timeout,
             max_bytes=self.download.max_image_bytes,
             max_redirects=config.crawl.max_redirects,
+            min_width=self.download.min_width,
+            min_height=self.download.min_height,
         )
         self._connect = connect
         self._client: BrokerClient | None = None

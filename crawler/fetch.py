@@ -19,7 +19,7 @@ import requests
 from crawler.errors import UnsafeTarget
 from crawler.safehttp import body_chunks, open_url
 from crawler.storage import commit_file, image_relative_path, open_temporary
-from crawler.verify import SNIFF_BYTES, image_dimensions, sniff_image_type
+from crawler.verify import SNIFF_BYTES, check_image, sniff_image_type
 
 # Images are compressed already; asking for identity avoids decoding work (and bombs).
 IMAGE_REQUEST_HEADERS = {"Accept-Encoding": "identity", "Accept": "image/*,*/*;q=0.5"}
@@ -36,6 +36,8 @@ class FetchLimits:
     total_timeout: float = 300.0
     max_bytes: int = 64 * 1024 * 1024
     max_redirects: int = 10
+    min_width: int = 0
+    min_height: int = 0
 
 
 class TooSlow(Exception):
@@ -111,22 +113,15 @@ def fetch_image(
             result.update(error="not_an_image", bytes=size)
             return result
         mime, extension = sniffed
-        relative = image_relative_path(url, digest, extension)
-        dimensions = None if extension == "svg" else image_dimensions(temporary)
-        if dimensions is None and extension != "svg":
-            result.update(error="corrupt_image", bytes=size, content_type=mime)
+        check = check_image(temporary, extension, limits.min_width, limits.min_height)
+        result.update(bytes=size, content_type=mime, width=check.width, height=check.height)
+        if check.error is not None:
+            result["error"] = check.error
             return result
+        relative = image_relative_path(url, digest, extension)
         commit_file(temporary, out, relative)
         temporary = None
-        result.update(
-            outcome="stored",
-            bytes=size,
-            sha256=digest,
-            content_type=mime,
-            path=relative.as_posix(),
-        )
-        if dimensions is not None:
-            result["width"], result["height"] = dimensions
+        result.update(outcome="stored", sha256=digest, path=relative.as_posix())
     except UnsafeTarget as exc:
         result.update(error=f"{exc.code}: {exc}")
     except TooSlow:

@@ -1,4 +1,4 @@
-"""Is it really an image? Sniff the first bytes; read dimensions with Pillow.
+"""Is it really an image? Sniff the first bytes, then let Pillow check the structure.
 
 Type and file extension come from the content itself, never from the URL or the
 server's Content-Type, which lie often (HTML error pages served as image/jpeg).
@@ -6,11 +6,48 @@ server's Content-Type, which lie often (HTML error pages served as image/jpeg).
 
 from __future__ import annotations
 
+import struct
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, features
 
 SNIFF_BYTES = 4096
+
+# The one Pillow plugin allowed to read each sniffed type: Pillow never guesses another
+# format, so a file whose header and body disagree is refused.  A JPEG that carries
+# several pictures comes back as Pillow's "MPO", which is still a JPEG.
+PILLOW_FORMATS = {
+    "jpg": "JPEG",
+    "png": "PNG",
+    "gif": "GIF",
+    "webp": "WEBP",
+    "bmp": "BMP",
+    "tif": "TIFF",
+    "ico": "ICO",
+    "avif": "AVIF",
+}
+# Pillow reads AVIF only when built with libavif.
+AVIF_READABLE = features.check("avif")
+# What Pillow raises on a damaged file; anything else is a bug and keeps its traceback.
+# UnidentifiedImageError and "truncated" are OSError; broken PNG chunks are SyntaxError;
+# libavif's failures ("Missing or empty image item") surface as RuntimeError.
+PILLOW_FAILURES = (OSError, SyntaxError, ValueError, EOFError, struct.error, RuntimeError)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageCheck:
+    """What ``check_image`` found: ``error`` is None for a file worth keeping.
+
+    ``width`` and ``height`` are known for a raster image that was read (including one
+    refused as ``too_small``), None otherwise.
+    """
+
+    error: str | None = None
+    width: int | None = None
+    height: int | None = None
 
 
 def sniff_image_type(head: bytes) -> tuple[str, str] | None:
@@ -37,17 +74,73 @@ def sniff_image_type(head: bytes) -> tuple[str, str] | None:
 
 
 def _looks_like_svg(head: bytes) -> bool:
+    """An ``<svg`` root, possibly after an XML prolog, and no ``<html`` before it."""
     text = head[:SNIFF_BYTES].lstrip(b"\xef\xbb\xbf \t\r\n").lower()
     if text.startswith(b"<svg"):
         return True
     prolog = (b"<?xml", b"<!--", b"<!doctype svg")
-    return text.startswith(prolog) and b"<svg" in text and b"<html" not in text
+    svg_at = text.find(b"<svg")
+    return text.startswith(prolog) and svg_at != -1 and b"<html" not in text[:svg_at]
 
 
-def image_dimensions(path: Path) -> tuple[int, int] | None:
-    """Width and height from the image header (Pillow opens lazily, nothing is decoded)."""
-    try:
-        with Image.open(path) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, Image.DecompressionBombError):
-        return None
+def check_image(
+    path: Path,
+    extension: str,
+    min_width: int = 0,
+    min_height: int = 0,
+    max_pixels: int | None = None,
+) -> ImageCheck:
+    """Check a downloaded file whose first bytes sniffed as ``extension``.
+
+    Errors: ``not_an_image`` (an "SVG" that is really HTML), ``decompression_bomb``
+    (more pixels than ``max_pixels`` or Pillow's ``Image.MAX_IMAGE_PIXELS``, whichever
+    is lower), ``corrupt_image`` (Pillow cannot read the header as the sniffed format,
+    or ``verify()`` finds broken structure, e.g. a bad or missing PNG chunk), and
+    ``too_small`` (below ``min_width`` or ``min_height``; dimensions still returned).
+
+    Guarantee: pixel data is never decoded, so time and memory stay bounded by the file
+    size.  The flip side: only formats whose Pillow plugin implements ``verify()`` (PNG)
+    have their body checked; a truncated JPEG, GIF, BMP or TIFF still passes.  SVG is stored
+    as data and never parsed: no dimensions, and the minimum sizes do not apply.
+    """
+    if extension == "svg":
+        with path.open("rb") as handle:
+            head = handle.read(SNIFF_BYTES)
+        return ImageCheck() if _looks_like_svg(head) else ImageCheck("not_an_image")
+    if extension == "avif" and not AVIF_READABLE:
+        # The header sniffed as AVIF and this Pillow cannot look further: keep the file
+        # without dimensions rather than refuse every AVIF on the web.
+        return ImageCheck()
+    pillow_format = PILLOW_FORMATS[extension]
+    with path.open("rb") as handle, warnings.catch_warnings():
+        # Pillow only warns between 1x and 2x its pixel limit; make that an error too.
+        # Its other warnings (odd TIFF tags, malformed MPO) describe the file, which the
+        # ImageCheck already does, so they are silenced rather than printed per file.
+        # catch_warnings changes process-wide state, not per thread or greenlet: safe
+        # because the downloader runs this on its one gevent thread and nothing below
+        # yields to another greenlet (plain file reads and Pillow are not patched).
+        warnings.simplefilter("ignore")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            width, height = _header_size(handle, pillow_format)
+            if max_pixels is not None and width * height > max_pixels:
+                return ImageCheck("decompression_bomb")
+            _verify_structure(handle, pillow_format)
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+            return ImageCheck("decompression_bomb")
+        except PILLOW_FAILURES:
+            return ImageCheck("corrupt_image")
+    if width < min_width or height < min_height:
+        return ImageCheck("too_small", width, height)
+    return ImageCheck(None, width, height)
+
+
+def _header_size(handle: BinaryIO, pillow_format: str) -> tuple[int, int]:
+    with Image.open(handle, formats=[pillow_format]) as image:
+        return image.size
+
+
+def _verify_structure(handle: BinaryIO, pillow_format: str) -> None:
+    # verify() needs a freshly opened image and leaves it unusable afterwards.
+    with Image.open(handle, formats=[pillow_format]) as image:
+        image.verify()

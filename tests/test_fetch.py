@@ -255,3 +255,20 @@ def test_failure_while_streaming_leaves_no_temporary_file(
     assert (out / TMP_DIR).exists()  # the body was being written when it broke
     assert (result["outcome"], result["retryable"]) == ("failed", True)
     assert stored_files(out) == []
+
+
+def test_image_below_the_minimum_size_is_refused(mocked, out):
+    mocked.get(f"{HOST}/small.png", body=PNG, content_type="image/png")
+    result = fetch(f"{HOST}/small.png", out, FetchLimits(max_bytes=64 * 1024, min_width=8))
+    assert_failed(result, out, "too_small", retryable=False)
+    assert (result["width"], result["height"]) == (7, 5)
+
+
+def test_decompression_bomb_is_refused_and_not_stored(mocked, out):
+    # A valid PNG whose header claims 30000 x 30000 pixels: Pillow's bomb guard trips
+    # on the header alone, long before anything would be decoded.
+    bomb = io.BytesIO()
+    Image.new("1", (30000, 30000)).save(bomb, format="PNG")
+    mocked.get(f"{HOST}/bomb.png", body=bomb.getvalue(), content_type="image/png")
+    result = fetch(f"{HOST}/bomb.png", out, FetchLimits(max_bytes=16 * 1024 * 1024))
+    assert_failed(result, out, "decompression_bomb", retryable=False)

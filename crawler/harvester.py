@@ -182,6 +182,8 @@ class Harvester:
             self.log.event("page_skipped", url=page.url, content_type=page.content_type)
             return
         if page.error:
+            if page.depth == 0:  # a seed: the user should hear about it at once
+                print(f"harvester: seed {page.url} failed: {page.error}", file=sys.stderr)
             self.totals["page_errors"] += 1
             self.log.event("page_failed", url=page.url, status=page.status, error=page.error)
             return

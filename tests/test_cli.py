@@ -212,7 +212,27 @@ def test_user_mistakes_get_one_line_and_exit_code_2(tmp_path):
     loose_key.chmod(0o644)
     bad_config = tmp_path / "bad.toml"
     bad_config.write_text("[crawl]\nmax_depht = 3\n")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
     cases = [
+        (["harvest", "http://127.0.0.1:9/", "--config", str(tmp_path)], env, "cannot read"),
+        (
+            [
+                "harvest",
+                "http://127.0.0.1:9/",
+                "--listen",
+                f"127.0.0.1:{free_port()}",
+                "--out",
+                str(a_file / "out"),
+            ],
+            env,
+            "cannot write to",
+        ),
+        (
+            ["download", "--out", str(a_file / "out"), "--processes", "1"],
+            env,
+            "cannot use the output folder",
+        ),
         (["harvest", "ftp://example.org/"], env, "seed is not an http(s) URL"),
         (["harvest", "http://127.0.0.1:9/", "--config", str(bad_config)], env, "crawl.max_depht"),
         (["harvest", "http://127.0.0.1:9/", "--max-depth", "-1"], env, "--max-depth"),
@@ -226,8 +246,9 @@ def test_user_mistakes_get_one_line_and_exit_code_2(tmp_path):
         ),
     ]
     for args, case_env, expected in cases:
+        out = [] if "--out" in args else ["--out", str(tmp_path / "o")]
         done = subprocess.run(
-            [sys.executable, "-m", "crawler", *args, "--out", str(tmp_path / "o")],
+            [sys.executable, "-m", "crawler", *args, *out],
             env=case_env,
             capture_output=True,
             text=True,
@@ -238,3 +259,15 @@ def test_user_mistakes_get_one_line_and_exit_code_2(tmp_path):
         assert "Traceback" not in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
         assert "a" * 32 not in done.stderr
+    assert a_file.read_text() == "not a folder"
+    assert not (tmp_path / "o").exists(), "a refused command must not write anything"
+
+
+def test_a_seed_on_a_private_address_is_refused_by_default(tmp_path, site_url):
+    done = crawler(
+        "harvest", site_url, "--out", str(tmp_path), "--listen", f"127.0.0.1:{free_port()}"
+    )
+    assert done.returncode == 0, done.stderr
+    assert f"seed {site_url} failed: blocked_address" in done.stderr
+    assert "--allow-private" in done.stderr
+    assert "0 pages (1 failed), 0 images found" in done.stdout

@@ -95,6 +95,9 @@ class _Handler(BaseHTTPRequestHandler):
                 self.send(200, body, "text/html")
             elif path == "/junk.html":
                 self.send(200, bytes(range(256)) * 4096, "text/html")
+            elif path == "/bad-utf8.html":
+                body = b'<html><body>caf\xe9 \xff\xfe<img src="/image.png"> \xc3(</body></html>'
+                self.send(200, body, "text/html; charset=utf-8")
             elif path == "/image-as-html":
                 self.send(200, PNG, "text/html")
             else:

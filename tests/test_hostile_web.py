@@ -181,3 +181,9 @@ def test_a_page_on_a_forbidden_address_is_refused(forbidden):
     page = fetch_page(forbidden.url + "/image.png", 0, PAGE_CONFIG)
     assert page.error.startswith("blocked_address")
     assert len(forbidden.hits) == hits_before
+
+
+def test_undecodable_bytes_in_a_page_are_replaced_not_fatal(hostile):
+    page = fetch_page(hostile.url + "/bad-utf8.html", 0, PAGE_CONFIG)
+    assert page.error is None
+    assert [ref.url for ref in page.images] == [hostile.url + "/image.png"]

@@ -297,6 +297,11 @@ class Broker:
             events, self._events = self._events, []
         return finished, events
 
+    def note_event(self, name: str, fields: dict[str, Any]) -> None:
+        """Record an event for the progress log; thread-safe (the server's threads call it)."""
+        with self._lock:
+            self._events.append((name, dict(fields)))
+
     def close(self) -> None:
         """No more work will come: leases from now on answer ``done``."""
         with self._wake:

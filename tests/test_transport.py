@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import socket
+import struct
 import threading
+import time
 import xmlrpc.client
 from collections.abc import Callable, Iterator
+from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
 from pathlib import Path
 from typing import Any
@@ -15,7 +19,13 @@ import pytest
 
 from crawler.broker import Broker
 from crawler.errors import AuthKeyError, BrokerUnavailable
-from crawler.transport import BrokerClient, BrokerServer
+from crawler.transport import (
+    BrokerClient,
+    BrokerServer,
+    EventThrottle,
+    ServerLimits,
+    handshake_failure,
+)
 
 KEY = b"test-key-0123456789abcdef"
 CALL_TIMEOUT = 5.0
@@ -33,6 +43,22 @@ def server(broker: Broker) -> Iterator[BrokerServer]:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture
+def serve_with(broker: Broker) -> Iterator[Callable[..., BrokerServer]]:
+    """Start a server with other ``ServerLimits``; every one is stopped at the end."""
+    started: list[BrokerServer] = []
+
+    def start(**limits: Any) -> BrokerServer:
+        server = BrokerServer(broker, ("127.0.0.1", 0), KEY, ServerLimits(**limits))
+        server.start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
 
 
 def call_within(seconds: float, function: Callable[..., Any], *args: Any) -> Any:
@@ -113,12 +139,201 @@ def test_leave_and_done_travel_back(broker: Broker, server: BrokerServer) -> Non
     }
 
 
-def test_wrong_authkey_is_an_authkey_error(server: BrokerServer) -> None:
-    with pytest.raises(AuthKeyError, match="authkey"):
-        connect(server, key=b"not-the-right-key-at-all")
+def wait_for_events(broker: Broker, name: str, count: int = 1) -> list[dict[str, Any]]:
+    """The fields of the ``name`` events the broker collects within a bounded wait."""
+    found: list[dict[str, Any]] = []
+    deadline = time.monotonic() + CALL_TIMEOUT
+    while len(found) < count and time.monotonic() < deadline:
+        found += [fields for event, fields in broker.take_updates()[1] if event == name]
+        time.sleep(0.02)
+    assert len(found) >= count, f"{count} {name} events expected, got {found}"
+    return found
 
-    # The server shrugs the stranger off and keeps serving.
+
+def connection_threads(peers: list[socket.socket]) -> Callable[[], int]:
+    """Counts the server's live threads serving these client sockets (named after them)."""
+    names = {"connection {}:{}".format(*peer.getsockname()) for peer in peers}
+    return lambda: sum(thread.name in names for thread in threading.enumerate())
+
+
+def wait_until(condition: Callable[[], bool], seconds: float = CALL_TIMEOUT) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"{condition} still false after {seconds} s"
+        time.sleep(0.02)
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (bounded)."""
+    sock.settimeout(CALL_TIMEOUT)  # our own socket: a hang fails the test
+    received = b""
+    with contextlib.suppress(ConnectionResetError):  # it hung up with our bytes unread
+        while chunk := sock.recv(4096):
+            received += chunk
+    return received
+
+
+def test_wrong_authkey_is_an_authkey_error(broker: Broker, server: BrokerServer) -> None:
+    wrong_key = b"not-the-right-key-at-all"
+    with pytest.raises(AuthKeyError, match="authkey"):
+        connect(server, key=wrong_key)
+
+    # The server shrugs the stranger off, says so in the log and keeps serving.
+    (event,) = wait_for_events(broker, "auth_failed")
+    assert event["reason"] == "wrong key"
+    assert event["peer"].startswith("127.0.0.1:")
+    assert KEY.decode() not in repr(event) and wrong_key.decode() not in repr(event)
     assert call_within(CALL_TIMEOUT, connect(server).join, "n1", {})["lease_seconds"] == 60.0
+
+
+@pytest.mark.parametrize(
+    ("garbage", "reason"),
+    [
+        (b"GET / HTTP/1.1\r\nHost: harvester\r\n\r\n", "protocol error"),
+        (b"\xff" * 12, "protocol error"),  # a 64-bit length far beyond what we read
+        (struct.pack("!i", 16) + b"sixteen bytes!!!", "wrong key"),  # a well-formed answer
+        (struct.pack("!i", 200) + b"cut short", "protocol error"),
+        (b"", "closed"),
+    ],
+    ids=["http", "huge-length", "wrong-digest", "cut-short", "nothing"],
+)
+def test_garbage_is_logged_and_the_server_keeps_serving(
+    broker: Broker, server: BrokerServer, garbage: bytes, reason: str
+) -> None:
+    with socket.create_connection(server.address) as stranger:
+        stranger.sendall(garbage)
+        stranger.shutdown(socket.SHUT_WR)
+        read_until_closed(stranger)
+
+    (event,) = wait_for_events(broker, "auth_failed")
+    assert event["reason"] == reason
+    assert call_within(CALL_TIMEOUT, connect(server).join, "n1", {})["lease_seconds"] == 60.0
+
+
+def test_a_half_open_connection_is_dropped_after_the_handshake_timeout(
+    broker: Broker, serve_with: Callable[..., BrokerServer]
+) -> None:
+    server = serve_with(handshake_timeout=0.3)
+    started = time.monotonic()
+    silent = [socket.create_connection(server.address) for _ in range(5)]
+    peers = {f"127.0.0.1:{sock.getsockname()[1]}" for sock in silent}
+    serving = connection_threads(silent)
+    try:
+        wait_until(lambda: serving() == 5)
+        for sock in silent:
+            read_until_closed(sock)  # the challenge, then the server hangs up
+        wait_until(lambda: serving() == 0)
+    finally:
+        for sock in silent:
+            sock.close()
+
+    assert time.monotonic() - started >= 0.3
+    # Five failures from one address within the interval: one event.
+    (event,) = wait_for_events(broker, "auth_failed")
+    assert event["reason"] == "timeout" and event["peer"] in peers
+    assert call_within(CALL_TIMEOUT, connect(server).join, "n1", {})["lease_seconds"] == 60.0
+
+
+def test_an_authenticated_connection_may_idle_longer_than_the_handshake_timeout(
+    serve_with: Callable[..., BrokerServer],
+) -> None:
+    server = serve_with(handshake_timeout=0.2)
+    client = connect(server)
+    call_within(CALL_TIMEOUT, client.join, "n1", {})
+    time.sleep(0.6)
+    assert call_within(CALL_TIMEOUT, client.lease_batch, "n1", 5, 0) == {
+        "tasks": [],
+        "done": False,
+    }
+
+
+def test_a_flood_of_idle_connections_does_not_lock_a_downloader_out(
+    broker: Broker, serve_with: Callable[..., BrokerServer]
+) -> None:
+    server = serve_with(max_connections=100)
+    broker.add_tasks([("http://a.test/1.png", "http://a.test/", "img")])
+    flood = [socket.create_connection(server.address) for _ in range(300)]
+    serving = connection_threads(flood)
+    try:
+        # Each connection of the downloader takes the place of the oldest idle one.
+        client = connect(server)
+        assert call_within(CALL_TIMEOUT, client.join, "n1", {})["lease_seconds"] == 60.0
+        leased = call_within(CALL_TIMEOUT, client.lease_batch, "n1", 5, 0)
+        assert leased["tasks"] == [[1, "http://a.test/1.png"]]
+        wait_until(lambda: serving() <= 100)
+    finally:
+        for sock in flood:
+            sock.close()
+    wait_until(lambda: serving() == 0)
+    (event,) = wait_for_events(broker, "connection_limit")
+    assert event["limit"] == 100 and event["dropped"] == "oldest_handshake"
+
+
+def open_session(server: BrokerServer) -> Any:
+    """An authenticated connection in the served per-client loop, idle."""
+    raw = call_within(CALL_TIMEOUT, lambda: Client(server.address, authkey=KEY))
+    raw.send_bytes(xml_request(None, "accept_connection", ("idle",), {}))
+    assert raw.poll(CALL_TIMEOUT) and b"#RETURN" in raw.recv_bytes()
+    return raw
+
+
+def test_beyond_the_limit_of_authenticated_connections_a_new_one_is_closed(
+    broker: Broker, serve_with: Callable[..., BrokerServer]
+) -> None:
+    server = serve_with(max_connections=2)
+    sessions = [open_session(server) for _ in range(2)]
+    try:
+        with socket.create_connection(server.address) as late:
+            assert read_until_closed(late) == b"", "closed at once, without a challenge"
+        with pytest.raises(BrokerUnavailable):
+            connect(server)
+    finally:
+        for raw in sessions:
+            raw.close()
+
+    (event,) = wait_for_events(broker, "connection_limit")
+    assert event["dropped"] == "new_connection"
+    assert call_within(CALL_TIMEOUT, connect(server).join, "n1", {})["lease_seconds"] == 60.0
+
+
+def test_event_throttle_admits_one_event_per_key_per_interval() -> None:
+    throttle = EventThrottle(interval=10.0)
+
+    assert throttle.admit("10.0.0.1", now=100.0) == 0
+    assert throttle.admit("10.0.0.1", now=101.0) is None
+    assert throttle.admit("10.0.0.1", now=109.9) is None
+    assert throttle.admit("10.0.0.2", now=105.0) == 0  # another peer has its own interval
+    assert throttle.admit("10.0.0.1", now=110.0) == 2  # the two held back are counted
+    assert throttle.admit("10.0.0.1", now=115.0) is None
+    assert throttle.admit("10.0.0.1", now=125.0) == 1
+    assert throttle.admit("10.0.0.1", now=140.0) == 0
+
+
+def test_event_throttle_forgets_quiet_keys_when_it_holds_too_many() -> None:
+    throttle = EventThrottle(interval=10.0, max_keys=2)
+    throttle.admit("quiet", now=0.0)
+    throttle.admit("busy", now=5.0)
+    throttle.admit("busy", now=6.0)
+
+    assert throttle.admit("new", now=12.0) == 0
+
+    assert set(throttle.last) == {"busy", "new"}  # "quiet" had nothing left to report
+    assert throttle.admit("busy", now=15.0) == 1
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (AuthenticationError("digest received was wrong"), "wrong key"),
+        (BlockingIOError(11, "Resource temporarily unavailable"), "timeout"),
+        (EOFError(), "closed"),
+        (ConnectionResetError(104, "Connection reset by peer"), "closed"),
+        (OSError("bad message length"), "protocol error"),
+        (AssertionError("message = b'GET /'"), "protocol error"),
+    ],
+)
+def test_handshake_failure_reasons(error: BaseException, reason: str) -> None:
+    assert handshake_failure(error) == reason
 
 
 def test_nothing_listening_is_broker_unavailable() -> None:

@@ -7,7 +7,7 @@ then it goes back to the queue. A second result for a task that is already final
 changes nothing, so a task delivered twice is still reported once.
 
 ``TaskBoard`` is the pure bookkeeping (the caller passes the time); ``Broker`` adds the
-lock, node registry and long-polling; ``transport.py`` serves it with a manager.
+lock, node registry and long-polling; ``serving.py`` serves it with a manager.
 """
 
 from __future__ import annotations

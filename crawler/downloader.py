@@ -31,6 +31,7 @@ from crawler.config import Config, parse_address
 from crawler.errors import BrokerUnavailable, StateError
 from crawler.fetch import FetchLimits, fetch_image
 from crawler.safehttp import AddressPolicy, make_session
+from crawler.storage import remove_stale_temporaries
 from crawler.transport import BrokerClient
 
 REPORT_INTERVAL = 0.25
@@ -195,8 +196,11 @@ class DownloaderNode:
         """Work until the harvester says there is no more; returns the exit code."""
         try:
             self.out.mkdir(parents=True, exist_ok=True)
+            stale = remove_stale_temporaries(self.out)
         except OSError as exc:
             raise StateError(f"cannot use the output folder {self.out}: {exc.strerror}") from None
+        if stale:
+            say(f"node {self.node}: removed {stale} partial files left by a killed process")
         gevent.signal_handler(signal.SIGTERM, self.stop)
         gevent.signal_handler(signal.SIGINT, self.stop)
         try:

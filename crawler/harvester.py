@@ -23,8 +23,8 @@ from crawler.config import Config, parse_address
 from crawler.errors import ConfigError, StateError
 from crawler.pages import PageResult, fetch_page
 from crawler.progress import ProgressLog
+from crawler.serving import BrokerServer
 from crawler.storage import MANIFEST_NAME, Manifest
-from crawler.transport import BrokerServer
 from crawler.urls import host_of, normalize
 
 LOOP_TICK = 0.1

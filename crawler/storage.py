@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import socket
 import tempfile
 from pathlib import Path
 from typing import IO, Any
@@ -25,11 +27,46 @@ def image_relative_path(url: str, sha256: str, extension: str) -> Path:
     return Path(host_dir(url)) / sha256[:2] / f"{sha256}.{extension}"
 
 
+def _owner_prefix(pid: int) -> str:
+    host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
+    return f"part-{host}-{pid}-"
+
+
 def open_temporary(out: Path) -> IO[bytes]:
-    """A new temporary file on the same file system as OUT (so rename is atomic)."""
+    """A new temporary file on the same file system as OUT (so rename is atomic).
+
+    Its name carries this host and process id, so that ``remove_stale_temporaries``
+    can tell the leftovers of a killed process from files still being written.
+    """
     tmp = out / TMP_DIR
     tmp.mkdir(parents=True, exist_ok=True)
-    return tempfile.NamedTemporaryFile(dir=tmp, prefix="part-", delete=False)
+    return tempfile.NamedTemporaryFile(dir=tmp, prefix=_owner_prefix(os.getpid()), delete=False)
+
+
+def remove_stale_temporaries(out: Path) -> int:
+    """Delete partial files left in OUT/.tmp by dead processes of this host.
+
+    Files of live processes and of other hosts (a shared folder) are left alone.
+    Returns how many were removed.
+    """
+    removed = 0
+    host_prefix = _owner_prefix(0).removesuffix("0-")
+    for path in (out / TMP_DIR).glob(host_prefix + "*"):
+        pid_text = path.name[len(host_prefix) :].split("-", 1)[0]
+        if pid_text.isdigit() and not _process_alive(int(pid_text)):
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, owned by someone else
+    return True
 
 
 def commit_file(temporary: Path, out: Path, relative: Path) -> bool:

@@ -16,6 +16,7 @@ from crawler.storage import (
     image_relative_path,
     open_temporary,
     read_manifest,
+    remove_stale_temporaries,
 )
 
 CONTENT = b"\x89PNG\r\n\x1a\n pretend image bytes"
@@ -168,3 +169,25 @@ def test_read_manifest_of_an_empty_file(tmp_path: Path):
     path = tmp_path / MANIFEST_NAME
     path.write_bytes(b"")
     assert read_manifest(path) == []
+
+
+def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    code = (
+        "import sys; from pathlib import Path; from crawler.storage import open_temporary;"
+        "h = open_temporary(Path(sys.argv[1])); h.write(b'partial'); print(h.name)"
+    )
+    dead = subprocess.run(
+        [sys.executable, "-c", code, str(out)], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    with open_temporary(out) as mine:
+        mine.write(b"still being written")
+    foreign = out / TMP_DIR / "part-otherhost-1-abc"
+    foreign.write_bytes(b"another machine's file")
+
+    assert remove_stale_temporaries(out) == 1
+    assert not Path(dead).exists()
+    assert Path(mine.name).exists() and foreign.exists()

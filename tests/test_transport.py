@@ -19,13 +19,8 @@ import pytest
 
 from crawler.broker import Broker
 from crawler.errors import AuthKeyError, BrokerUnavailable
-from crawler.transport import (
-    BrokerClient,
-    BrokerServer,
-    EventThrottle,
-    ServerLimits,
-    handshake_failure,
-)
+from crawler.serving import BrokerServer, EventThrottle, ServerLimits, handshake_failure
+from crawler.transport import BrokerClient
 
 KEY = b"test-key-0123456789abcdef"
 CALL_TIMEOUT = 5.0

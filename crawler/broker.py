@@ -12,14 +12,16 @@ lock, node registry and long-polling; ``serving.py`` serves it with a manager.
 
 from __future__ import annotations
 
-import heapq
+import json
 import random
+import sqlite3
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
+
+from crawler.state import Transaction, open_database
 
 FINAL_STATES = frozenset({"stored", "failed"})
 MAX_LEASE_WAIT = 2.0
@@ -47,131 +49,206 @@ def retry_delay(attempt: int, jitter: float) -> float:
     return min(60.0, 2.0 ** min(attempt - 1, 6)) * (0.5 + jitter / 2)
 
 
-@dataclass
-class TaskBoard:
-    """Tasks and their leases. Not thread-safe; every method takes ``now``."""
+_COLUMNS = "id, url, page, kind, state, attempts, owner, deadline, result"
 
-    lease_seconds: float
-    max_attempts: int
-    tasks: dict[int, Task] = field(default_factory=dict)
-    by_url: dict[str, int] = field(default_factory=dict)
-    pending: deque[int] = field(default_factory=deque)
-    delayed: list[tuple[float, int]] = field(default_factory=list)
-    leased: set[int] = field(default_factory=set)
-    final: int = 0
-    stored: int = 0
+
+def _task(row: tuple) -> Task:
+    task_id, url, page, kind, state, attempts, owner, deadline, result = row
+    parsed = json.loads(result) if result else None
+    return Task(task_id, url, page, kind, state, attempts, owner, deadline, parsed)
+
+
+class TaskView:
+    """Read access to tasks by id, like a dict (``board.tasks[3].state``); each lookup
+    is a fresh snapshot from the database."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def get(self, task_id: Any, default: Task | None = None) -> Task | None:
+        if not isinstance(task_id, int):
+            return default
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
+        return default if row is None else _task(row)
+
+    def __getitem__(self, task_id: int) -> Task:
+        task = self.get(task_id)
+        if task is None:
+            raise KeyError(task_id)
+        return task
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
+
+
+class TaskBoard:
+    """Tasks and their leases, kept in SQLite. Not thread-safe; every method takes ``now``.
+
+    Reopening a database (a harvester restart) puts leased and waiting tasks back in
+    the queue, due at once: their deadlines belonged to the old process's clock.
+    """
+
+    def __init__(
+        self, lease_seconds: float, max_attempts: int, db: sqlite3.Connection | None = None
+    ) -> None:
+        self.lease_seconds = lease_seconds
+        self.max_attempts = max_attempts
+        self.db = db if db is not None else open_database(":memory:")
+        self.tasks = TaskView(self.db)
+        with Transaction(self.db):
+            self.db.execute(
+                "UPDATE tasks SET state = 'pending', owner = NULL, deadline = 0, due = 0 "
+                "WHERE state IN ('leased', 'pending')"
+            )
+        counts = dict(self.db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state"))
+        self.total = sum(counts.values())
+        self.stored = counts.get("stored", 0)
+        self.final = self.stored + counts.get("failed", 0)
+        self.leased = 0
 
     def add(self, url: str, page: str, kind: str) -> Task | None:
         """Queue an image URL once; None when it was queued before."""
-        if url in self.by_url:
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO tasks (url, page, kind, state) VALUES (?, ?, ?, 'pending')",
+            (url, page, kind),
+        )
+        if not cursor.rowcount:
             return None
-        task = Task(id=len(self.tasks) + 1, url=url, page=page, kind=kind)
-        self.tasks[task.id] = task
-        self.by_url[url] = task.id
-        self.pending.append(task.id)
-        return task
+        self.total += 1
+        return Task(id=cursor.lastrowid or 0, url=url, page=page, kind=kind)
+
+    def add_many(self, items: Iterable[tuple[str, str, str]]) -> list[Task]:
+        with Transaction(self.db):
+            return [t for t in (self.add(*item) for item in items) if t is not None]
 
     def lease(self, node: str, limit: int, now: float) -> list[Task]:
         """Hand up to ``limit`` due tasks to ``node`` until ``now + lease_seconds``."""
-        self._promote_due(now)
-        granted: list[Task] = []
-        while self.pending and len(granted) < limit:
-            task = self.tasks[self.pending.popleft()]
-            if task.state != "pending":
-                continue  # finalized by a late result while it waited in the queue
-            task.state, task.owner = "leased", node
-            task.deadline = now + self.lease_seconds
+        if limit <= 0:
+            return []
+        deadline = now + self.lease_seconds
+        with Transaction(self.db):
+            rows = self.db.execute(
+                f"SELECT {_COLUMNS} FROM tasks WHERE state = 'pending' AND due <= ? "
+                "ORDER BY due, id LIMIT ?",
+                (now, limit),
+            ).fetchall()
+            self.db.executemany(
+                "UPDATE tasks SET state = 'leased', owner = ?, deadline = ?, "
+                "attempts = attempts + 1 WHERE id = ?",
+                [(node, deadline, row[0]) for row in rows],
+            )
+        self.leased += len(rows)
+        granted = [_task(row) for row in rows]
+        for task in granted:
+            task.state, task.owner, task.deadline = "leased", node, deadline
             task.attempts += 1
-            self.leased.add(task.id)
-            granted.append(task)
         return granted
 
     def extend(self, node: str, ids: Iterable[int], now: float) -> None:
         """Push back the deadline of leases ``node`` still holds (a heartbeat)."""
-        for task_id in ids:
-            task = self.tasks.get(task_id)
-            if task is not None and task.state == "leased" and task.owner == node:
-                task.deadline = now + self.lease_seconds
+        with Transaction(self.db):
+            self.db.executemany(
+                "UPDATE tasks SET deadline = ? WHERE id = ? AND state = 'leased' AND owner = ?",
+                [(now + self.lease_seconds, task_id, node) for task_id in ids],
+            )
 
     def expire(self, now: float) -> list[Task]:
         """Take back leases whose deadline passed; returns the tasks that became final."""
-        overdue = [t for t in map(self.tasks.get, self.leased) if t and t.deadline < now]
-        return self._take_back(overdue, "lease_expired", now)
+        return self._take_back("state = 'leased' AND deadline < ?", (now,), "lease_expired")
 
     def release_node(self, node: str, now: float) -> list[Task]:
         """Take back every lease of a node that left or was lost."""
-        held = [t for t in map(self.tasks.get, self.leased) if t and t.owner == node]
-        return self._take_back(held, "node_lost", now)
+        return self._take_back("state = 'leased' AND owner = ?", (node,), "node_lost")
 
     def complete(self, node: str, result: dict[str, Any], now: float, jitter: float) -> Task | None:
         """Apply a downloader's result; returns the task if it became final.
 
         Idempotent: a result for a final task is ignored, and so is a failure reported
-        by a node whose lease was taken back and given to another node.
+        by a node whose lease was taken back and given to another node. A retry waits
+        at least the server's ``Retry-After`` (``result["retry_after"]``).
         """
-        task = self.tasks.get(result.get("id"))  # type: ignore[arg-type]
+        task = self.tasks.get(result.get("id"))
         if task is None or task.state in FINAL_STATES:
             return None
         stored = result.get("outcome") == "stored"
         if not stored and task.state == "leased" and task.owner != node:
             return None
-        self.leased.discard(task.id)
+        self.leased -= task.state == "leased"
         task.result = result
         if stored:
             return self._finish(task, "stored")
         if result.get("retryable") and task.attempts < self.max_attempts:
+            wait = max(retry_delay(task.attempts, jitter), float(result.get("retry_after") or 0))
             task.state, task.owner = "pending", None
-            due = now + retry_delay(task.attempts, jitter)
-            heapq.heappush(self.delayed, (due, task.id))
+            self.db.execute(
+                "UPDATE tasks SET state = 'pending', owner = NULL, due = ?, result = ? "
+                "WHERE id = ?",
+                (now + wait, json.dumps(result), task.id),
+            )
             return None
         return self._finish(task, "failed")
 
     def next_due(self) -> float | None:
-        return self.delayed[0][0] if self.delayed else None
+        """When the earliest waiting task becomes due (None when nothing waits)."""
+        return self.db.execute("SELECT MIN(due) FROM tasks WHERE state = 'pending'").fetchone()[0]
+
+    def unrecorded(self) -> list[Task]:
+        """Final tasks whose manifest line may be missing (a crash came in between)."""
+        rows = self.db.execute(
+            f"SELECT {_COLUMNS} FROM tasks WHERE recorded = 0 AND state IN ('stored', 'failed')"
+        ).fetchall()
+        return [_task(row) for row in rows]
+
+    def mark_recorded(self, ids: Iterable[int]) -> None:
+        with Transaction(self.db):
+            self.db.executemany(
+                "UPDATE tasks SET recorded = 1 WHERE id = ?", [(task_id,) for task_id in ids]
+            )
 
     def counts(self) -> dict[str, int]:
-        stored = self.stored
         return {
-            "tasks": len(self.tasks),
-            "leased": len(self.leased),
-            "stored": stored,
-            "failed": self.final - stored,
-            "waiting": len(self.tasks) - self.final - len(self.leased),
+            "tasks": self.total,
+            "leased": self.leased,
+            "stored": self.stored,
+            "failed": self.final - self.stored,
+            "waiting": self.total - self.final - self.leased,
         }
 
     @property
     def all_final(self) -> bool:
-        return self.final == len(self.tasks)
+        return self.final == self.total
 
-    def _take_back(self, tasks: list[Task], reason: str, now: float) -> list[Task]:
+    def _take_back(self, where: str, args: tuple, reason: str) -> list[Task]:
+        rows = self.db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE {where}", args).fetchall()
         finished = []
-        for task in tasks:
-            self.leased.discard(task.id)
-            if task.attempts >= self.max_attempts:
-                task.result = {
-                    "id": task.id,
-                    "url": task.url,
-                    "outcome": "failed",
-                    "error": reason,
-                    "node": task.owner,
-                }
-                finished.append(self._finish(task, "failed"))
-            else:
-                task.state, task.owner = "pending", None
-                self.pending.appendleft(task.id)
+        with Transaction(self.db):
+            for task in map(_task, rows):
+                self.leased -= 1
+                if task.attempts >= self.max_attempts:
+                    task.result = {
+                        "id": task.id,
+                        "url": task.url,
+                        "outcome": "failed",
+                        "error": reason,
+                        "node": task.owner,
+                    }
+                    finished.append(self._finish(task, "failed"))
+                else:
+                    self.db.execute(
+                        "UPDATE tasks SET state = 'pending', owner = NULL, due = 0 WHERE id = ?",
+                        (task.id,),
+                    )
         return finished
 
     def _finish(self, task: Task, state: str) -> Task:
         task.state = state
+        self.db.execute(
+            "UPDATE tasks SET state = ?, result = ? WHERE id = ?",
+            (state, json.dumps(task.result), task.id),
+        )
         self.final += 1
         self.stored += state == "stored"
         return task
-
-    def _promote_due(self, now: float) -> None:
-        while self.delayed and self.delayed[0][0] <= now:
-            _, task_id = heapq.heappop(self.delayed)
-            if self.tasks[task_id].state == "pending":
-                self.pending.append(task_id)
 
 
 @dataclass
@@ -194,8 +271,9 @@ class Broker:
         max_attempts: int,
         node_timeout: float,
         clock: Callable[[], float] = time.monotonic,
+        db: sqlite3.Connection | None = None,
     ) -> None:
-        self.board = TaskBoard(lease_seconds, max_attempts)
+        self.board = TaskBoard(lease_seconds, max_attempts, db)
         self.node_timeout = node_timeout
         self.clock = clock
         self.nodes: dict[str, NodeInfo] = {}
@@ -251,11 +329,12 @@ class Broker:
         with self._wake:
             self._seen(node)
             now = self.clock()
-            for result in results:
-                task = self.board.complete(node, result, now, self._random.random())
-                if task is not None:
-                    self._finished.append(task)
-                    finished += 1
+            with Transaction(self.board.db):
+                for result in results:
+                    task = self.board.complete(node, result, now, self._random.random())
+                    if task is not None:
+                        self._finished.append(task)
+                        finished += 1
             self._wake.notify_all()
         return finished
 
@@ -274,7 +353,7 @@ class Broker:
     def add_tasks(self, items: Iterable[tuple[str, str, str]]) -> list[Task]:
         """Queue ``(url, page, kind)`` items; returns the tasks that were new."""
         with self._wake:
-            added = [t for t in (self.board.add(*item) for item in items) if t is not None]
+            added = self.board.add_many(items)
             if added:
                 self._wake.notify_all()
         return added
@@ -301,6 +380,14 @@ class Broker:
         """Record an event for the progress log; thread-safe (the server's threads call it)."""
         with self._lock:
             self._events.append((name, dict(fields)))
+
+    def unrecorded(self) -> list[Task]:
+        with self._lock:
+            return self.board.unrecorded()
+
+    def mark_recorded(self, ids: list[int]) -> None:
+        with self._lock:
+            self.board.mark_recorded(ids)
 
     def close(self) -> None:
         """No more work will come: leases from now on answer ``done``."""

@@ -232,12 +232,18 @@ class DownloaderNode:
         return 0
 
     def _say_goodbye(self) -> None:
-        """Tell the harvester we are leaving; once, since it may already be gone."""
+        """Tell the harvester we are leaving, without waiting for it if it is gone.
+
+        Two tries: this greenlet's connection may date from before a harvester restart;
+        the first failure drops it, the second try opens a fresh one.
+        """
         client = self._client
         if client is None:
             return
-        with contextlib.suppress(BrokerUnavailable):
-            client.leave(self.node)
+        for _attempt in range(2):
+            with contextlib.suppress(BrokerUnavailable):
+                client.leave(self.node)
+                return
 
     def stop(self) -> None:
         """First signal: stop leasing, finish or hand back what is in flight. Second: exit."""

@@ -5,15 +5,20 @@ that the loop (and the manager's server threads answering downloaders) never wai
 a slow page. The loop ends when no page is left to fetch and every task is final;
 then leases answer ``done`` and the harvester waits (``linger_seconds`` at most) for
 the connected downloaders to hear it before it exits.
+
+Everything the crawl knows lives in SQLite under ``--state`` (``state.py``): stopped
+by a signal or killed, the harvester started again with the same state resumes where
+it was. The first SIGINT/SIGTERM stops it cleanly (exit 0, resumable); a second one
+exits at once.
 """
 
 from __future__ import annotations
 
 import fcntl
+import os
 import signal
 import sys
 import time
-from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import IO, Any
@@ -24,18 +29,14 @@ from crawler.errors import ConfigError, StateError
 from crawler.pages import PageResult, fetch_page
 from crawler.progress import ProgressLog
 from crawler.serving import BrokerServer
+from crawler.state import CrawlState
 from crawler.storage import MANIFEST_NAME, Manifest
 from crawler.urls import host_of, normalize
 
 LOOP_TICK = 0.1
 
 
-class Interrupted(Exception):
-    """SIGTERM arrived: stop like Ctrl-C does."""
-
-
-def _raise_interrupted(_signum: int, _frame: Any) -> None:
-    raise Interrupted
+EXIT_AT_ONCE = 130
 
 
 def check_seeds(seeds: list[str]) -> list[str]:
@@ -70,78 +71,146 @@ class Harvester:
         self.seeds = check_seeds(seeds)
         self.authkey = authkey
         self.allowed_hosts = {host_of(url) for url in self.seeds} | set(self.crawl.extra_hosts)
-        self.frontier: deque[tuple[str, int]] = deque((url, 0) for url in self.seeds)
-        self.seen_pages: set[str] = set(self.seeds)
         self.in_flight: dict[Future[PageResult], str] = {}
-        self.pages_started = 0
         self.totals = {"pages": 0, "page_errors": 0, "stored": 0, "failed": 0, "bytes": 0}
         self._stored_at_last_totals = 0
-        self.broker = Broker(
-            config.queue.lease_seconds, config.queue.max_attempts, config.queue.node_timeout
-        )
+        self.stopping = False
 
     def run(self) -> int:
         address = parse_address(self.config.queue.listen, "listen")
-        server = BrokerServer(self.broker, address, self.authkey)  # a busy port fails first
+        lock = self._open_state()
+        if self.state.finished:
+            print(
+                f"crawl already finished (state in {self.config.output.state_dir}): "
+                + self.summary(None),
+                flush=True,
+            )
+            self.state.close()
+            return 0
+        queue = self.config.queue
+        self.broker = Broker(
+            queue.lease_seconds, queue.max_attempts, queue.node_timeout, db=self.state.tasks_db
+        )
         try:
-            lock = self._open_outputs()
+            server = BrokerServer(self.broker, address, self.authkey)
+            self._open_outputs()
         except BaseException:
-            server.stop()
+            self.state.close()
             raise
-        previous = signal.signal(signal.SIGTERM, _raise_interrupted)
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         started = time.monotonic()
         try:
             server.start()
-            self.log.event(
-                "crawl_started", seeds=" ".join(self.seeds), listen=self.config.queue.listen
-            )
-            print(
-                f"harvester: serving tasks on {server.address[0]}:{server.address[1]}; "
-                f"progress log {self.config.output.log_path}",
-                file=sys.stderr,
-                flush=True,
-            )
+            self._start_log(server)
             with ThreadPoolExecutor(self.crawl.page_workers, "page") as pages:
                 self._crawl(pages)
-            self._linger()
+                if self.stopping:
+                    pages.shutdown(wait=False, cancel_futures=True)
             elapsed = time.monotonic() - started
+            if self.stopping:
+                self._record_updates()
+                self.log.event("crawl_stopped", **self.totals)
+                print(
+                    "harvester: stopped; run the same command again to resume",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 0
+            self._linger()
+            self.state.mark_finished()
             self._log_totals(elapsed)
             self.log.event("crawl_finished", seconds=round(elapsed, 2), **self.totals)
             print(self.summary(elapsed), flush=True)
             return 0
-        except (KeyboardInterrupt, Interrupted):
-            self.log.event("crawl_interrupted", **self.totals)
-            raise KeyboardInterrupt from None
         finally:
-            signal.signal(signal.SIGTERM, previous)
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
             server.stop()
             self.manifest.close()
             self.log.close()
+            self.state.close()
             lock.close()
 
-    def _open_outputs(self) -> IO[str]:
-        """Lock the state folder and open the manifest and log; nothing is written when
-        the folders are unusable or already hold an earlier crawl."""
+    def _stop(self, _signum: int, _frame: Any) -> None:
+        """First signal: stop taking work and leave resumable state. Second: exit now."""
+        if self.stopping:
+            os._exit(EXIT_AT_ONCE)
+        self.stopping = True
+        print("harvester: stopping (again to quit at once)", file=sys.stderr, flush=True)
+
+    def _open_state(self) -> IO[str]:
+        """Lock the state folder and open (or resume) the crawl database."""
         out = self.config.output.out_dir
-        manifest_path = out / MANIFEST_NAME
+        state_dir = self.config.output.state_dir
         try:
-            if manifest_path.exists() and manifest_path.stat().st_size > 0:
+            manifest_path = out / MANIFEST_NAME
+            has_state = (state_dir / "crawl.db").exists()
+            if not has_state and manifest_path.exists() and manifest_path.stat().st_size > 0:
                 raise StateError(
-                    f"{manifest_path} already holds an earlier crawl; choose another --out "
-                    "or move it away"
+                    f"{manifest_path} holds an earlier crawl whose state is not in "
+                    f"{state_dir}; choose another --out or move it away"
                 )
-            lock = lock_state(self.config.output.state_dir)
+            lock = lock_state(state_dir)
+            self.state = CrawlState(state_dir, self.seeds)
+        except OSError as exc:
+            raise StateError(f"cannot write to {exc.filename or out}: {exc.strerror}") from None
+        return lock
+
+    def _open_outputs(self) -> None:
+        out = self.config.output.out_dir
+        try:
             self.manifest = Manifest(out)
             self.log = ProgressLog(self.config.output.log_path)
         except OSError as exc:
             raise StateError(f"cannot write to {exc.filename or out}: {exc.strerror}") from None
-        return lock
+
+    def _start_log(self, server: BrokerServer) -> None:
+        frontier = self.state.frontier
+        self.totals.update(
+            pages=frontier.count("done"),
+            page_errors=frontier.count("failed"),
+            stored=self.broker.counts()["stored"],
+            failed=self.broker.counts()["failed"],
+            bytes=self.state.stored_bytes(),
+        )
+        self._stored_at_last_totals = self.totals["stored"]
+        if self.state.resumed:
+            self.log.event(
+                "crawl_resumed",
+                seeds=" ".join(self.seeds),
+                listen=self.config.queue.listen,
+                repaired_manifest=self.manifest.repaired or None,
+                **self.totals,
+            )
+            self._record_missing_manifest_lines()
+        else:
+            self.log.event(
+                "crawl_started", seeds=" ".join(self.seeds), listen=self.config.queue.listen
+            )
+        print(
+            f"harvester: {'resumed; ' if self.state.resumed else ''}serving tasks on "
+            f"{server.address[0]}:{server.address[1]}; "
+            f"progress log {self.config.output.log_path}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _record_missing_manifest_lines(self) -> None:
+        """Tasks that finished just before a crash may lack their manifest line."""
+        unrecorded = self.broker.unrecorded()
+        if not unrecorded:
+            return
+        present = self.manifest.recent_urls()
+        for task in unrecorded:
+            if task.url not in present:
+                self._record_task(task, counted=True)
+        self.broker.mark_recorded([task.id for task in unrecorded])
 
     # -- the main loop -------------------------------------------------------------
 
     def _crawl(self, pages: ThreadPoolExecutor) -> None:
         last_totals = time.monotonic()
-        while True:
+        while not self.stopping:
             self._start_pages(pages)
             if self.in_flight:
                 finished, _ = wait(self.in_flight, timeout=LOOP_TICK, return_when=FIRST_COMPLETED)
@@ -156,32 +225,43 @@ class Harvester:
             if now - last_totals >= self.config.output.totals_interval:
                 self._log_totals(now - last_totals)
                 last_totals = now
-            if not self.frontier and not self.in_flight and self.broker.all_final():
+            if not self.in_flight and self._pages_exhausted() and self.broker.all_final():
                 self.broker.close()
                 return
 
+    def _page_budget(self) -> float:
+        """Pages that may still be started (``max_pages`` counts every page begun)."""
+        if not self.crawl.max_pages:
+            return float("inf")
+        begun = self.state.frontier.count("fetching", "done", "failed", "skipped")
+        return self.crawl.max_pages - begun
+
+    def _pages_exhausted(self) -> bool:
+        return self._page_budget() <= 0 or not self.state.frontier.count("queued")
+
     def _start_pages(self, pages: ThreadPoolExecutor) -> None:
-        budget = self.crawl.max_pages or float("inf")
-        while self.frontier and len(self.in_flight) < self.crawl.page_workers * 2:
-            if self.pages_started >= budget:
-                self.frontier.clear()
-                return
-            url, depth = self.frontier.popleft()
-            self.pages_started += 1
+        room = self.crawl.page_workers * 2 - len(self.in_flight)
+        if room <= 0:
+            return
+        for url, depth in self.state.frontier.take(int(min(room, self._page_budget()))):
             self.in_flight[pages.submit(fetch_page, url, depth, self.crawl)] = url
 
     def _handle_page(self, page: PageResult) -> None:
+        frontier = self.state.frontier
         if page.final_url and page.final_url != page.url:
             if page.depth == 0:  # a seed that redirects (http -> https, say) moves the scope
                 self.allowed_hosts.add(host_of(page.final_url))
-            self.seen_pages.add(page.final_url)
+            frontier.mark_seen(page.final_url)
         if page.is_image:
+            frontier.finish(page.url, "skipped")
             self._queue_images([(page.url, page.url, "link")])
             return
         if page.error == "not_html":
+            frontier.finish(page.url, "skipped")
             self.log.event("page_skipped", url=page.url, content_type=page.content_type)
             return
         if page.error:
+            frontier.finish(page.url, "failed")
             if page.depth == 0:  # a seed: the user should hear about it at once
                 print(f"harvester: seed {page.url} failed: {page.error}", file=sys.stderr)
             self.totals["page_errors"] += 1
@@ -197,13 +277,14 @@ class Harvester:
             links=len(page.links),
             truncated=page.truncated or None,
         )
+        # Tasks first, then the page is done: a crash in between re-fetches the page,
+        # and the image URLs it queues again are de-duplicated.
         self._queue_images([(ref.url, page.url, ref.kind) for ref in page.images])
-        if page.depth >= self.crawl.max_depth:
-            return
-        for link in page.links:
-            if link not in self.seen_pages and self._in_scope(link):
-                self.seen_pages.add(link)
-                self.frontier.append((link, page.depth + 1))
+        links = []
+        if page.depth < self.crawl.max_depth:
+            links = [(link, page.depth + 1) for link in page.links if self._in_scope(link)]
+        frontier.add_many(links)
+        frontier.finish(page.url, "done")
 
     def _in_scope(self, url: str) -> bool:
         return not self.crawl.same_host or host_of(url) in self.allowed_hosts
@@ -220,10 +301,13 @@ class Harvester:
             self.log.event(name, **fields)
         for task in finished:
             self._record_task(task)
+        if finished:
+            self.broker.mark_recorded([task.id for task in finished])
 
-    def _record_task(self, task: Task) -> None:
+    @staticmethod
+    def _manifest_record(task: Task) -> dict[str, Any]:
         result = task.result or {}
-        record = {
+        return {
             "url": task.url,
             "page": task.page,
             "kind": task.kind,
@@ -240,10 +324,16 @@ class Harvester:
             "node": result.get("node"),
             "elapsed": result.get("elapsed"),
         }
+
+    def _record_task(self, task: Task, counted: bool = False) -> None:
+        """Manifest line and log event for a final task; ``counted``: the totals (read
+        from the database at a resume) already include it."""
+        record = self._manifest_record(task)
         self.manifest.write(record)
         if task.state == "stored":
-            self.totals["stored"] += 1
-            self.totals["bytes"] += record["bytes"] or 0
+            if not counted:
+                self.totals["stored"] += 1
+                self.totals["bytes"] += record["bytes"] or 0
             self.log.event(
                 "stored",
                 url=task.url,
@@ -253,7 +343,7 @@ class Harvester:
                 elapsed=record["elapsed"],
             )
         else:
-            self.totals["failed"] += 1
+            self.totals["failed"] += 0 if counted else 1
             self.log.event(
                 "failed",
                 url=task.url,
@@ -271,7 +361,7 @@ class Harvester:
             "totals",
             pages=self.totals["pages"],
             page_errors=self.totals["page_errors"],
-            frontier=len(self.frontier) + len(self.in_flight),
+            frontier=self.state.frontier.count("queued") + len(self.in_flight),
             queued=counts["tasks"],
             leased=counts["leased"],
             waiting=counts["waiting"],
@@ -292,12 +382,19 @@ class Harvester:
             self._record_updates()
         self._record_updates()
 
-    def summary(self, elapsed: float) -> str:
-        counts = self.broker.counts()
-        rate = self.totals["stored"] / elapsed if elapsed > 0 else 0.0
-        return (
-            f"crawl finished: {self.totals['pages']} pages ({self.totals['page_errors']} failed), "
-            f"{counts['tasks']} images found, {self.totals['stored']} stored, "
-            f"{self.totals['failed']} failed, {self.totals['bytes'] / 1e6:.1f} MB, "
-            f"{elapsed:.1f} s, {rate:.1f} images/s"
+    def summary(self, elapsed: float | None) -> str:
+        """One line of figures; ``elapsed`` None for a crawl that finished earlier."""
+        frontier = self.state.frontier
+        counts = dict(
+            self.state.pages_db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state")
         )
+        stored, failed = counts.get("stored", 0), counts.get("failed", 0)
+        line = (
+            f"crawl finished: {frontier.count('done')} pages ({frontier.count('failed')} failed), "
+            f"{sum(counts.values())} images found, {stored} stored, {failed} failed, "
+            f"{self.state.stored_bytes() / 1e6:.1f} MB"
+        )
+        if elapsed is None:
+            return line
+        rate = self.totals["stored"] / elapsed if elapsed > 0 else 0.0
+        return f"{line}, {elapsed:.1f} s, {rate:.1f} images/s"

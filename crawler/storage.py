@@ -91,7 +91,19 @@ class Manifest:
     def __init__(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.path = out / MANIFEST_NAME
+        self.repaired = repair_torn_line(self.path)
         self._handle = self.path.open("a", encoding="utf-8")
+
+    def recent_urls(self, tail_bytes: int = 4 * 1024 * 1024) -> set[str]:
+        """URLs of the records in the last ``tail_bytes`` of the file: where a line
+        written just before a crash would be."""
+        with self.path.open("rb") as handle:
+            start = max(handle.seek(0, os.SEEK_END) - tail_bytes, 0)
+            handle.seek(start)
+            lines = handle.read().split(b"\n")
+        if start > 0:
+            lines = lines[1:]  # the first line of the tail may be a fragment
+        return {json.loads(line)["url"] for line in lines if line.strip()}
 
     def write(self, record: dict[str, Any]) -> None:
         self._handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
@@ -99,6 +111,32 @@ class Manifest:
 
     def close(self) -> None:
         self._handle.close()
+
+
+def repair_torn_line(path: Path) -> bool:
+    """Cut a last line that a crash left half-written; True if there was one."""
+    if not path.exists():
+        return False
+    with path.open("rb+") as handle:
+        size = handle.seek(0, os.SEEK_END)
+        if size == 0:
+            return False
+        handle.seek(max(size - 1, 0))
+        if handle.read(1) == b"\n":
+            return False
+        keep = size
+        step = 64 * 1024
+        while keep > 0:
+            start = max(keep - step, 0)
+            handle.seek(start)
+            newline = handle.read(keep - start).rfind(b"\n")
+            if newline != -1:
+                keep = start + newline + 1
+                break
+            keep = start
+        handle.truncate(keep)
+        os.fsync(handle.fileno())
+    return True
 
 
 def read_manifest(path: Path) -> list[dict[str, Any]]:

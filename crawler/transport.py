@@ -19,6 +19,7 @@ choices matter:
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import xmlrpc.client
 from multiprocessing import AuthenticationError
@@ -165,7 +166,22 @@ class BrokerClient:
         try:
             return method(*args)
         except TRANSIENT_ERRORS as exc:
+            self._drop_connection()
             raise BrokerUnavailable(f"lost the harvester at {self.where}: {exc!r}") from exc
+
+    def _drop_connection(self) -> None:
+        """Forget this thread's (greenlet's) broken connection to the harvester.
+
+        Proxies cache one connection per address and thread in state shared by every
+        proxy of that address (``BaseProxy._address_to_local``), so a new client would
+        otherwise reuse the dead socket after the harvester restarts.
+        """
+        local = getattr(self._tasks, "_tls", None)
+        connection = getattr(local, "connection", None)
+        if connection is not None:
+            with contextlib.suppress(OSError):
+                connection.close()
+            del local.connection
 
     def join(self, node: str, info: dict[str, Any]) -> dict[str, Any]:
         return self._call(self._tasks.join, node, info)

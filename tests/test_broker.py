@@ -234,8 +234,9 @@ def test_failure_from_a_node_that_lost_its_lease_is_ignored() -> None:
     assert (task.state, task.owner, task.result) == ("leased", "n2", None)
     assert board.counts()["leased"] == 1
     # The new owner's result still counts.
-    assert board.complete("n2", stored(1), T0 + LEASE + 3, 0.5) is task
-    assert task.state == "stored"
+    finished = board.complete("n2", stored(1), T0 + LEASE + 3, 0.5)
+    assert (finished.id, finished.state, finished.owner) == (task.id, "stored", "n2")
+    assert board.tasks[1].state == "stored"
 
 
 def test_retryable_failure_waits_retry_delay_before_it_can_be_leased_again() -> None:

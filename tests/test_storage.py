@@ -191,3 +191,23 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path):
     assert remove_stale_temporaries(out) == 1
     assert not Path(dead).exists()
     assert Path(mine.name).exists() and foreign.exists()
+
+
+def test_a_torn_last_manifest_line_is_cut_when_the_manifest_reopens(tmp_path: Path):
+    out = tmp_path / "out"
+    manifest = Manifest(out)
+    manifest.write({"url": "http://h/a.png"})
+    manifest.close()
+    with (out / MANIFEST_NAME).open("a") as handle:
+        handle.write('{"url": "http://h/b.p')  # a crash in the middle of a write
+
+    reopened = Manifest(out)
+    assert reopened.repaired
+    reopened.write({"url": "http://h/c.png"})
+    reopened.close()
+    assert [r["url"] for r in read_manifest(out / MANIFEST_NAME)] == [
+        "http://h/a.png",
+        "http://h/c.png",
+    ]
+    assert reopened.recent_urls() == {"http://h/a.png", "http://h/c.png"}
+    assert not Manifest(out).repaired

@@ -1,0 +1,95 @@
+"""SQLite crawl state: the frontier, the metadata, and reopening after a crash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crawler.broker import TaskBoard
+from crawler.errors import StateError
+from crawler.state import CrawlState, PageFrontier, open_database
+
+SEEDS = ["http://site.test/"]
+
+
+def test_frontier_hands_out_pages_once_in_order():
+    frontier = PageFrontier(open_database(":memory:"))
+    assert frontier.add("http://site.test/a", 1)
+    assert not frontier.add("http://site.test/a", 2), "a seen page is not queued again"
+    assert frontier.add_many([("http://site.test/b", 1), ("http://site.test/a", 1)]) == 1
+    assert frontier.take(1) == [("http://site.test/a", 1)]
+    assert frontier.take(5) == [("http://site.test/b", 1)]
+    assert frontier.take(5) == []
+    assert frontier.count("fetching") == 2
+
+
+def test_frontier_reopen_requeues_only_pages_in_flight():
+    frontier = PageFrontier(open_database(":memory:"))
+    frontier.add_many([(f"http://site.test/{n}", 1) for n in range(3)])
+    first, second = frontier.take(2)
+    frontier.finish(first[0], "done")
+    assert frontier.reopen() == 1
+    assert frontier.take(5) == [second, ("http://site.test/2", 1)]
+
+
+def test_redirect_targets_count_as_seen():
+    frontier = PageFrontier(open_database(":memory:"))
+    frontier.mark_seen("http://site.test/moved")
+    assert not frontier.add("http://site.test/moved", 1)
+    assert frontier.take(5) == []
+
+
+def test_crawl_state_new_resumed_and_finished(tmp_path: Path):
+    state = CrawlState(tmp_path, SEEDS)
+    assert (state.is_new, state.resumed, state.finished) == (True, False, False)
+    assert state.frontier.take(5) == [("http://site.test/", 0)]
+    state.close()
+
+    again = CrawlState(tmp_path, SEEDS)
+    assert (again.is_new, again.resumed) == (False, True)
+    assert again.frontier.take(5) == [("http://site.test/", 0)], "in flight at the stop"
+    again.mark_finished()
+    again.close()
+    assert CrawlState(tmp_path, SEEDS).finished
+
+
+def test_crawl_state_refuses_other_seeds(tmp_path: Path):
+    CrawlState(tmp_path, SEEDS).close()
+    with pytest.raises(StateError, match="other seeds"):
+        CrawlState(tmp_path, ["http://other.test/"])
+
+
+def test_task_board_survives_a_restart(tmp_path: Path):
+    path = tmp_path / "crawl.db"
+    board = TaskBoard(30.0, 3, open_database(path))
+    board.add_many([(f"http://img.test/{n}.png", "http://site.test/", "img_src") for n in range(4)])
+    leased = board.lease("n1", 3, now=100.0)
+    board.complete("n1", {"id": leased[0].id, "outcome": "stored", "bytes": 5}, 101.0, 0.5)
+    board.complete(
+        "n1",
+        {"id": leased[1].id, "outcome": "failed", "retryable": True, "retry_after": 500},
+        101.0,
+        0.5,
+    )
+    board.db.close()
+
+    # A new process: its clock starts elsewhere; every unfinished task is due at once.
+    reopened = TaskBoard(30.0, 3, open_database(path))
+    assert reopened.counts() == {"tasks": 4, "leased": 0, "stored": 1, "failed": 0, "waiting": 3}
+    again = reopened.lease("n2", 10, now=0.0)
+    assert sorted(task.id for task in again) == [leased[1].id, leased[2].id, 4]
+    assert reopened.tasks[leased[1].id].attempts == 2, "attempts are kept across restarts"
+    assert [task.id for task in reopened.unrecorded()] == [leased[0].id]
+    reopened.mark_recorded([leased[0].id])
+    assert reopened.unrecorded() == []
+
+
+def test_retry_waits_for_retry_after_when_it_is_longer():
+    board = TaskBoard(30.0, 3)
+    board.add("http://img.test/a.png", "http://site.test/", "img_src")
+    (task,) = board.lease("n1", 1, now=0.0)
+    failure = {"id": task.id, "outcome": "failed", "retryable": True, "retry_after": 7.0}
+    assert board.complete("n1", failure, 0.0, 0.0) is None
+    assert board.lease("n1", 1, now=6.9) == []
+    assert [t.id for t in board.lease("n1", 1, now=7.0)] == [task.id]

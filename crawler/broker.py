@@ -34,7 +34,8 @@ class Task:
     page: str
     kind: str
     state: str = "pending"
-    attempts: int = 0
+    attempts: int = 0  # times handed out
+    failures: int = 0  # retryable failures reported (what max_attempts limits)
     owner: str | None = None
     deadline: float = 0.0
     result: dict[str, Any] | None = None
@@ -49,13 +50,17 @@ def retry_delay(attempt: int, jitter: float) -> float:
     return min(60.0, 2.0 ** min(attempt - 1, 6)) * (0.5 + jitter / 2)
 
 
-_COLUMNS = "id, url, page, kind, state, attempts, owner, deadline, result"
+_COLUMNS = "id, url, page, kind, state, attempts, failures, owner, deadline, result"
+# A lease lost with its node (killed, cut off) is not the task's fault and does not
+# count against max_attempts; only a task that loses this many leases is given up,
+# so that an image which crashes every downloader cannot circulate for ever.
+MAX_LOST_LEASES = 10
 
 
 def _task(row: tuple) -> Task:
-    task_id, url, page, kind, state, attempts, owner, deadline, result = row
+    task_id, url, page, kind, state, attempts, failures, owner, deadline, result = row
     parsed = json.loads(result) if result else None
-    return Task(task_id, url, page, kind, state, attempts, owner, deadline, parsed)
+    return Task(task_id, url, page, kind, state, attempts, failures, owner, deadline, parsed)
 
 
 class TaskView:
@@ -177,13 +182,14 @@ class TaskBoard:
         task.result = result
         if stored:
             return self._finish(task, "stored")
-        if result.get("retryable") and task.attempts < self.max_attempts:
-            wait = max(retry_delay(task.attempts, jitter), float(result.get("retry_after") or 0))
+        task.failures += bool(result.get("retryable"))
+        if result.get("retryable") and task.failures < self.max_attempts:
+            wait = max(retry_delay(task.failures, jitter), float(result.get("retry_after") or 0))
             task.state, task.owner = "pending", None
             self.db.execute(
-                "UPDATE tasks SET state = 'pending', owner = NULL, due = ?, result = ? "
-                "WHERE id = ?",
-                (now + wait, json.dumps(result), task.id),
+                "UPDATE tasks SET state = 'pending', owner = NULL, due = ?, result = ?, "
+                "failures = ? WHERE id = ?",
+                (now + wait, json.dumps(result), task.failures, task.id),
             )
             return None
         return self._finish(task, "failed")
@@ -224,7 +230,7 @@ class TaskBoard:
         with Transaction(self.db):
             for task in map(_task, rows):
                 self.leased -= 1
-                if task.attempts >= self.max_attempts:
+                if task.attempts - task.failures >= max(MAX_LOST_LEASES, self.max_attempts):
                     task.result = {
                         "id": task.id,
                         "url": task.url,
@@ -243,8 +249,8 @@ class TaskBoard:
     def _finish(self, task: Task, state: str) -> Task:
         task.state = state
         self.db.execute(
-            "UPDATE tasks SET state = ?, result = ? WHERE id = ?",
-            (state, json.dumps(task.result), task.id),
+            "UPDATE tasks SET state = ?, result = ?, failures = ? WHERE id = ?",
+            (state, json.dumps(task.result), task.failures, task.id),
         )
         self.final += 1
         self.stored += state == "stored"

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +30,9 @@ IMAGE_REQUEST_HEADERS = {"Accept-Encoding": "identity", "Accept": "image/*,*/*;q
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 # The manager's xmlrpclib wire format carries 32-bit integers only.
 MAX_WIRE_INT = 2**31 - 1
+# A server may ask for a pause before the next try; longer requests are cut to this.
+MAX_RETRY_AFTER = 3600.0
+_DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 
 
 @dataclass(frozen=True)
@@ -60,8 +66,47 @@ def new_result(task_id: int, url: str, node: str) -> dict[str, Any]:
         "height": None,
         "error": None,
         "retryable": False,
+        "retry_after": None,
         "elapsed": 0.0,
     }
+
+
+def retry_after_seconds(
+    value: str | None, date: str | None, now: float, cap: float = MAX_RETRY_AFTER
+) -> float | None:
+    """Seconds a ``Retry-After`` header asks us to wait, at most ``cap``; None if unusable.
+
+    ``value`` is delay-seconds (``"120"``) or an HTTP-date. A date counts from the
+    response's ``Date`` header when that parses (so a skewed server clock cancels out),
+    else from ``now`` (Unix time). Garbage, negative delays and dates in the past give
+    None: the caller's own backoff applies.
+    """
+    text = (value or "").strip()
+    if _DELAY_SECONDS.fullmatch(text):
+        seconds = float(text)
+    else:
+        target = _http_date(text)
+        if target is None:
+            return None
+        reference = _http_date(date)
+        seconds = target - (now if reference is None else reference)
+    if seconds < 0:
+        return None
+    return min(seconds, cap)  # also turns a delay too long for a float (inf) into the cap
+
+
+def _http_date(text: str | None) -> float | None:
+    """Unix time of an HTTP-date, or None. A date without a zone is taken as UTC."""
+    try:
+        parsed = parsedate_to_datetime(text or "")
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    try:
+        return parsed.timestamp()
+    except (OverflowError, ValueError, OSError):
+        return None
 
 
 def fetch_image(
@@ -90,7 +135,13 @@ def fetch_image(
             result["declared_type"] = response.headers.get("Content-Type")
             if not 200 <= response.status_code < 300 or response.status_code == 204:
                 result["error"] = f"http_{response.status_code}"
-                result["retryable"] = response.status_code in RETRYABLE_STATUS
+                if response.status_code in RETRYABLE_STATUS:
+                    result["retryable"] = True
+                    result["retry_after"] = retry_after_seconds(
+                        response.headers.get("Retry-After"),
+                        response.headers.get("Date"),
+                        time.time(),
+                    )
                 return result
             declared = _declared_length(response)
             if declared is not None and declared > limits.max_bytes:

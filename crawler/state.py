@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     page TEXT NOT NULL,
     kind TEXT NOT NULL,
     state TEXT NOT NULL,  -- pending | leased | stored | failed
-    attempts INTEGER NOT NULL DEFAULT 0,
+    attempts INTEGER NOT NULL DEFAULT 0,  -- times leased
+    failures INTEGER NOT NULL DEFAULT 0,  -- retryable failures reported
     owner TEXT,
     deadline REAL NOT NULL DEFAULT 0,
     due REAL NOT NULL DEFAULT 0,

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from crawler import broker as broker_module
-from crawler.broker import Broker, TaskBoard, retry_delay
+from crawler.broker import MAX_LOST_LEASES, Broker, TaskBoard, retry_delay
 
 LEASE = 30.0
 T0 = 1000.0
@@ -126,13 +126,16 @@ def test_expire_returns_overdue_leases_to_the_queue() -> None:
     assert (again[0].owner, again[0].attempts) == ("n3", 2)
 
 
-def test_expire_dead_letters_after_max_attempts() -> None:
+def test_expire_dead_letters_only_after_max_lost_leases() -> None:
+    # Lost leases are not the task's fault: max_attempts (2) does not limit them.
     board = board_with(["http://a.test/1.png"], max_attempts=2)
     now = T0
-    for _ in range(2):
+    for lost in range(1, MAX_LOST_LEASES + 1):
         assert leased_ids(board.lease("n1", 1, now)) == [1]
         now += LEASE + 1
         finished = board.expire(now)
+        if lost < MAX_LOST_LEASES:
+            assert finished == [] and board.tasks[1].state == "pending"
 
     assert leased_ids(finished) == [1]
     task = board.tasks[1]
@@ -157,16 +160,30 @@ def test_release_node_takes_back_only_that_nodes_leases() -> None:
     assert sorted(leased_ids(board.lease("n3", 5, T0 + 1))) == [1, 2]
 
 
-def test_release_node_fails_tasks_at_max_attempts_with_node_lost() -> None:
+def test_release_node_fails_tasks_after_max_lost_leases_with_node_lost() -> None:
     board = board_with(["http://a.test/1.png"], max_attempts=1)
-    board.lease("n1", 1, T0)
-
-    finished = board.release_node("n1", T0 + 1)
+    for lost in range(1, MAX_LOST_LEASES + 1):
+        board.lease("n1", 1, T0 + lost)
+        finished = board.release_node("n1", T0 + lost)
+        assert (finished == []) == (lost < MAX_LOST_LEASES)
 
     assert leased_ids(finished) == [1]
     assert board.tasks[1].state == "failed"
     assert board.tasks[1].result is not None
     assert board.tasks[1].result["error"] == "node_lost"
+
+
+def test_a_lost_lease_does_not_use_up_an_attempt() -> None:
+    board = board_with(["http://a.test/1.png"], max_attempts=2)
+    board.lease("n1", 1, T0)
+    board.release_node("n1", T0 + 1)
+    board.lease("n2", 1, T0 + 2)
+    failure_result = {"id": 1, "outcome": "failed", "retryable": True, "error": "timeout"}
+    assert board.complete("n2", failure_result, T0 + 3, 0.0) is None, "one failure of two"
+    assert (board.tasks[1].state, board.tasks[1].failures) == ("pending", 1)
+    board.lease("n2", 1, T0 + 100)
+    finished = board.complete("n2", failure_result, T0 + 101, 0.0)
+    assert (finished.state, finished.attempts, finished.failures) == ("failed", 3, 2)
 
 
 # -- TaskBoard: results -------------------------------------------------------------
@@ -491,14 +508,14 @@ def test_maintain_does_not_lose_a_node_that_keeps_talking(clock: FakeClock) -> N
     assert broker.counts()["nodes"] == 1
 
 
-def test_maintain_reports_tasks_that_ran_out_of_attempts(clock: FakeClock) -> None:
-    broker = make_broker(clock, max_attempts=1, node_timeout=LEASE * 10)
+def test_maintain_reports_tasks_that_lost_too_many_leases(clock: FakeClock) -> None:
+    broker = make_broker(clock, max_attempts=1, node_timeout=LEASE * 100)
     add_urls(broker, 1)
     broker.join("n1", {})
-    broker.lease("n1", 1, wait=0)
-
-    clock.advance(LEASE + 1)
-    broker.maintain()
+    for _ in range(MAX_LOST_LEASES):
+        broker.lease("n1", 1, wait=0)
+        clock.advance(LEASE + 1)
+        broker.maintain()
     finished, events = broker.take_updates()
 
     assert [(task.id, task.state) for task in finished] == [(1, "failed")]

@@ -13,7 +13,7 @@ import requests
 import responses
 from PIL import Image
 
-from crawler.fetch import FetchLimits, fetch_image
+from crawler.fetch import MAX_RETRY_AFTER, FetchLimits, fetch_image, retry_after_seconds
 from crawler.safehttp import CHUNK_BYTES, AddressPolicy, make_session
 from crawler.storage import TMP_DIR
 
@@ -162,6 +162,100 @@ def test_overloaded_server_is_retryable(
 
     assert_failed(result, out, f"http_{status}", retryable=True)
     assert result["status"] == status
+    assert result["retry_after"] is None  # no Retry-After: the broker's backoff applies
+
+
+SERVER_NOW = "Wed, 21 Oct 2026 07:28:00 GMT"
+SERVER_NOW_UNIX = 1792567680.0  # the same instant
+
+
+@pytest.mark.parametrize(
+    ("value", "date", "expected"),
+    [
+        ("2", None, 2.0),
+        (" 120 ", None, 120.0),
+        ("0", None, 0.0),
+        ("1.5", None, 1.5),  # not in the RFC, but some servers send it
+        ("86400", None, MAX_RETRY_AFTER),
+        ("9" * 400, None, MAX_RETRY_AFTER),  # too long even for a float
+        ("Wed, 21 Oct 2026 07:28:30 GMT", SERVER_NOW, 30.0),
+        ("Wednesday, 21-Oct-26 07:28:30 GMT", SERVER_NOW, 30.0),  # obsolete RFC 850 form
+        ("Wed Oct 21 07:28:30 2026", SERVER_NOW, 30.0),  # asctime form
+        ("Wed, 21 Oct 2026 07:28:00 GMT", SERVER_NOW, 0.0),
+        ("Thu, 22 Oct 2026 07:28:00 GMT", SERVER_NOW, MAX_RETRY_AFTER),
+    ],
+)
+def test_retry_after_is_a_delay_or_a_date(value: str, date: str | None, expected: float) -> None:
+    assert retry_after_seconds(value, date, now=0.0) == expected
+
+
+def test_retry_after_date_counts_from_the_servers_clock_when_it_sends_one() -> None:
+    # Our clock is an hour ahead of the server's: counting from it would give nothing.
+    skewed_now = SERVER_NOW_UNIX + 3600
+    later = "Wed, 21 Oct 2026 07:28:45 GMT"
+
+    assert retry_after_seconds(later, SERVER_NOW, skewed_now) == 45.0
+    assert retry_after_seconds(later, None, SERVER_NOW_UNIX) == 45.0
+    assert retry_after_seconds(later, "yesterday-ish", SERVER_NOW_UNIX + 40) == 5.0
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        None,
+        "",
+        "soon",
+        "-5",
+        "+5",
+        "1e3",
+        "inf",
+        "nan",
+        "\u0663",  # an Arabic-Indic digit: a digit to Python, not to HTTP
+        "Wed, 21 Oct 2026 07:27:59 GMT",  # already past
+        "Wed, 32 Oct 2026 07:28:00 GMT",
+        "Wed, 21 Oct 99999 07:28:00 GMT",
+    ],
+)
+def test_retry_after_garbage_or_past_is_ignored(value: str | None) -> None:
+    assert retry_after_seconds(value, SERVER_NOW, now=SERVER_NOW_UNIX) is None
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected"),
+    [
+        (429, {"Retry-After": "2"}, 2.0),
+        (503, {"Retry-After": "Wed, 21 Oct 2026 07:29:00 GMT", "Date": SERVER_NOW}, 60.0),
+        (503, {"Retry-After": "99999"}, MAX_RETRY_AFTER),
+        (503, {"Retry-After": "later"}, None),
+    ],
+)
+def test_overloaded_server_says_when_to_retry(
+    mocked: responses.RequestsMock,
+    out: Path,
+    status: int,
+    headers: dict[str, str],
+    expected: float | None,
+) -> None:
+    mocked.get(f"{HOST}/busy.png", status=status, body=b"slow down", headers=headers)
+
+    result = fetch(f"{HOST}/busy.png", out)
+
+    assert_failed(result, out, f"http_{status}", retryable=True)
+    assert result["retry_after"] == expected
+
+
+def test_retry_after_on_a_final_failure_or_a_success_is_not_reported(
+    mocked: responses.RequestsMock, out: Path
+) -> None:
+    # Some servers send Retry-After with anything; only a retry can use it.
+    mocked.get(f"{HOST}/gone.png", status=404, headers={"Retry-After": "5"})
+    mocked.get(f"{HOST}/a.png", body=PNG, headers={"Retry-After": "5"})
+
+    gone = fetch(f"{HOST}/gone.png", out)
+    stored = fetch(f"{HOST}/a.png", out)
+
+    assert (gone["error"], gone["retry_after"]) == ("http_404", None)
+    assert (stored["outcome"], stored["retry_after"]) == ("stored", None)
 
 
 def test_declared_length_above_limit_is_refused_before_writing(

@@ -97,7 +97,7 @@ def test_a_killed_downloader_takes_no_task_with_it(cluster, tmp_path):
         [out],
         cluster.access_log,
         nodes=2,
-        allow_refetch=True,
+        max_gets=2,
     )["records"]
     by_node = {r["node"] for r in records if r["outcome"] == "stored"}
     assert by_node == {"doomed", "rescuer"}, "both nodes should have stored images"

@@ -23,7 +23,7 @@ from crawler.fetch import FetchLimits, fetch_image
 from crawler.progress import parse_line
 from crawler.safehttp import AddressPolicy, make_session
 from crawler.storage import TMP_DIR, read_manifest, remove_stale_temporaries
-from tests.e2e.cluster import Cluster, check_crawl
+from tests.e2e.cluster import check_crawl
 from tests.flaky_server import FlakyServer, png_for
 
 RETRY_AFTER = 2  # what the server asks for on 429 (delay-seconds) and 503 (HTTP-date)
@@ -45,13 +45,6 @@ FAULT_RESULTS = {
     "stall": ("timeout: ", None),
 }
 RUN_BOUND = 30.0
-
-
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    running = Cluster(tmp_path)
-    yield running
-    running.stop_all()
 
 
 @pytest.fixture

@@ -29,13 +29,6 @@ BURST = 100
 PEST_ROUNDS = 100  # a bound on the attacks repeated while the crawl runs
 
 
-@pytest.fixture
-def cluster(tmp_path: Path):
-    running = Cluster(tmp_path)
-    yield running
-    running.stop_all()
-
-
 def send_garbage(address: tuple[str, int]) -> None:
     with socket.create_connection(address, timeout=5) as sock:
         sock.sendall(GARBAGE)

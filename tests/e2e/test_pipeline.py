@@ -5,18 +5,8 @@ from __future__ import annotations
 import os
 import signal
 import time
-from pathlib import Path
 
-import pytest
-
-from tests.e2e.cluster import Cluster, check_crawl, wait_for_text
-
-
-@pytest.fixture
-def cluster(tmp_path: Path):
-    running = Cluster(tmp_path)
-    yield running
-    running.stop_all()
+from tests.e2e.cluster import check_crawl, wait_for_text
 
 
 def test_harvester_and_two_downloaders_store_every_image_once(cluster, tmp_path):

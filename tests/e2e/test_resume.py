@@ -10,16 +10,29 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from tests.e2e.cluster import Cluster, check_crawl, wait_for_text
+from tests.e2e.cluster import check_crawl, wait_for_text
 
 
-@pytest.fixture
-def cluster(tmp_path: Path):
-    running = Cluster(tmp_path)
-    yield running
-    running.stop_all()
+def harvest_once(cluster, out: Path, page: str) -> subprocess.CompletedProcess:
+    """Run ``crawler harvest`` on the cluster's state to completion, as a user would."""
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "crawler",
+            "harvest",
+            cluster.site_url + page,
+            "--listen",
+            cluster.listen,
+            "--out",
+            str(out),
+            "--allow-private",
+        ],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def count_events(log: Path, event: str) -> int:
@@ -112,24 +125,7 @@ def test_stop_with_a_signal_then_resume_then_already_finished(cluster, tmp_path)
     assert "repaired_manifest=True" in log.read_text()
     check_crawl(cluster.site_url, truth, out, [out], cluster.access_log, nodes=2)
 
-    again = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crawler",
-            "harvest",
-            cluster.site_url + "index.html",
-            "--listen",
-            cluster.listen,
-            "--out",
-            str(out),
-            "--allow-private",
-        ],
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    again = harvest_once(cluster, out, "index.html")
     assert again.returncode == 0, again.stderr
     assert again.stdout.startswith("crawl already finished")
     assert f"{len(truth['images'])} stored" in again.stdout
@@ -143,23 +139,6 @@ def test_resuming_with_other_seeds_is_refused(cluster, tmp_path):
     wait_for_text(out / "progress.log", "event=queued")
     first.send_signal(signal.SIGTERM)
     assert first.wait(timeout=30) == 0
-    other = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "crawler",
-            "harvest",
-            cluster.site_url + "pages/p001.html",
-            "--listen",
-            cluster.listen,
-            "--out",
-            str(out),
-            "--allow-private",
-        ],
-        env=cluster.env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    other = harvest_once(cluster, out, "pages/p001.html")
     assert other.returncode == 2
     assert "holds a crawl of other seeds" in other.stderr

@@ -6,20 +6,12 @@ import os
 import random
 import signal
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import Cluster, check_crawl, wait_for_text
+from tests.e2e.cluster import check_crawl, wait_for_text
 
 SOAK = os.environ.get("CRAWLER_SOAK") == "1"  # the long soak: run by hand
-
-
-@pytest.fixture
-def cluster(tmp_path: Path):
-    running = Cluster(tmp_path)
-    yield running
-    running.stop_all()
 
 
 def test_sigterm_on_a_downloader_hands_back_its_work_and_exits_0(cluster, tmp_path):

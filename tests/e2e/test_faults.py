@@ -145,7 +145,7 @@ def test_a_frozen_downloader_loses_its_leases_and_the_crawl_still_completes(clus
     declares it lost, its tasks go to the other node, every image is stored once."""
     truth = cluster.serve_site(image_delay=0.05, pages=8, images=60, seed=11)
     out = tmp_path / "downloads"
-    fast_expiry = {**cluster.env, "CRAWLER_LEASE_SECONDS": "3", "CRAWLER_NODE_TIMEOUT": "3"}
+    fast_expiry = {**cluster.env, "CRAWLER_LEASE_SECONDS": "8", "CRAWLER_NODE_TIMEOUT": "3"}
     cluster.harvester(out, env=fast_expiry)
     frozen = cluster.downloader("frozen", out, concurrency=2)
     try:

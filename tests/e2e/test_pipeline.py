@@ -69,7 +69,7 @@ def test_a_killed_downloader_takes_no_task_with_it(cluster, tmp_path):
     """kill -9 a node mid-crawl: its leases come back, another node finishes the work."""
     truth = cluster.serve_site(image_delay=0.05, pages=8, images=80, seed=5)
     out = tmp_path / "downloads"
-    fast_expiry = {**cluster.env, "CRAWLER_LEASE_SECONDS": "3", "CRAWLER_NODE_TIMEOUT": "3"}
+    fast_expiry = {**cluster.env, "CRAWLER_LEASE_SECONDS": "8", "CRAWLER_NODE_TIMEOUT": "3"}
     cluster.harvester(out, env=fast_expiry)
     doomed = cluster.downloader("doomed", out, concurrency=4)
     wait_for_text(out / "progress.log", "event=stored", timeout=60)

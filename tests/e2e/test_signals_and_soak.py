@@ -49,7 +49,7 @@ def test_a_second_signal_stops_the_harvester_at_once(cluster, tmp_path):
 def test_soak_with_downloaders_killed_and_restarted(cluster, tmp_path, images, seconds, capsys):
     truth = cluster.serve_site(image_delay=0.02, pages=30, images=images, seed=33)
     out = tmp_path / "downloads"
-    fast = {**cluster.env, "CRAWLER_LEASE_SECONDS": "4", "CRAWLER_NODE_TIMEOUT": "4"}
+    fast = {**cluster.env, "CRAWLER_LEASE_SECONDS": "8", "CRAWLER_NODE_TIMEOUT": "4"}
     cluster.harvester(out, env=fast)
     harvester = cluster.started["harvester"]
     rng = random.Random(7)

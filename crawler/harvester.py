@@ -166,6 +166,7 @@ class Harvester:
 
     def _start_log(self, server: BrokerServer) -> None:
         frontier = self.state.frontier
+        self.pages_begun = frontier.count("done", "failed", "skipped")
         self.totals.update(
             pages=frontier.count("done"),
             page_errors=frontier.count("failed"),
@@ -233,8 +234,7 @@ class Harvester:
         """Pages that may still be started (``max_pages`` counts every page begun)."""
         if not self.crawl.max_pages:
             return float("inf")
-        begun = self.state.frontier.count("fetching", "done", "failed", "skipped")
-        return self.crawl.max_pages - begun
+        return self.crawl.max_pages - self.pages_begun
 
     def _pages_exhausted(self) -> bool:
         return self._page_budget() <= 0 or not self.state.frontier.count("queued")
@@ -244,6 +244,7 @@ class Harvester:
         if room <= 0:
             return
         for url, depth in self.state.frontier.take(int(min(room, self._page_budget()))):
+            self.pages_begun += 1
             self.in_flight[pages.submit(fetch_page, url, depth, self.crawl)] = url
 
     def _handle_page(self, page: PageResult) -> None:

@@ -6,6 +6,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from tests.e2e.cluster import check_crawl, wait_for_text
 
 
@@ -96,3 +98,21 @@ def test_a_killed_downloader_takes_no_task_with_it(cluster, tmp_path):
     events = (out / "progress.log").read_text()
     assert "event=node_lost node=doomed" in events
     assert time.monotonic() - killed_at < 60
+
+
+@pytest.mark.parametrize(("flags", "pages"), [(["--max-pages", "3"], 3), (["--max-depth", "0"], 1)])
+def test_page_limits_hold(cluster, tmp_path, flags, pages):
+    cluster.serve_site(pages=10, images=20, seed=41)
+    out = tmp_path / "downloads"
+    cluster.harvester(out, *flags)
+    cluster.downloader("node", out)
+    codes = cluster.wait_all(["harvester", "node"])
+    assert codes == {"harvester": 0, "node": 0}, cluster.output("harvester")
+    page_gets = [
+        line
+        for line in cluster.access_log.read_text().splitlines()
+        if line.startswith("GET ") and line.split()[1].endswith(".html")
+    ]
+    assert len(page_gets) == pages, page_gets
+    log = (out / "progress.log").read_text()
+    assert log.count("event=page_fetched ") == pages

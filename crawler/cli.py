@@ -61,6 +61,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--only", metavar="EVENTS", help="print only these events, e.g. page_fetched,totals"
     )
 
+    urls = commands.add_parser("urls", help="print the image URLs one page references")
+    urls.add_argument("page", metavar="PAGE_URL")
+    urls.add_argument("--kinds", action="store_true", help="also print the markup kind")
+    urls.add_argument("--config", type=Path, help="TOML config file")
+    urls.add_argument(
+        "--allow-private",
+        action="store_true",
+        default=None,
+        help="also fetch from loopback/private/link-local addresses",
+    )
+
     keygen = commands.add_parser("keygen", help="write a new random authkey file (mode 0600)")
     keygen.add_argument("path", type=Path)
     return parser
@@ -108,6 +119,21 @@ def cmd_tail(args: argparse.Namespace) -> int:
     return tail_log(args.log, args.summary_every, only)
 
 
+def cmd_urls(args: argparse.Namespace) -> int:
+    from crawler.harvester import check_seeds
+    from crawler.pages import fetch_page
+
+    config = load_config(args.config, os.environ, {"allow_private": args.allow_private})
+    (url,) = check_seeds([args.page])
+    page = fetch_page(url, 0, config.crawl)
+    if page.error:
+        print(f"crawler urls: {url}: {page.error}", file=sys.stderr)
+        return 1
+    for ref in page.images:
+        print(f"{ref.kind}\t{ref.url}" if args.kinds else ref.url)
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from crawler.authkey import write_new_key
 
@@ -126,6 +152,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_download(args, argv)
         if args.command == "tail":
             return cmd_tail(args)
+        if args.command == "urls":
+            return cmd_urls(args)
         return cmd_keygen(args)
     except CrawlerError as exc:
         print(f"crawler {args.command}: error: {exc}", file=sys.stderr)
@@ -133,3 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"crawler {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:
+        # The reader went away (`crawler urls ... | head`): quiet, like other tools.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0

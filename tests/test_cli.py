@@ -271,3 +271,27 @@ def test_a_seed_on_a_private_address_is_refused_by_default(tmp_path, site_url):
     assert f"seed {site_url} failed: blocked_address" in done.stderr
     assert "--allow-private" in done.stderr
     assert "0 pages (1 failed), 0 images found" in done.stdout
+
+
+def test_urls_lists_every_image_the_pages_reference(tmp_path):
+    truth = generate_site(tmp_path / "site", pages=5, images=30, seed=9)
+    server = serve(tmp_path / "site")
+    try:
+        found: dict[str, str] = {}
+        for page in truth["pages"]:
+            done = crawler("urls", server.url.rstrip("/") + page, "--kinds", "--allow-private")
+            assert done.returncode == 0, done.stderr
+            for line in done.stdout.splitlines():
+                kind, url = line.split("\t")
+                found.setdefault(url, kind)
+        base = server.url.rstrip("/")
+        expected = {base + image["path"] for image in truth["images"]}
+        assert set(found) == expected | {base + path for path in truth["broken_images"]}
+        assert set(found.values()) == {"img_src", "srcset", "picture", "lazy", "link"}
+
+        refused = crawler("urls", server.url + "index.html")
+        assert refused.returncode == 1 and "blocked_address" in refused.stderr
+        missing = crawler("urls", server.url + "missing.html", "--allow-private")
+        assert missing.returncode == 1 and "http_404" in missing.stderr
+    finally:
+        server.close()

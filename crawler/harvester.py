@@ -86,6 +86,7 @@ class Harvester:
                 flush=True,
             )
             self.state.close()
+            lock.close()
             return 0
         queue = self.config.queue
         self.broker = Broker(

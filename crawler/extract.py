@@ -1,22 +1,68 @@
 """HTML bytes + page URL -> image references and page links. Pure: no I/O.
 
 Each image reference is tagged with the kind of markup it came from, so that the
-manifest can say why an image was fetched and tests can check each kind.
+manifest can say why an image was fetched and tests can check each kind:
+``img_src``, ``srcset``, ``picture``, ``lazy``, ``link``, ``input``, ``poster``,
+``svg_image``, ``icon``, ``meta`` and ``css`` (inline ``style`` attributes and
+``<style>`` blocks; linked stylesheets are not fetched).
 """
 
 from __future__ import annotations
 
+import codecs
+import re
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
 
+from crawler.css import style_attribute_image_urls, stylesheet_image_urls
 from crawler.urls import looks_like_image, resolve
 
 # Attributes lazy-loading libraries use to hold the real image URL.
 LAZY_SRC_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
 LAZY_SRCSET_ATTRIBUTES = ("data-srcset", "data-lazy-srcset")
+_LAZY_SRC_SET = frozenset(LAZY_SRC_ATTRIBUTES)
+_LAZY_SRCSET_SET = frozenset(LAZY_SRCSET_ATTRIBUTES)
+# <link rel> tokens (case-insensitive) whose href is an icon; "shortcut icon" has "icon".
+ICON_RELS = frozenset({"icon", "apple-touch-icon", "apple-touch-icon-precomposed", "mask-icon"})
+# <meta property|name> values whose content is the page's preview image.
+META_IMAGE_NAMES = frozenset(
+    {"og:image", "og:image:url", "og:image:secure_url", "twitter:image", "twitter:image:src"}
+)
 _WHITESPACE = " \t\n\r\f"
+
+# WHATWG Encoding: a browser decodes every one of these labels as windows-1252.
+_WINDOWS_1252_LABELS = frozenset(
+    {
+        "ansi_x3.4-1968",
+        "ascii",
+        "cp1252",
+        "cp819",
+        "csisolatin1",
+        "ibm819",
+        "iso-8859-1",
+        "iso-ir-100",
+        "iso8859-1",
+        "iso88591",
+        "iso_8859-1",
+        "l1",
+        "latin1",
+        "us-ascii",
+        "windows-1252",
+        "x-cp1252",
+    }
+)
+_BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
+# Browsers prescan the first 1024 bytes, then still switch encoding when the parser meets
+# a later <meta charset> in <head>; scanning a generous prefix approximates both.
+_META_CHARSET = re.compile(rb"<meta\b[^>]*?charset\s*=\s*[\"']?\s*([-\w.:]+)", re.I)
+_META_PRESCAN_BYTES = 16384
 
 
 @dataclass(frozen=True)
@@ -73,56 +119,178 @@ def charset_from_content_type(content_type: str | None) -> str | None:
     return None
 
 
+def decode_html(html: bytes, content_type: str | None = None) -> str:
+    """The text a browser reads from the bytes of a page.
+
+    The encoding comes from, in order: a byte order mark, the Content-Type charset, a
+    ``<meta>`` charset, UTF-8 when the bytes are valid UTF-8, else windows-1252 (the
+    usual browser default). Latin-1 and ASCII labels mean windows-1252, as in browsers.
+    """
+    for mark, codec in _BYTE_ORDER_MARKS:
+        if html.startswith(mark):
+            return html[len(mark) :].decode(codec, errors="replace")
+    codec = _codec_for(charset_from_content_type(content_type))
+    if codec is None:
+        match = _META_CHARSET.search(html, 0, _META_PRESCAN_BYTES)
+        codec = _codec_for(match.group(1).decode("ascii") if match else None)
+        if codec is not None and codec.startswith("utf-16"):
+            codec = "utf-8"  # the <meta> was readable as ASCII, so the page is not UTF-16
+    if codec is None:
+        try:
+            return html.decode("utf-8")
+        except UnicodeDecodeError:
+            codec = "cp1252"
+    return html.decode(codec, errors="replace")
+
+
+def _codec_for(label: str | None) -> str | None:
+    if not label:
+        return None
+    label = label.strip().lower()
+    if label in _WINDOWS_1252_LABELS:
+        return "cp1252"
+    try:
+        return codecs.lookup(label).name
+    except LookupError:
+        return None
+
+
 def extract_page(html: bytes, page_url: str, content_type: str | None = None) -> PageContent:
     """Find the images a page shows and the pages it links to.
 
     Image URLs are resolved against ``<base href>`` (or the page URL), normalized and
     de-duplicated in document order; the first kind seen for a URL wins.
     """
+    elements = _elements(decode_html(html, content_type))
+    base = page_url
+    for element in elements:
+        if element.tag == "base" and element.get("href"):
+            base = resolve(page_url, element.get("href")) or page_url
+            break
+    collector = _Collector(base)
+    for element in elements:
+        collector.visit(element)
+    return collector.content
+
+
+@dataclass
+class _Element:
+    tag: str
+    attributes: dict[str, str]
+    text: str = ""  # only kept for <style>
+
+    def get(self, name: str, default: str = "") -> str:
+        return self.attributes.get(name, default)
+
+
+def _elements(text: str) -> list[_Element]:
+    """Every element of the page in document order, parsed by BeautifulSoup with lxml.
+
+    A flat list: visiting does not depend on where the parser nested a tag (lxml nests
+    tags after a ``<source>`` inside it, and parks what follows a stray ``</html>``).
+    """
+    if not text.strip():
+        return []
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-        soup = BeautifulSoup(html, "lxml", from_encoding=charset_from_content_type(content_type))
-    base = page_url
-    base_tag = soup.find("base", href=True)
-    if base_tag is not None:
-        base = resolve(page_url, base_tag["href"]) or page_url
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML pages are fine
+        soup = BeautifulSoup(text.replace("\x00", "\ufffd"), "lxml")
+    return [
+        _Element(
+            tag.name,
+            {
+                name: " ".join(value) if isinstance(value, list) else value
+                for name, value in tag.attrs.items()
+            },
+            tag.get_text() if tag.name == "style" else "",
+        )
+        for tag in soup.find_all(True)
+    ]
 
-    content = PageContent()
-    seen_images: set[str] = set()
-    seen_links: set[str] = set()
 
-    def add_image(reference: str, kind: str) -> None:
-        url = resolve(base, reference)
-        if url is not None and url not in seen_images:
-            seen_images.add(url)
-            content.images.append(ImageRef(url, kind))
+class _Collector:
+    """Accumulates one page's images and links while visiting its elements in order."""
 
-    for tag in soup.find_all(True):
-        name = tag.name
-        if name == "img":
-            if tag.get("src"):
-                add_image(tag["src"], "img_src")
-            for candidate in parse_srcset(tag.get("srcset", "")):
-                add_image(candidate, "srcset")
-        elif name == "source" and tag.get("srcset"):
-            # lxml does not treat <source> as void: a following <source> or <img> ends up
-            # nested inside it, so we visit every <source> in the document instead of
-            # walking a <picture>'s children.
-            for candidate in parse_srcset(tag["srcset"]):
-                add_image(candidate, "picture")
-        elif name in ("a", "area") and tag.get("href"):
-            url = resolve(base, tag["href"])
-            if url is None:
-                continue
-            if looks_like_image(url):
-                add_image(url, "link")
-            elif url not in seen_links:
-                seen_links.add(url)
-                content.links.append(url)
-        for attribute in LAZY_SRC_ATTRIBUTES:
-            if tag.get(attribute):
-                add_image(tag[attribute], "lazy")
-        for attribute in LAZY_SRCSET_ATTRIBUTES:
-            for candidate in parse_srcset(tag.get(attribute, "")):
-                add_image(candidate, "lazy")
-    return content
+    def __init__(self, base: str) -> None:
+        self.base = base
+        self.content = PageContent()
+        self.seen_images: set[str] = set()
+        self.seen_links: set[str] = set()
+        self.visitors: dict[str, Callable[[_Element], None]] = {
+            "img": self.visit_img,
+            "source": self.visit_source,
+            "input": self.visit_input,
+            "video": self.visit_video,
+            "image": self.visit_svg_image,
+            "link": self.visit_link,
+            "meta": self.visit_meta,
+            "a": self.visit_anchor,
+            "area": self.visit_anchor,
+            "style": self.visit_style,
+        }
+
+    def add_image(self, reference: str | None, kind: str) -> None:
+        url = resolve(self.base, reference) if reference else None
+        if url is not None and url not in self.seen_images:
+            self.seen_images.add(url)
+            self.content.images.append(ImageRef(url, kind))
+
+    def visit(self, element: _Element) -> None:
+        visitor = self.visitors.get(element.tag)
+        if visitor is not None:
+            visitor(element)
+        for name, value in element.attributes.items():
+            if name == "style":
+                for url in style_attribute_image_urls(value):
+                    self.add_image(url, "css")
+            elif name in _LAZY_SRC_SET:
+                self.add_image(value, "lazy")
+            elif name in _LAZY_SRCSET_SET:
+                for candidate in parse_srcset(value):
+                    self.add_image(candidate, "lazy")
+
+    def visit_img(self, element: _Element) -> None:
+        self.add_image(element.get("src"), "img_src")
+        for candidate in parse_srcset(element.get("srcset", "")):
+            self.add_image(candidate, "srcset")
+
+    def visit_source(self, element: _Element) -> None:
+        # lxml does not treat <source> as void: a following <source> or <img> ends up
+        # nested inside it, so we visit every <source> in the document instead of
+        # walking a <picture>'s children.
+        for candidate in parse_srcset(element.get("srcset", "")):
+            self.add_image(candidate, "picture")
+
+    def visit_input(self, element: _Element) -> None:
+        if element.get("type", "").strip().lower() == "image":
+            self.add_image(element.get("src"), "input")
+
+    def visit_video(self, element: _Element) -> None:
+        self.add_image(element.get("poster"), "poster")
+
+    def visit_svg_image(self, element: _Element) -> None:
+        # SVG 2: href wins over the older xlink:href, which lxml keeps under that name.
+        self.add_image(element.get("href") or element.get("xlink:href"), "svg_image")
+
+    def visit_link(self, element: _Element) -> None:
+        if not ICON_RELS.isdisjoint(element.get("rel", "").lower().split()):
+            self.add_image(element.get("href"), "icon")
+
+    def visit_meta(self, element: _Element) -> None:
+        name = element.get("property") or element.get("name") or ""
+        if name.strip().lower() in META_IMAGE_NAMES:
+            self.add_image(element.get("content"), "meta")
+
+    def visit_anchor(self, element: _Element) -> None:
+        url = resolve(self.base, element.get("href", ""))
+        if url is None:
+            return
+        if looks_like_image(url):
+            self.add_image(url, "link")
+        elif url not in self.seen_links:
+            self.seen_links.add(url)
+            self.content.links.append(url)
+
+    def visit_style(self, element: _Element) -> None:
+        for url in stylesheet_image_urls(element.text or ""):
+            self.add_image(url, "css")

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
-from urllib.parse import quote, urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
 IMAGE_EXTENSIONS = frozenset(
@@ -28,21 +29,50 @@ _SAFE = "!#$%&'()*+,/:;=?@[]~"
 _HOST_DIR_OK = re.compile(r"[^a-z0-9.\-]")
 # The WHATWG URL standard's forbidden domain code points: a browser refuses such a host.
 _FORBIDDEN_IN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
+_NEEDS_ENCODING = re.compile(f"[^A-Za-z0-9_.~\\-{re.escape(_SAFE)}]")
+_PERCENT_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+# A browser deletes every tab and newline from a URL before parsing it.
+_TAB_AND_NEWLINE = str.maketrans("", "", "\t\n\r")
+# RFC 3986 appendix B with the RFC's scheme syntax. Groups: scheme, authority, path, query,
+# fragment; an absent component is None, an empty one is "" (the RFC's "defined" test).
+_URI_REFERENCE = re.compile(
+    r"(?:([A-Za-z][A-Za-z0-9+.\-]*):)?(?://([^/?#]*))?([^?#]*)(?:\?([^#]*))?(?:#(.*))?", re.S
+)
 
 
 def normalize(url: str) -> str | None:
     """Canonical form of an absolute http(s) URL, or None when it is not one we fetch.
 
-    Lower-cases scheme and host, drops the default port and the fragment,
-    percent-encodes spaces and non-ASCII characters the way a browser sends them.
+    Lower-cases scheme and host, drops the default port and the fragment, removes dot
+    segments (keeping empty ones: ``a//b`` is not ``a/b``), percent-encodes spaces and
+    non-ASCII characters the way a browser sends them and upper-cases the hex digits of
+    every escape, so that two spellings of one URL compare equal.
+    """
+    scheme, authority, path, query, _ = _split_reference(_without_tabs_and_newlines(url.strip()))
+    if scheme is None or authority is None or scheme.lower() not in DEFAULT_PORTS:
+        return None
+    scheme = scheme.lower()
+    netloc = _canonical_netloc(scheme, authority)
+    if netloc is None:
+        return None
+    path = _percent_encode(remove_dot_segments(path) or "/")
+    if query:
+        return f"{scheme}://{netloc}{path}?{_percent_encode(query)}"
+    return f"{scheme}://{netloc}{path}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _canonical_netloc(scheme: str, authority: str) -> str | None:
+    """``host`` or ``host:port`` without user info or default port; None if not fetchable.
+
+    Cached: a page names a handful of hosts many times, and IDNA encoding is slow.
     """
     try:
-        parts = urlsplit(url.strip())
+        parts = urlsplit(f"//{authority}")
         port = parts.port
     except ValueError:
         return None
-    scheme = parts.scheme.lower()
-    if scheme not in DEFAULT_PORTS or not parts.hostname:
+    if not parts.hostname:
         return None
     try:
         host = parts.hostname.encode("idna").decode("ascii")
@@ -52,18 +82,113 @@ def normalize(url: str) -> str | None:
         host = f"[{host}]"
     elif _FORBIDDEN_IN_HOST.search(host):
         return None
-    netloc = host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
-    path = quote(parts.path or "/", safe=_SAFE)
-    query = quote(parts.query, safe=_SAFE)
-    return urlunsplit((scheme, netloc, path, query, ""))
+    return host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
+
+
+def _percent_encode(text: str) -> str:
+    """Percent-encode what a browser would, keep existing escapes, upper-case their hex."""
+    if _NEEDS_ENCODING.search(text):
+        text = quote(text, safe=_SAFE)
+    if "%" in text:
+        text = _PERCENT_ESCAPE.sub(lambda escape: escape.group().upper(), text)
+    return text
+
+
+def _without_tabs_and_newlines(text: str) -> str:
+    if "\t" in text or "\n" in text or "\r" in text:
+        return text.translate(_TAB_AND_NEWLINE)
+    return text
 
 
 def resolve(base: str, reference: str) -> str | None:
-    """Resolve a reference found on a page against the page's URL and normalize it."""
-    reference = reference.strip()
+    """Resolve a reference found on a page against the page's URL and normalize it.
+
+    Returns None for references that are not a fetchable page or image: empty ones,
+    same-page fragments, ``data:``, ``javascript:``, ``mailto:`` and other schemes.
+    """
+    reference = _without_tabs_and_newlines(reference.strip())
     if not reference or reference.startswith(("data:", "javascript:", "mailto:", "#")):
         return None
-    return normalize(urljoin(base, reference))
+    return normalize(join_reference(base, reference))
+
+
+def join_reference(base: str, reference: str) -> str:
+    """The target URI of ``reference`` relative to ``base``, as in RFC 3986 section 5.2.
+
+    Unlike Python 3.11's ``urljoin`` this keeps empty path segments (``images//x.png``),
+    as a browser does. ``http:g`` against an ``http`` base is relative (the RFC's
+    backward-compatible reading, which browsers follow for http and https).
+    """
+    base_scheme, base_authority, base_path, base_query, _ = _split_base(base)
+    scheme, authority, path, query, fragment = _split_reference(reference)
+    if (
+        scheme is not None
+        and authority is None
+        and scheme.lower() == (base_scheme or "").lower()
+        and scheme.lower() in DEFAULT_PORTS
+    ):
+        scheme = None
+    if scheme is not None:
+        path = remove_dot_segments(path)
+    elif authority is not None:
+        scheme, path = base_scheme, remove_dot_segments(path)
+    elif not path:
+        scheme, authority, path = base_scheme, base_authority, base_path
+        query = base_query if query is None else query
+    else:
+        if not path.startswith("/"):
+            path = _merge_paths(base_authority, base_path, path)
+        scheme, authority, path = base_scheme, base_authority, remove_dot_segments(path)
+    return _recompose(scheme, authority, path, query, fragment)
+
+
+def remove_dot_segments(path: str) -> str:
+    """RFC 3986 section 5.2.4: interpret ``.`` and ``..`` segments; empty segments stay."""
+    if "/." not in path and not path.startswith("."):
+        return path
+    segments = path.split("/")
+    output: list[str] = []
+    for segment in segments:
+        if segment == "..":
+            # never pop the empty segment in front of an absolute path's first "/"
+            if len(output) > 1 or (output and output[0]):
+                output.pop()
+        elif segment != ".":
+            output.append(segment)
+    if segments[-1] in (".", ".."):
+        output.append("")
+    return "/".join(output)
+
+
+def _split_reference(reference: str) -> tuple[str | None, str | None, str, str | None, str | None]:
+    match = _URI_REFERENCE.fullmatch(reference)
+    assert match is not None  # every group is optional, so every string matches
+    scheme, authority, path, query, fragment = match.groups()
+    return scheme, authority, path, query, fragment
+
+
+# A page resolves all its references against one base.
+_split_base = functools.lru_cache(maxsize=64)(_split_reference)
+
+
+def _merge_paths(base_authority: str | None, base_path: str, path: str) -> str:
+    if base_authority is not None and not base_path:
+        return "/" + path
+    return base_path[: base_path.rfind("/") + 1] + path
+
+
+def _recompose(
+    scheme: str | None, authority: str | None, path: str, query: str | None, fragment: str | None
+) -> str:
+    parts = [f"{scheme}:" if scheme is not None else ""]
+    if authority is not None:
+        parts.append(f"//{authority}")
+    parts.append(path)
+    if query is not None:
+        parts.append(f"?{query}")
+    if fragment is not None:
+        parts.append(f"#{fragment}")
+    return "".join(parts)
 
 
 def host_of(url: str) -> str:
@@ -78,7 +203,7 @@ def in_scope(url: str, allowed_hosts: Iterable[str]) -> bool:
 
 def looks_like_image(url: str) -> bool:
     """True when the URL's path ends with an image file extension."""
-    path = urlsplit(url).path.lower()
+    path = _split_reference(url)[2].lower()
     dot = path.rfind(".")
     return dot != -1 and path[dot:] in IMAGE_EXTENSIONS
 

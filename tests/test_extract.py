@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from crawler.css import style_attribute_image_urls, stylesheet_image_urls
 from crawler.extract import (
     ImageRef,
     charset_from_content_type,
+    decode_html,
     extract_page,
     parse_srcset,
 )
@@ -226,6 +228,168 @@ def test_image_urls_are_normalized():
     assert images('<img src="My Photo.jpg#x">') == [(BASE + "My%20Photo.jpg", "img_src")]
 
 
+def test_image_input_video_poster_and_svg_image():
+    html = """
+        <form><INPUT TYPE=" Image " SRC="go.png"><input type="text" src="not-an-image.png">
+        <input src="no-type.png"></form>
+        <video poster="poster.jpg" controls><source src="clip.mp4"></video>
+        <svg viewBox="0 0 10 10">
+          <image xlink:href="old.png" width="10" height="10"/>
+          <IMAGE XLINK:HREF="upper.png"/>
+          <image href="new.png" xlink:href="ignored.png"/>
+        </svg>
+        <img src="after.jpg">
+    """
+    assert images(html) == [
+        (BASE + "go.png", "input"),
+        (BASE + "poster.jpg", "poster"),
+        (BASE + "old.png", "svg_image"),
+        (BASE + "upper.png", "svg_image"),
+        (BASE + "new.png", "svg_image"),
+        (BASE + "after.jpg", "img_src"),
+    ]
+
+
+def test_icons_by_rel_token():
+    html = """
+        <link rel="icon" href="/favicon.png" sizes="32x32">
+        <link rel="Shortcut Icon" href="/favicon.ico">
+        <link rel="apple-touch-icon" href="touch.png">
+        <link rel="apple-touch-icon-precomposed" href="touch-pre.png">
+        <link rel=" mask-icon " href="mask.svg" color="#000">
+        <link rel="stylesheet" href="site.css">
+        <link rel="iconic" href="not-an-icon.png">
+        <link rel="preload icon" href="">
+    """
+    assert images(html) == [
+        ("http://example.org/favicon.png", "icon"),
+        ("http://example.org/favicon.ico", "icon"),
+        (BASE + "touch.png", "icon"),
+        (BASE + "touch-pre.png", "icon"),
+        (BASE + "mask.svg", "icon"),
+    ]
+
+
+def test_social_preview_images():
+    html = """
+        <meta property="og:image" content=" https://cdn.example.net/og.jpg ">
+        <meta property="OG:IMAGE:URL" content="og-url.jpg">
+        <meta property="og:image:secure_url" content="og-secure.jpg">
+        <meta property="og:image:width" content="1200">
+        <meta name="twitter:image" content="tw.jpg">
+        <meta name="twitter:image:src" content="tw-src.jpg">
+        <meta property="og:image" content="   ">
+        <meta name="twitter:image" content="">
+        <meta name="description" content="photo.jpg">
+    """
+    assert images(html) == [
+        ("https://cdn.example.net/og.jpg", "meta"),
+        (BASE + "og-url.jpg", "meta"),
+        (BASE + "og-secure.jpg", "meta"),
+        (BASE + "tw.jpg", "meta"),
+        (BASE + "tw-src.jpg", "meta"),
+    ]
+
+
+# -- CSS in the page -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("style", "expected"),
+    [
+        ("background: url(a.png)", ["a.png"]),
+        ("background-image:url( 'a.png' )", ["a.png"]),
+        ('list-style-image: URL("a.png")', ["a.png"]),
+        ('content: url(a.png) / "alt"; cursor: url(c.cur) 4 4, auto', ["a.png", "c.cur"]),
+        ("border-image: url(b.png) 30 round", ["b.png"]),
+        ("border-image-source: url(b.png)", ["b.png"]),
+        ("mask-image: url(m.svg); -webkit-mask-image: url(m.svg)", ["m.svg"]),
+        ("background: url(a.png), url(b.png) no-repeat", ["a.png", "b.png"]),
+        # CSS escapes: \28 and \29 are parentheses, "\ " a space, \" a quote
+        (r"background: url(a\28 1\29.png)", ["a(1).png"]),
+        (r"background: url(my\ photo.png)", ["my photo.png"]),
+        (r'background: url("say\"hi\".png")', ['say"hi".png']),
+        (
+            r"background: url('long\
+name.png')",
+            ["longname.png"],
+        ),
+        # image-set(), with url() and bare string candidates; type() strings are not URLs
+        (
+            'background-image: image-set("a.png" 1x, url(b.png) 2x, "c.avif" type("image/avif"))',
+            ["a.png", "b.png", "c.avif"],
+        ),
+        ("background-image: -webkit-image-set('a.png' 1x, 'b.png' 2x)", ["a.png", "b.png"]),
+        # comments are not CSS, wherever they are
+        (
+            "/* background: url(no.png) */ background: /* x */ url(yes.png) /* url(no2.png) */",
+            ["yes.png"],
+        ),
+        # the last declaration of a property wins; background resets background-image
+        ("background: url(a.png); background: linear-gradient(red, blue)", []),
+        ("background-image: url(a.png); background: red", []),
+        ("background: url(a.png); background-image: url(b.png)", ["b.png"]),
+        ("background: url(a.png); background-color: red", ["a.png"]),
+        ("background: url(a.png) !important; background: url(b.png)", ["a.png"]),
+        # only image properties; strings outside url() are text
+        ('content: "photo.png"; font-family: "x.png"; --hero: url(var.png)', []),
+        ("color: red", []),
+        ("background: url()", []),
+        ("background: url(a b.png)", []),
+    ],
+)
+def test_style_attribute_image_urls(style: str, expected: list[str]):
+    assert style_attribute_image_urls(style) == expected
+
+
+def test_stylesheet_image_urls():
+    css = """
+        @charset "utf-8";
+        @import url("print.css") print;
+        @font-face { font-family: Icons; src: url(icons.svg#icons) format("svg"),
+                     url("icons.woff2") format("woff2"); }
+        .hero { background: url(hero.jpg) center / cover; }
+        .old { background: url(old.jpg); background: none; }
+        a:hover { cursor: url(hand.cur), pointer }
+        @media (min-width: 40em) {
+          .logo { content: url(logo.svg); &:hover { mask-image: url(mask.png) } }
+        }
+        .inline { background: url(data:image/png;base64,iVBORw0KGgo=) }
+        .tricky { background: url("a;}{b.png") }
+    """
+    assert stylesheet_image_urls(css) == [
+        "hero.jpg",
+        "hand.cur",
+        "logo.svg",
+        "mask.png",
+        "data:image/png;base64,iVBORw0KGgo=",
+        "a;}{b.png",
+    ]
+
+
+def test_declarations_outside_a_rule_are_not_applied_by_a_stylesheet():
+    assert stylesheet_image_urls("background: url(a.png); p { color: red }") == []
+
+
+def test_css_in_style_blocks_and_attributes():
+    html = """
+        <head><base href="/static/">
+        <style>
+          @font-face { font-family: F; src: url(font.svg) format("svg"); }
+          body { background-image: url('bg.jpg') }
+          .x { background: url(gone.png); background: linear-gradient(red, blue) }
+          .y { background: url(data:image/gif;base64,R0lGOD) }
+        </style></head>
+        <body><div style="background: url(&quot;inline.png&quot;) no-repeat">
+        <p STYLE="list-style-image: url(bullet.png)"><span style="color: red">x</span></body>
+    """
+    assert images(html) == [
+        ("http://example.org/static/bg.jpg", "css"),
+        ("http://example.org/static/inline.png", "css"),
+        ("http://example.org/static/bullet.png", "css"),
+    ]
+
+
 # -- encodings -----------------------------------------------------------------------
 
 
@@ -252,6 +416,55 @@ def test_content_type_charset_wins_over_meta_charset():
     other_way = LATIN1_PAGE.format(meta='<meta charset="windows-1252">')
     assert images(other_way.encode("utf-8"), "text/html; charset=utf-8") == [
         (BASE + "caf%C3%A9.jpg", "img_src")
+    ]
+
+
+def test_latin1_label_means_windows_1252_as_in_a_browser():
+    # 0x80 is "€" in windows-1252; a browser reads every latin-1 label as windows-1252.
+    body = '<img src="\u20ac-café.jpg">'.encode("cp1252")
+    expected = [(BASE + "%E2%82%AC-caf%C3%A9.jpg", "img_src")]
+    assert images(b'<meta charset="iso-8859-1">' + body) == expected
+    assert images(body, "text/html; charset=latin1") == expected
+    content = b'<meta http-equiv="Content-Type" content="text/html; charset=windows-1252">'
+    assert images(content + body) == expected
+
+
+def test_undeclared_page_that_is_not_utf8_is_windows_1252():
+    assert images('<img src="\u20ac.jpg">'.encode("cp1252")) == [
+        (BASE + "%E2%82%AC.jpg", "img_src")
+    ]
+
+
+def test_byte_order_mark_wins_over_every_declaration():
+    html = b'\xef\xbb\xbf<meta charset="iso-8859-1"><img src="caf\xc3\xa9.jpg">'
+    expected = [(BASE + "caf%C3%A9.jpg", "img_src")]
+    assert images(html) == expected
+    assert images(html, "text/html; charset=iso-8859-1") == expected
+    utf16 = '<img src="café.jpg">'.encode("utf-16")
+    assert images(utf16) == expected
+
+
+def test_decode_html_ignores_unknown_labels_and_a_meta_claiming_utf16():
+    assert decode_html('<meta charset="utf-16"><p>é'.encode()) == '<meta charset="utf-16"><p>é'
+    assert decode_html("é".encode(), "text/html; charset=no-such-charset") == "é"
+
+
+def test_xml_declaration_does_not_override_the_detected_encoding():
+    html = '<?xml version="1.0" encoding="iso-8859-1"?><html><img src="фото.jpg">'.encode()
+    assert images(html, "text/html; charset=utf-8") == [
+        (BASE + "%D1%84%D0%BE%D1%82%D0%BE.jpg", "img_src")
+    ]
+
+
+def test_entity_encoded_srcset_and_lazy_attributes():
+    html = (
+        '<img srcset="r.php?w=1&amp;h=2 1x, r.php?w=2&amp;h=4 2x">'
+        '<div data-src="t.php?a=1&amp;b=2"></div>'
+    )
+    assert images(html) == [
+        (BASE + "r.php?w=1&h=2", "srcset"),
+        (BASE + "r.php?w=2&h=4", "srcset"),
+        (BASE + "t.php?a=1&b=2", "lazy"),
     ]
 
 
@@ -290,6 +503,46 @@ def test_images_after_a_stray_closing_html_tag():
         (BASE + "three.jpg", "img_src"),
         (BASE + "four.png", "link"),
     ]
+
+
+def test_images_after_a_stray_closing_html_tag_of_every_kind():
+    html = """
+        <HTML><BODY><IMG SRC="one.jpg"></BODY></HTML>
+        <picture><source srcset="two.webp"><img src="two.jpg"></picture>
+        </html>
+        <div style="background: url(three.png)"><VIDEO POSTER="four.jpg"></VIDEO>
+        <a href="page.html">page</a>
+    """
+    content = extract_page(html.encode(), PAGE)
+    assert [(ref.url, ref.kind) for ref in content.images] == [
+        (BASE + "one.jpg", "img_src"),
+        (BASE + "two.webp", "picture"),
+        (BASE + "two.jpg", "img_src"),
+        (BASE + "three.png", "css"),
+        (BASE + "four.jpg", "poster"),
+    ]
+    assert content.links == [BASE + "page.html"]
+
+
+def test_percent_encoding_case_does_not_make_a_second_image():
+    html = '<img src="a%2fb.png"><img src="a%2Fb.png"><a href="./x/../a%2fb.png">a</a>'
+    assert images(html) == [(BASE + "a%2Fb.png", "img_src")]
+
+
+def test_empty_path_segments_are_kept():
+    assert images('<img src="images//x.png">') == [(BASE + "images//x.png", "img_src")]
+
+
+def test_a_megabyte_page_yields_every_reference():
+    row = (
+        '<div class="card" style="background: url(bg{i}.jpg)"><p>Some text &amp; more</p>'
+        '<img src="img/{i}.jpg" srcset="img/{i}-2x.jpg 2x"><a href="page{i}.html">p</a></div>\n'
+    )
+    html = "".join(row.format(i=i) for i in range(6000)).encode()
+    assert len(html) > 1_000_000
+    content = extract_page(html, PAGE)
+    assert len(content.images) == 18000
+    assert len(content.links) == 6000
 
 
 def test_empty_and_non_html_input():

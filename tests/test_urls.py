@@ -6,7 +6,16 @@ from pathlib import Path
 
 import pytest
 
-from crawler.urls import host_dir, host_of, in_scope, looks_like_image, normalize, resolve
+from crawler.urls import (
+    host_dir,
+    host_of,
+    in_scope,
+    join_reference,
+    looks_like_image,
+    normalize,
+    remove_dot_segments,
+    resolve,
+)
 
 PAGE = "http://example.org/gallery/index.html?page=2"
 
@@ -42,6 +51,16 @@ PAGE = "http://example.org/gallery/index.html?page=2"
         ("http://user:secret@example.org/a", "http://example.org/a"),
         ("http://[::1]:5599/a", "http://[::1]:5599/a"),
         ("http://127.0.0.1:8000/a", "http://127.0.0.1:8000/a"),
+        # one spelling per URL: escapes upper-cased, dot segments gone, empty segments kept
+        ("http://example.org/a%2fb%c3%a9.jpg?x=%2f", "http://example.org/a%2Fb%C3%A9.jpg?x=%2F"),
+        ("http://example.org/a/./b/../c.jpg", "http://example.org/a/c.jpg"),
+        ("http://example.org/../a.jpg", "http://example.org/a.jpg"),
+        ("http://example.org/a//b.jpg", "http://example.org/a//b.jpg"),
+        ("http://example.org//a.jpg", "http://example.org//a.jpg"),
+        ("http://example.org/a?q=./..", "http://example.org/a?q=./.."),
+        ("http://example.org/100%", "http://example.org/100%"),
+        # a browser deletes tabs and newlines anywhere in a URL
+        ("http://exam\nple.org/a\t.jpg", "http://example.org/a.jpg"),
     ],
 )
 def test_normalize(url: str, expected: str):
@@ -114,6 +133,17 @@ def test_resolve(reference: str, expected: str):
     assert resolve(PAGE, reference) == expected
 
 
+def test_resolve_keeps_empty_path_segments():
+    # Python 3.11's urljoin would give http://h/a/images/x.png; a browser keeps the "//".
+    assert resolve("http://h/a/", "images//x.png") == "http://h/a/images//x.png"
+    assert resolve("http://h/a/b", "..//x.png") == "http://h//x.png"
+
+
+def test_resolve_deletes_tabs_and_newlines_like_a_browser():
+    assert resolve(PAGE, "ph\noto\t.jpg") == "http://example.org/gallery/photo.jpg"
+    assert resolve(PAGE, "java\nscript:alert(1)") is None
+
+
 def test_resolve_protocol_relative_keeps_the_page_scheme():
     assert resolve("https://example.org/", "//cdn.example.net/a.png") == (
         "https://cdn.example.net/a.png"
@@ -138,6 +168,90 @@ def test_resolve_protocol_relative_keeps_the_page_scheme():
 )
 def test_resolve_skips_references_that_are_not_pages_or_images(reference: str):
     assert resolve(PAGE, reference) is None
+
+
+# -- join_reference: RFC 3986 section 5.4 -------------------------------------------
+
+RFC_BASE = "http://a/b/c/d;p?q"
+
+
+@pytest.mark.parametrize(
+    ("reference", "expected"),
+    [
+        # 5.4.1 normal examples
+        ("g:h", "g:h"),
+        ("g", "http://a/b/c/g"),
+        ("./g", "http://a/b/c/g"),
+        ("g/", "http://a/b/c/g/"),
+        ("/g", "http://a/g"),
+        ("//g", "http://g"),
+        ("?y", "http://a/b/c/d;p?y"),
+        ("g?y", "http://a/b/c/g?y"),
+        ("#s", "http://a/b/c/d;p?q#s"),
+        ("g#s", "http://a/b/c/g#s"),
+        ("g?y#s", "http://a/b/c/g?y#s"),
+        (";x", "http://a/b/c/;x"),
+        ("g;x", "http://a/b/c/g;x"),
+        ("g;x?y#s", "http://a/b/c/g;x?y#s"),
+        ("", "http://a/b/c/d;p?q"),
+        (".", "http://a/b/c/"),
+        ("./", "http://a/b/c/"),
+        ("..", "http://a/b/"),
+        ("../", "http://a/b/"),
+        ("../g", "http://a/b/g"),
+        ("../..", "http://a/"),
+        ("../../", "http://a/"),
+        ("../../g", "http://a/g"),
+        # 5.4.2 abnormal examples
+        ("../../../g", "http://a/g"),
+        ("../../../../g", "http://a/g"),
+        ("/./g", "http://a/g"),
+        ("/../g", "http://a/g"),
+        ("g.", "http://a/b/c/g."),
+        (".g", "http://a/b/c/.g"),
+        ("g..", "http://a/b/c/g.."),
+        ("..g", "http://a/b/c/..g"),
+        ("./../g", "http://a/b/g"),
+        ("./g/.", "http://a/b/c/g/"),
+        ("g/./h", "http://a/b/c/g/h"),
+        ("g/../h", "http://a/b/c/h"),
+        ("g;x=1/./y", "http://a/b/c/g;x=1/y"),
+        ("g;x=1/../y", "http://a/b/c/y"),
+        ("g?y/./x", "http://a/b/c/g?y/./x"),
+        ("g?y/../x", "http://a/b/c/g?y/../x"),
+        ("g#s/./x", "http://a/b/c/g#s/./x"),
+        ("g#s/../x", "http://a/b/c/g#s/../x"),
+        # the RFC's backward-compatible reading, which browsers follow for http(s)
+        ("http:g", "http://a/b/c/g"),
+        # empty path segments survive, unlike with urllib.parse.urljoin
+        ("g//h", "http://a/b/c/g//h"),
+        ("..//g", "http://a/b//g"),
+        ("//g/./x/../y", "http://g/y"),
+    ],
+)
+def test_join_reference_follows_rfc_3986(reference: str, expected: str):
+    assert join_reference(RFC_BASE, reference) == expected
+
+
+def test_join_reference_against_a_base_without_a_path():
+    assert join_reference("http://a", "g") == "http://a/g"
+    assert join_reference("http://a?q", "") == "http://a?q"
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("/a/b/c/./../../g", "/a/g"),
+        ("mid/content=5/../6", "mid/6"),
+        ("/a//../b", "/a/b"),
+        ("/..", "/"),
+        ("/a/b/..", "/a/"),
+        ("/a/b/.", "/a/b/"),
+        ("/a.b/c..d/", "/a.b/c..d/"),
+    ],
+)
+def test_remove_dot_segments(path: str, expected: str):
+    assert remove_dot_segments(path) == expected
 
 
 # -- host_of and in_scope ------------------------------------------------------------

@@ -1,0 +1,179 @@
+"""Image URLs in CSS: ``style`` attributes and ``<style>`` blocks. Pure: no I/O.
+
+What a browser would load as an image: ``url()`` and ``image-set()`` in the image
+properties, with quoting, escapes and comments handled, the last declaration of a
+property in a rule winning (a later gradient hides an earlier image), and fonts left out.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Properties whose url() a browser loads as an image. Names in one group set the same
+# image: the shorthand resets it, so the later of ``background`` and
+# ``background-image`` wins. @font-face descriptors (``src``) are deliberately absent.
+_CSS_IMAGE_PROPERTIES = {
+    "background": "background",
+    "background-image": "background",
+    "list-style": "list-style",
+    "list-style-image": "list-style",
+    "border-image": "border-image",
+    "border-image-source": "border-image",
+    "mask": "mask",
+    "mask-image": "mask",
+    "-webkit-mask": "mask",
+    "-webkit-mask-image": "mask",
+    "content": "content",
+    "cursor": "cursor",
+}
+# Functions whose string arguments are URLs: url("a.png"), image-set("a.png" 1x).
+_CSS_URL_FUNCTIONS = frozenset({"url", "image-set", "-webkit-image-set"})
+_CSS_MAY_HOLD_IMAGES = re.compile(r"url\(|image-set\(", re.I)
+_CSS_NEWLINES = re.compile(r"\r\n|[\r\f]")
+_CSS_TOKEN = re.compile(
+    r"""
+      (?P<comment>/\*.*?(?:\*/|\Z))
+    | "(?P<double_quoted>(?:[^"\\\n]|\\.)*)"?
+    | '(?P<single_quoted>(?:[^'\\\n]|\\.)*)'?
+    | (?i:url)\(\s*(?P<bare_url>(?:[^()"'\\\s]|\\[0-9a-fA-F]{1,6}[ \t\n]?|\\[^\n0-9a-fA-F])+)\s*\)
+    | (?P<function>-?[a-zA-Z_][-\w]*)\(
+    | (?P<word>[-\w]+)
+    | (?P<symbol>[{}();:!])
+    | (?P<space>\s+)
+    | (?P<other>.)
+    """,
+    re.S | re.X,
+)
+_CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\n]?|(\n)|(.))", re.S)
+
+
+def stylesheet_image_urls(css: str) -> list[str]:
+    """Image URLs a browser would load from a style sheet's declarations, in order."""
+    return _css_image_urls(css, declarations_at_top_level=False)
+
+
+def style_attribute_image_urls(css: str) -> list[str]:
+    """Image URLs a browser would load from a ``style`` attribute, in order."""
+    return _css_image_urls(css, declarations_at_top_level=True)
+
+
+def _css_image_urls(css: str, declarations_at_top_level: bool) -> list[str]:
+    if not _CSS_MAY_HOLD_IMAGES.search(css):
+        return []
+    scanner = _CssScanner(declarations_at_top_level)
+    for token in _CSS_TOKEN.finditer(_CSS_NEWLINES.sub("\n", css)):
+        scanner.feed(token)
+    return scanner.finish()
+
+
+@dataclass
+class _Declaration:
+    position: int
+    important: bool
+    urls: list[str]
+
+
+class _CssScanner:
+    """A CSS reader just deep enough to know which declaration of a rule wins.
+
+    Within one rule the last declaration of a property group wins (an ``!important``
+    one is only beaten by a later ``!important`` one); its url()s are the images shown.
+    """
+
+    def __init__(self, declarations_at_top_level: bool) -> None:
+        self.declarations_at_top_level = declarations_at_top_level
+        self.blocks: list[dict[str, _Declaration]] = [{}]
+        self.winners: list[_Declaration] = []
+        self.start_statement(0)
+
+    def start_statement(self, position: int) -> None:
+        self.position = position
+        self.name: list[str] = []
+        self.in_value = False
+        self.functions: list[str] = []
+        self.urls: list[str] = []
+        self.important = False
+        self.after_bang = False
+
+    def feed(self, token: re.Match[str]) -> None:
+        kind = token.lastgroup
+        text = token.group(kind) if kind else ""
+        if kind == "comment":
+            return
+        if kind == "space":
+            if not self.in_value:
+                self.name.append(" ")
+            return
+        if kind == "symbol":
+            self.feed_symbol(text, token.end())
+        elif not self.in_value:
+            self.name.append(text)
+        elif kind == "bare_url":
+            self.urls.append(_css_unescape(text))
+        elif kind in ("double_quoted", "single_quoted"):
+            if self.functions and self.functions[-1] in _CSS_URL_FUNCTIONS:
+                self.urls.append(_css_unescape(text))
+        elif kind == "function":
+            self.functions.append(text.lower())
+        elif kind == "word" and self.after_bang and text.lower() == "important":
+            self.important = True
+        self.after_bang = text == "!"
+
+    def feed_symbol(self, symbol: str, end: int) -> None:
+        if symbol == "(":
+            self.functions.append("")
+        elif symbol == ")":
+            if self.functions:
+                self.functions.pop()
+        elif symbol == ":" and not self.functions and not self.in_value:
+            self.in_value = True
+        elif symbol == ";" and not self.functions:
+            self.end_declaration()
+            self.start_statement(end)
+        elif symbol == "{":
+            self.blocks.append({})
+            self.start_statement(end)
+        elif symbol == "}":
+            self.end_declaration()
+            if len(self.blocks) > 1:
+                self.winners.extend(self.blocks.pop().values())
+            self.start_statement(end)
+        elif not self.in_value:
+            self.name.append(symbol)
+
+    def end_declaration(self) -> None:
+        if not self.in_value or (len(self.blocks) == 1 and not self.declarations_at_top_level):
+            return
+        group = _CSS_IMAGE_PROPERTIES.get("".join(self.name).strip().lower())
+        if group is None:
+            return
+        block = self.blocks[-1]
+        previous = block.get(group)
+        if previous is None or self.important or not previous.important:
+            block.pop(group, None)  # re-insert: document order follows the winner
+            block[group] = _Declaration(self.position, self.important, self.urls)
+
+    def finish(self) -> list[str]:
+        self.end_declaration()
+        for block in self.blocks:
+            self.winners.extend(block.values())
+        self.winners.sort(key=lambda declaration: declaration.position)
+        return [url for declaration in self.winners for url in declaration.urls]
+
+
+def _css_unescape(text: str) -> str:
+    """Undo CSS escapes: ``\\28 `` is ``(``, ``\\"`` is ``"``, an escaped newline vanishes."""
+    if "\\" not in text:
+        return text
+    return _CSS_ESCAPE.sub(_css_unescape_one, text)
+
+
+def _css_unescape_one(escape: re.Match[str]) -> str:
+    hex_digits, newline, char = escape.groups()
+    if hex_digits is None:
+        return "" if newline else char
+    code_point = int(hex_digits, 16)
+    if code_point == 0 or 0xD800 <= code_point <= 0xDFFF or code_point > 0x10FFFF:
+        return "\ufffd"
+    return chr(code_point)

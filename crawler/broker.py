@@ -122,6 +122,22 @@ class TaskBoard:
         self.total += 1
         return Task(id=cursor.lastrowid or 0, url=url, page=page, kind=kind)
 
+    def add_refused(self, url: str, page: str, kind: str, error: str) -> Task | None:
+        """Record an image URL that will not be fetched as failed at once (once per URL),
+        so that the manifest still has a line for it."""
+        result = {"url": url, "outcome": "failed", "error": error}
+        cursor = self.db.execute(
+            "INSERT OR IGNORE INTO tasks (url, page, kind, state, result) "
+            "VALUES (?, ?, ?, 'failed', ?)",
+            (url, page, kind, json.dumps(result)),
+        )
+        if not cursor.rowcount:
+            return None
+        self.total += 1
+        self.final += 1
+        task_id = cursor.lastrowid or 0
+        return Task(task_id, url, page, kind, state="failed", result=result)
+
     def add_many(self, items: Iterable[tuple[str, str, str]]) -> list[Task]:
         with Transaction(self.db):
             return [t for t in (self.add(*item) for item in items) if t is not None]
@@ -363,6 +379,15 @@ class Broker:
             if added:
                 self._wake.notify_all()
         return added
+
+    def add_refused(self, items: Iterable[tuple[str, str, str]], error: str) -> list[Task]:
+        """Record ``(url, page, kind)`` items that will not be fetched; they come back
+        from ``take_updates`` as final failures, like any other."""
+        with self._lock, Transaction(self.board.db):
+            refused = [self.board.add_refused(*item, error) for item in items]
+            refused = [task for task in refused if task is not None]
+            self._finished += refused
+        return refused
 
     def maintain(self) -> None:
         """Take back overdue leases and the leases of nodes silent for too long."""

@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
     harvest.add_argument("--log", help="progress log (default: OUT/progress.log)")
     harvest.add_argument("--max-depth", type=int, help="link hops from a seed (default 5)")
     harvest.add_argument("--max-pages", type=int, help="pages to fetch at most (0: no limit)")
+    harvest.add_argument(
+        "--ignore-robots", action="store_true", help="do not honour robots.txt (logged)"
+    )
 
     download = commands.add_parser("download", help="run a downloader node")
     download.add_argument("--connect", help="harvester HOST:PORT (default 127.0.0.1:5599)")
@@ -93,7 +96,10 @@ def _authkey(config: Config) -> bytes:
 def cmd_harvest(args: argparse.Namespace) -> int:
     from crawler.harvester import Harvester
 
-    config = _config(args, ("out", "listen", "state", "log", "max_depth", "max_pages"))
+    args.obey_robots = False if args.ignore_robots else None
+    config = _config(
+        args, ("out", "listen", "state", "log", "max_depth", "max_pages", "obey_robots")
+    )
     return Harvester(config, args.seeds, _authkey(config)).run()
 
 

@@ -58,6 +58,7 @@ class CrawlConfig:
     page_timeout: float = _setting(15.0, _positive, "must be > 0")
     max_page_bytes: int = _setting(10 * 1024 * 1024, _positive, "must be > 0")
     user_agent: str = "distributed-image-crawler/0.1 (+https://example.org/crawler-contact)"
+    obey_robots: bool = True
     allow_private: bool = False
     allow_networks: tuple[str, ...] = _setting(
         (), _networks, "must be IP networks, e.g. 10.1.0.0/16"

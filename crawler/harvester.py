@@ -26,8 +26,9 @@ from typing import IO, Any
 from crawler.broker import Broker, Task
 from crawler.config import Config, parse_address
 from crawler.errors import ConfigError, StateError
-from crawler.pages import PageResult, fetch_page
+from crawler.pages import PageResult, fetch_page, fetch_robots
 from crawler.progress import ProgressLog
+from crawler.robots import RobotsCache
 from crawler.serving import BrokerServer
 from crawler.state import CrawlState
 from crawler.storage import MANIFEST_NAME, Manifest
@@ -75,6 +76,11 @@ class Harvester:
         self.totals = {"pages": 0, "page_errors": 0, "stored": 0, "failed": 0, "bytes": 0}
         self._stored_at_last_totals = 0
         self.stopping = False
+        self.robots = (
+            RobotsCache(self.crawl.user_agent, lambda url: fetch_robots(url, self.crawl))
+            if self.crawl.obey_robots
+            else None
+        )
 
     def run(self) -> int:
         address = parse_address(self.config.queue.listen, "listen")
@@ -187,7 +193,10 @@ class Harvester:
             self._record_missing_manifest_lines()
         else:
             self.log.event(
-                "crawl_started", seeds=" ".join(self.seeds), listen=self.config.queue.listen
+                "crawl_started",
+                seeds=" ".join(self.seeds),
+                listen=self.config.queue.listen,
+                robots="obeyed" if self.robots else "ignored",
             )
         print(
             f"harvester: {'resumed; ' if self.state.resumed else ''}serving tasks on "
@@ -246,7 +255,7 @@ class Harvester:
             return
         for url, depth in self.state.frontier.take(int(min(room, self._page_budget()))):
             self.pages_begun += 1
-            self.in_flight[pages.submit(fetch_page, url, depth, self.crawl)] = url
+            self.in_flight[pages.submit(fetch_page, url, depth, self.crawl, self.robots)] = url
 
     def _handle_page(self, page: PageResult) -> None:
         frontier = self.state.frontier
@@ -258,9 +267,16 @@ class Harvester:
             frontier.finish(page.url, "skipped")
             self._queue_images([(page.url, page.url, "link")])
             return
-        if page.error == "not_html":
+        if page.error in ("not_html", "robots_disallowed"):
             frontier.finish(page.url, "skipped")
-            self.log.event("page_skipped", url=page.url, content_type=page.content_type)
+            if page.depth == 0 and page.error == "robots_disallowed":
+                print(
+                    f"harvester: seed {page.url} is disallowed by robots.txt "
+                    "(--ignore-robots to crawl it anyway)",
+                    file=sys.stderr,
+                )
+            reason = "robots.txt" if page.error == "robots_disallowed" else page.content_type
+            self.log.event("page_skipped", url=page.url, reason=reason)
             return
         if page.error:
             frontier.finish(page.url, "failed")
@@ -282,6 +298,8 @@ class Harvester:
         # Tasks first, then the page is done: a crash in between re-fetches the page,
         # and the image URLs it queues again are de-duplicated.
         self._queue_images([(ref.url, page.url, ref.kind) for ref in page.images])
+        refused = [(ref.url, page.url, ref.kind) for ref in page.refused_images]
+        self.broker.add_refused(refused, "robots_disallowed")
         links = []
         if page.depth < self.crawl.max_depth:
             links = [(link, page.depth + 1) for link in page.links if self._in_scope(link)]

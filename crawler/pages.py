@@ -14,6 +14,7 @@ import requests
 from crawler.config import CrawlConfig
 from crawler.errors import UnsafeTarget
 from crawler.extract import ImageRef, extract_page
+from crawler.robots import ROBOTS_MAX_BYTES, RobotsCache
 from crawler.safehttp import AddressPolicy, body_chunks, make_session, open_url
 from crawler.urls import normalize
 from crawler.verify import sniff_image_type
@@ -33,6 +34,7 @@ class PageResult:
     truncated: bool = False
     is_image: bool = False
     images: list[ImageRef] = field(default_factory=list)
+    refused_images: list[ImageRef] = field(default_factory=list)  # robots.txt says no
     links: list[str] = field(default_factory=list)
 
 
@@ -49,13 +51,35 @@ def _session(config: CrawlConfig) -> requests.Session:
     return session
 
 
-def fetch_page(url: str, depth: int, config: CrawlConfig) -> PageResult:
+def fetch_robots(url: str, config: CrawlConfig) -> tuple[int | None, bytes]:
+    """GET a robots.txt: (status, body), or (None, b"") when it cannot be reached.
+
+    A host we may not contact at all counts as having none: the page fetch that
+    follows then reports the real reason (``blocked_address``).
+    """
+    session = _session(config)
+    try:
+        with open_url(session, url, config.page_timeout, config.max_redirects) as response:
+            return response.status_code, _read_limited(response, ROBOTS_MAX_BYTES)
+    except UnsafeTarget:
+        return 404, b""
+    except requests.RequestException:
+        return None, b""
+
+
+def fetch_page(
+    url: str, depth: int, config: CrawlConfig, robots: RobotsCache | None = None
+) -> PageResult:
     """GET a page (at most ``max_page_bytes`` of it) and extract images and links.
 
     A response that is an image (a link without an image extension) is flagged so the
-    harvester queues it as an image; other non-HTML responses are skipped.
+    harvester queues it as an image; other non-HTML responses are skipped. With
+    ``robots``, a disallowed page is not fetched, and disallowed images are set apart.
     """
     page = PageResult(url=url, depth=depth)
+    if robots is not None and not robots.allowed(url):
+        page.error = "robots_disallowed"
+        return page
     try:
         with open_url(_session(config), url, config.page_timeout, config.max_redirects) as response:
             page.status = response.status_code
@@ -88,6 +112,10 @@ def fetch_page(url: str, depth: int, config: CrawlConfig) -> PageResult:
         page.error = f"parse_error: {type(exc).__name__}"
         return page
     page.images, page.links = content.images, content.links
+    if robots is not None:
+        allowed = [robots.allowed(ref.url) for ref in page.images]
+        page.refused_images = [ref for ref, ok in zip(page.images, allowed, strict=True) if not ok]
+        page.images = [ref for ref, ok in zip(page.images, allowed, strict=True) if ok]
     return page
 
 

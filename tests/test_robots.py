@@ -1,0 +1,55 @@
+"""robots.txt decisions (RFC 9309) and the per-host cache."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from crawler.robots import RobotsCache, robots_url, rules_from_response
+
+ROBOTS = b"User-agent: *\nDisallow: /private/\nCrawl-delay: 2\n\nUser-agent: mybot\nDisallow: /\n"
+
+
+def test_robots_url_is_per_scheme_and_host():
+    assert robots_url("https://h.test:8443/a/b?q#f") == "https://h.test:8443/robots.txt"
+
+
+def test_a_robots_file_is_obeyed_for_our_agent():
+    rules = rules_from_response(200, ROBOTS)
+    assert not rules.can_fetch("http://h.test/private/a.png", "crawler")
+    assert rules.can_fetch("http://h.test/public/a.png", "crawler")
+    assert not rules.can_fetch("http://h.test/public/a.png", "mybot")
+    assert rules.crawl_delay("crawler") == 2
+
+
+def test_missing_robots_allows_and_unreachable_robots_disallows():
+    assert rules_from_response(404, b"").can_fetch("http://h.test/x", "crawler")
+    assert rules_from_response(403, b"").can_fetch("http://h.test/x", "crawler")
+    assert not rules_from_response(503, b"").can_fetch("http://h.test/x", "crawler")
+    assert not rules_from_response(None, b"").can_fetch("http://h.test/x", "crawler")
+
+
+def test_cache_fetches_each_robots_once_even_with_many_threads():
+    fetched: list[str] = []
+
+    def fetch(url: str) -> tuple[int | None, bytes]:
+        fetched.append(url)
+        time.sleep(0.05)
+        return 200, ROBOTS
+
+    cache = RobotsCache("mybot/1.0 (+https://example.org)", fetch)
+    answers: list[bool] = []
+    threads = [
+        threading.Thread(target=lambda: answers.append(cache.allowed("http://a.test/x")))
+        for _ in range(8)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=5)
+    assert answers == [False] * 8, "the mybot group disallows everything"
+    assert fetched == ["http://a.test/robots.txt"]
+    assert cache.allowed("http://b.test/public/x") is False
+    assert fetched == ["http://a.test/robots.txt", "http://b.test/robots.txt"]
+    other = RobotsCache("crawler/0.1", fetch)
+    assert other.allowed("http://a.test/public/x") and not other.allowed("http://a.test/private/")

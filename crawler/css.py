@@ -48,6 +48,23 @@ _CSS_TOKEN = re.compile(
 _CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\n]?|(\n)|(.))", re.S)
 
 
+_COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.S)
+_IMPORT = re.compile(
+    r"""@import\s+(?:url\(\s*(?P<q1>["']?)(?P<url>[^"')]*?)(?P=q1)\s*\)"""
+    r"""|(?P<q2>["'])(?P<string>[^"']*?)(?P=q2))""",
+    re.I,
+)
+
+
+def import_urls(css: str) -> list[str]:
+    """URLs of the style sheets a sheet pulls in with ``@import`` (comments ignored)."""
+    return [
+        match.group("url") or match.group("string")
+        for match in _IMPORT.finditer(_COMMENT.sub("", css))
+        if match.group("url") or match.group("string")
+    ]
+
+
 def stylesheet_image_urls(css: str) -> list[str]:
     """Image URLs a browser would load from a style sheet's declarations, in order."""
     return _css_image_urls(css, declarations_at_top_level=False)

@@ -61,6 +61,7 @@ FORMATS = (
 CONTENT_TYPES = {
     ".html": "text/html; charset=utf-8",
     ".txt": "text/plain; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
     ".json": "application/json",
     **{f.ext: f.mime for f in FORMATS},
 }

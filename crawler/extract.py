@@ -4,7 +4,8 @@ Each image reference is tagged with the kind of markup it came from, so that the
 manifest can say why an image was fetched and tests can check each kind:
 ``img_src``, ``srcset``, ``picture``, ``lazy``, ``link``, ``input``, ``poster``,
 ``svg_image``, ``icon``, ``meta`` and ``css`` (inline ``style`` attributes and
-``<style>`` blocks; linked stylesheets are not fetched).
+``<style>`` blocks). Linked style sheets are listed for ``pages.py`` to fetch
+(kind ``stylesheet``): this module does no I/O.
 """
 
 from __future__ import annotations
@@ -75,6 +76,7 @@ class ImageRef:
 class PageContent:
     images: list[ImageRef] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
+    stylesheets: list[str] = field(default_factory=list)  # applied ones, to fetch
 
 
 def parse_srcset(value: str) -> list[str]:
@@ -273,8 +275,14 @@ class _Collector:
         self.add_image(element.get("href") or element.get("xlink:href"), "svg_image")
 
     def visit_link(self, element: _Element) -> None:
-        if not ICON_RELS.isdisjoint(element.get("rel", "").lower().split()):
+        rels = element.get("rel", "").lower().split()
+        if not ICON_RELS.isdisjoint(rels):
             self.add_image(element.get("href"), "icon")
+        # Browsers do not apply "alternate stylesheet" until the user picks it.
+        if "stylesheet" in rels and "alternate" not in rels:
+            url = resolve(self.base, element.get("href", ""))
+            if url is not None and url not in self.content.stylesheets:
+                self.content.stylesheets.append(url)
 
     def visit_meta(self, element: _Element) -> None:
         name = element.get("property") or element.get("name") or ""

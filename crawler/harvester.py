@@ -26,7 +26,7 @@ from typing import IO, Any
 from crawler.broker import Broker, Task
 from crawler.config import Config, parse_address
 from crawler.errors import ConfigError, StateError
-from crawler.pages import PageResult, fetch_page, fetch_robots
+from crawler.pages import PageResult, StylesheetCache, fetch_page, fetch_robots
 from crawler.progress import ProgressLog
 from crawler.robots import RobotsCache
 from crawler.serving import BrokerServer
@@ -81,6 +81,7 @@ class Harvester:
             if self.crawl.obey_robots
             else None
         )
+        self.sheets = StylesheetCache(self.crawl, self.robots)
 
     def run(self) -> int:
         address = parse_address(self.config.queue.listen, "listen")
@@ -255,7 +256,8 @@ class Harvester:
             return
         for url, depth in self.state.frontier.take(int(min(room, self._page_budget()))):
             self.pages_begun += 1
-            self.in_flight[pages.submit(fetch_page, url, depth, self.crawl, self.robots)] = url
+            future = pages.submit(fetch_page, url, depth, self.crawl, self.robots, self.sheets)
+            self.in_flight[future] = url
 
     def _handle_page(self, page: PageResult) -> None:
         frontier = self.state.frontier

@@ -12,11 +12,12 @@ from dataclasses import dataclass, field
 import requests
 
 from crawler.config import CrawlConfig
+from crawler.css import import_urls, stylesheet_image_urls
 from crawler.errors import UnsafeTarget
-from crawler.extract import ImageRef, extract_page
+from crawler.extract import ImageRef, PageContent, extract_page
 from crawler.robots import ROBOTS_MAX_BYTES, RobotsCache
 from crawler.safehttp import AddressPolicy, body_chunks, make_session, open_url
-from crawler.urls import normalize
+from crawler.urls import host_of, normalize, resolve
 from crawler.verify import sniff_image_type
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -42,13 +43,60 @@ _local = threading.local()
 
 
 def _session(config: CrawlConfig) -> requests.Session:
-    """One Session per page thread: connection reuse without sharing across threads."""
-    session = getattr(_local, "session", None)
-    if session is None:
-        policy = AddressPolicy.from_config(config)
-        session = make_session(PAGE_POOL_SIZE, config.user_agent, policy)
-        _local.session = session
-    return session
+    """One Session per page thread and policy: connection reuse without sharing across
+    threads, and never a session made for another address policy or User-Agent."""
+    sessions: dict = _local.__dict__.setdefault("sessions", {})
+    policy = AddressPolicy.from_config(config)
+    key = (policy, config.user_agent)
+    if key not in sessions:
+        sessions[key] = make_session(PAGE_POOL_SIZE, config.user_agent, policy)
+    return sessions[key]
+
+
+MAX_STYLESHEET_BYTES = 2 * 1024 * 1024
+MAX_IMPORT_DEPTH = 4
+
+
+class StylesheetCache:
+    """Image URLs of each style sheet, fetched once per crawl and shared by the page
+    threads; ``@import`` is followed (same host, a few levels, no cycles)."""
+
+    def __init__(self, config: CrawlConfig, robots: RobotsCache | None) -> None:
+        self.config = config
+        self.robots = robots
+        self._images: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def image_urls(self, url: str, visiting: frozenset[str] = frozenset()) -> list[str]:
+        with self._lock:
+            if url in self._images:
+                return self._images[url]
+        css = self._fetch(url)
+        images = [u for u in (resolve(url, ref) for ref in stylesheet_image_urls(css)) if u]
+        if len(visiting) < MAX_IMPORT_DEPTH:
+            for imported in (resolve(url, ref) for ref in import_urls(css)):
+                if imported and imported not in visiting and host_of(imported) == host_of(url):
+                    images += self.image_urls(imported, visiting | {url})
+        with self._lock:
+            self._images[url] = images
+        return images
+
+    def _fetch(self, url: str) -> str:
+        """The sheet's text; empty when it is missing, refused or not CSS."""
+        if self.robots is not None and not self.robots.allowed(url):
+            return ""
+        config = self.config
+        try:
+            with open_url(
+                _session(config), url, config.page_timeout, config.max_redirects
+            ) as response:
+                mime = response.headers.get("Content-Type", "text/css").split(";")[0].strip()
+                if response.status_code >= 400 or mime.lower() not in ("text/css", "text/plain"):
+                    return ""
+                body = _read_limited(response, MAX_STYLESHEET_BYTES)
+        except (UnsafeTarget, requests.RequestException):
+            return ""
+        return body.decode("utf-8", errors="replace")
 
 
 def fetch_robots(url: str, config: CrawlConfig) -> tuple[int | None, bytes]:
@@ -68,7 +116,11 @@ def fetch_robots(url: str, config: CrawlConfig) -> tuple[int | None, bytes]:
 
 
 def fetch_page(
-    url: str, depth: int, config: CrawlConfig, robots: RobotsCache | None = None
+    url: str,
+    depth: int,
+    config: CrawlConfig,
+    robots: RobotsCache | None = None,
+    stylesheets: StylesheetCache | None = None,
 ) -> PageResult:
     """GET a page (at most ``max_page_bytes`` of it) and extract images and links.
 
@@ -112,11 +164,29 @@ def fetch_page(
         page.error = f"parse_error: {type(exc).__name__}"
         return page
     page.images, page.links = content.images, content.links
+    if stylesheets is not None:
+        page.images += _stylesheet_images(content, page.final_url or url, stylesheets)
     if robots is not None:
         allowed = [robots.allowed(ref.url) for ref in page.images]
         page.refused_images = [ref for ref, ok in zip(page.images, allowed, strict=True) if not ok]
         page.images = [ref for ref, ok in zip(page.images, allowed, strict=True) if ok]
     return page
+
+
+def _stylesheet_images(
+    content: PageContent, page_url: str, stylesheets: StylesheetCache
+) -> list[ImageRef]:
+    """Images from the page's own-host style sheets that the page did not name itself."""
+    seen = {ref.url for ref in content.images}
+    found = []
+    for sheet in content.stylesheets:
+        if host_of(sheet) != host_of(page_url):
+            continue
+        for image in stylesheets.image_urls(sheet):
+            if image not in seen:
+                seen.add(image)
+                found.append(ImageRef(image, "stylesheet"))
+    return found
 
 
 def _looks_binary(body: bytes) -> bool:

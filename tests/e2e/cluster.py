@@ -195,6 +195,7 @@ def check_crawl(
     access_log: Path,
     nodes: int | None,
     max_gets: int = 1,
+    harvester_killed: bool = False,
 ) -> dict:
     """Assert the crawl found and stored every image exactly once; return the manifest.
 
@@ -263,7 +264,13 @@ def check_crawl(
         "crawl_finished",
     ):
         assert kinds[kind], f"no {kind} event in the progress log"
-    assert kinds["stored"] == len(expected) and kinds["failed"] == len(broken)
+    if harvester_killed:
+        # The manifest is the record; a kill -9 between a manifest line and its log
+        # line loses that one log line (never a manifest line).
+        assert len(expected) - 16 <= kinds["stored"] <= len(expected)
+        assert kinds["failed"] <= len(broken)
+    else:
+        assert kinds["stored"] == len(expected) and kinds["failed"] == len(broken)
     joined = {e["node"] for e in events if e["event"] == "node_joined"}
     if nodes is not None:  # None: nodes came and went (killed), count them elsewhere
         assert len(joined) == nodes, joined

@@ -69,7 +69,14 @@ def test_harvester_killed_mid_crawl_resumes_with_nothing_lost(cluster, tmp_path,
     assert codes == {"harvester": 0, "node-a": 0, "node-b": 0}, cluster.output("harvester")
 
     records = check_crawl(
-        cluster.site_url, truth, out, [out], cluster.access_log, nodes=2, max_gets=2
+        cluster.site_url,
+        truth,
+        out,
+        [out],
+        cluster.access_log,
+        nodes=2,
+        max_gets=2,
+        harvester_killed=True,
     )["records"]
     assert "event=crawl_resumed" in log.read_text()
     for node in ("node-a", "node-b"):

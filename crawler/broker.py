@@ -82,9 +82,6 @@ class TaskView:
             raise KeyError(task_id)
         return task
 
-    def __len__(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM tasks").fetchone()[0]
-
 
 class TaskBoard:
     """Tasks and their leases, kept in SQLite. Not thread-safe; every method takes ``now``.

@@ -356,10 +356,19 @@ def _content_type(path: str) -> str:
 # ---------------------------------------------------------------- serving
 
 
-class DemoServer(ThreadingHTTPServer):
-    """Threaded static file server for a generated site, quiet except for its access log."""
+class LocalHTTPServer(ThreadingHTTPServer):
+    """A threaded test server on a local address, also the base of the tests' servers."""
 
     daemon_threads = True
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup of the host, which can stall."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+class DemoServer(LocalHTTPServer):
+    """Threaded static file server for a generated site, quiet except for its access log."""
 
     def __init__(
         self,
@@ -373,11 +382,6 @@ class DemoServer(ThreadingHTTPServer):
         self.image_delay = image_delay
         self._log_lock = threading.Lock()
         super().__init__(address, _Handler)
-
-    def server_bind(self) -> None:
-        """Bind without HTTPServer's reverse DNS lookup of the host, which can stall."""
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
 
     @property
     def url(self) -> str:

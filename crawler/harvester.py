@@ -14,11 +14,13 @@ exits at once.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import signal
 import sys
 import time
+from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import IO, Any
@@ -30,7 +32,7 @@ from crawler.pages import PageResult, StylesheetCache, fetch_page, fetch_robots
 from crawler.progress import ProgressLog
 from crawler.robots import RobotsCache
 from crawler.serving import BrokerServer
-from crawler.state import CrawlState
+from crawler.state import DATABASE_NAME, CrawlState
 from crawler.storage import MANIFEST_NAME, Manifest
 from crawler.urls import host_of, normalize
 
@@ -51,6 +53,15 @@ def check_seeds(seeds: list[str]) -> list[str]:
     if not normalized:
         raise ConfigError("give at least one seed URL")
     return normalized
+
+
+@contextlib.contextmanager
+def _unwritable_is_a_state_error(out: Path) -> Iterator[None]:
+    """An output or state folder we cannot write is the user's to fix: one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise StateError(f"cannot write to {exc.filename or out}: {exc.strerror}") from None
 
 
 def lock_state(state_dir: Path) -> IO[str]:
@@ -150,9 +161,9 @@ class Harvester:
         """Lock the state folder and open (or resume) the crawl database."""
         out = self.config.output.out_dir
         state_dir = self.config.output.state_dir
-        try:
+        with _unwritable_is_a_state_error(out):
             manifest_path = out / MANIFEST_NAME
-            has_state = (state_dir / "crawl.db").exists()
+            has_state = (state_dir / DATABASE_NAME).exists()
             if not has_state and manifest_path.exists() and manifest_path.stat().st_size > 0:
                 raise StateError(
                     f"{manifest_path} holds an earlier crawl whose state is not in "
@@ -160,17 +171,12 @@ class Harvester:
                 )
             lock = lock_state(state_dir)
             self.state = CrawlState(state_dir, self.seeds)
-        except OSError as exc:
-            raise StateError(f"cannot write to {exc.filename or out}: {exc.strerror}") from None
         return lock
 
     def _open_outputs(self) -> None:
-        out = self.config.output.out_dir
-        try:
-            self.manifest = Manifest(out)
+        with _unwritable_is_a_state_error(self.config.output.out_dir):
+            self.manifest = Manifest(self.config.output.out_dir)
             self.log = ProgressLog(self.config.output.log_path)
-        except OSError as exc:
-            raise StateError(f"cannot write to {exc.filename or out}: {exc.strerror}") from None
 
     def _start_log(self, server: BrokerServer) -> None:
         frontier = self.state.frontier
@@ -215,7 +221,7 @@ class Harvester:
         present = self.manifest.recent_urls()
         for task in unrecorded:
             if task.url not in present:
-                self._record_task(task, counted=True)
+                self._record_task(task)
         self.broker.mark_recorded([task.id for task in unrecorded])
 
     # -- the main loop -------------------------------------------------------------
@@ -323,6 +329,7 @@ class Harvester:
             self.log.event(name, **fields)
         for task in finished:
             self._record_task(task)
+            self._count_task(task)
         if finished:
             self.broker.mark_recorded([task.id for task in finished])
 
@@ -347,15 +354,19 @@ class Harvester:
             "elapsed": result.get("elapsed"),
         }
 
-    def _record_task(self, task: Task, counted: bool = False) -> None:
-        """Manifest line and log event for a final task; ``counted``: the totals (read
-        from the database at a resume) already include it."""
+    def _count_task(self, task: Task) -> None:
+        if task.state == "stored":
+            self.totals["stored"] += 1
+            self.totals["bytes"] += (task.result or {}).get("bytes") or 0
+        else:
+            self.totals["failed"] += 1
+
+    def _record_task(self, task: Task) -> None:
+        """Manifest line and log event for a final task (the totals are counted apart:
+        at a resume they come from the database)."""
         record = self._manifest_record(task)
         self.manifest.write(record)
         if task.state == "stored":
-            if not counted:
-                self.totals["stored"] += 1
-                self.totals["bytes"] += record["bytes"] or 0
             self.log.event(
                 "stored",
                 url=task.url,
@@ -365,7 +376,6 @@ class Harvester:
                 elapsed=record["elapsed"],
             )
         else:
-            self.totals["failed"] += 0 if counted else 1
             self.log.event(
                 "failed",
                 url=task.url,

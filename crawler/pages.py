@@ -85,18 +85,25 @@ class StylesheetCache:
         """The sheet's text; empty when it is missing, refused or not CSS."""
         if self.robots is not None and not self.robots.allowed(url):
             return ""
-        config = self.config
         try:
-            with open_url(
-                _session(config), url, config.page_timeout, config.max_redirects
-            ) as response:
-                mime = response.headers.get("Content-Type", "text/css").split(";")[0].strip()
-                if response.status_code >= 400 or mime.lower() not in ("text/css", "text/plain"):
-                    return ""
-                body = _read_limited(response, MAX_STYLESHEET_BYTES)
+            status, mime, body = _get_small(url, self.config, MAX_STYLESHEET_BYTES)
         except (UnsafeTarget, requests.RequestException):
             return ""
+        if status >= 400 or mime not in ("", "text/css", "text/plain"):
+            return ""
         return body.decode("utf-8", errors="replace")
+
+
+def _open(url: str, config: CrawlConfig) -> requests.Response:
+    """GET ``url`` as a checked stream with the page settings; the caller closes it."""
+    return open_url(_session(config), url, config.page_timeout, config.max_redirects)
+
+
+def _get_small(url: str, config: CrawlConfig, limit: int) -> tuple[int, str, bytes]:
+    """GET at most ``limit`` bytes of ``url``: (status, lower-case MIME type, body)."""
+    with _open(url, config) as response:
+        mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        return response.status_code, mime, _read_limited(response, limit)
 
 
 def fetch_robots(url: str, config: CrawlConfig) -> tuple[int | None, bytes]:
@@ -105,14 +112,13 @@ def fetch_robots(url: str, config: CrawlConfig) -> tuple[int | None, bytes]:
     A host we may not contact at all counts as having none: the page fetch that
     follows then reports the real reason (``blocked_address``).
     """
-    session = _session(config)
     try:
-        with open_url(session, url, config.page_timeout, config.max_redirects) as response:
-            return response.status_code, _read_limited(response, ROBOTS_MAX_BYTES)
+        status, _mime, body = _get_small(url, config, ROBOTS_MAX_BYTES)
     except UnsafeTarget:
         return 404, b""
     except requests.RequestException:
         return None, b""
+    return status, body
 
 
 def fetch_page(
@@ -133,7 +139,7 @@ def fetch_page(
         page.error = "robots_disallowed"
         return page
     try:
-        with open_url(_session(config), url, config.page_timeout, config.max_redirects) as response:
+        with _open(url, config) as response:
             page.status = response.status_code
             page.final_url = normalize(response.url) or url
             page.content_type = response.headers.get("Content-Type", "")

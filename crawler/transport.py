@@ -20,6 +20,7 @@ choices matter:
 from __future__ import annotations
 
 import contextlib
+import functools
 import socket
 import xmlrpc.client
 from multiprocessing import AuthenticationError
@@ -60,6 +61,7 @@ def _gevent_patched() -> bool:
     return monkey.is_module_patched("socket")
 
 
+@functools.cache
 def _cooperative_connection_class() -> type[Connection]:
     import gevent.os
 

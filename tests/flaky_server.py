@@ -25,7 +25,6 @@ import contextlib
 import io
 import random
 import socket
-import socketserver
 import struct
 import sys
 import threading
@@ -33,10 +32,12 @@ import time
 from dataclasses import dataclass
 from email.utils import formatdate
 from functools import cache
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
 from PIL import Image
+
+from crawler.demosite import LocalHTTPServer
 
 # How many requests of each path fail before one succeeds.
 DEFAULT_FAILURES = {
@@ -82,9 +83,7 @@ class _Aborted(Exception):
     """The handler reset the connection on purpose."""
 
 
-class FlakyServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class FlakyServer(LocalHTTPServer):
     def __init__(
         self,
         host: str = "127.0.0.1",
@@ -114,11 +113,6 @@ class FlakyServer(ThreadingHTTPServer):
         super().__init__((host, 0), _Handler)
         self.thread = threading.Thread(target=self.serve_forever, args=(0.05,), daemon=True)
         self.thread.start()
-
-    def server_bind(self) -> None:
-        """Bind without HTTPServer's reverse DNS lookup of the host, which can stall."""
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
 
     @property
     def url(self) -> str:

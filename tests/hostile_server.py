@@ -7,9 +7,11 @@ import io
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 
 from PIL import Image
+
+from crawler.demosite import LocalHTTPServer
 
 
 def png_bytes(size: tuple[int, int] = (8, 8), color: str = "red") -> bytes:
@@ -24,9 +26,7 @@ GZIP_BOMB = gzip.compress(b"\0" * (64 * 1024 * 1024), compresslevel=9)
 ENDLESS_LIMIT = 256 * 1024 * 1024  # the "endless" body stops here, in case a client reads on
 
 
-class HostileServer(ThreadingHTTPServer):
-    daemon_threads = True
-
+class HostileServer(LocalHTTPServer):
     def __init__(self, host: str, redirect_target: str = "") -> None:
         super().__init__((host, 0), _Handler)
         self.redirect_target = redirect_target

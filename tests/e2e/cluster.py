@@ -144,6 +144,12 @@ class Cluster(Processes):
             self.harvester_host,
         )
 
+    def check(self, truth: dict, out: Path, downloader_outs: list[Path] | None = None, **kw):
+        """``check_crawl`` for this cluster's site; images under ``out`` unless given."""
+        return check_crawl(
+            self.site_url, truth, out, downloader_outs or [out], self.access_log, **kw
+        )
+
     def downloader(self, name: str, out: Path, *args: str, concurrency: int = 8):
         return self.crawler(
             name,

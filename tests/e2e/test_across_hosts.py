@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import Cluster, check_crawl
+from tests.e2e.cluster import Cluster
 
 # A /30 that exists only between the two namespaces this test creates.
 HARVESTER_IP, DOWNLOADER_IP = "10.231.77.1", "10.231.77.2"
@@ -69,9 +69,7 @@ def test_crawl_across_two_network_namespaces(two_hosts, tmp_path: Path):
         assert codes == {"harvester": 0, "remote-a": 0, "remote-b": 0}, {
             name: cluster.output(name) for name in codes
         }
-        check_crawl(
-            cluster.site_url, truth, harvester_out, [downloader_out], cluster.access_log, nodes=2
-        )
+        cluster.check(truth, harvester_out, [downloader_out], nodes=2)
         assert cluster.listen == f"{HARVESTER_IP}:5599"
         assert not list(harvester_out.glob("10.*")), "images belong on the downloader host"
         assert list(downloader_out.glob(f"{HARVESTER_IP}_*")), "no images on the downloader"

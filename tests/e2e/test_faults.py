@@ -23,7 +23,6 @@ from crawler.fetch import FetchLimits, fetch_image
 from crawler.progress import parse_line
 from crawler.safehttp import AddressPolicy, make_session
 from crawler.storage import TMP_DIR, read_manifest, remove_stale_temporaries
-from tests.e2e.cluster import check_crawl
 from tests.flaky_server import FlakyServer, png_for
 
 RETRY_AFTER = 2  # what the server asks for on 429 (delay-seconds) and 503 (HTTP-date)
@@ -167,9 +166,7 @@ def test_a_frozen_downloader_loses_its_leases_and_the_crawl_still_completes(clus
     left = sorted(p.name for p in (out / TMP_DIR).glob("*"))
     assert all(f"-{frozen.pid}-" in name for name in left), left
     assert remove_stale_temporaries(out) == len(left)
-    records = check_crawl(
-        cluster.site_url, truth, out, [out], cluster.access_log, nodes=2, max_gets=2
-    )["records"]
+    records = cluster.check(truth, out, nodes=2, max_gets=2)["records"]
     assert [r for r in records if r["attempts"] == 2], "the frozen node's tasks came back"
     events = [parse_line(line) for line in (out / "progress.log").read_text().splitlines()]
     lost = [e["node"] for e in events if e["event"] == "node_lost"]

@@ -19,7 +19,7 @@ import pytest
 
 from crawler.errors import AuthKeyError, CrawlerError
 from crawler.transport import BrokerClient
-from tests.e2e.cluster import Cluster, check_crawl, wait_for_text
+from tests.e2e.cluster import Cluster, wait_for_text
 from tests.test_transport import CreatesMarker
 
 GARBAGE = b"GET / HTTP/1.1\r\nHost: harvester\r\n\r\n"
@@ -100,7 +100,7 @@ def test_a_crawl_survives_hostile_clients(cluster: Cluster, tmp_path: Path) -> N
         name: cluster.output(name) for name in codes
     }
     assert not errors, errors
-    events = check_crawl(cluster.site_url, truth, out, [out], cluster.access_log, nodes=2)["events"]
+    events = cluster.check(truth, out, nodes=2)["events"]
     # One event per stranger's address and 10 s: here, one address and a short crawl.
     turned_away = [e for e in events if e["event"] == "auth_failed"]
     assert turned_away, "no auth_failed event in the progress log"

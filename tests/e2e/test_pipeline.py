@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.e2e.cluster import check_crawl, wait_for_text
+from tests.e2e.cluster import wait_for_text
 
 
 def test_harvester_and_two_downloaders_store_every_image_once(cluster, tmp_path):
@@ -26,7 +26,7 @@ def test_harvester_and_two_downloaders_store_every_image_once(cluster, tmp_path)
     assert codes == {"harvester": 0, "node-a": 0, "node-b": 0, "tail": 0}, {
         name: cluster.output(name) for name in codes
     }
-    check_crawl(cluster.site_url, truth, out, [out], cluster.access_log, nodes=2)
+    cluster.check(truth, out, nodes=2)
 
     summary = (cluster.logs / "harvester.out").read_text()
     assert f"{len(truth['images']) + len(truth['broken_images'])} images found" in summary
@@ -60,7 +60,7 @@ def test_download_node_with_several_processes(cluster, tmp_path):
     )
     codes = cluster.wait_all(["harvester", "node"])
     assert codes == {"harvester": 0, "node": 0}, cluster.output("node")
-    result = check_crawl(cluster.site_url, truth, out, [out], cluster.access_log, nodes=2)
+    result = cluster.check(truth, out, nodes=2)
     # One node, two processes: each child reports as <node id>-<index>.
     stored_by = {r["node"] for r in result["records"] if r["outcome"] == "stored"}
     assert len({node.rsplit("-", 1)[0] for node in stored_by}) == 1
@@ -82,12 +82,9 @@ def test_a_killed_downloader_takes_no_task_with_it(cluster, tmp_path):
 
     codes = cluster.wait_all(["harvester", "rescuer"])
     assert codes == {"harvester": 0, "rescuer": 0}, cluster.output("harvester")
-    records = check_crawl(
-        cluster.site_url,
+    records = cluster.check(
         truth,
         out,
-        [out],
-        cluster.access_log,
         nodes=2,
         max_gets=2,
     )["records"]

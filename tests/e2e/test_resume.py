@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.e2e.cluster import check_crawl, wait_for_text
+from tests.e2e.cluster import wait_for_text
 
 
 def harvest_once(cluster, out: Path, page: str) -> subprocess.CompletedProcess:
@@ -68,12 +68,9 @@ def test_harvester_killed_mid_crawl_resumes_with_nothing_lost(cluster, tmp_path,
     codes = cluster.wait_all(["harvester", "node-a", "node-b"])
     assert codes == {"harvester": 0, "node-a": 0, "node-b": 0}, cluster.output("harvester")
 
-    records = check_crawl(
-        cluster.site_url,
+    records = cluster.check(
         truth,
         out,
-        [out],
-        cluster.access_log,
         nodes=2,
         max_gets=2,
         harvester_killed=True,
@@ -130,7 +127,7 @@ def test_stop_with_a_signal_then_resume_then_already_finished(cluster, tmp_path)
     lines = (out / "manifest.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines), "every manifest line must be whole JSON"
     assert "repaired_manifest=True" in log.read_text()
-    check_crawl(cluster.site_url, truth, out, [out], cluster.access_log, nodes=2)
+    cluster.check(truth, out, nodes=2)
 
     again = harvest_once(cluster, out, "index.html")
     assert again.returncode == 0, again.stderr

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from tests.e2e.cluster import check_crawl, wait_for_text
+from tests.e2e.cluster import wait_for_text
 
 SOAK = os.environ.get("CRAWLER_SOAK") == "1"  # the long soak: run by hand
 
@@ -29,7 +29,7 @@ def test_sigterm_on_a_downloader_hands_back_its_work_and_exits_0(cluster, tmp_pa
     cluster.downloader("staying", out)
     codes = cluster.wait_all(["harvester", "staying"])
     assert codes == {"harvester": 0, "staying": 0}, cluster.output("harvester")
-    check_crawl(cluster.site_url, truth, out, [out], cluster.access_log, nodes=2, max_gets=2)
+    cluster.check(truth, out, nodes=2, max_gets=2)
 
 
 def test_a_second_signal_stops_the_harvester_at_once(cluster, tmp_path):
@@ -74,9 +74,7 @@ def test_soak_with_downloaders_killed_and_restarted(cluster, tmp_path, images, s
     assert codes["harvester"] == codes["steady"] == 0, cluster.output("harvester")
     assert codes[f"victim-{generation}"] in (0, 2), cluster.output(f"victim-{generation}")
     assert kills >= 3, f"only {kills} kills: make the run longer"
-    records = check_crawl(
-        cluster.site_url, truth, out, [out], cluster.access_log, nodes=None, max_gets=kills + 1
-    )["records"]
+    records = cluster.check(truth, out, nodes=None, max_gets=kills + 1)["records"]
     gets = sum(
         1 for line in cluster.access_log.read_text().splitlines() if line.startswith("GET /img/")
     )

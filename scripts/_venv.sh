@@ -47,7 +47,13 @@ STAMP="$ROOT/.venv/.installed-${EXTRAS:-base}"
 WANT="$(sha256sum "$ROOT/pyproject.toml" | cut -d' ' -f1)"
 if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     _log "installing the project${EXTRAS:+ with [$EXTRAS]} into .venv"
-    "$PY" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
-    "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT${EXTRAS:+[$EXTRAS]}"
+    # pip and the build backend chatter on stderr; keep it in a log, show it on failure.
+    if ! { "$PY" -m pip install -q --disable-pip-version-check --upgrade pip &&
+        "$PY" -m pip install -q --disable-pip-version-check -e "$ROOT${EXTRAS:+[$EXTRAS]}"; } \
+        >"$ROOT/.venv/pip.log" 2>&1; then
+        cat "$ROOT/.venv/pip.log" >&2
+        _log "installing failed (log above, also in .venv/pip.log)"
+        exit 1
+    fi
     echo "$WANT" > "$STAMP"
 fi

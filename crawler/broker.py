@@ -135,9 +135,22 @@ class TaskBoard:
         task_id = cursor.lastrowid or 0
         return Task(task_id, url, page, kind, state="failed", result=result)
 
-    def add_many(self, items: Iterable[tuple[str, str, str]]) -> list[Task]:
+    def add_many(
+        self, items: Iterable[tuple[str, str, str]], limit: float = float("inf")
+    ) -> tuple[list[Task], int]:
+        """Queue new items until ``limit`` new ones are added; returns those and how many
+        more new (never queued) URLs were left out."""
+        added: list[Task] = []
+        left_out: set[str] = set()
         with Transaction(self.db):
-            return [t for t in (self.add(*item) for item in items) if t is not None]
+            for item in items:
+                if len(added) < limit:
+                    task = self.add(*item)
+                    if task is not None:
+                        added.append(task)
+                elif not self.db.execute("SELECT 1 FROM tasks WHERE url = ?", item[:1]).fetchone():
+                    left_out.add(item[0])
+        return added, len(left_out)
 
     def lease(self, node: str, limit: int, now: float) -> list[Task]:
         """Hand up to ``limit`` due tasks to ``node`` until ``now + lease_seconds``."""
@@ -369,13 +382,16 @@ class Broker:
 
     # -- local: called by the harvester -------------------------------------------
 
-    def add_tasks(self, items: Iterable[tuple[str, str, str]]) -> list[Task]:
-        """Queue ``(url, page, kind)`` items; returns the tasks that were new."""
+    def add_tasks(
+        self, items: Iterable[tuple[str, str, str]], limit: float = float("inf")
+    ) -> tuple[list[Task], int]:
+        """Queue ``(url, page, kind)`` items, at most ``limit`` new ones; returns the tasks
+        that were new and how many new URLs did not fit."""
         with self._wake:
-            added = self.board.add_many(items)
+            added, left_out = self.board.add_many(items, limit)
             if added:
                 self._wake.notify_all()
-        return added
+        return added, left_out
 
     def add_refused(self, items: Iterable[tuple[str, str, str]], error: str) -> list[Task]:
         """Record ``(url, page, kind)`` items that will not be fetched; they come back

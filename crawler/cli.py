@@ -17,6 +17,11 @@ from crawler.errors import CrawlerError
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
+HARVEST_FLAGS = (
+    *("out", "listen", "state", "log", "max_depth", "max_pages", "max_images", "obey_robots"),
+    *("allow_hosts", "allow_subdomains", "prefixes", "include", "exclude", "image_hosts"),
+    "obey_nofollow",
+)
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -47,8 +52,50 @@ def build_parser() -> argparse.ArgumentParser:
     harvest.add_argument("--log", help="progress log (default: OUT/progress.log)")
     harvest.add_argument("--max-depth", type=int, help="link hops from a seed (default 5)")
     harvest.add_argument("--max-pages", type=int, help="pages to fetch at most (0: no limit)")
+    harvest.add_argument("--max-images", type=int, help="image URLs to queue at most (0: no limit)")
     harvest.add_argument(
         "--ignore-robots", action="store_true", help="do not honour robots.txt (logged)"
+    )
+    scope = harvest.add_argument_group("scope (repeat a flag to give several values)")
+    scope.add_argument(
+        "--allow-host",
+        dest="allow_hosts",
+        action="append",
+        metavar="PATTERN",
+        help="also crawl pages on this host: example.org, example.org:8080, *.example.org",
+    )
+    scope.add_argument(
+        "--subdomains",
+        dest="allow_subdomains",
+        action="store_true",
+        default=None,
+        help="also crawl pages on the seeds' subdomains",
+    )
+    scope.add_argument(
+        "--prefix",
+        dest="prefixes",
+        action="append",
+        metavar="URL",
+        help="only crawl pages whose URL starts with this",
+    )
+    scope.add_argument(
+        "--include", action="append", metavar="REGEX", help="only crawl page URLs matching this"
+    )
+    scope.add_argument(
+        "--exclude", action="append", metavar="REGEX", help="never crawl page URLs matching this"
+    )
+    scope.add_argument(
+        "--image-host",
+        dest="image_hosts",
+        action="append",
+        metavar="PATTERN",
+        help="take images only from this host (default: any host)",
+    )
+    scope.add_argument(
+        "--obey-nofollow",
+        action="store_true",
+        default=None,
+        help='do not follow rel="nofollow" links (nor any on a robots-nofollow page)',
     )
 
     download = commands.add_parser("download", help="run a downloader node")
@@ -97,9 +144,7 @@ def cmd_harvest(args: argparse.Namespace) -> int:
     from crawler.harvester import Harvester
 
     args.obey_robots = False if args.ignore_robots else None
-    config = _config(
-        args, ("out", "listen", "state", "log", "max_depth", "max_pages", "obey_robots")
-    )
+    config = _config(args, HARVEST_FLAGS)
     return Harvester(config, args.seeds, _authkey(config)).run()
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import tomllib
 import types
 import typing
@@ -42,6 +43,19 @@ def _networks(values: tuple[str, ...]) -> bool:
     return True
 
 
+def _regexes(values: tuple[str, ...]) -> bool:
+    try:
+        for value in values:
+            re.compile(value)
+    except re.error:
+        return False
+    return True
+
+
+def _http_urls(values: tuple[str, ...]) -> bool:
+    return all(value.lower().startswith(("http://", "https://")) for value in values)
+
+
 def _setting(default: Any, check: typing.Callable[[Any], bool] | None = None, rule: str = ""):
     return field(default=default, metadata={"check": check, "rule": rule})
 
@@ -52,8 +66,15 @@ class CrawlConfig:
 
     max_depth: int = _setting(5, _not_negative, "must be >= 0")
     max_pages: int = _setting(10000, _not_negative, "must be >= 0 (0 means no limit)")
+    max_images: int = _setting(0, _not_negative, "must be >= 0 (0 means no limit)")
     same_host: bool = True
-    extra_hosts: tuple[str, ...] = ()
+    allow_hosts: tuple[str, ...] = ()
+    allow_subdomains: bool = False
+    prefixes: tuple[str, ...] = _setting((), _http_urls, "must be http:// or https:// URLs")
+    include: tuple[str, ...] = _setting((), _regexes, "must be valid regular expressions")
+    exclude: tuple[str, ...] = _setting((), _regexes, "must be valid regular expressions")
+    obey_nofollow: bool = False
+    image_hosts: tuple[str, ...] = ()
     page_workers: int = _setting(4, _positive, "must be > 0")
     page_timeout: float = _setting(15.0, _positive, "must be > 0")
     max_page_bytes: int = _setting(10 * 1024 * 1024, _positive, "must be > 0")

@@ -3,9 +3,14 @@
 Each image reference is tagged with the kind of markup it came from, so that the
 manifest can say why an image was fetched and tests can check each kind:
 ``img_src``, ``srcset``, ``picture``, ``lazy``, ``link``, ``input``, ``poster``,
-``svg_image``, ``icon``, ``meta`` and ``css`` (inline ``style`` attributes and
+``svg_image``, ``icon``, ``meta``, ``frame`` and ``object`` (an image shown in a
+frame, ``<object>`` or ``<embed>``), and ``css`` (inline ``style`` attributes and
 ``<style>`` blocks). Linked style sheets are listed for ``pages.py`` to fetch
 (kind ``stylesheet``): this module does no I/O.
+
+Page links come from ``<a>``, ``<area>``, ``<frame>`` and ``<iframe>``. Links a page
+marks ``rel=nofollow`` (or all of them, under ``<meta name=robots content=nofollow>``)
+are kept apart in ``nofollow_links``, for the harvester to follow or not as configured.
 """
 
 from __future__ import annotations
@@ -77,6 +82,7 @@ class PageContent:
     images: list[ImageRef] = field(default_factory=list)
     links: list[str] = field(default_factory=list)
     stylesheets: list[str] = field(default_factory=list)  # applied ones, to fetch
+    nofollow_links: list[str] = field(default_factory=list)  # only ever seen as nofollow
 
 
 def parse_srcset(value: str) -> list[str]:
@@ -172,7 +178,7 @@ def extract_page(html: bytes, page_url: str, content_type: str | None = None) ->
     collector = _Collector(base)
     for element in elements:
         collector.visit(element)
-    return collector.content
+    return collector.finish()
 
 
 @dataclass
@@ -218,6 +224,8 @@ class _Collector:
         self.content = PageContent()
         self.seen_images: set[str] = set()
         self.seen_links: set[str] = set()
+        self.nofollow: dict[str, None] = {}  # ordered set
+        self.page_nofollow = False
         self.visitors: dict[str, Callable[[_Element], None]] = {
             "img": self.visit_img,
             "source": self.visit_source,
@@ -228,8 +236,20 @@ class _Collector:
             "meta": self.visit_meta,
             "a": self.visit_anchor,
             "area": self.visit_anchor,
+            "frame": self.visit_frame,
+            "iframe": self.visit_frame,
+            "object": self.visit_object,
+            "embed": self.visit_object,
             "style": self.visit_style,
         }
+
+    def finish(self) -> PageContent:
+        content = self.content
+        nofollow = [url for url in self.nofollow if url not in self.seen_links]
+        if self.page_nofollow:
+            nofollow, content.links = content.links + nofollow, []
+        content.nofollow_links = nofollow
+        return content
 
     def add_image(self, reference: str | None, kind: str) -> None:
         url = resolve(self.base, reference) if reference else None
@@ -285,9 +305,12 @@ class _Collector:
                 self.content.stylesheets.append(url)
 
     def visit_meta(self, element: _Element) -> None:
-        name = element.get("property") or element.get("name") or ""
-        if name.strip().lower() in META_IMAGE_NAMES:
+        name = (element.get("property") or element.get("name") or "").strip().lower()
+        if name in META_IMAGE_NAMES:
             self.add_image(element.get("content"), "meta")
+        elif name == "robots":
+            directives = {d.strip() for d in element.get("content").lower().split(",")}
+            self.page_nofollow |= not directives.isdisjoint({"nofollow", "none"})
 
     def visit_anchor(self, element: _Element) -> None:
         url = resolve(self.base, element.get("href", ""))
@@ -295,9 +318,33 @@ class _Collector:
             return
         if looks_like_image(url):
             self.add_image(url, "link")
-        elif url not in self.seen_links:
+        elif "nofollow" in element.get("rel", "").lower().split():
+            self.nofollow.setdefault(url)
+        else:
+            self.add_link(url)
+
+    def add_link(self, url: str) -> None:
+        if url not in self.seen_links:
             self.seen_links.add(url)
             self.content.links.append(url)
+
+    def visit_frame(self, element: _Element) -> None:
+        # A browser shows the framed document, or the image itself when it is one.
+        url = resolve(self.base, element.get("src", ""))
+        if url is None:
+            return
+        if looks_like_image(url):
+            self.add_image(url, "frame")
+        else:
+            self.add_link(url)
+
+    def visit_object(self, element: _Element) -> None:
+        # <object data> / <embed src> render an image when they point at one.
+        reference = element.get("data") if element.tag == "object" else element.get("src")
+        mime = element.get("type").strip().lower()
+        url = resolve(self.base, reference) if reference else None
+        if url is not None and (mime.startswith("image/") or looks_like_image(url)):
+            self.add_image(url, "object")
 
     def visit_style(self, element: _Element) -> None:
         for url in stylesheet_image_urls(element.text or ""):

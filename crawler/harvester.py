@@ -31,10 +31,11 @@ from crawler.errors import ConfigError, StateError
 from crawler.pages import PageResult, StylesheetCache, fetch_page, fetch_robots
 from crawler.progress import ProgressLog
 from crawler.robots import RobotsCache
+from crawler.scope import Scope
 from crawler.serving import BrokerServer
 from crawler.state import DATABASE_NAME, CrawlState
 from crawler.storage import MANIFEST_NAME, Manifest
-from crawler.urls import host_of, normalize
+from crawler.urls import normalize
 
 LOOP_TICK = 0.1
 
@@ -82,7 +83,8 @@ class Harvester:
         self.crawl = config.crawl
         self.seeds = check_seeds(seeds)
         self.authkey = authkey
-        self.allowed_hosts = {host_of(url) for url in self.seeds} | set(self.crawl.extra_hosts)
+        self.scope = Scope(self.crawl, self.seeds)
+        self.images_left_out = 0  # new image URLs beyond max_images, this run
         self.in_flight: dict[Future[PageResult], str] = {}
         self.totals = {"pages": 0, "page_errors": 0, "stored": 0, "failed": 0, "bytes": 0}
         self._stored_at_last_totals = 0
@@ -138,7 +140,12 @@ class Harvester:
             self._linger()
             self.state.mark_finished()
             self._log_totals(elapsed)
-            self.log.event("crawl_finished", seconds=round(elapsed, 2), **self.totals)
+            self.log.event(
+                "crawl_finished",
+                seconds=round(elapsed, 2),
+                images_left_out=self.images_left_out or None,
+                **self.totals,
+            )
             print(self.summary(elapsed), flush=True)
             return 0
         finally:
@@ -253,12 +260,20 @@ class Harvester:
             return float("inf")
         return self.crawl.max_pages - self.pages_begun
 
+    def _image_budget(self) -> float:
+        """New image URLs that may still be queued (``max_images`` counts every URL)."""
+        if not self.crawl.max_images:
+            return float("inf")
+        return max(0, self.crawl.max_images - self.broker.counts()["tasks"])
+
     def _pages_exhausted(self) -> bool:
-        return self._page_budget() <= 0 or not self.state.frontier.count("queued")
+        if self._page_budget() <= 0 or self._image_budget() <= 0:
+            return True
+        return not self.state.frontier.count("queued")
 
     def _start_pages(self, pages: ThreadPoolExecutor) -> None:
         room = self.crawl.page_workers * 2 - len(self.in_flight)
-        if room <= 0:
+        if room <= 0 or self._image_budget() <= 0:
             return
         for url, depth in self.state.frontier.take(int(min(room, self._page_budget()))):
             self.pages_begun += 1
@@ -269,11 +284,12 @@ class Harvester:
         frontier = self.state.frontier
         if page.final_url and page.final_url != page.url:
             if page.depth == 0:  # a seed that redirects (http -> https, say) moves the scope
-                self.allowed_hosts.add(host_of(page.final_url))
+                self.scope.add_host(page.final_url)
             frontier.mark_seen(page.final_url)
         if page.is_image:
             frontier.finish(page.url, "skipped")
-            self._queue_images([(page.url, page.url, "link")])
+            if self.scope.image_allowed(page.url):
+                self._queue_images([(page.url, page.url, "link")], page.url)
             return
         if page.error in ("not_html", "robots_disallowed"):
             frontier.finish(page.url, "skipped")
@@ -294,32 +310,40 @@ class Harvester:
             self.log.event("page_failed", url=page.url, status=page.status, error=page.error)
             return
         self.totals["pages"] += 1
+        images = [ref for ref in page.images if self.scope.image_allowed(ref.url)]
+        links = page.links + ([] if self.crawl.obey_nofollow else page.nofollow_links)
         self.log.event(
             "page_fetched",
             url=page.url,
             status=page.status,
             depth=page.depth,
-            images=len(page.images),
-            links=len(page.links),
+            images=len(images),
+            links=len(links),
+            off_host_images=len(page.images) - len(images) or None,
+            nofollow_links=(len(page.nofollow_links) if self.crawl.obey_nofollow else 0) or None,
             truncated=page.truncated or None,
         )
         # Tasks first, then the page is done: a crash in between re-fetches the page,
         # and the image URLs it queues again are de-duplicated.
-        self._queue_images([(ref.url, page.url, ref.kind) for ref in page.images])
+        self._queue_images([(ref.url, page.url, ref.kind) for ref in images], page.url)
         refused = [(ref.url, page.url, ref.kind) for ref in page.refused_images]
         self.broker.add_refused(refused, "robots_disallowed")
-        links = []
         if page.depth < self.crawl.max_depth:
-            links = [(link, page.depth + 1) for link in page.links if self._in_scope(link)]
-        frontier.add_many(links)
+            frontier.add_many(
+                [(link, page.depth + 1) for link in links if self.scope.page_allowed(link)]
+            )
         frontier.finish(page.url, "done")
 
-    def _in_scope(self, url: str) -> bool:
-        return not self.crawl.same_host or host_of(url) in self.allowed_hosts
-
-    def _queue_images(self, items: list[tuple[str, str, str]]) -> None:
-        for task in self.broker.add_tasks(items):
+    def _queue_images(self, items: list[tuple[str, str, str]], page: str | None = None) -> None:
+        budget = self._image_budget()
+        added, left_out = self.broker.add_tasks(items, budget)
+        for task in added:
             self.log.event("queued", url=task.url, page=task.page, kind=task.kind)
+        if left_out:
+            if not self.images_left_out:
+                self.log.event("image_limit_reached", max_images=self.crawl.max_images)
+            self.images_left_out += left_out
+            self.log.event("images_left_out", page=page, count=left_out)
 
     # -- results -------------------------------------------------------------------
 
@@ -426,6 +450,8 @@ class Harvester:
             f"{sum(counts.values())} images found, {stored} stored, {failed} failed, "
             f"{self.state.stored_bytes() / 1e6:.1f} MB"
         )
+        if self.images_left_out:
+            line += f", {self.images_left_out} more image URLs left out (max_images)"
         if elapsed is None:
             return line
         rate = self.totals["stored"] / elapsed if elapsed > 0 else 0.0

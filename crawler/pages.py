@@ -37,6 +37,7 @@ class PageResult:
     images: list[ImageRef] = field(default_factory=list)
     refused_images: list[ImageRef] = field(default_factory=list)  # robots.txt says no
     links: list[str] = field(default_factory=list)
+    nofollow_links: list[str] = field(default_factory=list)
 
 
 _local = threading.local()
@@ -170,6 +171,7 @@ def fetch_page(
         page.error = f"parse_error: {type(exc).__name__}"
         return page
     page.images, page.links = content.images, content.links
+    page.nofollow_links = content.nofollow_links
     if stylesheets is not None:
         page.images += _stylesheet_images(content, page.final_url or url, stylesheets)
     if robots is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Iterable
 from urllib.parse import quote, urlsplit
 
 DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -194,11 +193,6 @@ def _recompose(
 def host_of(url: str) -> str:
     """``host`` or ``host:port`` of a normalized URL (the unit of scope)."""
     return urlsplit(url).netloc
-
-
-def in_scope(url: str, allowed_hosts: Iterable[str]) -> bool:
-    """True when the URL's host (with port) is one the crawl may visit."""
-    return host_of(url) in allowed_hosts
 
 
 def looks_like_image(url: str) -> bool:

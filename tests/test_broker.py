@@ -395,14 +395,34 @@ def test_join_returns_the_timings_a_node_must_respect(clock: FakeClock) -> None:
 def test_add_tasks_returns_only_new_tasks(clock: FakeClock) -> None:
     broker = make_broker(clock)
 
-    first = broker.add_tasks([("http://a.test/1.png", "p", "img")] * 2)
-    again = broker.add_tasks(
+    first, _ = broker.add_tasks([("http://a.test/1.png", "p", "img")] * 2)
+    again, left_out = broker.add_tasks(
         [("http://a.test/1.png", "p", "img"), ("http://a.test/2.png", "p", "img")]
     )
 
     assert [task.url for task in first] == ["http://a.test/1.png"]
     assert [task.url for task in again] == ["http://a.test/2.png"]
+    assert left_out == 0
     assert broker.counts()["tasks"] == 2
+
+
+def test_add_tasks_stops_at_the_limit_and_counts_new_urls_left_out(clock: FakeClock) -> None:
+    broker = make_broker(clock)
+    broker.add_tasks([("http://a.test/known.png", "p", "img")])
+    items = [
+        ("http://a.test/1.png", "p", "img"),
+        ("http://a.test/known.png", "p", "img"),  # known: neither added nor left out
+        ("http://a.test/2.png", "p", "img"),
+        ("http://a.test/3.png", "p", "img"),
+        ("http://a.test/3.png", "p", "img"),  # the same URL twice counts once
+        ("http://a.test/known.png", "p", "img"),
+    ]
+
+    added, left_out = broker.add_tasks(items, limit=2)
+
+    assert [task.url for task in added] == ["http://a.test/1.png", "http://a.test/2.png"]
+    assert left_out == 1
+    assert broker.counts()["tasks"] == 3
 
 
 def test_node_calls_produce_node_events(clock: FakeClock) -> None:

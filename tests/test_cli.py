@@ -237,6 +237,9 @@ def test_user_mistakes_get_one_line_and_exit_code_2(tmp_path):
         (["harvest", "http://127.0.0.1:9/", "--config", str(bad_config)], env, "crawl.max_depht"),
         (["harvest", "http://127.0.0.1:9/", "--max-depth", "-1"], env, "--max-depth"),
         (["harvest", "http://127.0.0.1:9/", "--listen", "nowhere"], env, "listen"),
+        (["harvest", "http://127.0.0.1:9/", "--exclude", "(oops"], env, "regular expression"),
+        (["harvest", "http://127.0.0.1:9/", "--prefix", "example.org/"], env, "http:// or https"),
+        (["harvest", "http://127.0.0.1:9/", "--max-images", "-2"], env, "--max-images"),
         (["download", "--authkey-file", str(loose_key)], env, "chmod 600"),
         (["download"], {k: v for k, v in env.items() if k != "CRAWLER_AUTHKEY"}, "CRAWLER_AUTHKEY"),
         (

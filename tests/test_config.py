@@ -41,7 +41,7 @@ def test_defaults():
     assert config.crawl.max_depth == 5
     assert config.crawl.max_pages == 10000
     assert config.crawl.same_host is True
-    assert config.crawl.extra_hosts == ()
+    assert config.crawl.allow_hosts == ()
     assert config.queue.listen == "127.0.0.1:5599"
     assert config.queue.lease_seconds == 60.0
     assert config.queue.authkey_file == ""
@@ -174,9 +174,9 @@ def test_known_key_in_the_wrong_section(tmp_path: Path):
         ("crawl", "page_timeout", "true"),  # bool for float
         ("crawl", "page_timeout", '"15"'),  # string for float
         ("crawl", "user_agent", "5"),  # int for string
-        ("crawl", "extra_hosts", '"a.example"'),  # string for list
-        ("crawl", "extra_hosts", "[1, 2]"),  # list of ints for list of strings
-        ("crawl", "extra_hosts", '["a.example", 2]'),  # mixed list
+        ("crawl", "allow_hosts", '"a.example"'),  # string for list
+        ("crawl", "allow_hosts", "[1, 2]"),  # list of ints for list of strings
+        ("crawl", "allow_hosts", '["a.example", 2]'),  # mixed list
         ("queue", "listen", "5599"),  # int for string
     ],
 )
@@ -194,8 +194,8 @@ def test_int_is_accepted_for_a_float_and_stored_as_float(tmp_path: Path):
 
 
 def test_list_becomes_a_tuple(tmp_path: Path):
-    path = write_toml(tmp_path, '[crawl]\nextra_hosts = ["a.example", "b.example:8080"]\n')
-    assert load_config(path, environ={}).crawl.extra_hosts == ("a.example", "b.example:8080")
+    path = write_toml(tmp_path, '[crawl]\nallow_hosts = ["a.example", "b.example:8080"]\n')
+    assert load_config(path, environ={}).crawl.allow_hosts == ("a.example", "b.example:8080")
 
 
 @pytest.mark.parametrize(
@@ -206,6 +206,11 @@ def test_list_becomes_a_tuple(tmp_path: Path):
         ("crawl", "page_workers", "0"),
         ("crawl", "page_timeout", "0.0"),
         ("crawl", "max_page_bytes", "0"),
+        ("crawl", "max_images", "-1"),
+        ("crawl", "include", '["(unclosed"]'),
+        ("crawl", "exclude", '["ok", "*bad"]'),
+        ("crawl", "prefixes", '["example.org/docs/"]'),  # no scheme
+        ("crawl", "prefixes", '["ftp://example.org/"]'),
         ("queue", "lease_seconds", "-1.5"),
         ("queue", "max_attempts", "0"),
         ("queue", "node_timeout", "0"),
@@ -300,7 +305,7 @@ def test_environment_numbers_and_strings():
     ],
 )
 def test_environment_comma_lists(text: str, expected: tuple[str, ...]):
-    assert read_environment({"CRAWLER_EXTRA_HOSTS": text}) == {"extra_hosts": expected}
+    assert read_environment({"CRAWLER_ALLOW_HOSTS": text}) == {"allow_hosts": expected}
 
 
 @pytest.mark.parametrize(

@@ -182,6 +182,69 @@ def test_links_to_pages():
     assert images(html) == []
 
 
+def test_frames_and_iframes_are_links_or_images():
+    html = """
+        <frameset><frame src="nav.html"><frame src="photo.jpg"></frameset>
+        <iframe src="embed/gallery.html"></iframe>
+        <IFRAME SRC="embed/gallery.html"></IFRAME>
+        <iframe src="about:blank"></iframe><iframe srcdoc="<p>x</p>"></iframe>
+        <iframe src="javascript:void(0)"></iframe>
+    """
+    content = extract_page(html.encode(), PAGE)
+    assert content.links == [BASE + "nav.html", BASE + "embed/gallery.html"]
+    assert [(ref.url, ref.kind) for ref in content.images] == [(BASE + "photo.jpg", "frame")]
+
+
+def test_object_and_embed_that_show_an_image():
+    html = """
+        <object data="diagram.svg" type="image/svg+xml"></object>
+        <object data="render?id=3" type="IMAGE/PNG"></object>
+        <embed src="chart.png">
+        <embed src="movie.swf" type="application/x-shockwave-flash">
+        <object data="doc.pdf" type="application/pdf"></object>
+        <object type="image/png"></object>
+    """
+    assert images(html) == [
+        (BASE + "diagram.svg", "object"),
+        (BASE + "render?id=3", "object"),
+        (BASE + "chart.png", "object"),
+    ]
+
+
+def test_nofollow_links_are_kept_apart():
+    html = """
+        <a href="a.html">a</a>
+        <a rel="nofollow" href="b.html">b</a>
+        <a rel="External NoFollow" href="c.html">c</a>
+        <a rel="nofollow" href="a.html">a again, followed elsewhere</a>
+        <a rel="nofollow" href="d.html">d</a><a href="d.html">d followed later</a>
+        <a rel="nofollow" href="big.jpg">an image is still an image</a>
+    """
+    content = extract_page(html.encode(), PAGE)
+    assert content.links == [BASE + "a.html", BASE + "d.html"]
+    assert content.nofollow_links == [BASE + "b.html", BASE + "c.html"]
+    assert [ref.url for ref in content.images] == [BASE + "big.jpg"]
+
+
+@pytest.mark.parametrize("directives", ["nofollow", "noindex, NOFOLLOW", "none"])
+def test_meta_robots_nofollow_puts_every_link_apart(directives: str):
+    html = f"""
+        <meta name="robots" content="{directives}">
+        <a href="a.html">a</a><a rel="nofollow" href="b.html">b</a>
+        <iframe src="f.html"></iframe><img src="x.png">
+    """
+    content = extract_page(html.encode(), PAGE)
+    assert content.links == []
+    assert content.nofollow_links == [BASE + "a.html", BASE + "f.html", BASE + "b.html"]
+    assert images(html) == [(BASE + "x.png", "img_src")]
+
+
+def test_meta_robots_without_nofollow_changes_nothing():
+    html = '<meta name="robots" content="noindex, follow"><a href="a.html">a</a>'
+    content = extract_page(html.encode(), PAGE)
+    assert (content.links, content.nofollow_links) == ([BASE + "a.html"], [])
+
+
 def test_base_href_is_used_for_images_and_links():
     html = """
         <head><base href="https://cdn.example.net/assets/"></head>

@@ -1,4 +1,4 @@
-"""Tests for crawler.urls: normalization, resolution, scope and safe host folder names."""
+"""Tests for crawler.urls: normalization, resolution and safe host folder names."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 from crawler.urls import (
     host_dir,
     host_of,
-    in_scope,
     join_reference,
     looks_like_image,
     normalize,
@@ -254,7 +253,7 @@ def test_remove_dot_segments(path: str, expected: str):
     assert remove_dot_segments(path) == expected
 
 
-# -- host_of and in_scope ------------------------------------------------------------
+# -- host_of ---------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
@@ -267,22 +266,6 @@ def test_remove_dot_segments(path: str, expected: str):
 )
 def test_host_of(url: str, expected: str):
     assert host_of(url) == expected
-
-
-def test_in_scope_compares_host_and_port():
-    allowed = {"example.org", "127.0.0.1:8000"}
-    assert in_scope("http://example.org/a", allowed)
-    assert in_scope("http://127.0.0.1:8000/a", allowed)
-    assert not in_scope("http://127.0.0.1:8001/a", allowed)
-    assert not in_scope("http://example.org:8080/a", allowed)
-    assert not in_scope("http://cdn.example.org/a", allowed)
-    assert not in_scope("http://evil.example/example.org", allowed)
-
-
-def test_in_scope_after_normalize_ignores_case_and_default_port():
-    url = normalize("HTTP://EXAMPLE.org:80/a")
-    assert url is not None
-    assert in_scope(url, ["example.org"])
 
 
 # -- looks_like_image ----------------------------------------------------------------

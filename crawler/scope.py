@@ -1,0 +1,83 @@
+"""Which pages the crawl visits and which images it takes: pure policy, no I/O.
+
+Pages stay on allowed hosts (the seeds' own, plus ``allow_hosts``), optionally their
+subdomains, under an optional URL prefix, and must pass the include/exclude regexes.
+Images may come from any host unless ``image_hosts`` names some: sites serve their
+images from CDNs, and a browser shows those.
+
+Host patterns: ``example.org`` matches that host on any port, ``example.org:8080``
+only that port, and ``*.example.org`` the domain itself and every subdomain.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+from crawler.config import CrawlConfig
+from crawler.urls import host_of, normalize
+
+
+def host_matches(netloc: str, pattern: str, subdomains: bool = False) -> bool:
+    """True when a URL's ``host[:port]`` is covered by one host pattern."""
+    host, _, port = netloc.rpartition(":") if _has_port(netloc) else (netloc, "", "")
+    pattern = pattern.strip().lower()
+    if pattern.startswith("*."):
+        pattern, subdomains = pattern[2:], True
+    want_host, _, want_port = pattern.rpartition(":") if _has_port(pattern) else (pattern, "", "")
+    if want_port and want_port != port:
+        return False
+    return host == want_host or (subdomains and host.endswith("." + want_host))
+
+
+def _has_port(netloc: str) -> bool:
+    # "[::1]:80" has a port, "[::1]" has not; hosts are already lowercase and IDNA.
+    return netloc.rfind(":") > netloc.rfind("]")
+
+
+class Scope:
+    """The crawl's page and image scope, built once from the config and the seeds."""
+
+    def __init__(self, crawl: CrawlConfig, seeds: Iterable[str]) -> None:
+        self.crawl = crawl
+        self.seed_hosts: list[str] = []  # host[:port], exactly
+        for url in seeds:
+            self.add_host(url)
+        self.prefixes = [normalize(prefix) or prefix for prefix in crawl.prefixes]
+        self.include = [re.compile(pattern) for pattern in crawl.include]
+        self.exclude = [re.compile(pattern) for pattern in crawl.exclude]
+
+    def add_host(self, url: str) -> None:
+        """Allow a seed's host, or the host a seed redirected to (``http`` -> ``https``)."""
+        host = host_of(url)
+        if host not in self.seed_hosts:
+            self.seed_hosts.append(host)
+
+    def page_allowed(self, url: str) -> bool:
+        if self.crawl.same_host and not self._on_page_hosts(host_of(url)):
+            return False
+        if self.prefixes and not any(url.startswith(prefix) for prefix in self.prefixes):
+            return False
+        if self.include and not any(pattern.search(url) for pattern in self.include):
+            return False
+        return not any(pattern.search(url) for pattern in self.exclude)
+
+    def image_allowed(self, url: str) -> bool:
+        netloc = host_of(url)
+        return not self.crawl.image_hosts or any(
+            host_matches(netloc, pattern) for pattern in self.crawl.image_hosts
+        )
+
+    def _on_page_hosts(self, netloc: str) -> bool:
+        if netloc in self.seed_hosts or any(
+            host_matches(netloc, pattern) for pattern in self.crawl.allow_hosts
+        ):
+            return True
+        # A seed's subdomains, on any port: www.example.org for example.org, say.
+        return self.crawl.allow_subdomains and any(
+            host_matches(netloc, _without_port(seed), subdomains=True) for seed in self.seed_hosts
+        )
+
+
+def _without_port(netloc: str) -> str:
+    return netloc.rpartition(":")[0] if _has_port(netloc) else netloc

@@ -21,7 +21,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
+from crawler.politeness import Politeness
 from crawler.state import Transaction, open_database
+from crawler.urls import host_of
 
 FINAL_STATES = frozenset({"stored", "failed"})
 MAX_LEASE_WAIT = 2.0
@@ -39,6 +41,7 @@ class Task:
     owner: str | None = None
     deadline: float = 0.0
     result: dict[str, Any] | None = None
+    start_in: float | None = None  # seconds from the lease to the request (host delay)
 
 
 def retry_delay(attempt: int, jitter: float) -> float:
@@ -91,10 +94,16 @@ class TaskBoard:
     """
 
     def __init__(
-        self, lease_seconds: float, max_attempts: int, db: sqlite3.Connection | None = None
+        self,
+        lease_seconds: float,
+        max_attempts: int,
+        db: sqlite3.Connection | None = None,
+        politeness: Politeness | None = None,
     ) -> None:
         self.lease_seconds = lease_seconds
         self.max_attempts = max_attempts
+        # Without limits (unit tests, benchmarks of the queue) every host is unlimited.
+        self.politeness = politeness or Politeness(concurrency=2**31 - 1)
         self.db = db if db is not None else open_database(":memory:")
         self.tasks = TaskView(self.db)
         with Transaction(self.db):
@@ -107,16 +116,26 @@ class TaskBoard:
         self.stored = counts.get("stored", 0)
         self.final = self.stored + counts.get("failed", 0)
         self.leased = 0
+        self._turn = 0
+        # Hosts with pending tasks, in the order they are offered leases (round robin).
+        self.pending_hosts: dict[str, int] = dict(
+            self.db.execute(
+                "SELECT host, COUNT(*) FROM tasks WHERE state = 'pending' GROUP BY host"
+            )
+        )
 
     def add(self, url: str, page: str, kind: str) -> Task | None:
         """Queue an image URL once; None when it was queued before."""
+        host = host_of(url)
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO tasks (url, page, kind, state) VALUES (?, ?, ?, 'pending')",
-            (url, page, kind),
+            "INSERT OR IGNORE INTO tasks (url, page, kind, state, host) "
+            "VALUES (?, ?, ?, 'pending', ?)",
+            (url, page, kind, host),
         )
         if not cursor.rowcount:
             return None
         self.total += 1
+        self._pending(host, 1)
         return Task(id=cursor.lastrowid or 0, url=url, page=page, kind=kind)
 
     def add_refused(self, url: str, page: str, kind: str, error: str) -> Task | None:
@@ -124,9 +143,9 @@ class TaskBoard:
         so that the manifest still has a line for it."""
         result = {"url": url, "outcome": "failed", "error": error}
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO tasks (url, page, kind, state, result) "
-            "VALUES (?, ?, ?, 'failed', ?)",
-            (url, page, kind, json.dumps(result)),
+            "INSERT OR IGNORE INTO tasks (url, page, kind, state, result, host) "
+            "VALUES (?, ?, ?, 'failed', ?, ?)",
+            (url, page, kind, json.dumps(result), host_of(url)),
         )
         if not cursor.rowcount:
             return None
@@ -153,27 +172,61 @@ class TaskBoard:
         return added, len(left_out)
 
     def lease(self, node: str, limit: int, now: float) -> list[Task]:
-        """Hand up to ``limit`` due tasks to ``node`` until ``now + lease_seconds``."""
+        """Hand up to ``limit`` due tasks to ``node`` until ``now + lease_seconds``.
+
+        Hosts take turns, and each host gets only what its politeness limits allow
+        now, so a slow or throttled host never holds up the others. A task for a host
+        with a delay carries ``start_in``: the seconds from now at which it may start.
+        """
         if limit <= 0:
             return []
         deadline = now + self.lease_seconds
+        granted: list[Task] = []
+        hosts = list(self.pending_hosts)
+        turn = self._turn % len(hosts) if hosts else 0
+        self._turn += 1
         with Transaction(self.db):
-            rows = self.db.execute(
-                f"SELECT {_COLUMNS} FROM tasks WHERE state = 'pending' AND due <= ? "
-                "ORDER BY due, id LIMIT ?",
-                (now, limit),
-            ).fetchall()
+            for host in hosts[turn:] + hosts[:turn]:
+                room = min(self.politeness.room(host, now), limit - len(granted))
+                if room <= 0:
+                    continue
+                rows = self.db.execute(
+                    f"SELECT {_COLUMNS} FROM tasks WHERE state = 'pending' AND host = ? "
+                    "AND due <= ? ORDER BY due, id LIMIT ?",
+                    (host, now, room),
+                ).fetchall()
+                for row in rows:
+                    task = _task(row)
+                    task.start_in = self.politeness.grant(host, now)
+                    granted.append(task)
+                self._pending(host, -len(rows))
+                if len(granted) >= limit:
+                    break
             self.db.executemany(
                 "UPDATE tasks SET state = 'leased', owner = ?, deadline = ?, "
                 "attempts = attempts + 1 WHERE id = ?",
-                [(node, deadline, row[0]) for row in rows],
+                [(node, deadline, task.id) for task in granted],
             )
-        self.leased += len(rows)
-        granted = [_task(row) for row in rows]
+        self.leased += len(granted)
         for task in granted:
             task.state, task.owner, task.deadline = "leased", node, deadline
             task.attempts += 1
         return granted
+
+    def wake_time(self, now: float) -> float | None:
+        """When a task that is not due now, or a host that is waiting out its delay,
+        may be leasable (None when nothing pending waits on time)."""
+        due = self.next_due()
+        host_ready = self.politeness.wake_time(self.pending_hosts, now)
+        times = [t for t in (due, host_ready) if t is not None and t > now]
+        return min(times) if times else None
+
+    def _pending(self, host: str, change: int) -> None:
+        count = self.pending_hosts.get(host, 0) + change
+        if count > 0:
+            self.pending_hosts[host] = count
+        else:
+            self.pending_hosts.pop(host, None)
 
     def extend(self, node: str, ids: Iterable[int], now: float) -> None:
         """Push back the deadline of leases ``node`` still holds (a heartbeat)."""
@@ -204,21 +257,32 @@ class TaskBoard:
         stored = result.get("outcome") == "stored"
         if not stored and task.state == "leased" and task.owner != node:
             return None
-        self.leased -= task.state == "leased"
+        host = host_of(task.url)
+        spared = False
+        if task.state == "leased":
+            self.leased -= 1
+            self.politeness.release(host)
+            spared = self.politeness.feedback(host, result, now)
         task.result = result
         if stored:
             return self._finish(task, "stored")
-        task.failures += bool(result.get("retryable"))
-        if result.get("retryable") and task.failures < self.max_attempts:
+        if result.get("retryable") and spared:
+            # The host is down: it is paused, and the task keeps its attempts.
+            wait = 0.0
+        elif result.get("retryable") and task.failures + 1 < self.max_attempts:
+            task.failures += 1
             wait = max(retry_delay(task.failures, jitter), float(result.get("retry_after") or 0))
-            task.state, task.owner = "pending", None
-            self.db.execute(
-                "UPDATE tasks SET state = 'pending', owner = NULL, due = ?, result = ?, "
-                "failures = ? WHERE id = ?",
-                (now + wait, json.dumps(result), task.failures, task.id),
-            )
-            return None
-        return self._finish(task, "failed")
+        else:
+            task.failures += bool(result.get("retryable"))
+            return self._finish(task, "failed")
+        task.state, task.owner = "pending", None
+        self.db.execute(
+            "UPDATE tasks SET state = 'pending', owner = NULL, due = ?, result = ?, "
+            "failures = ? WHERE id = ?",
+            (now + wait, json.dumps(result), task.failures, task.id),
+        )
+        self._pending(host, 1)
+        return None
 
     def next_due(self) -> float | None:
         """When the earliest waiting task becomes due (None when nothing waits)."""
@@ -256,6 +320,7 @@ class TaskBoard:
         with Transaction(self.db):
             for task in map(_task, rows):
                 self.leased -= 1
+                self.politeness.release(host_of(task.url))
                 if task.attempts - task.failures >= max(MAX_LOST_LEASES, self.max_attempts):
                     task.result = {
                         "id": task.id,
@@ -270,6 +335,7 @@ class TaskBoard:
                         "UPDATE tasks SET state = 'pending', owner = NULL, due = 0 WHERE id = ?",
                         (task.id,),
                     )
+                    self._pending(host_of(task.url), 1)
         return finished
 
     def _finish(self, task: Task, state: str) -> Task:
@@ -281,6 +347,13 @@ class TaskBoard:
         self.final += 1
         self.stored += state == "stored"
         return task
+
+
+def _wire(task: Task) -> list[Any]:
+    """``[id, url]``, or ``[id, url, start_in]`` for a host with a delay."""
+    if task.start_in is None:
+        return [task.id, task.url]
+    return [task.id, task.url, task.start_in]
 
 
 @dataclass
@@ -304,8 +377,12 @@ class Broker:
         node_timeout: float,
         clock: Callable[[], float] = time.monotonic,
         db: sqlite3.Connection | None = None,
+        politeness: Politeness | None = None,
+        user_agent: str = "",
     ) -> None:
-        self.board = TaskBoard(lease_seconds, max_attempts, db)
+        self.board = TaskBoard(lease_seconds, max_attempts, db, politeness)
+        self.politeness = self.board.politeness
+        self.user_agent = user_agent
         self.node_timeout = node_timeout
         self.clock = clock
         self.nodes: dict[str, NodeInfo] = {}
@@ -326,7 +403,10 @@ class Broker:
             if not known:
                 self._events.append(("node_joined", {"node": node, **info}))
         lease = self.board.lease_seconds
-        return {"lease_seconds": lease, "heartbeat_seconds": min(lease, self.node_timeout) / 3}
+        reply = {"lease_seconds": lease, "heartbeat_seconds": min(lease, self.node_timeout) / 3}
+        if self.user_agent:
+            reply["user_agent"] = self.user_agent
+        return reply
 
     def lease(self, node: str, limit: int, wait: float = 1.0) -> dict[str, Any]:
         """Lease up to ``limit`` tasks, waiting up to ``wait`` s for work to appear.
@@ -339,13 +419,14 @@ class Broker:
                 self._seen(node)
                 if self.closed:
                     return {"tasks": [], "done": True}
-                tasks = self.board.lease(node, max(int(limit), 0), self.clock())
+                now = self.clock()
+                tasks = self.board.lease(node, max(int(limit), 0), now)
                 remaining = deadline - time.monotonic()
                 if tasks or remaining <= 0:
-                    return {"tasks": [[t.id, t.url] for t in tasks], "done": False}
-                due = self.board.next_due()
-                if due is not None:
-                    remaining = min(remaining, max(due - self.clock(), 0.01))
+                    return {"tasks": [_wire(task) for task in tasks], "done": False}
+                wake = self.board.wake_time(now)
+                if wake is not None:
+                    remaining = min(remaining, max(wake - now, 0.01))
                 self._wake.wait(remaining)
 
     def extend(self, node: str, ids: list[int]) -> bool:
@@ -432,6 +513,31 @@ class Broker:
     def mark_recorded(self, ids: list[int]) -> None:
         with self._lock:
             self.board.mark_recorded(ids)
+
+    # -- politeness for the harvester's own requests -----------------------------
+
+    def set_crawl_delay(self, host: str, seconds: float) -> None:
+        with self._lock:
+            self.politeness.set_crawl_delay(host, seconds)
+
+    def take_page_slot(self, host: str) -> tuple[bool, float | None]:
+        """A slot for the harvester to fetch a page: ``(granted, start_in)``; pages count
+        against the same per-host limits as images."""
+        with self._lock:
+            now = self.clock()
+            if self.politeness.room(host, now) <= 0:
+                return False, None
+            return True, self.politeness.grant(host, now)
+
+    def release_page_slot(self, host: str, status: int | None, error: str | None) -> None:
+        with self._wake:
+            self.politeness.release(host)
+            self.politeness.feedback(host, {"status": status, "error": error}, self.clock())
+            self._wake.notify_all()
+
+    def host_snapshot(self) -> list[dict[str, Any]]:
+        with self._lock:
+            return self.politeness.snapshot(self.clock())
 
     def close(self) -> None:
         """No more work will come: leases from now on answer ``done``."""

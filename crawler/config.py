@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.errors import ConfigError
+from crawler.politeness import parse_host_rule
 
 ENV_PREFIX = "CRAWLER_"
 # Environment variables that start with the prefix but are not settings.
@@ -54,6 +55,12 @@ def _regexes(values: tuple[str, ...]) -> bool:
 
 def _http_urls(values: tuple[str, ...]) -> bool:
     return all(value.lower().startswith(("http://", "https://")) for value in values)
+
+
+def _host_rules(values: tuple[str, ...]) -> bool:
+    for value in values:
+        parse_host_rule(value)  # raises a ConfigError that quotes the bad entry
+    return True
 
 
 def _setting(default: Any, check: typing.Callable[[Any], bool] | None = None, rule: str = ""):
@@ -97,6 +104,16 @@ class QueueConfig:
     node_timeout: float = _setting(30.0, _positive, "must be > 0")
     linger_seconds: float = _setting(10.0, _not_negative, "must be >= 0")
     authkey_file: str = ""
+
+
+@dataclass(frozen=True)
+class PolitenessConfig:
+    """Per-host limits the harvester enforces across every downloader node."""
+
+    host_concurrency: int = _setting(8, _positive, "must be > 0")
+    host_delay: float = _setting(0.0, _not_negative, "must be >= 0")
+    host_limits: tuple[str, ...] = _setting((), _host_rules, "")
+    host_down_timeout: float = _setting(600.0, _not_negative, "must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -144,6 +161,7 @@ class OutputConfig:
 class Config:
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
+    politeness: PolitenessConfig = field(default_factory=PolitenessConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
 

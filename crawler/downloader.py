@@ -25,14 +25,16 @@ import gevent
 import gevent.event
 import gevent.lock
 import gevent.queue
-from gevent.pool import Pool
+from gevent.pool import Group, Pool
 
 from crawler.config import Config, parse_address
 from crawler.errors import BrokerUnavailable, StateError
 from crawler.fetch import FetchLimits, fetch_image
+from crawler.politeness import MIN_PENALTY, is_throttle
 from crawler.safehttp import AddressPolicy, make_session
 from crawler.storage import remove_stale_temporaries
 from crawler.transport import BrokerClient
+from crawler.urls import host_of
 
 REPORT_INTERVAL = 0.25
 SHUTDOWN_GRACE = 10.0
@@ -95,6 +97,7 @@ class DownloaderNode:
         self._client: BrokerClient | None = None
         self._client_lock = gevent.lock.RLock()
         self._heartbeat = 10.0
+        self.user_agent = config.crawl.user_agent
         self.inbox: gevent.queue.Queue = gevent.queue.Queue()
         self.held: set[int] = set()  # leased and not yet reported
         self.outbox: list[dict[str, Any]] = []
@@ -103,6 +106,8 @@ class DownloaderNode:
         self.pool_finished = False
         self._stop_event = gevent.event.Event()
         self.stats = NodeStats()
+        self.paused: dict[str, float] = {}  # host -> monotonic time it may be asked again
+        self._report_now = gevent.event.Event()
 
     # -- talking to the harvester, with reconnects ------------------------------
 
@@ -120,6 +125,8 @@ class DownloaderNode:
                     client = self._connect(self.address, self.authkey)
                     reply = client.join(self.node, self._describe())
                     self._heartbeat = float(reply.get("heartbeat_seconds", 10.0))
+                    # One User-Agent for the whole crawl, pages and images alike.
+                    self.user_agent = str(reply.get("user_agent") or self.user_agent)
                     self._client = client
                     say(f"node {self.node}: connected to harvester at {client.where}")
                     return client
@@ -162,9 +169,12 @@ class DownloaderNode:
                 gevent.sleep(0.02)
                 continue
             reply = self._call("lease_batch", room, 1.0)
-            for task_id, url in reply["tasks"]:
+            received = time.monotonic()
+            for task_id, url, *timing in reply["tasks"]:
                 self.held.add(task_id)
-                self.inbox.put((task_id, url))
+                # A host with a delay: the harvester says when this request may start.
+                start_at = received + float(timing[0]) if timing else None
+                self.inbox.put((task_id, url, start_at))
             if reply["done"]:
                 self.done = True
         self.inbox.put(None)
@@ -184,12 +194,22 @@ class DownloaderNode:
                 last_beat = time.monotonic()
             if finished and not self.outbox:
                 return
-            gevent.sleep(REPORT_INTERVAL)
+            self._report_now.wait(REPORT_INTERVAL)
+            self._report_now.clear()
 
-    def fetch(self, task: tuple[int, str], session: Any) -> None:
-        task_id, url = task
+    def fetch(self, task: tuple[int, str, float | None], session: Any) -> None:
+        task_id, url, start_at = task
+        host = host_of(url)
+        start_at = max(start_at or 0.0, self.paused.get(host, 0.0))
+        gevent.sleep(max(0.0, start_at - time.monotonic()))
         result = fetch_image(session, task_id, url, self.out, self.node, self.limits, _fsync)
         self.stats.count(result)
+        if is_throttle(result):
+            # Hold this node's other requests to the host at once, and tell the
+            # harvester now, not at the next report, so that it pauses the host for all.
+            wait = max(float(result.get("retry_after") or 0.0), MIN_PENALTY)
+            self.paused[host] = max(self.paused.get(host, 0.0), time.monotonic() + wait)
+            self._report_now.set()
         self.outbox.append(result)
 
     def run(self) -> int:
@@ -209,17 +229,22 @@ class DownloaderNode:
             return 0
         crawl = self.config.crawl
         policy = AddressPolicy.from_config(crawl)
-        session = make_session(self.download.concurrency, crawl.user_agent, policy)
+        session = make_session(self.download.concurrency, self.user_agent, policy)
         pool = Pool(self.download.concurrency)
+        # Timed tasks start on the harvester's schedule, not when a pool slot frees up:
+        # a late start could bring two requests to a host closer than its delay.
+        # The harvester's per-host limits keep their number small.
+        timed = Group()
         feeder = gevent.spawn(self.feed)
         reporter = gevent.spawn(self.report)
         while not self.stopping:
             task = self.inbox.get()
             if task is None:
                 break
-            pool.spawn(self.fetch, task, session)
-        if not pool.join(timeout=SHUTDOWN_GRACE if self.stopping else None):
-            pool.kill()
+            (pool if task[2] is None else timed).spawn(self.fetch, task, session)
+        for group in (pool, timed):
+            if not group.join(timeout=SHUTDOWN_GRACE if self.stopping else None):
+                group.kill()
         self.done = self.pool_finished = True
         feeder.kill()
         reporter.join()

@@ -29,13 +29,14 @@ from crawler.broker import Broker, Task
 from crawler.config import Config, parse_address
 from crawler.errors import ConfigError, StateError
 from crawler.pages import PageResult, StylesheetCache, fetch_page, fetch_robots
+from crawler.politeness import Politeness, parse_host_rule
 from crawler.progress import ProgressLog
 from crawler.robots import RobotsCache
 from crawler.scope import Scope
 from crawler.serving import BrokerServer
 from crawler.state import DATABASE_NAME, CrawlState
 from crawler.storage import MANIFEST_NAME, Manifest
-from crawler.urls import normalize
+from crawler.urls import host_of, normalize
 
 LOOP_TICK = 0.1
 
@@ -77,6 +78,42 @@ def lock_state(state_dir: Path) -> IO[str]:
     return handle
 
 
+MAX_DEFERRED_PAGES = 1000
+
+
+def politeness_from_config(config: Config) -> Politeness:
+    settings = config.politeness
+    return Politeness(
+        concurrency=settings.host_concurrency,
+        delay=settings.host_delay,
+        rules=tuple(parse_host_rule(rule) for rule in settings.host_limits),
+        down_timeout=settings.host_down_timeout,
+    )
+
+
+def host_fields(hosts: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Per-host state in two logfmt fields: ``busy`` (in flight/limit) and ``throttled``
+    (paused seconds left, current delay, 429/503 count, down)."""
+    busy = ",".join(f"{h['host']}={h['in_flight']}/{h['limit']}" for h in hosts if h["in_flight"])
+    throttled = ",".join(
+        f"{h['host']}=paused:{h['paused']}s;delay:{h['delay']}s;429/503:{h['throttled']}"
+        + (";down" if h["down"] else "")
+        for h in hosts
+        if h["paused"] or h["throttled"] or h["down"]
+    )
+    return {"busy": busy or None, "throttled": throttled or None}
+
+
+def _page_outcome(page: PageResult) -> tuple[int | None, str | None]:
+    """A page result as the politeness feedback reads results: (status, error)."""
+    error = page.error or ""
+    if page.status is None and error.startswith(("ConnectionError", "ConnectTimeout")):
+        return None, "connection_error"
+    if page.status is None and "Timeout" in error.split(":")[0]:
+        return None, "timeout"
+    return page.status, page.error
+
+
 class Harvester:
     def __init__(self, config: Config, seeds: list[str], authkey: bytes) -> None:
         self.config = config
@@ -84,6 +121,8 @@ class Harvester:
         self.seeds = check_seeds(seeds)
         self.authkey = authkey
         self.scope = Scope(self.crawl, self.seeds)
+        self.deferred: list[tuple[str, int]] = []  # taken pages whose host had no slot
+        self.delay_known: set[str] = set()  # hosts whose Crawl-delay the broker has
         self.images_left_out = 0  # new image URLs beyond max_images, this run
         self.in_flight: dict[Future[PageResult], str] = {}
         self.totals = {"pages": 0, "page_errors": 0, "stored": 0, "failed": 0, "bytes": 0}
@@ -110,7 +149,12 @@ class Harvester:
             return 0
         queue = self.config.queue
         self.broker = Broker(
-            queue.lease_seconds, queue.max_attempts, queue.node_timeout, db=self.state.tasks_db
+            queue.lease_seconds,
+            queue.max_attempts,
+            queue.node_timeout,
+            db=self.state.tasks_db,
+            politeness=politeness_from_config(self.config),
+            user_agent=self.crawl.user_agent,
         )
         try:
             server = BrokerServer(self.broker, address, self.authkey)
@@ -241,7 +285,9 @@ class Harvester:
                 finished, _ = wait(self.in_flight, timeout=LOOP_TICK, return_when=FIRST_COMPLETED)
                 for future in finished:
                     del self.in_flight[future]
-                    self._handle_page(future.result())
+                    page = future.result()
+                    self.broker.release_page_slot(host_of(page.url), *_page_outcome(page))
+                    self._handle_page(page)
             else:
                 time.sleep(LOOP_TICK)
             self.broker.maintain()
@@ -269,16 +315,35 @@ class Harvester:
     def _pages_exhausted(self) -> bool:
         if self._page_budget() <= 0 or self._image_budget() <= 0:
             return True
-        return not self.state.frontier.count("queued")
+        return not self.deferred and not self.state.frontier.count("queued")
 
     def _start_pages(self, pages: ThreadPoolExecutor) -> None:
+        """Start pages while workers are free, each only when its host has a slot
+        (pages count against the same per-host limits as the downloaders' requests)."""
         room = self.crawl.page_workers * 2 - len(self.in_flight)
         if room <= 0 or self._image_budget() <= 0:
             return
-        for url, depth in self.state.frontier.take(int(min(room, self._page_budget()))):
+        want = int(min(room, self._page_budget() - len(self.deferred)))
+        if want > 0 and len(self.deferred) < MAX_DEFERRED_PAGES:
+            self.deferred += self.state.frontier.take(want)
+        waiting = []
+        for url, depth in self.deferred:
+            granted, start_in = (
+                (False, None) if room <= 0 else self.broker.take_page_slot(host_of(url))
+            )
+            if not granted:
+                waiting.append((url, depth))
+                continue
+            room -= 1
             self.pages_begun += 1
-            future = pages.submit(fetch_page, url, depth, self.crawl, self.robots, self.sheets)
+            future = pages.submit(self._fetch_page, url, depth, start_in)
             self.in_flight[future] = url
+        self.deferred = waiting
+
+    def _fetch_page(self, url: str, depth: int, start_in: float | None) -> PageResult:
+        if start_in:
+            time.sleep(start_in)
+        return fetch_page(url, depth, self.crawl, self.robots, self.sheets)
 
     def _handle_page(self, page: PageResult) -> None:
         frontier = self.state.frontier
@@ -323,6 +388,7 @@ class Harvester:
             nofollow_links=(len(page.nofollow_links) if self.crawl.obey_nofollow else 0) or None,
             truncated=page.truncated or None,
         )
+        self._learn_crawl_delays([page.url, *(ref.url for ref in images)])
         # Tasks first, then the page is done: a crash in between re-fetches the page,
         # and the image URLs it queues again are de-duplicated.
         self._queue_images([(ref.url, page.url, ref.kind) for ref in images], page.url)
@@ -333,6 +399,20 @@ class Harvester:
                 [(link, page.depth + 1) for link in links if self.scope.page_allowed(link)]
             )
         frontier.finish(page.url, "done")
+
+    def _learn_crawl_delays(self, urls: list[str]) -> None:
+        """Pass each new host's robots.txt Crawl-delay to the broker before its tasks
+        are queued (the rules were fetched already, to check the URLs)."""
+        if self.robots is None:
+            return
+        for url in urls:
+            host = host_of(url)
+            if host not in self.delay_known:
+                self.delay_known.add(host)
+                delay = self.robots.crawl_delay(url)
+                if delay:
+                    self.broker.set_crawl_delay(host, delay)
+                    self.log.event("crawl_delay", host=host, seconds=delay)
 
     def _queue_images(self, items: list[tuple[str, str, str]], page: str | None = None) -> None:
         budget = self._image_budget()
@@ -427,6 +507,9 @@ class Harvester:
             nodes=counts["nodes"],
             images_per_s=round(rate, 1),
         )
+        hosts = self.broker.host_snapshot()
+        if hosts:
+            self.log.event("hosts", **host_fields(hosts))
 
     def _linger(self) -> None:
         """Give connected downloaders up to ``linger_seconds`` to hear that work is done

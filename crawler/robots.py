@@ -61,3 +61,13 @@ class RobotsCache:
 
     def allowed(self, url: str) -> bool:
         return self.rules(url).can_fetch(url, self.agent)
+
+    def crawl_delay(self, url: str) -> float:
+        """Seconds between requests the host asks for: ``Crawl-delay`` or the slower of
+        it and ``Request-rate`` (0 when it asks for nothing)."""
+        rules = self.rules(url)
+        delay = float(rules.crawl_delay(self.agent) or 0.0)
+        rate = rules.request_rate(self.agent)
+        if rate is not None and rate.requests:
+            delay = max(delay, rate.seconds / rate.requests)
+        return delay

@@ -15,24 +15,7 @@ import re
 from collections.abc import Iterable
 
 from crawler.config import CrawlConfig
-from crawler.urls import host_of, normalize
-
-
-def host_matches(netloc: str, pattern: str, subdomains: bool = False) -> bool:
-    """True when a URL's ``host[:port]`` is covered by one host pattern."""
-    host, _, port = netloc.rpartition(":") if _has_port(netloc) else (netloc, "", "")
-    pattern = pattern.strip().lower()
-    if pattern.startswith("*."):
-        pattern, subdomains = pattern[2:], True
-    want_host, _, want_port = pattern.rpartition(":") if _has_port(pattern) else (pattern, "", "")
-    if want_port and want_port != port:
-        return False
-    return host == want_host or (subdomains and host.endswith("." + want_host))
-
-
-def _has_port(netloc: str) -> bool:
-    # "[::1]:80" has a port, "[::1]" has not; hosts are already lowercase and IDNA.
-    return netloc.rfind(":") > netloc.rfind("]")
+from crawler.urls import has_port, host_matches, host_of, normalize
 
 
 class Scope:
@@ -80,4 +63,4 @@ class Scope:
 
 
 def _without_port(netloc: str) -> str:
-    return netloc.rpartition(":")[0] if _has_port(netloc) else netloc
+    return netloc.rpartition(":")[0] if has_port(netloc) else netloc

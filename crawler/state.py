@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.errors import StateError
+from crawler.urls import host_of
 
 DATABASE_NAME = "crawl.db"
 
@@ -42,11 +43,16 @@ CREATE TABLE IF NOT EXISTS tasks (
     deadline REAL NOT NULL DEFAULT 0,
     due REAL NOT NULL DEFAULT 0,
     result TEXT,
-    recorded INTEGER NOT NULL DEFAULT 0  -- 1 once its manifest line is written
+    recorded INTEGER NOT NULL DEFAULT 0,  -- 1 once its manifest line is written
+    host TEXT NOT NULL DEFAULT ''  -- host[:port] of url, the unit of politeness
 );
 CREATE INDEX IF NOT EXISTS tasks_waiting ON tasks (state, due, id);
 CREATE INDEX IF NOT EXISTS tasks_leased ON tasks (state, deadline);
 CREATE INDEX IF NOT EXISTS tasks_unrecorded ON tasks (recorded, state);
+"""
+# Made after the columns it needs exist (a database from an older version gains them).
+INDEXES = """
+CREATE INDEX IF NOT EXISTS tasks_by_host ON tasks (state, host, due, id);
 """
 
 
@@ -62,6 +68,14 @@ def open_database(path: Path | str) -> sqlite3.Connection:
     db.execute("PRAGMA synchronous=NORMAL")
     db.execute("PRAGMA busy_timeout=10000")
     db.executescript(SCHEMA)
+    columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
+    if "host" not in columns:
+        db.create_function("host_of", 1, host_of, deterministic=True)
+        db.executescript(
+            "BEGIN; ALTER TABLE tasks ADD COLUMN host TEXT NOT NULL DEFAULT ''; "
+            "UPDATE tasks SET host = host_of(url); COMMIT;"
+        )
+    db.executescript(INDEXES)
     return db
 
 

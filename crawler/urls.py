@@ -195,6 +195,23 @@ def host_of(url: str) -> str:
     return urlsplit(url).netloc
 
 
+def host_matches(netloc: str, pattern: str, subdomains: bool = False) -> bool:
+    """True when a URL's ``host[:port]`` is covered by one host pattern."""
+    host, _, port = netloc.rpartition(":") if has_port(netloc) else (netloc, "", "")
+    pattern = pattern.strip().lower()
+    if pattern.startswith("*."):
+        pattern, subdomains = pattern[2:], True
+    want_host, _, want_port = pattern.rpartition(":") if has_port(pattern) else (pattern, "", "")
+    if want_port and want_port != port:
+        return False
+    return host == want_host or (subdomains and host.endswith("." + want_host))
+
+
+def has_port(netloc: str) -> bool:
+    # "[::1]:80" has a port, "[::1]" has not; hosts are already lowercase and IDNA.
+    return netloc.rfind(":") > netloc.rfind("]")
+
+
 def looks_like_image(url: str) -> bool:
     """True when the URL's path ends with an image file extension."""
     path = _split_reference(url)[2].lower()

@@ -178,7 +178,13 @@ def test_a_lost_lease_does_not_use_up_an_attempt() -> None:
     board.lease("n1", 1, T0)
     board.release_node("n1", T0 + 1)
     board.lease("n2", 1, T0 + 2)
-    failure_result = {"id": 1, "outcome": "failed", "retryable": True, "error": "timeout"}
+    failure_result = {
+        "id": 1,
+        "outcome": "failed",
+        "retryable": True,
+        "error": "http_500",
+        "status": 500,
+    }
     assert board.complete("n2", failure_result, T0 + 3, 0.0) is None, "one failure of two"
     assert (board.tasks[1].state, board.tasks[1].failures) == ("pending", 1)
     board.lease("n2", 1, T0 + 100)

@@ -10,12 +10,10 @@ import pytest
 
 from crawler.config import (
     KEYS,
+    SECTIONS,
     Config,
     ConfigError,
-    CrawlConfig,
-    DownloadConfig,
     OutputConfig,
-    QueueConfig,
     check_flags,
     load_config,
     parse_address,
@@ -74,8 +72,33 @@ def test_demo_toml_loads():
     assert config.output.out == "downloads/demo"
 
 
+@pytest.mark.parametrize(
+    "entry",
+    [
+        "",
+        "example.org concurrency=0",
+        "example.org concurrency=1.5",
+        "example.org delay=-1",
+        "example.org delay=soon",
+        "example.org speed=3",
+        "example.org concurrency",
+    ],
+)
+def test_bad_host_limits_entry_is_quoted(tmp_path: Path, entry: str):
+    path = write_toml(tmp_path, f"[politeness]\nhost_limits = [{entry!r}]\n".replace("'", '"'))
+    with pytest.raises(ConfigError, match="host_limits") as error:
+        load_config(path, environ={})
+    assert repr(entry) in str(error.value)
+
+
+def test_host_limits_entries_are_kept_as_written(tmp_path: Path):
+    entries = ["*.example.org concurrency=2 delay=1.5", "cdn.example.net  concurrency=32"]
+    path = write_toml(tmp_path, f"[politeness]\nhost_limits = {entries!r}\n".replace("'", '"'))
+    assert load_config(path, environ={}).politeness.host_limits == tuple(entries)
+
+
 def test_keys_are_unique_across_sections():
-    sections = (CrawlConfig, QueueConfig, DownloadConfig, OutputConfig)
+    sections = SECTIONS.values()
     assert len(KEYS) == sum(len(dataclasses.fields(section)) for section in sections)
 
 
@@ -207,6 +230,9 @@ def test_list_becomes_a_tuple(tmp_path: Path):
         ("crawl", "page_timeout", "0.0"),
         ("crawl", "max_page_bytes", "0"),
         ("crawl", "max_images", "-1"),
+        ("politeness", "host_concurrency", "0"),
+        ("politeness", "host_delay", "-0.5"),
+        ("politeness", "host_down_timeout", "-1"),
         ("crawl", "include", '["(unclosed"]'),
         ("crawl", "exclude", '["ok", "*bad"]'),
         ("crawl", "prefixes", '["example.org/docs/"]'),  # no scheme

@@ -7,8 +7,8 @@ import dataclasses
 import pytest
 
 from crawler.config import CrawlConfig
-from crawler.scope import Scope, host_matches
-from crawler.urls import normalize
+from crawler.scope import Scope
+from crawler.urls import host_matches, normalize
 
 SEEDS = ["http://example.org/docs/", "http://127.0.0.1:8000/"]
 

@@ -1,0 +1,218 @@
+"""Per-host limits for the whole cluster: requests in flight and time between them.
+
+The harvester is the one place that sees every downloader node, so the limits are
+decided here, when a lease is handed out: a host gets at most ``concurrency`` leased
+tasks at a time, whichever nodes hold them, and with a delay each task carries the
+time (relative to now) at which its request may start, spaced ``delay`` apart for
+that host. The delay is the largest of the configured one, robots.txt's
+``Crawl-delay`` and a penalty that grows with every 429/503 and shrinks again with
+every success (an AutoThrottle-like backoff). A host that cannot be reached is
+paused, with a growing pause, instead of burning its tasks' attempts.
+
+Pure policy: no I/O, and every method that needs the time takes ``now``. A "host" is
+a URL's ``host[:port]``, as everywhere else in the crawler.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from crawler.errors import ConfigError
+from crawler.urls import host_matches
+
+MAX_PENALTY = 60.0  # seconds between requests at most, however often a host says 429
+MIN_PENALTY = 0.25  # the first 429/503 spaces requests at least this far apart
+PENALTY_RECOVERY = 0.8  # each success multiplies the penalty by this
+MAX_DOWN_PAUSE = 120.0  # longest pause between tries of a host that is down
+MAX_CRAWL_DELAY = 60.0  # a larger robots.txt Crawl-delay is cut to this
+_RULE = re.compile(r"^\s*(\S+)((?:\s+\w+\s*=\s*\S+)*)\s*$")
+_FIELD = re.compile(r"(\w+)\s*=\s*(\S+)")
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """``host_limits`` entry: ``"PATTERN concurrency=N delay=SECONDS"`` (either optional)."""
+
+    pattern: str
+    concurrency: int | None = None
+    delay: float | None = None
+
+
+def parse_host_rule(text: str) -> HostRule:
+    match = _RULE.match(text)
+    if not match:
+        raise ConfigError(f"host_limits: expected 'PATTERN concurrency=N delay=S', got {text!r}")
+    fields: dict[str, float] = {}
+    for name, value in _FIELD.findall(match.group(2)):
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if name not in ("concurrency", "delay") or number < 0:
+            raise ConfigError(
+                f"host_limits: {text!r}: expected concurrency=N (N >= 1) and/or "
+                f"delay=SECONDS (>= 0), got {name}={value}"
+            )
+        fields[name] = number
+    concurrency = fields.get("concurrency")
+    if concurrency is not None and (concurrency < 1 or concurrency != int(concurrency)):
+        raise ConfigError(f"host_limits: {text!r}: concurrency must be a whole number >= 1")
+    return HostRule(
+        match.group(1),
+        None if concurrency is None else int(concurrency),
+        fields.get("delay"),
+    )
+
+
+def is_throttle(result: dict) -> bool:
+    """A 429 or 503: the host asks us to slow down."""
+    return result.get("status") in (429, 503)
+
+
+def is_unreachable(result: dict) -> bool:
+    """No response at all: refused, reset, DNS failure or timed out before headers."""
+    error = str(result.get("error") or "")
+    return result.get("status") is None and error.startswith(("connection_error", "timeout"))
+
+
+@dataclass
+class HostState:
+    in_flight: int = 0  # leased and not yet answered
+    next_start: float = 0.0  # earliest start of this host's next request
+    paused_until: float = 0.0
+    crawl_delay: float = 0.0
+    penalty: float = 0.0  # extra spacing after 429/503, decays with successes
+    throttled: int = 0  # 429/503 answers seen
+    down_since: float | None = None  # first of the current run of unreachable answers
+    down_errors: int = 0
+    requests: int = 0  # leases granted
+
+
+@dataclass
+class Politeness:
+    """Cluster-wide per-host limits. ``lookahead``: how far ahead a delayed host's
+    requests are scheduled (and so leased) at most."""
+
+    concurrency: int = 8
+    delay: float = 0.0
+    rules: tuple[HostRule, ...] = ()
+    down_timeout: float = 600.0
+    lookahead: float = 1.0
+    hosts: dict[str, HostState] = field(default_factory=dict)
+
+    def limits(self, host: str) -> tuple[int, float]:
+        """``(concurrency, delay)`` for a host now, penalties and Crawl-delay included."""
+        concurrency, delay = self.concurrency, self.delay
+        for rule in self.rules:
+            if host_matches(host, rule.pattern):
+                concurrency = rule.concurrency if rule.concurrency is not None else concurrency
+                delay = rule.delay if rule.delay is not None else delay
+                break
+        state = self.hosts.get(host)
+        if state is not None:
+            delay = max(delay, state.crawl_delay, state.penalty)
+        return concurrency, delay
+
+    def state(self, host: str) -> HostState:
+        state = self.hosts.get(host)
+        if state is None:
+            state = self.hosts[host] = HostState()
+        return state
+
+    def set_crawl_delay(self, host: str, seconds: float | None) -> None:
+        self.state(host).crawl_delay = min(max(seconds or 0.0, 0.0), MAX_CRAWL_DELAY)
+
+    def room(self, host: str, now: float) -> int:
+        """How many requests to ``host`` may be granted now."""
+        state = self.state(host)
+        concurrency, delay = self.limits(host)
+        free = concurrency - state.in_flight
+        horizon = now + self.lookahead
+        start = max(now, state.next_start, state.paused_until)
+        if free <= 0 or start > horizon:
+            return 0
+        if delay <= 0:
+            return free
+        return min(free, int((horizon - start) / delay) + 1)
+
+    def grant(self, host: str, now: float) -> float | None:
+        """Take a slot (call after ``room`` said there is one). Returns the seconds
+        from now at which the request may start, or None when the host has no delay
+        (start at once, no timing needed)."""
+        state = self.state(host)
+        _, delay = self.limits(host)
+        state.in_flight += 1
+        state.requests += 1
+        start = max(now, state.next_start, state.paused_until)
+        if delay <= 0 and start <= now:
+            return None
+        state.next_start = start + delay
+        return round(start - now, 3)
+
+    def wake_time(self, hosts: Iterable[str], now: float) -> float | None:
+        """When one of ``hosts``, now blocked by time rather than by concurrency, could
+        be granted a request again (None if none is waiting on time)."""
+        times = []
+        for host in hosts:
+            state = self.hosts.get(host)
+            if state is None or state.in_flight >= self.limits(host)[0]:
+                continue
+            start = max(state.next_start, state.paused_until) - self.lookahead
+            if start > now:
+                times.append(start)
+        return min(times) if times else None
+
+    def release(self, host: str) -> None:
+        """A granted request is over, however it ended (or its lease was taken back)."""
+        state = self.state(host)
+        state.in_flight = max(0, state.in_flight - 1)
+
+    def feedback(self, host: str, result: dict, now: float) -> bool:
+        """Learn from a result. Returns True when its failure should not count against
+        the task's attempts (the host is down, and not for longer than ``down_timeout``)."""
+        state = self.state(host)
+        if is_unreachable(result):
+            if state.down_since is None:
+                state.down_since = now
+            state.down_errors += 1
+            pause = min(2.0 ** min(state.down_errors - 1, 10), MAX_DOWN_PAUSE)
+            state.paused_until = max(state.paused_until, now + pause)
+            # The first failure of a run counts: one dead URL on a healthy host must not
+            # be retried for ever. Only a host with no answer at all is spared.
+            return state.down_errors >= 2 and now - state.down_since < self.down_timeout
+        state.down_since, state.down_errors = None, 0
+        if is_throttle(result):
+            state.throttled += 1
+            state.penalty = min(max(state.penalty * 2, MIN_PENALTY), MAX_PENALTY)
+            wait = max(float(result.get("retry_after") or 0.0), state.penalty)
+            state.paused_until = max(state.paused_until, now + wait)
+        elif state.penalty:
+            state.penalty *= PENALTY_RECOVERY
+            if state.penalty < MIN_PENALTY / 4:
+                state.penalty = 0.0
+        return False
+
+    def snapshot(self, now: float, limit: int = 20) -> list[dict]:
+        """The busiest or most throttled hosts, for the progress log and status."""
+        rows = []
+        for host, state in self.hosts.items():
+            concurrency, delay = self.limits(host)
+            paused = max(0.0, state.paused_until - now)
+            if not (state.in_flight or paused or state.penalty or state.down_errors):
+                continue
+            rows.append(
+                {
+                    "host": host,
+                    "in_flight": state.in_flight,
+                    "limit": concurrency,
+                    "delay": round(delay, 3),
+                    "paused": round(paused, 1),
+                    "throttled": state.throttled,
+                    "down": state.down_errors > 0,
+                    "requests": state.requests,
+                }
+            )
+        rows.sort(key=lambda row: (-row["in_flight"], -row["paused"], row["host"]))
+        return rows[:limit]

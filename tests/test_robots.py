@@ -53,3 +53,17 @@ def test_cache_fetches_each_robots_once_even_with_many_threads():
     assert fetched == ["http://a.test/robots.txt", "http://b.test/robots.txt"]
     other = RobotsCache("crawler/0.1", fetch)
     assert other.allowed("http://a.test/public/x") and not other.allowed("http://a.test/private/")
+
+
+def test_crawl_delay_and_request_rate_for_our_agent():
+    bodies = {
+        "http://slow.test/robots.txt": b"User-agent: *\nCrawl-delay: 2.5\n",
+        "http://rate.test/robots.txt": b"User-agent: *\nCrawl-delay: 1\nRequest-rate: 1/5\n",
+        "http://other.test/robots.txt": b"User-agent: otherbot\nCrawl-delay: 9\n",
+        "http://none.test/robots.txt": b"User-agent: *\nDisallow: /x\n",
+    }
+    cache = RobotsCache("imagebot/1.0", lambda url: (200, bodies[url]))
+    assert cache.crawl_delay("http://slow.test/a.png") == 2.5
+    assert cache.crawl_delay("http://rate.test/a.png") == 5.0, "the slower of the two"
+    assert cache.crawl_delay("http://other.test/a.png") == 0.0, "not our agent"
+    assert cache.crawl_delay("http://none.test/a.png") == 0.0

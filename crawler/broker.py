@@ -27,6 +27,7 @@ from crawler.urls import host_of
 
 FINAL_STATES = frozenset({"stored", "failed"})
 MAX_LEASE_WAIT = 2.0
+PAGE_FETCHER = "(harvester pages)"  # the politeness "node" of the harvester's own fetches
 
 
 @dataclass
@@ -42,6 +43,7 @@ class Task:
     deadline: float = 0.0
     result: dict[str, Any] | None = None
     start_in: float | None = None  # seconds from the lease to the request (host delay)
+    spacing: float = 0.0  # the host's delay, which the node keeps between its requests
 
 
 def retry_delay(attempt: int, jitter: float) -> float:
@@ -187,7 +189,7 @@ class TaskBoard:
         self._turn += 1
         with Transaction(self.db):
             for host in hosts[turn:] + hosts[:turn]:
-                room = min(self.politeness.room(host, now), limit - len(granted))
+                room = min(self.politeness.room(host, now, node), limit - len(granted))
                 if room <= 0:
                     continue
                 rows = self.db.execute(
@@ -195,9 +197,11 @@ class TaskBoard:
                     "AND due <= ? ORDER BY due, id LIMIT ?",
                     (host, now, room),
                 ).fetchall()
+                spacing = self.politeness.limits(host)[1]
                 for row in rows:
                     task = _task(row)
-                    task.start_in = self.politeness.grant(host, now)
+                    task.start_in = self.politeness.grant(host, now, node)
+                    task.spacing = spacing
                     granted.append(task)
                 self._pending(host, -len(rows))
                 if len(granted) >= limit:
@@ -261,7 +265,7 @@ class TaskBoard:
         spared = False
         if task.state == "leased":
             self.leased -= 1
-            self.politeness.release(host)
+            self.politeness.release(host, now)
             spared = self.politeness.feedback(host, result, now)
         task.result = result
         if stored:
@@ -350,10 +354,10 @@ class TaskBoard:
 
 
 def _wire(task: Task) -> list[Any]:
-    """``[id, url]``, or ``[id, url, start_in]`` for a host with a delay."""
+    """``[id, url]``, or ``[id, url, start_in, spacing]`` for a host with a delay."""
     if task.start_in is None:
         return [task.id, task.url]
-    return [task.id, task.url, task.start_in]
+    return [task.id, task.url, task.start_in, task.spacing]
 
 
 @dataclass
@@ -525,14 +529,18 @@ class Broker:
         against the same per-host limits as images."""
         with self._lock:
             now = self.clock()
-            if self.politeness.room(host, now) <= 0:
+            busy = self.politeness.state(host).in_flight
+            if self.politeness.room(host, now, PAGE_FETCHER) <= 0 or (
+                busy and self.politeness.limits(host)[1] > 0  # a delayed host: one at a time
+            ):
                 return False, None
-            return True, self.politeness.grant(host, now)
+            return True, self.politeness.grant(host, now, PAGE_FETCHER)
 
     def release_page_slot(self, host: str, status: int | None, error: str | None) -> None:
         with self._wake:
-            self.politeness.release(host)
-            self.politeness.feedback(host, {"status": status, "error": error}, self.clock())
+            now = self.clock()
+            self.politeness.release(host, now)
+            self.politeness.feedback(host, {"status": status, "error": error}, now)
             self._wake.notify_all()
 
     def host_snapshot(self) -> list[dict[str, Any]]:

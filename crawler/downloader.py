@@ -107,6 +107,8 @@ class DownloaderNode:
         self._stop_event = gevent.event.Event()
         self.stats = NodeStats()
         self.paused: dict[str, float] = {}  # host -> monotonic time it may be asked again
+        self.last_end: dict[str, float] = {}  # delayed host -> when its last request ended
+        self.host_locks: dict[str, gevent.lock.Semaphore] = {}
         self._report_now = gevent.event.Event()
 
     # -- talking to the harvester, with reconnects ------------------------------
@@ -172,9 +174,11 @@ class DownloaderNode:
             received = time.monotonic()
             for task_id, url, *timing in reply["tasks"]:
                 self.held.add(task_id)
-                # A host with a delay: the harvester says when this request may start.
+                # A host with a delay: the harvester says when this request may start,
+                # and how far apart this node must keep its requests to the host.
                 start_at = received + float(timing[0]) if timing else None
-                self.inbox.put((task_id, url, start_at))
+                spacing = float(timing[1]) if len(timing) > 1 else 0.0
+                self.inbox.put((task_id, url, start_at, spacing))
             if reply["done"]:
                 self.done = True
         self.inbox.put(None)
@@ -197,12 +201,15 @@ class DownloaderNode:
             self._report_now.wait(REPORT_INTERVAL)
             self._report_now.clear()
 
-    def fetch(self, task: tuple[int, str, float | None], session: Any) -> None:
-        task_id, url, start_at = task
+    def fetch(self, task: tuple[int, str, float | None, float], session: Any) -> None:
+        task_id, url, start_at, spacing = task
         host = host_of(url)
         start_at = max(start_at or 0.0, self.paused.get(host, 0.0))
         gevent.sleep(max(0.0, start_at - time.monotonic()))
-        result = fetch_image(session, task_id, url, self.out, self.node, self.limits, _fsync)
+        if spacing:
+            result = self._fetch_spaced(task_id, url, host, spacing, session)
+        else:
+            result = fetch_image(session, task_id, url, self.out, self.node, self.limits, _fsync)
         self.stats.count(result)
         if is_throttle(result):
             # Hold this node's other requests to the host at once, and tell the
@@ -211,6 +218,21 @@ class DownloaderNode:
             self.paused[host] = max(self.paused.get(host, 0.0), time.monotonic() + wait)
             self._report_now.set()
         self.outbox.append(result)
+
+    def _fetch_spaced(
+        self, task_id: int, url: str, host: str, spacing: float, session: Any
+    ) -> dict[str, Any]:
+        """A delayed host's requests go one at a time from this node, each starting
+        ``spacing`` after the previous one ended: the end of a response is the one
+        moment known to follow the server's receipt of the request, so the server
+        sees them at least that far apart however late a greenlet was scheduled."""
+        lock = self.host_locks.setdefault(host, gevent.lock.Semaphore())
+        with lock:
+            gevent.sleep(max(0.0, self.last_end.get(host, 0.0) + spacing - time.monotonic()))
+            try:
+                return fetch_image(session, task_id, url, self.out, self.node, self.limits, _fsync)
+            finally:
+                self.last_end[host] = time.monotonic()
 
     def run(self) -> int:
         """Work until the harvester says there is no more; returns the exit code."""

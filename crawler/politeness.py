@@ -2,12 +2,16 @@
 
 The harvester is the one place that sees every downloader node, so the limits are
 decided here, when a lease is handed out: a host gets at most ``concurrency`` leased
-tasks at a time, whichever nodes hold them, and with a delay each task carries the
-time (relative to now) at which its request may start, spaced ``delay`` apart for
-that host. The delay is the largest of the configured one, robots.txt's
-``Crawl-delay`` and a penalty that grows with every 429/503 and shrinks again with
-every success (an AutoThrottle-like backoff). A host that cannot be reached is
-paused, with a growing pause, instead of burning its tasks' attempts.
+tasks at a time, whichever nodes hold them. A host with a delay is asked one request
+at a time, each starting ``delay`` after the previous one *ended* (the one moment
+known to follow the server's receipt, whatever the network or a busy process did):
+its tasks go to one node at a time, which spaces them with its own clock, each task
+carries the earliest time (relative to now) it may start, and when a result comes
+back the host's next start moves to a delay after it. The delay is the largest of
+the configured one, robots.txt's ``Crawl-delay`` and a penalty that grows with every
+429/503 and shrinks again with every success (an AutoThrottle-like backoff). A host
+that cannot be reached is paused, with a growing pause, instead of burning its tasks'
+attempts.
 
 Pure policy: no I/O, and every method that needs the time takes ``now``. A "host" is
 a URL's ``host[:port]``, as everywhere else in the crawler.
@@ -88,6 +92,7 @@ class HostState:
     down_since: float | None = None  # first of the current run of unreachable answers
     down_errors: int = 0
     requests: int = 0  # leases granted
+    owner: str | None = None  # the node holding a delayed host's requests
 
 
 @dataclass
@@ -124,10 +129,12 @@ class Politeness:
     def set_crawl_delay(self, host: str, seconds: float | None) -> None:
         self.state(host).crawl_delay = min(max(seconds or 0.0, 0.0), MAX_CRAWL_DELAY)
 
-    def room(self, host: str, now: float) -> int:
-        """How many requests to ``host`` may be granted now."""
+    def room(self, host: str, now: float, node: str = "") -> int:
+        """How many requests to ``host`` may be granted to ``node`` now."""
         state = self.state(host)
         concurrency, delay = self.limits(host)
+        if delay > 0 and state.in_flight and state.owner not in (None, node):
+            return 0
         free = concurrency - state.in_flight
         horizon = now + self.lookahead
         start = max(now, state.next_start, state.paused_until)
@@ -137,10 +144,10 @@ class Politeness:
             return free
         return min(free, int((horizon - start) / delay) + 1)
 
-    def grant(self, host: str, now: float) -> float | None:
-        """Take a slot (call after ``room`` said there is one). Returns the seconds
-        from now at which the request may start, or None when the host has no delay
-        (start at once, no timing needed)."""
+    def grant(self, host: str, now: float, node: str = "") -> float | None:
+        """Take a slot for ``node`` (call after ``room`` said there is one). Returns the
+        seconds from now at which the request may start, or None when the host has no
+        delay (start at once, no timing needed)."""
         state = self.state(host)
         _, delay = self.limits(host)
         state.in_flight += 1
@@ -148,6 +155,7 @@ class Politeness:
         start = max(now, state.next_start, state.paused_until)
         if delay <= 0 and start <= now:
             return None
+        state.owner = node
         state.next_start = start + delay
         return round(start - now, 3)
 
@@ -164,10 +172,16 @@ class Politeness:
                 times.append(start)
         return min(times) if times else None
 
-    def release(self, host: str) -> None:
+    def release(self, host: str, now: float | None = None) -> None:
         """A granted request is over, however it ended (or its lease was taken back)."""
         state = self.state(host)
         state.in_flight = max(0, state.in_flight - 1)
+        if not state.in_flight:
+            state.owner = None
+        delay = self.limits(host)[1]
+        if delay > 0 and now is not None:
+            # ``now`` is after the request ended: the next one starts a delay later.
+            state.next_start = max(state.next_start, now + delay)
 
     def feedback(self, host: str, result: dict, now: float) -> bool:
         """Learn from a result. Returns True when its failure should not count against

@@ -195,3 +195,20 @@ def test_tasks_of_a_host_that_is_down_keep_their_attempts():
     assert all(tasks.tasks[task.id].state == "pending" for task in leased)
     assert tasks.lease("n1", 3, T0 + 0.5) == [], "the host is paused"
     assert len(tasks.lease("n1", 3, T0 + 10)) == 3
+
+
+def test_a_delayed_host_goes_to_one_node_at_a_time_and_restarts_a_delay_after_a_result():
+    policy = Politeness(concurrency=4, delay=0.5, lookahead=1.0)
+    assert policy.room(A, T0, "n1") == 3
+    policy.grant(A, T0, "n1")
+    assert policy.room(A, T0, "n2") == 0, "another node must wait for n1's requests"
+    assert policy.room(A, T0, "n1") == 2
+    policy.release(A, T0 + 3.0)  # the result came back at +3 s
+    assert policy.hosts[A].owner is None
+    assert policy.grant(A, T0 + 3.0, "n2") == pytest.approx(0.5)
+
+
+def test_a_host_without_delay_is_shared_by_every_node():
+    policy = Politeness(concurrency=4)
+    policy.grant(A, T0, "n1")
+    assert policy.room(A, T0, "n2") == 3

@@ -3,7 +3,9 @@
 Each image reference is tagged with the kind of markup it came from, so that the
 manifest can say why an image was fetched and tests can check each kind:
 ``img_src``, ``srcset``, ``picture``, ``lazy``, ``link``, ``input``, ``poster``,
-``svg_image``, ``icon``, ``meta``, ``frame`` and ``object`` (an image shown in a
+``svg_image`` (also ``<use>`` of an external sprite), ``icon``, ``preload``
+(``<link rel=preload as=image>``), ``background`` (the legacy attribute), ``meta``,
+``frame`` and ``object`` (an image shown in a
 frame, ``<object>`` or ``<embed>``), and ``css`` (inline ``style`` attributes and
 ``<style>`` blocks). Linked style sheets are listed for ``pages.py`` to fetch
 (kind ``stylesheet``): this module does no I/O.
@@ -23,7 +25,7 @@ from dataclasses import dataclass, field
 
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
 
-from crawler.css import style_attribute_image_urls, stylesheet_image_urls
+from crawler.css import import_urls, style_attribute_image_urls, stylesheet_image_urls
 from crawler.urls import looks_like_image, resolve
 
 # Attributes lazy-loading libraries use to hold the real image URL.
@@ -128,7 +130,13 @@ def charset_from_content_type(content_type: str | None) -> str | None:
 
 
 def decode_html(html: bytes, content_type: str | None = None) -> str:
-    """The text a browser reads from the bytes of a page.
+    """The text a browser reads from the bytes of a page (see ``page_encoding``)."""
+    codec, start = page_encoding(html, content_type)
+    return html[start:].decode(codec, errors="replace")
+
+
+def page_encoding(html: bytes, content_type: str | None = None) -> tuple[str, int]:
+    """The codec a browser decodes a page with, and where the text starts (after a BOM).
 
     The encoding comes from, in order: a byte order mark, the Content-Type charset, a
     ``<meta>`` charset, UTF-8 when the bytes are valid UTF-8, else windows-1252 (the
@@ -136,7 +144,7 @@ def decode_html(html: bytes, content_type: str | None = None) -> str:
     """
     for mark, codec in _BYTE_ORDER_MARKS:
         if html.startswith(mark):
-            return html[len(mark) :].decode(codec, errors="replace")
+            return codec, len(mark)
     codec = _codec_for(charset_from_content_type(content_type))
     if codec is None:
         match = _META_CHARSET.search(html, 0, _META_PRESCAN_BYTES)
@@ -145,10 +153,17 @@ def decode_html(html: bytes, content_type: str | None = None) -> str:
             codec = "utf-8"  # the <meta> was readable as ASCII, so the page is not UTF-16
     if codec is None:
         try:
-            return html.decode("utf-8")
+            html.decode("utf-8")
+            codec = "utf-8"
         except UnicodeDecodeError:
             codec = "cp1252"
-    return html.decode(codec, errors="replace")
+    return codec, 0
+
+
+def url_query_encoding(codec: str) -> str:
+    """WHATWG URL: a page's URLs encode their query in the page's encoding, except that
+    UTF-16 pages use UTF-8."""
+    return "utf-8" if codec.startswith("utf-16") or codec == "utf-8" else codec
 
 
 def _codec_for(label: str | None) -> str | None:
@@ -169,13 +184,15 @@ def extract_page(html: bytes, page_url: str, content_type: str | None = None) ->
     Image URLs are resolved against ``<base href>`` (or the page URL), normalized and
     de-duplicated in document order; the first kind seen for a URL wins.
     """
-    elements = _elements(decode_html(html, content_type))
+    codec, start = page_encoding(html, content_type)
+    elements = _elements(html[start:].decode(codec, errors="replace"))
+    query_encoding = url_query_encoding(codec)
     base = page_url
     for element in elements:
         if element.tag == "base" and element.get("href"):
-            base = resolve(page_url, element.get("href")) or page_url
+            base = resolve(page_url, element.get("href"), query_encoding) or page_url
             break
-    collector = _Collector(base)
+    collector = _Collector(base, query_encoding)
     for element in elements:
         collector.visit(element)
     return collector.finish()
@@ -219,8 +236,9 @@ def _elements(text: str) -> list[_Element]:
 class _Collector:
     """Accumulates one page's images and links while visiting its elements in order."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, query_encoding: str = "utf-8") -> None:
         self.base = base
+        self.query_encoding = query_encoding
         self.content = PageContent()
         self.seen_images: set[str] = set()
         self.seen_links: set[str] = set()
@@ -241,6 +259,12 @@ class _Collector:
             "object": self.visit_object,
             "embed": self.visit_object,
             "style": self.visit_style,
+            "use": self.visit_svg_use,
+            "table": self.visit_background,
+            "td": self.visit_background,
+            "th": self.visit_background,
+            "tr": self.visit_background,
+            "body": self.visit_background,
         }
 
     def finish(self) -> PageContent:
@@ -251,8 +275,11 @@ class _Collector:
         content.nofollow_links = nofollow
         return content
 
+    def resolve(self, reference: str) -> str | None:
+        return resolve(self.base, reference, self.query_encoding)
+
     def add_image(self, reference: str | None, kind: str) -> None:
-        url = resolve(self.base, reference) if reference else None
+        url = self.resolve(reference) if reference else None
         if url is not None and url not in self.seen_images:
             self.seen_images.add(url)
             self.content.images.append(ImageRef(url, kind))
@@ -292,15 +319,33 @@ class _Collector:
 
     def visit_svg_image(self, element: _Element) -> None:
         # SVG 2: href wins over the older xlink:href, which lxml keeps under that name.
-        self.add_image(element.get("href") or element.get("xlink:href"), "svg_image")
+        # <image src> outside SVG is an <img> to a browser's HTML parser.
+        if element.get("href") or element.get("xlink:href"):
+            self.add_image(element.get("href") or element.get("xlink:href"), "svg_image")
+        else:
+            self.add_image(element.get("src"), "img_src")
+
+    def visit_svg_use(self, element: _Element) -> None:
+        # <use href="sprite.svg#icon"> loads an external SVG; "#icon" is in the page.
+        reference = element.get("href") or element.get("xlink:href")
+        if reference and not reference.strip().startswith("#"):
+            self.add_image(reference, "svg_image")
+
+    def visit_background(self, element: _Element) -> None:
+        # The legacy background attribute still paints an image in every browser.
+        self.add_image(element.get("background"), "background")
 
     def visit_link(self, element: _Element) -> None:
         rels = element.get("rel", "").lower().split()
         if not ICON_RELS.isdisjoint(rels):
             self.add_image(element.get("href"), "icon")
+        if "preload" in rels and element.get("as").strip().lower() == "image":
+            self.add_image(element.get("href"), "preload")
+            for candidate in parse_srcset(element.get("imagesrcset")):
+                self.add_image(candidate, "preload")
         # Browsers do not apply "alternate stylesheet" until the user picks it.
         if "stylesheet" in rels and "alternate" not in rels:
-            url = resolve(self.base, element.get("href", ""))
+            url = self.resolve(element.get("href", ""))
             if url is not None and url not in self.content.stylesheets:
                 self.content.stylesheets.append(url)
 
@@ -313,7 +358,7 @@ class _Collector:
             self.page_nofollow |= not directives.isdisjoint({"nofollow", "none"})
 
     def visit_anchor(self, element: _Element) -> None:
-        url = resolve(self.base, element.get("href", ""))
+        url = self.resolve(element.get("href", ""))
         if url is None:
             return
         if looks_like_image(url):
@@ -330,7 +375,7 @@ class _Collector:
 
     def visit_frame(self, element: _Element) -> None:
         # A browser shows the framed document, or the image itself when it is one.
-        url = resolve(self.base, element.get("src", ""))
+        url = self.resolve(element.get("src", ""))
         if url is None:
             return
         if looks_like_image(url):
@@ -342,10 +387,14 @@ class _Collector:
         # <object data> / <embed src> render an image when they point at one.
         reference = element.get("data") if element.tag == "object" else element.get("src")
         mime = element.get("type").strip().lower()
-        url = resolve(self.base, reference) if reference else None
+        url = self.resolve(reference) if reference else None
         if url is not None and (mime.startswith("image/") or looks_like_image(url)):
             self.add_image(url, "object")
 
     def visit_style(self, element: _Element) -> None:
         for url in stylesheet_image_urls(element.text or ""):
             self.add_image(url, "css")
+        for reference in import_urls(element.text or ""):  # fetched like linked sheets
+            url = self.resolve(reference)
+            if url is not None and url not in self.content.stylesheets:
+                self.content.stylesheets.append(url)

@@ -39,13 +39,14 @@ _URI_REFERENCE = re.compile(
 )
 
 
-def normalize(url: str) -> str | None:
+def normalize(url: str, query_encoding: str = "utf-8") -> str | None:
     """Canonical form of an absolute http(s) URL, or None when it is not one we fetch.
 
     Lower-cases scheme and host, drops the default port and the fragment, removes dot
     segments (keeping empty ones: ``a//b`` is not ``a/b``), percent-encodes spaces and
     non-ASCII characters the way a browser sends them and upper-cases the hex digits of
-    every escape, so that two spellings of one URL compare equal.
+    every escape, so that two spellings of one URL compare equal. The path is always
+    UTF-8; the query uses ``query_encoding``, the encoding of the page the URL is on.
     """
     scheme, authority, path, query, _ = _split_reference(_without_tabs_and_newlines(url.strip()))
     if scheme is None or authority is None or scheme.lower() not in DEFAULT_PORTS:
@@ -56,7 +57,7 @@ def normalize(url: str) -> str | None:
         return None
     path = _percent_encode(remove_dot_segments(path) or "/")
     if query:
-        return f"{scheme}://{netloc}{path}?{_percent_encode(query)}"
+        return f"{scheme}://{netloc}{path}?{_percent_encode(query, query_encoding)}"
     return f"{scheme}://{netloc}{path}"
 
 
@@ -84,10 +85,11 @@ def _canonical_netloc(scheme: str, authority: str) -> str | None:
     return host if port in (None, DEFAULT_PORTS[scheme]) else f"{host}:{port}"
 
 
-def _percent_encode(text: str) -> str:
-    """Percent-encode what a browser would, keep existing escapes, upper-case their hex."""
+def _percent_encode(text: str, encoding: str = "utf-8") -> str:
+    """Percent-encode what a browser would, keep existing escapes, upper-case their hex.
+    Characters ``encoding`` cannot represent become ``&#N;`` first, as in browsers."""
     if _NEEDS_ENCODING.search(text):
-        text = quote(text, safe=_SAFE)
+        text = quote(text, safe=_SAFE, encoding=encoding, errors="xmlcharrefreplace")
     if "%" in text:
         text = _PERCENT_ESCAPE.sub(lambda escape: escape.group().upper(), text)
     return text
@@ -99,7 +101,7 @@ def _without_tabs_and_newlines(text: str) -> str:
     return text
 
 
-def resolve(base: str, reference: str) -> str | None:
+def resolve(base: str, reference: str, query_encoding: str = "utf-8") -> str | None:
     """Resolve a reference found on a page against the page's URL and normalize it.
 
     Returns None for references that are not a fetchable page or image: empty ones,
@@ -108,7 +110,7 @@ def resolve(base: str, reference: str) -> str | None:
     reference = _without_tabs_and_newlines(reference.strip())
     if not reference or reference.startswith(("data:", "javascript:", "mailto:", "#")):
         return None
-    return normalize(join_reference(base, reference))
+    return normalize(join_reference(base, reference), query_encoding)
 
 
 def join_reference(base: str, reference: str) -> str:

@@ -245,6 +245,45 @@ def test_meta_robots_without_nofollow_changes_nothing():
     assert (content.links, content.nofollow_links) == ([BASE + "a.html"], [])
 
 
+def test_preload_background_attribute_svg_use_and_image_tag():
+    html = """
+        <link rel="preload" as="image" href="hero.png"
+              imagesrcset="hero-1x.png 1x, hero-2x.png 2x">
+        <link rel="preload" as="font" href="font.woff2">
+        <body background="paper.gif">
+        <table background="t.png"><tr background="r.png"><th background="h.png">
+        <td background="d.png">x</td></tr></table>
+        <svg><use href="#local"/><use xlink:href="sprites.svg#star"/></svg>
+        <image src="legacy.png">
+    """
+    assert images(html) == [
+        (BASE + "hero.png", "preload"),
+        (BASE + "hero-1x.png", "preload"),
+        (BASE + "hero-2x.png", "preload"),
+        (BASE + "paper.gif", "background"),
+        (BASE + "t.png", "background"),
+        (BASE + "r.png", "background"),
+        (BASE + "h.png", "background"),
+        (BASE + "d.png", "background"),
+        (BASE + "sprites.svg", "svg_image"),
+        (BASE + "legacy.png", "img_src"),
+    ]
+
+
+def test_import_in_a_style_block_is_a_style_sheet_to_fetch():
+    html = '<style>@import url("css/more.css"); @import "/site.css";</style>'
+    content = extract_page(html.encode(), PAGE)
+    assert content.stylesheets == [BASE + "css/more.css", "http://example.org/site.css"]
+
+
+def test_query_is_encoded_in_the_page_encoding_and_the_path_in_utf8():
+    html = '<meta charset="windows-1252"><img src="caf\xe9/p.png?name=caf\xe9">'
+    assert images(html.encode("cp1252")) == [(BASE + "caf%C3%A9/p.png?name=caf%E9", "img_src")]
+    assert images(html.replace("windows-1252", "utf-8")) == [
+        (BASE + "caf%C3%A9/p.png?name=caf%C3%A9", "img_src")
+    ]
+
+
 def test_base_href_is_used_for_images_and_links():
     html = """
         <head><base href="https://cdn.example.net/assets/"></head>

@@ -10,6 +10,12 @@ if ! command -v ip >/dev/null && [ "$(id -u)" = 0 ]; then
     _apt_install iproute2 || true
 fi
 
+# The browser check (tests/e2e/test_browser_recall.py) compares extraction with what
+# headless Chromium loads; it fails, not skips, without Chromium.
+if ! command -v chromium >/dev/null; then
+    _apt_install --no-install-recommends chromium || true
+fi
+
 "$ROOT/.venv/bin/ruff" check crawler tests
 "$ROOT/.venv/bin/ruff" format --check crawler tests
 "$PY" -m pytest "$@"

@@ -122,7 +122,8 @@ class Harvester:
         self.authkey = authkey
         self.scope = Scope(self.crawl, self.seeds)
         self.deferred: list[tuple[str, int]] = []  # taken pages whose host had no slot
-        self.delay_known: set[str] = set()  # hosts whose Crawl-delay the broker has
+        self.delay_known: set[str] = set()
+        self._hosts_logged = False  # hosts whose Crawl-delay the broker has
         self.images_left_out = 0  # new image URLs beyond max_images, this run
         self.in_flight: dict[Future[PageResult], str] = {}
         self.totals = {"pages": 0, "page_errors": 0, "stored": 0, "failed": 0, "bytes": 0}
@@ -508,8 +509,9 @@ class Harvester:
             images_per_s=round(rate, 1),
         )
         hosts = self.broker.host_snapshot()
-        if hosts:
+        if hosts or self._hosts_logged:  # an empty one says the last busy host is done
             self.log.event("hosts", **host_fields(hosts))
+        self._hosts_logged = bool(hosts)
 
     def _linger(self) -> None:
         """Give connected downloaders up to ``linger_seconds`` to hear that work is done

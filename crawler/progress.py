@@ -87,6 +87,8 @@ class Summary:
     recent: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
     first_ts: float | None = None
     last_ts: float | None = None
+    busy_hosts: str = ""  # from the latest event=hosts: host=in_flight/limit,...
+    throttled_hosts: str = ""
 
     def update(self, record: dict[str, str]) -> None:
         event = record.get("event")
@@ -112,6 +114,9 @@ class Summary:
                 self.nodes[node].failed += 1
         elif event in ("node_joined", "node_left", "node_lost") and node:
             self.nodes[node].state = event.removeprefix("node_")
+        elif event == "hosts":
+            self.busy_hosts = record.get("busy", "")
+            self.throttled_hosts = record.get("throttled", "")
         elif event == "crawl_finished":
             self.finished = True
 
@@ -134,6 +139,10 @@ class Summary:
             lines.append(
                 f"   node {node}: {stats.state}, stored {stats.stored}, failed {stats.failed}"
             )
+        if self.busy_hosts and not self.finished:
+            lines.append(f"   in flight per host: {self.busy_hosts.replace(',', ', ')}")
+        if self.throttled_hosts and not self.finished:
+            lines.append(f"   throttled: {self.throttled_hosts.replace(',', ', ')}")
         return "\n".join(lines)
 
 

@@ -172,6 +172,21 @@ def test_summary_finishes_on_crawl_finished():
     assert summary.finished is True
 
 
+def test_summary_shows_the_latest_per_host_state_while_the_crawl_runs():
+    hosts = [
+        line("hosts", T0, busy="a.test=8/8", throttled="b.test=paused:1.5s;delay:0.5s;429/503:1"),
+        line("hosts", T0 + 2, busy="a.test=3/8,c.test:8080=1/2"),
+    ]
+    summary = summary_of([*CRAWL, *hosts])
+    text = summary.render()
+    assert "in flight per host: a.test=3/8, c.test:8080=1/2" in text
+    assert "throttled" not in text, "the latest hosts event has no throttled host"
+    summary = summary_of([*CRAWL, *hosts[:1]])
+    assert "throttled: b.test=paused:1.5s;delay:0.5s;429/503:1" in summary.render()
+    summary.update(parse_line(line("crawl_finished", T0 + 3)))
+    assert "in flight per host" not in summary.render()
+
+
 def test_summary_node_left():
     summary = summary_of([line("node_joined", node="n1"), line("node_left", node="n1")])
     assert summary.nodes["n1"].state == "left"

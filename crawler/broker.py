@@ -365,6 +365,8 @@ class NodeInfo:
     node: str
     info: dict[str, Any]
     last_seen: float
+    stored: int = 0
+    failed: int = 0
 
 
 class Broker:
@@ -396,6 +398,7 @@ class Broker:
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
         self._random = random.Random()
+        self.crawl_info: dict[str, Any] = {}
 
     # -- remote: called by downloader nodes through the manager ------------------
 
@@ -447,11 +450,14 @@ class Broker:
             self._seen(node)
             now = self.clock()
             with Transaction(self.board.db):
+                info = self.nodes[node]
                 for result in results:
                     task = self.board.complete(node, result, now, self._random.random())
                     if task is not None:
                         self._finished.append(task)
                         finished += 1
+                        info.stored += task.state == "stored"
+                        info.failed += task.state == "failed"
             self._wake.notify_all()
         return finished
 
@@ -465,7 +471,43 @@ class Broker:
                 self._wake.notify_all()
         return True
 
+    def status(self) -> dict[str, Any]:
+        """What ``crawler status`` shows: queue figures, nodes, per-host state. Plain
+        data only (no None: the wire is XML-RPC)."""
+        with self._lock:
+            now = self.clock()
+            held = dict(
+                self.board.db.execute(
+                    "SELECT owner, COUNT(*) FROM tasks WHERE state = 'leased' GROUP BY owner"
+                )
+            )
+            nodes = [
+                {
+                    "node": info.node,
+                    "host": str(info.info.get("host", "")),
+                    "pid": int(info.info.get("pid", 0) or 0),
+                    "concurrency": int(info.info.get("concurrency", 0) or 0),
+                    "leased": int(held.get(info.node, 0)),
+                    "stored": info.stored,
+                    "failed": info.failed,
+                    "last_seen_s": round(now - info.last_seen, 1),
+                }
+                for info in sorted(self.nodes.values(), key=lambda i: i.node)
+            ]
+            return {
+                "queue": {**self.board.counts(), "nodes": len(self.nodes)},
+                "crawl": dict(self.crawl_info),
+                "nodes": nodes,
+                "hosts": self.politeness.snapshot(now, limit=50),
+                "done": self.closed,
+            }
+
     # -- local: called by the harvester -------------------------------------------
+
+    def set_crawl_info(self, info: dict[str, Any]) -> None:
+        """Figures only the harvester knows (pages, frontier, seeds), for ``status``."""
+        with self._lock:
+            self.crawl_info = {k: v for k, v in info.items() if v is not None}
 
     def add_tasks(
         self, items: Iterable[tuple[str, str, str]], limit: float = float("inf")

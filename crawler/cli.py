@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from crawler.config import Config, load_config
+from crawler.config import Config, load_config, parse_address
 from crawler.errors import CrawlerError
 
 EXIT_USAGE = 2
@@ -122,6 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="also fetch from loopback/private/link-local addresses",
     )
 
+    status = commands.add_parser("status", help="ask a running harvester how the crawl goes")
+    status.add_argument("--connect", help="harvester HOST:PORT (default 127.0.0.1:5599)")
+    status.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    status.add_argument("--config", type=Path, help="TOML config file")
+    status.add_argument(
+        "--authkey-file", help="file holding the shared key, mode 0600 (else $CRAWLER_AUTHKEY)"
+    )
+
     keygen = commands.add_parser("keygen", help="write a new random authkey file (mode 0600)")
     keygen.add_argument("path", type=Path)
     return parser
@@ -185,6 +193,22 @@ def cmd_urls(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    import json
+
+    from crawler.status import fetch_status, format_status
+
+    flags = {"connect": args.connect, "authkey_file": args.authkey_file}
+    config = load_config(args.config, os.environ, flags)
+    address = parse_address(config.download.connect, "connect")
+    status = fetch_status(address, _authkey(config))
+    if args.json:
+        print(json.dumps(status, indent=2, sort_keys=True))
+    else:
+        print(format_status(status, config.download.connect))
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from crawler.authkey import write_new_key
 
@@ -205,6 +229,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_tail(args)
         if args.command == "urls":
             return cmd_urls(args)
+        if args.command == "status":
+            return cmd_status(args)
         return cmd_keygen(args)
     except CrawlerError as exc:
         print(f"crawler {args.command}: error: {exc}", file=sys.stderr)

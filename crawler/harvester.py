@@ -508,6 +508,18 @@ class Harvester:
             nodes=counts["nodes"],
             images_per_s=round(rate, 1),
         )
+        self.broker.set_crawl_info(
+            {
+                "seeds": " ".join(self.seeds),
+                "pages": self.totals["pages"],
+                "page_errors": self.totals["page_errors"],
+                "frontier": self.state.frontier.count("queued") + len(self.in_flight),
+                "bytes": self.totals["bytes"],
+                "images_per_s": round(rate, 1),
+                "images_left_out": self.images_left_out,
+                "stopping": self.stopping,
+            }
+        )
         hosts = self.broker.host_snapshot()
         if hosts or self._hosts_logged:  # an empty one says the last busy host is done
             self.log.event("hosts", **host_fields(hosts))

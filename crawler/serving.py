@@ -47,6 +47,7 @@ class TaskQueue:
         self.lease = broker.lease
         self.extend = broker.extend
         self.leave = broker.leave
+        self.status = broker.status
 
 
 class ResultQueue:

@@ -37,7 +37,7 @@ from typing import Any
 from crawler.errors import AuthKeyError, BrokerUnavailable
 
 SERIALIZER = "crawler-xmlrpc"
-TASK_QUEUE_METHODS = ("join", "lease", "extend", "leave")
+TASK_QUEUE_METHODS = ("join", "lease", "extend", "leave", "status")
 RESULT_QUEUE_METHODS = ("put_results",)
 LISTEN_BACKLOG = 1024
 # Failures of the network or of a harvester that went away: worth a retry.
@@ -122,6 +122,9 @@ class TaskQueueProxy(BaseProxy):
     def leave(self, node: str) -> bool:
         return self._callmethod("leave", (node,))
 
+    def status(self) -> dict[str, Any]:
+        return self._callmethod("status", ())
+
 
 class ResultQueueProxy(BaseProxy):
     _exposed_ = RESULT_QUEUE_METHODS
@@ -199,3 +202,7 @@ class BrokerClient:
 
     def leave(self, node: str) -> bool:
         return self._call(self._tasks.leave, node)
+
+    def status(self) -> dict[str, Any]:
+        """The harvester's figures, nodes and per-host state (``Broker.status``)."""
+        return self._call(self._tasks.status)

@@ -110,6 +110,11 @@ def build_parser() -> argparse.ArgumentParser:
     tail.add_argument(
         "--only", metavar="EVENTS", help="print only these events, e.g. page_fetched,totals"
     )
+    tail.add_argument(
+        "--plain",
+        action="store_true",
+        help="print log lines and summaries (the default when stdout is not a terminal)",
+    )
 
     urls = commands.add_parser("urls", help="print the image URLs one page references")
     urls.add_argument("page", metavar="PAGE_URL")
@@ -174,6 +179,10 @@ def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
 def cmd_tail(args: argparse.Namespace) -> int:
     from crawler.progress import tail_log
 
+    if not (args.plain or args.only) and sys.stdout.isatty():
+        from crawler.tailview import watch
+
+        return watch(args.log)
     only = frozenset(args.only.split(",")) if args.only else None
     return tail_log(args.log, args.summary_every, only)
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections import defaultdict, deque
-from collections.abc import Iterator
+from collections import Counter, defaultdict, deque
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -71,6 +71,8 @@ class NodeStats:
     stored: int = 0
     failed: int = 0
     state: str = "joined"
+    last_ts: float | None = None
+    recent: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
 
 
 @dataclass
@@ -89,6 +91,11 @@ class Summary:
     last_ts: float | None = None
     busy_hosts: str = ""  # from the latest event=hosts: host=in_flight/limit,...
     throttled_hosts: str = ""
+    recent_bytes: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4096))
+    failures: Counter[str] = field(default_factory=Counter)  # by reason
+    frontier: int | None = None  # pages still to fetch, from the latest totals
+    known: int = 0  # image URLs known, from the latest totals
+    seeds: str = ""
 
     def update(self, record: dict[str, str]) -> None:
         event = record.get("event")
@@ -97,21 +104,33 @@ class Summary:
             self.first_ts = self.first_ts if self.first_ts is not None else ts
             self.last_ts = ts
         node = record.get("node")
+        if node and ts is not None:
+            self.nodes[node].last_ts = ts
         if event == "page_fetched":
             self.pages += 1
         elif event == "queued":
             self.queued += 1
         elif event == "stored":
             self.stored += 1
-            self.bytes += int(record.get("bytes") or 0)
+            size = _int(record.get("bytes"))
+            self.bytes += size
             if ts is not None:
                 self.recent.append(ts)
+                self.recent_bytes.append((ts, size))
             if node:
                 self.nodes[node].stored += 1
+                if ts is not None:
+                    self.nodes[node].recent.append(ts)
         elif event == "failed":
             self.failed += 1
+            self.failures[failure_reason(record.get("error"))] += 1
             if node:
                 self.nodes[node].failed += 1
+        elif event == "totals":
+            self.frontier = _int(record.get("frontier"))
+            self.known = _int(record.get("queued"))
+        elif event in ("crawl_started", "crawl_resumed"):
+            self.seeds = record.get("seeds", "")
         elif event in ("node_joined", "node_left", "node_lost") and node:
             self.nodes[node].state = event.removeprefix("node_")
         elif event == "hosts":
@@ -120,14 +139,35 @@ class Summary:
         elif event == "crawl_finished":
             self.finished = True
 
-    def images_per_second(self, window: float = 10.0) -> float:
-        """Stored images per second over the last ``window`` seconds of the log."""
-        if self.last_ts is None or not self.recent:
+    def images_per_second(
+        self, window: float = 10.0, stamps: Iterable[float] | None = None
+    ) -> float:
+        """Stored images per second over the last ``window`` seconds of the log (of
+        ``stamps``, one node's, when given)."""
+        stamps = self.recent if stamps is None else stamps
+        if self.last_ts is None:
             return 0.0
         start = max(self.last_ts - window, self.first_ts or self.last_ts)
-        count = sum(1 for ts in self.recent if ts >= start)
+        count = sum(1 for ts in stamps if ts >= start)
         span = self.last_ts - start
         return count / span if span > 0 else 0.0
+
+    def bytes_per_second(self, window: float = 60.0) -> float:
+        if self.last_ts is None:
+            return 0.0
+        start = max(self.last_ts - window, self.first_ts or self.last_ts)
+        total = sum(size for ts, size in self.recent_bytes if ts >= start)
+        span = self.last_ts - start
+        return total / span if span > 0 else 0.0
+
+    def eta_seconds(self, window: float = 60.0) -> float | None:
+        """Time to finish at the current rate, once every page is fetched (before that
+        the number of images is not known)."""
+        if self.finished or self.frontier != 0 or not self.known:
+            return None
+        rate = self.images_per_second(window)
+        remaining = self.known - self.stored - self.failed
+        return remaining / rate if rate > 0 and remaining > 0 else None
 
     def render(self) -> str:
         lines = [
@@ -144,6 +184,18 @@ class Summary:
         if self.throttled_hosts and not self.finished:
             lines.append(f"   throttled: {self.throttled_hosts.replace(',', ', ')}")
         return "\n".join(lines)
+
+
+def failure_reason(error: str | None) -> str:
+    """The kind of a failure, for grouping: ``http_404``, ``connection_error``..."""
+    return (error or "unknown").split(":", 1)[0].strip() or "unknown"
+
+
+def _int(text: str | None) -> int:
+    try:
+        return int(text or 0)
+    except ValueError:
+        return 0
 
 
 def _parse_ts(text: str | None) -> float | None:

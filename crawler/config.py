@@ -24,7 +24,7 @@ from crawler.politeness import parse_host_rule
 
 ENV_PREFIX = "CRAWLER_"
 # Environment variables that start with the prefix but are not settings.
-ENV_NOT_SETTINGS = frozenset({"CRAWLER_AUTHKEY", "CRAWLER_NODE_ID"})
+ENV_NOT_SETTINGS = frozenset({"CRAWLER_AUTHKEY", "CRAWLER_NODE_ID", "CRAWLER_SHARED_TERMINAL"})
 
 
 def _positive(value: float) -> bool:

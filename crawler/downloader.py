@@ -38,6 +38,8 @@ from crawler.urls import host_of
 
 REPORT_INTERVAL = 0.25
 SHUTDOWN_GRACE = 10.0
+SHARED_TERMINAL = "CRAWLER_SHARED_TERMINAL"  # set for the children of a multi-process node
+PROGRESS_SHARED_EVERY = 5.0
 
 
 class StopRequested(Exception):
@@ -49,7 +51,9 @@ def default_node_id() -> str:
 
 
 def say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+    # On a terminal, first clear the progress line this message replaces.
+    prefix = "\r\x1b[K" if sys.stderr.isatty() else ""
+    print(prefix + message, file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -219,6 +223,26 @@ class DownloaderNode:
             self._report_now.set()
         self.outbox.append(result)
 
+    def show_progress(self) -> None:
+        """On a terminal: one line, redrawn every second (a node of several processes:
+        each child prints a full line every few seconds, so that they do not overwrite
+        one another). Never on a pipe or a file."""
+        shared = os.environ.get(SHARED_TERMINAL) == "1"
+        while True:
+            gevent.sleep(PROGRESS_SHARED_EVERY if shared else 1.0)
+            self._progress_line(end="\n" if shared else "")
+
+    def _progress_line(self, end: str) -> None:
+        stats = self.stats
+        elapsed = max(time.monotonic() - stats.started, 1e-9)
+        line = (
+            f"node {self.node}: stored {stats.stored}, failed {stats.failed}, "
+            f"in flight {len(self.held)}, {stats.stored / elapsed:.1f} images/s, "
+            f"{stats.bytes / 1e6:.1f} MB"
+        )
+        sys.stderr.write(f"\r\x1b[K{line}{end}")
+        sys.stderr.flush()
+
     def _fetch_spaced(
         self, task_id: int, url: str, host: str, spacing: float, session: Any
     ) -> dict[str, Any]:
@@ -259,6 +283,7 @@ class DownloaderNode:
         timed = Group()
         feeder = gevent.spawn(self.feed)
         reporter = gevent.spawn(self.report)
+        progress = gevent.spawn(self.show_progress) if sys.stderr.isatty() else None
         while not self.stopping:
             task = self.inbox.get()
             if task is None:
@@ -270,6 +295,9 @@ class DownloaderNode:
         self.done = self.pool_finished = True
         feeder.kill()
         reporter.join()
+        if progress is not None:
+            progress.kill()
+            self._progress_line(end="\n")
         self._say_goodbye()
         elapsed = time.monotonic() - self.stats.started
         say(
@@ -315,7 +343,7 @@ def run_node_processes(argv: list[str], count: int, node_base: str) -> int:
     children = [
         subprocess.Popen(
             [sys.executable, "-m", "crawler", *argv, "--processes", "1"],
-            env={**os.environ, "CRAWLER_NODE_ID": f"{node_base}-{index}"},
+            env={**os.environ, "CRAWLER_NODE_ID": f"{node_base}-{index}", SHARED_TERMINAL: "1"},
             start_new_session=True,
         )
         for index in range(count)

@@ -173,12 +173,13 @@ class TaskBoard:
                     left_out.add(item[0])
         return added, len(left_out)
 
-    def lease(self, node: str, limit: int, now: float) -> list[Task]:
+    def lease(self, node: str, limit: int, now: float, nodes: int = 1) -> list[Task]:
         """Hand up to ``limit`` due tasks to ``node`` until ``now + lease_seconds``.
 
         Hosts take turns, and each host gets only what its politeness limits allow
-        now, so a slow or throttled host never holds up the others. A task for a host
-        with a delay carries ``start_in``: the seconds from now at which it may start.
+        now, so a slow or throttled host never holds up the others; with ``nodes``
+        nodes working, each gets a fair share of a host's limit. A task for a host with
+        a delay carries ``start_in``: the seconds from now at which it may start.
         """
         if limit <= 0:
             return []
@@ -189,7 +190,7 @@ class TaskBoard:
         self._turn += 1
         with Transaction(self.db):
             for host in hosts[turn:] + hosts[:turn]:
-                room = min(self.politeness.room(host, now, node), limit - len(granted))
+                room = min(self.politeness.room(host, now, node, nodes), limit - len(granted))
                 if room <= 0:
                     continue
                 rows = self.db.execute(
@@ -265,7 +266,7 @@ class TaskBoard:
         spared = False
         if task.state == "leased":
             self.leased -= 1
-            self.politeness.release(host, now)
+            self.politeness.release(host, now, task.owner or "")
             spared = self.politeness.feedback(host, result, now)
         task.result = result
         if stored:
@@ -324,7 +325,7 @@ class TaskBoard:
         with Transaction(self.db):
             for task in map(_task, rows):
                 self.leased -= 1
-                self.politeness.release(host_of(task.url))
+                self.politeness.release(host_of(task.url), None, task.owner or "")
                 if task.attempts - task.failures >= max(MAX_LOST_LEASES, self.max_attempts):
                     task.result = {
                         "id": task.id,
@@ -427,7 +428,7 @@ class Broker:
                 if self.closed:
                     return {"tasks": [], "done": True}
                 now = self.clock()
-                tasks = self.board.lease(node, max(int(limit), 0), now)
+                tasks = self.board.lease(node, max(int(limit), 0), now, len(self.nodes))
                 remaining = deadline - time.monotonic()
                 if tasks or remaining <= 0:
                     return {"tasks": [_wire(task) for task in tasks], "done": False}
@@ -581,7 +582,7 @@ class Broker:
     def release_page_slot(self, host: str, status: int | None, error: str | None) -> None:
         with self._wake:
             now = self.clock()
-            self.politeness.release(host, now)
+            self.politeness.release(host, now, PAGE_FETCHER)
             self.politeness.feedback(host, {"status": status, "error": error}, now)
             self._wake.notify_all()
 

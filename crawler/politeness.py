@@ -93,6 +93,7 @@ class HostState:
     down_errors: int = 0
     requests: int = 0  # leases granted
     owner: str | None = None  # the node holding a delayed host's requests
+    by_node: dict[str, int] = field(default_factory=dict)  # in flight per node
 
 
 @dataclass
@@ -129,13 +130,16 @@ class Politeness:
     def set_crawl_delay(self, host: str, seconds: float | None) -> None:
         self.state(host).crawl_delay = min(max(seconds or 0.0, 0.0), MAX_CRAWL_DELAY)
 
-    def room(self, host: str, now: float, node: str = "") -> int:
-        """How many requests to ``host`` may be granted to ``node`` now."""
+    def room(self, host: str, now: float, node: str = "", nodes: int = 1) -> int:
+        """How many requests to ``host`` may be granted to ``node`` now, when ``nodes``
+        nodes share the work: each gets at most its fair share of the host's limit, so
+        the first node to ask cannot keep the others idle."""
         state = self.state(host)
         concurrency, delay = self.limits(host)
         if delay > 0 and state.in_flight and state.owner not in (None, node):
             return 0
-        free = concurrency - state.in_flight
+        share = -(-concurrency // max(nodes, 1))  # ceil
+        free = min(concurrency - state.in_flight, share - state.by_node.get(node, 0))
         horizon = now + self.lookahead
         start = max(now, state.next_start, state.paused_until)
         if free <= 0 or start > horizon:
@@ -152,6 +156,7 @@ class Politeness:
         _, delay = self.limits(host)
         state.in_flight += 1
         state.requests += 1
+        state.by_node[node] = state.by_node.get(node, 0) + 1
         start = max(now, state.next_start, state.paused_until)
         if delay <= 0 and start <= now:
             return None
@@ -172,10 +177,16 @@ class Politeness:
                 times.append(start)
         return min(times) if times else None
 
-    def release(self, host: str, now: float | None = None) -> None:
-        """A granted request is over, however it ended (or its lease was taken back)."""
+    def release(self, host: str, now: float | None = None, node: str = "") -> None:
+        """A request granted to ``node`` is over, however it ended (or its lease was
+        taken back)."""
         state = self.state(host)
         state.in_flight = max(0, state.in_flight - 1)
+        held = state.by_node.get(node, 0) - 1
+        if held > 0:
+            state.by_node[node] = held
+        else:
+            state.by_node.pop(node, None)
         if not state.in_flight:
             state.owner = None
         delay = self.limits(host)[1]

@@ -212,3 +212,26 @@ def test_a_host_without_delay_is_shared_by_every_node():
     policy = Politeness(concurrency=4)
     policy.grant(A, T0, "n1")
     assert policy.room(A, T0, "n2") == 3
+
+
+def test_nodes_get_a_fair_share_of_a_host():
+    policy = Politeness(concurrency=8)
+    assert policy.room(A, T0, "n1", nodes=2) == 4
+    take(policy, A, T0, 4)  # granted to the default node ""
+    for _ in range(4):
+        policy.grant(A, T0, "n1")
+    assert policy.room(A, T0, "n1", nodes=2) == 0, "n1 has its half"
+    assert policy.room(A, T0, "n1", nodes=1) == 0, "the host is full"
+    policy.release(A, T0, "")
+    assert policy.room(A, T0, "n2", nodes=3) == 1
+    assert policy.room(A, T0, "n1", nodes=1) == 1, "alone, a node may use the whole limit"
+
+
+def test_board_shares_one_host_between_two_nodes():
+    tasks = board(Politeness(concurrency=8), [f"http://{A}/{n}.png" for n in range(20)])
+    first = tasks.lease("n1", 16, T0, nodes=2)
+    second = tasks.lease("n2", 16, T0, nodes=2)
+    assert (len(first), len(second)) == (4, 4)
+    tasks.complete("n1", {"id": first[0].id, "outcome": "stored", "status": 200}, T0, 0.0)
+    assert len(tasks.lease("n2", 16, T0, nodes=2)) == 0, "n2 still holds its share"
+    assert len(tasks.lease("n1", 16, T0, nodes=2)) == 1

@@ -1,0 +1,121 @@
+"""The harvester's queue without HTTP: push, lease and acknowledge N tasks over TCP.
+
+A "harvester" process serves a Broker on a SQLite database (as `crawler harvest`
+does) and records every final task, as the harvester's main loop would; K client
+processes lease batches and report a stored result for each task, as downloader
+nodes do. Prints tasks/s end to end and the harvester's peak RSS. Not a test.
+
+    .venv/bin/python scripts/broker_bench.py [--tasks 1000000] [--clients 4] [--batch 256]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import resource
+import secrets
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from crawler.broker import Broker
+from crawler.serving import BrokerServer
+from crawler.state import open_database
+from crawler.transport import BrokerClient
+
+
+def harvester(tasks: int, port_queue, ready, done_queue, authkey: bytes, folder: str) -> None:
+    db = open_database(Path(folder) / "crawl.db")
+    broker = Broker(lease_seconds=600, max_attempts=3, node_timeout=600, db=db)
+    server = BrokerServer(broker, ("127.0.0.1", 0), authkey)
+    server.start()
+    started = time.monotonic()
+    chunk = 10_000
+    for first in range(0, tasks, chunk):
+        broker.add_tasks(
+            (f"http://img{n % 50}.test/{n}.jpg", "http://site.test/", "img_src")
+            for n in range(first, min(first + chunk, tasks))
+        )
+    pushed = time.monotonic() - started
+    port_queue.put((server.address[1], pushed))
+    ready.wait()
+    started = time.monotonic()
+    final = 0
+    while final < tasks:  # the harvester's loop: take finished tasks, mark them recorded
+        finished, _ = broker.take_updates()
+        if finished:
+            broker.mark_recorded([task.id for task in finished])
+            final += len(finished)
+        else:
+            time.sleep(0.01)
+    elapsed = time.monotonic() - started
+    broker.close()
+    time.sleep(0.5)
+    server.stop()
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    done_queue.put((elapsed, rss_mb))
+
+
+def client(port: int, authkey: bytes, batch: int, node: str, counts) -> None:
+    broker = BrokerClient(("127.0.0.1", port), authkey)
+    broker.join(node, {"host": "bench", "pid": os.getpid(), "concurrency": batch})
+    handled = 0
+    while True:
+        reply = broker.lease_batch(node, batch, 1.0)
+        tasks = reply["tasks"]
+        if tasks:
+            broker.report_results(
+                node,
+                [
+                    {"id": task[0], "url": task[1], "outcome": "stored", "bytes": 1000}
+                    for task in tasks
+                ],
+            )
+            handled += len(tasks)
+        elif reply["done"]:
+            break
+    counts.put(handled)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tasks", type=int, default=1_000_000)
+    parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=256)
+    args = parser.parse_args()
+    authkey = secrets.token_bytes(32)
+    context = multiprocessing.get_context("spawn")
+    port_queue, done_queue, counts = context.Queue(), context.Queue(), context.Queue()
+    ready = context.Event()
+    with tempfile.TemporaryDirectory(prefix="broker-bench-") as folder:
+        server = context.Process(
+            target=harvester, args=(args.tasks, port_queue, ready, done_queue, authkey, folder)
+        )
+        server.start()
+        port, pushed = port_queue.get(timeout=3600)
+        clients = [
+            context.Process(target=client, args=(port, authkey, args.batch, f"c{i}", counts))
+            for i in range(args.clients)
+        ]
+        for process in clients:
+            process.start()
+        ready.set()
+        elapsed, rss_mb = done_queue.get(timeout=3600)
+        handled = sum(counts.get(timeout=60) for _ in clients)
+        for process in [*clients, server]:
+            process.join(timeout=30)
+    print(
+        f"{args.tasks} tasks: pushed in {pushed:.1f} s ({args.tasks / pushed:,.0f}/s); "
+        f"leased and acknowledged by {args.clients} client processes (batch {args.batch}) "
+        f"in {elapsed:.1f} s: {args.tasks / elapsed:,.0f} tasks/s; "
+        f"harvester peak RSS {rss_mb:.0f} MB; handled {handled}"
+    )
+    return 0 if handled == args.tasks else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -249,15 +249,43 @@ class TaskBoard:
         """Take back every lease of a node that left or was lost."""
         return self._take_back("state = 'leased' AND owner = ?", (node,), "node_lost")
 
-    def complete(self, node: str, result: dict[str, Any], now: float, jitter: float) -> Task | None:
+    def complete_many(
+        self, node: str, results: list[dict[str, Any]], now: float, jitter: Callable[[], float]
+    ) -> list[Task]:
+        """``complete`` for a batch, reading its tasks in one query; returns the tasks
+        that became final."""
+        ids = [r.get("id") for r in results if isinstance(r.get("id"), int)]
+        known: dict[int, Task] = {}
+        for first in range(0, len(ids), 500):  # SQLite's limit on bound parameters
+            chunk = ids[first : first + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id IN ({marks})", chunk)
+            known.update((row[0], _task(row)) for row in rows)
+        finished = []
+        for result in results:
+            task = self.complete(node, result, now, jitter(), known.get(result.get("id")))
+            if task is not None:
+                finished.append(task)
+        return finished
+
+    def complete(
+        self,
+        node: str,
+        result: dict[str, Any],
+        now: float,
+        jitter: float,
+        task: Task | bool | None = False,
+    ) -> Task | None:
         """Apply a downloader's result; returns the task if it became final.
 
         Idempotent: a result for a final task is ignored, and so is a failure reported
         by a node whose lease was taken back and given to another node. A retry waits
-        at least the server's ``Retry-After`` (``result["retry_after"]``).
+        at least the server's ``Retry-After`` (``result["retry_after"]``). ``task``: the
+        task as read already (``complete_many``), kept up to date here.
         """
-        task = self.tasks.get(result.get("id"))
-        if task is None or task.state in FINAL_STATES:
+        if task is False:
+            task = self.tasks.get(result.get("id"))
+        if not isinstance(task, Task) or task.state in FINAL_STATES:
             return None
         stored = result.get("outcome") == "stored"
         if not stored and task.state == "leased" and task.owner != node:
@@ -452,13 +480,11 @@ class Broker:
             now = self.clock()
             with Transaction(self.board.db):
                 info = self.nodes[node]
-                for result in results:
-                    task = self.board.complete(node, result, now, self._random.random())
-                    if task is not None:
-                        self._finished.append(task)
-                        finished += 1
-                        info.stored += task.state == "stored"
-                        info.failed += task.state == "failed"
+                for task in self.board.complete_many(node, results, now, self._random.random):
+                    self._finished.append(task)
+                    finished += 1
+                    info.stored += task.state == "stored"
+                    info.failed += task.state == "failed"
             self._wake.notify_all()
         return finished
 
@@ -474,7 +500,7 @@ class Broker:
 
     def status(self) -> dict[str, Any]:
         """What ``crawler status`` shows: queue figures, nodes, per-host state. Plain
-        data only (no None: the wire is XML-RPC)."""
+        data only (the wire is JSON)."""
         with self._lock:
             now = self.clock()
             held = dict(

@@ -28,7 +28,7 @@ from crawler.verify import SNIFF_BYTES, check_image, sniff_image_type
 IMAGE_REQUEST_HEADERS = {"Accept-Encoding": "identity", "Accept": "image/*,*/*;q=0.5"}
 # Worth another try later: the server or the network may recover.
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
-# The manager's xmlrpclib wire format carries 32-bit integers only.
+# Byte counts in results stay below 2**31, like max_image_bytes.
 MAX_WIRE_INT = 2**31 - 1
 # A server may ask for a pause before the next try; longer requests are cut to this.
 MAX_RETRY_AFTER = 3600.0

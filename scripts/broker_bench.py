@@ -44,6 +44,8 @@ def harvester(tasks: int, port_queue, ready, done_queue, authkey: bytes, folder:
     port_queue.put((server.address[1], pushed))
     ready.wait()
     started = time.monotonic()
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu_at_start = usage.ru_utime + usage.ru_stime
     final = 0
     while final < tasks:  # the harvester's loop: take finished tasks, mark them recorded
         finished, _ = broker.take_updates()
@@ -56,8 +58,9 @@ def harvester(tasks: int, port_queue, ready, done_queue, authkey: bytes, folder:
     broker.close()
     time.sleep(0.5)
     server.stop()
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    done_queue.put((elapsed, rss_mb))
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    cpu = usage.ru_utime + usage.ru_stime - cpu_at_start
+    done_queue.put((elapsed, usage.ru_maxrss / 1024, cpu))
 
 
 def client(port: int, authkey: bytes, batch: int, node: str, counts) -> None:
@@ -104,7 +107,7 @@ def main() -> int:
         for process in clients:
             process.start()
         ready.set()
-        elapsed, rss_mb = done_queue.get(timeout=3600)
+        elapsed, rss_mb, cpu = done_queue.get(timeout=3600)
         handled = sum(counts.get(timeout=60) for _ in clients)
         for process in [*clients, server]:
             process.join(timeout=30)
@@ -112,7 +115,8 @@ def main() -> int:
         f"{args.tasks} tasks: pushed in {pushed:.1f} s ({args.tasks / pushed:,.0f}/s); "
         f"leased and acknowledged by {args.clients} client processes (batch {args.batch}) "
         f"in {elapsed:.1f} s: {args.tasks / elapsed:,.0f} tasks/s; "
-        f"harvester peak RSS {rss_mb:.0f} MB; handled {handled}"
+        f"harvester CPU {cpu:.1f} s ({cpu / args.tasks * 1e6:.0f} us/task), "
+        f"peak RSS {rss_mb:.0f} MB; handled {handled}"
     )
     return 0 if handled == args.tasks else 1
 

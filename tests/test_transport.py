@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import pickle
 import socket
 import struct
 import threading
 import time
-import xmlrpc.client
 from collections.abc import Callable, Iterator
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Client
@@ -267,7 +267,7 @@ def test_a_flood_of_idle_connections_does_not_lock_a_downloader_out(
 def open_session(server: BrokerServer) -> Any:
     """An authenticated connection in the served per-client loop, idle."""
     raw = call_within(CALL_TIMEOUT, lambda: Client(server.address, authkey=KEY))
-    raw.send_bytes(xml_request(None, "accept_connection", ("idle",), {}))
+    raw.send_bytes(wire_request(None, "accept_connection", ("idle",), {}))
     assert raw.poll(CALL_TIMEOUT) and b"#RETURN" in raw.recv_bytes()
     return raw
 
@@ -385,8 +385,9 @@ class CreatesMarker:
         return (Path.touch, (self.path,))
 
 
-def xml_request(*request: Any) -> bytes:
-    return xmlrpc.client.dumps((request,), allow_none=True).encode("utf-8")
+def wire_request(*request: Any) -> bytes:
+    """A manager request as our wire carries it (JSON)."""
+    return json.dumps(request).encode("utf-8")
 
 
 @pytest.mark.parametrize("session_first", [False, True], ids=["first-message", "in-session"])
@@ -402,7 +403,7 @@ def test_a_pickle_sent_with_the_right_key_is_never_loaded(
     try:
         if session_first:
             # Become a served session first, so the pickle reaches the per-client loop.
-            raw.send_bytes(xml_request(None, "accept_connection", ("probe",), {}))
+            raw.send_bytes(wire_request(None, "accept_connection", ("probe",), {}))
             assert raw.poll(CALL_TIMEOUT)
             assert b"#RETURN" in raw.recv_bytes()
         raw.send(CreatesMarker(marker))

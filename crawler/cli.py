@@ -127,6 +127,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="also fetch from loopback/private/link-local addresses",
     )
 
+    report = commands.add_parser("report", help="write OUT/report.html: figures, chart, gallery")
+    report.add_argument("out", nargs="?", type=Path, help="output folder (default: downloads)")
+    report.add_argument("--config", type=Path, help="TOML config file")
+    report.add_argument(
+        "--max-thumbnails", type=int, default=2000, metavar="N", help="gallery size (2000)"
+    )
+
+    export = commands.add_parser("export", help="the manifest with image dimensions, as CSV/JSONL")
+    export.add_argument("out", nargs="?", type=Path, help="output folder (default: downloads)")
+    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
+    export.add_argument("--output", type=Path, metavar="FILE", help="write here (default: stdout)")
+    export.add_argument("--config", type=Path, help="TOML config file")
+
     status = commands.add_parser("status", help="ask a running harvester how the crawl goes")
     status.add_argument("--connect", help="harvester HOST:PORT (default 127.0.0.1:5599)")
     status.add_argument("--json", action="store_true", help="print the raw figures as JSON")
@@ -218,6 +231,31 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _output_folder(args: argparse.Namespace) -> tuple[Path, Config]:
+    flags = {"out": str(args.out) if args.out else None}
+    config = load_config(args.config, os.environ, flags)
+    return config.output.out_dir, config
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from crawler.report import write_report
+
+    out, config = _output_folder(args)
+    summary = write_report(out, max_thumbnails=args.max_thumbnails, log=config.output.log_path)
+    print(summary.line())
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from crawler.export import export_manifest
+
+    out, _ = _output_folder(args)
+    rows = export_manifest(out, args.format, args.output)
+    if args.output:
+        print(f"exported {rows} rows to {args.output}", file=sys.stderr)
+    return 0
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from crawler.authkey import write_new_key
 
@@ -240,6 +278,10 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_urls(args)
         if args.command == "status":
             return cmd_status(args)
+        if args.command == "report":
+            return cmd_report(args)
+        if args.command == "export":
+            return cmd_export(args)
         return cmd_keygen(args)
     except CrawlerError as exc:
         print(f"crawler {args.command}: error: {exc}", file=sys.stderr)

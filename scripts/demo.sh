@@ -62,3 +62,5 @@ cat "$WORK/node-1.log" "$WORK/node-2.log" | grep finished || true
 "$PY" -m crawler.demosite check "$WORK/site" "$SITE" "$OUT"
 printf 'wall time of the crawl: %.1f s\n' "$(echo "$finished - $started" | bc -l 2>/dev/null || echo 0)"
 echo "images and manifest: $OUT (manifest.jsonl, progress.log)"
+"$CRAWLER" report "$OUT"
+echo "open it in a browser: file://$(cd "$OUT" && pwd)/report.html"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import socket
 import stat
 import subprocess
@@ -298,3 +300,31 @@ def test_urls_lists_every_image_the_pages_reference(tmp_path):
         assert missing.returncode == 1 and "http_404" in missing.stderr
     finally:
         server.close()
+
+
+def test_report_and_export_commands(tmp_path):
+    from tests.test_report import build_out
+
+    out = build_out(tmp_path / "out")
+    report = crawler("report", str(out))
+    assert report.returncode == 0, report.stderr
+    assert report.stdout.startswith(f"report: {out / 'report.html'}")
+    assert (out / "report.html").stat().st_size > 1000
+
+    csv_out = crawler("export", str(out), "--format", "csv")
+    assert csv_out.returncode == 0, csv_out.stderr
+    rows = list(csv.DictReader(io.StringIO(csv_out.stdout)))
+    manifest = [
+        line for line in (out / "manifest.jsonl").read_text().splitlines() if line.endswith("}")
+    ]
+    assert len(rows) == len(manifest) and rows[0]["url"]
+    target = tmp_path / "export.jsonl"
+    jsonl = crawler("export", str(out), "--format", "jsonl", "--output", str(target))
+    assert jsonl.returncode == 0 and f"to {target}" in jsonl.stderr
+    assert len(target.read_text().splitlines()) == len(rows)
+
+    for args in (["report", str(tmp_path / "empty")], ["export", str(tmp_path / "empty")]):
+        done = crawler(*args)
+        assert done.returncode == 2 and "no manifest.jsonl" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "empty").exists()

@@ -12,6 +12,8 @@ lock, node registry and long-polling; ``serving.py`` serves it with a manager.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import json
 import random
 import sqlite3
@@ -44,6 +46,7 @@ class Task:
     result: dict[str, Any] | None = None
     start_in: float | None = None  # seconds from the lease to the request (host delay)
     spacing: float = 0.0  # the host's delay, which the node keeps between its requests
+    host: str = ""  # host_of(url), known once leased
 
 
 def retry_delay(attempt: int, jitter: float) -> float:
@@ -69,15 +72,19 @@ def _task(row: tuple) -> Task:
 
 
 class TaskView:
-    """Read access to tasks by id, like a dict (``board.tasks[3].state``); each lookup
-    is a fresh snapshot from the database."""
+    """Read access to tasks by id, like a dict (``board.tasks[3].state``): a fresh
+    snapshot from the database, or the lease when the task is leased."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
+    def __init__(self, db: sqlite3.Connection, leases: dict[int, Task]) -> None:
         self._db = db
+        self._leases = leases
 
     def get(self, task_id: Any, default: Task | None = None) -> Task | None:
         if not isinstance(task_id, int):
             return default
+        leased = self._leases.get(task_id)
+        if leased is not None:
+            return dataclasses.replace(leased)
         row = self._db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id = ?", (task_id,)).fetchone()
         return default if row is None else _task(row)
 
@@ -89,10 +96,12 @@ class TaskView:
 
 
 class TaskBoard:
-    """Tasks and their leases, kept in SQLite. Not thread-safe; every method takes ``now``.
+    """Tasks in SQLite, their leases in memory. Not thread-safe; every method takes ``now``.
 
-    Reopening a database (a harvester restart) puts leased and waiting tasks back in
-    the queue, due at once: their deadlines belonged to the old process's clock.
+    A lease is not written to the database: a harvester that restarts takes every
+    lease back anyway (their deadlines belonged to the old process's clock), so the
+    database only learns a task's outcome, or that it goes back to the queue. A leased
+    task's row stays ``pending``; the lease queries skip the ids leased in memory.
     """
 
     def __init__(
@@ -107,7 +116,9 @@ class TaskBoard:
         # Without limits (unit tests, benchmarks of the queue) every host is unlimited.
         self.politeness = politeness or Politeness(concurrency=2**31 - 1)
         self.db = db if db is not None else open_database(":memory:")
-        self.tasks = TaskView(self.db)
+        self.leases: dict[int, Task] = {}
+        self.leased_by_host: dict[str, set[int]] = {}
+        self.tasks = TaskView(self.db, self.leases)
         with Transaction(self.db):
             self.db.execute(
                 "UPDATE tasks SET state = 'pending', owner = NULL, deadline = 0, due = 0 "
@@ -188,34 +199,32 @@ class TaskBoard:
         hosts = list(self.pending_hosts)
         turn = self._turn % len(hosts) if hosts else 0
         self._turn += 1
-        with Transaction(self.db):
-            for host in hosts[turn:] + hosts[:turn]:
-                room = min(self.politeness.room(host, now, node, nodes), limit - len(granted))
-                if room <= 0:
-                    continue
-                rows = self.db.execute(
-                    f"SELECT {_COLUMNS} FROM tasks WHERE state = 'pending' AND host = ? "
-                    "AND due <= ? ORDER BY due, id LIMIT ?",
-                    (host, now, room),
-                ).fetchall()
-                spacing = self.politeness.limits(host)[1]
-                for row in rows:
-                    task = _task(row)
-                    task.start_in = self.politeness.grant(host, now, node)
-                    task.spacing = spacing
-                    granted.append(task)
-                self._pending(host, -len(rows))
-                if len(granted) >= limit:
-                    break
-            self.db.executemany(
-                "UPDATE tasks SET state = 'leased', owner = ?, deadline = ?, "
-                "attempts = attempts + 1 WHERE id = ?",
-                [(node, deadline, task.id) for task in granted],
-            )
+        for host in hosts[turn:] + hosts[:turn]:
+            room = min(self.politeness.room(host, now, node, nodes), limit - len(granted))
+            if room <= 0:
+                continue
+            held = self.leased_by_host.setdefault(host, set())
+            rows = self.db.execute(
+                f"SELECT {_COLUMNS} FROM tasks WHERE state = 'pending' AND host = ? "
+                "AND due <= ? ORDER BY due, id LIMIT ?",
+                (host, now, room + len(held)),  # the held ones are pending rows too
+            ).fetchall()
+            rows = [row for row in rows if row[0] not in held][:room]
+            spacing = self.politeness.limits(host)[1]
+            for row in rows:
+                task = _task(row)
+                task.start_in = self.politeness.grant(host, now, node)
+                task.spacing = spacing
+                task.state, task.owner, task.deadline = "leased", node, deadline
+                task.attempts += 1
+                task.host = host
+                self.leases[task.id] = task
+                held.add(task.id)
+                granted.append(task)
+            self._pending(host, -len(rows))
+            if len(granted) >= limit:
+                break
         self.leased += len(granted)
-        for task in granted:
-            task.state, task.owner, task.deadline = "leased", node, deadline
-            task.attempts += 1
         return granted
 
     def wake_time(self, now: float) -> float | None:
@@ -235,26 +244,30 @@ class TaskBoard:
 
     def extend(self, node: str, ids: Iterable[int], now: float) -> None:
         """Push back the deadline of leases ``node`` still holds (a heartbeat)."""
-        with Transaction(self.db):
-            self.db.executemany(
-                "UPDATE tasks SET deadline = ? WHERE id = ? AND state = 'leased' AND owner = ?",
-                [(now + self.lease_seconds, task_id, node) for task_id in ids],
-            )
+        for task_id in ids:
+            task = self.leases.get(task_id)
+            if task is not None and task.owner == node:
+                task.deadline = now + self.lease_seconds
 
     def expire(self, now: float) -> list[Task]:
         """Take back leases whose deadline passed; returns the tasks that became final."""
-        return self._take_back("state = 'leased' AND deadline < ?", (now,), "lease_expired")
+        overdue = [t for t in self.leases.values() if t.deadline < now]
+        return self._take_back(overdue, "lease_expired")
 
     def release_node(self, node: str, now: float) -> list[Task]:
         """Take back every lease of a node that left or was lost."""
-        return self._take_back("state = 'leased' AND owner = ?", (node,), "node_lost")
+        return self._take_back([t for t in self.leases.values() if t.owner == node], "node_lost")
 
     def complete_many(
         self, node: str, results: list[dict[str, Any]], now: float, jitter: Callable[[], float]
     ) -> list[Task]:
         """``complete`` for a batch, reading its tasks in one query; returns the tasks
         that became final."""
-        ids = [r.get("id") for r in results if isinstance(r.get("id"), int)]
+        ids = [
+            r.get("id")
+            for r in results
+            if isinstance(r.get("id"), int) and r.get("id") not in self.leases
+        ]
         known: dict[int, Task] = {}
         for first in range(0, len(ids), 500):  # SQLite's limit on bound parameters
             chunk = ids[first : first + 500]
@@ -263,10 +276,16 @@ class TaskBoard:
             known.update((row[0], _task(row)) for row in rows)
         finished = []
         for result in results:
-            task = self.complete(node, result, now, jitter(), known.get(result.get("id")))
+            task_id = result.get("id")
+            task = self.complete(node, result, now, jitter(), self._current(task_id, known))
             if task is not None:
                 finished.append(task)
         return finished
+
+    def _current(self, task_id: Any, known: dict[int, Task]) -> Task | None:
+        if not isinstance(task_id, int):
+            return None
+        return self.leases.get(task_id) or known.get(task_id)
 
     def complete(
         self,
@@ -284,17 +303,16 @@ class TaskBoard:
         task as read already (``complete_many``), kept up to date here.
         """
         if task is False:
-            task = self.tasks.get(result.get("id"))
+            task = self._current(result.get("id"), {}) or self.tasks.get(result.get("id"))
         if not isinstance(task, Task) or task.state in FINAL_STATES:
             return None
         stored = result.get("outcome") == "stored"
         if not stored and task.state == "leased" and task.owner != node:
             return None
-        host = host_of(task.url)
+        host = task.host or host_of(task.url)
         spared = False
         if task.state == "leased":
-            self.leased -= 1
-            self.politeness.release(host, now, task.owner or "")
+            self._end_lease(task, now)
             spared = self.politeness.feedback(host, result, now)
         task.result = result
         if stored:
@@ -311,15 +329,23 @@ class TaskBoard:
         task.state, task.owner = "pending", None
         self.db.execute(
             "UPDATE tasks SET state = 'pending', owner = NULL, due = ?, result = ?, "
-            "failures = ? WHERE id = ?",
-            (now + wait, json.dumps(result), task.failures, task.id),
+            "failures = ?, attempts = ? WHERE id = ?",
+            (now + wait, json.dumps(result), task.failures, task.attempts, task.id),
         )
         self._pending(host, 1)
         return None
 
     def next_due(self) -> float | None:
-        """When the earliest waiting task becomes due (None when nothing waits)."""
-        return self.db.execute("SELECT MIN(due) FROM tasks WHERE state = 'pending'").fetchone()[0]
+        """When the earliest waiting task becomes due (None when nothing waits).
+        One index seek per host with waiting tasks."""
+        dues = [
+            self.db.execute(
+                "SELECT MIN(due) FROM tasks WHERE state = 'pending' AND host = ?", (host,)
+            ).fetchone()[0]
+            for host in self.pending_hosts
+        ]
+        dues = [due for due in dues if due is not None]
+        return min(dues) if dues else None
 
     def unrecorded(self) -> list[Task]:
         """Final tasks whose manifest line may be missing (a crash came in between)."""
@@ -347,35 +373,44 @@ class TaskBoard:
     def all_final(self) -> bool:
         return self.final == self.total
 
-    def _take_back(self, where: str, args: tuple, reason: str) -> list[Task]:
-        rows = self.db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE {where}", args).fetchall()
+    def _take_back(self, leased: list[Task], reason: str) -> list[Task]:
         finished = []
         with Transaction(self.db):
-            for task in map(_task, rows):
-                self.leased -= 1
-                self.politeness.release(host_of(task.url), None, task.owner or "")
+            for task in leased:
+                host = self._end_lease(task)
+                owner, task.state, task.owner, task.deadline = task.owner, "pending", None, 0.0
                 if task.attempts - task.failures >= max(MAX_LOST_LEASES, self.max_attempts):
+                    task.owner = owner
                     task.result = {
                         "id": task.id,
                         "url": task.url,
                         "outcome": "failed",
                         "error": reason,
-                        "node": task.owner,
+                        "node": owner,
                     }
                     finished.append(self._finish(task, "failed"))
                 else:
                     self.db.execute(
-                        "UPDATE tasks SET state = 'pending', owner = NULL, due = 0 WHERE id = ?",
-                        (task.id,),
+                        "UPDATE tasks SET attempts = ? WHERE id = ?", (task.attempts, task.id)
                     )
-                    self._pending(host_of(task.url), 1)
+                    self._pending(host, 1)
         return finished
+
+    def _end_lease(self, task: Task, now: float | None = None) -> str:
+        """Forget a lease (the task is final or back in the queue); returns its host."""
+        host = task.host or host_of(task.url)
+        self.leases.pop(task.id, None)
+        self.leased_by_host.get(host, set()).discard(task.id)
+        self.leased -= 1
+        self.politeness.release(host, now, task.owner or "")
+        return host
 
     def _finish(self, task: Task, state: str) -> Task:
         task.state = state
         self.db.execute(
-            "UPDATE tasks SET state = ?, result = ?, failures = ? WHERE id = ?",
-            (state, json.dumps(task.result), task.failures, task.id),
+            "UPDATE tasks SET state = ?, result = ?, failures = ?, attempts = ?, owner = ? "
+            "WHERE id = ?",
+            (state, json.dumps(task.result), task.failures, task.attempts, task.owner, task.id),
         )
         self.final += 1
         self.stored += state == "stored"
@@ -503,11 +538,7 @@ class Broker:
         data only (the wire is JSON)."""
         with self._lock:
             now = self.clock()
-            held = dict(
-                self.board.db.execute(
-                    "SELECT owner, COUNT(*) FROM tasks WHERE state = 'leased' GROUP BY owner"
-                )
-            )
+            held = collections.Counter(task.owner for task in self.board.leases.values())
             nodes = [
                 {
                     "node": info.node,

@@ -89,6 +89,7 @@ class _Declaration:
     position: int
     important: bool
     urls: list[str]
+    variables: list[str]  # custom properties it reads with var(--name)
 
 
 class _CssScanner:
@@ -102,6 +103,9 @@ class _CssScanner:
         self.declarations_at_top_level = declarations_at_top_level
         self.blocks: list[dict[str, _Declaration]] = [{}]
         self.winners: list[_Declaration] = []
+        # url()s held by custom properties (--hero: url(a.png)), anywhere in this CSS:
+        # an image property that reads one with var(--hero) shows them.
+        self.custom: dict[str, list[str]] = {}
         self.start_statement(0)
 
     def start_statement(self, position: int) -> None:
@@ -110,6 +114,7 @@ class _CssScanner:
         self.in_value = False
         self.functions: list[str] = []
         self.urls: list[str] = []
+        self.variables: list[str] = []
         self.important = False
         self.after_bang = False
 
@@ -135,6 +140,8 @@ class _CssScanner:
             self.functions.append(text.lower())
         elif kind == "word" and self.after_bang and text.lower() == "important":
             self.important = True
+        elif kind == "word" and text.startswith("--") and self.functions[-1:] == ["var"]:
+            self.variables.append(text)
         self.after_bang = text == "!"
 
     def feed_symbol(self, symbol: str, end: int) -> None:
@@ -162,21 +169,31 @@ class _CssScanner:
     def end_declaration(self) -> None:
         if not self.in_value or (len(self.blocks) == 1 and not self.declarations_at_top_level):
             return
-        group = _CSS_IMAGE_PROPERTIES.get("".join(self.name).strip().lower())
+        name = "".join(self.name).strip()
+        if name.startswith("--"):  # custom property names are case-sensitive
+            if self.urls:
+                self.custom[name] = self.urls
+            return
+        group = _CSS_IMAGE_PROPERTIES.get(name.lower())
         if group is None:
             return
         block = self.blocks[-1]
         previous = block.get(group)
         if previous is None or self.important or not previous.important:
             block.pop(group, None)  # re-insert: document order follows the winner
-            block[group] = _Declaration(self.position, self.important, self.urls)
+            block[group] = _Declaration(self.position, self.important, self.urls, self.variables)
 
     def finish(self) -> list[str]:
         self.end_declaration()
         for block in self.blocks:
             self.winners.extend(block.values())
         self.winners.sort(key=lambda declaration: declaration.position)
-        return [url for declaration in self.winners for url in declaration.urls]
+        return [
+            url
+            for declaration in self.winners
+            for url in declaration.urls
+            + [url for name in declaration.variables for url in self.custom.get(name, [])]
+        ]
 
 
 def _css_unescape(text: str) -> str:

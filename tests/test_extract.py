@@ -658,3 +658,19 @@ def test_empty_attributes_are_skipped():
     content = extract_page(html.encode(), PAGE)
     assert content.images == []
     assert content.links == []
+
+
+def test_css_custom_properties_read_by_an_image_property():
+    assert style_attribute_image_urls(
+        "--hero: url(/h.png); background-image: var(--hero); width: 4px"
+    ) == ["/h.png"]
+    sheet = """
+        :root { --bg: url("bg.png"); --Icon: url(icon.svg); --unused: url(unused.png) }
+        .a { background: var(--bg) }
+        .b { list-style-image: var(--Icon, url(fallback.png)) }
+        .c { color: var(--unused) }
+        .d { background: var(--icon) }
+    """
+    # --icon is not --Icon (names are case-sensitive); --unused is read by no image
+    # property; a var() fallback url() is kept like any url().
+    assert stylesheet_image_urls(sheet) == ["bg.png", "fallback.png", "icon.svg"]

@@ -97,7 +97,7 @@ def test_chromium_loads_every_probe():
 
 
 # Probes our extraction still misses (strict xfail: finding one fails the test).
-KNOWN_MISSES = {"css-custom-property"}
+KNOWN_MISSES: set[str] = set()
 
 
 @pytest.mark.parametrize(

@@ -220,6 +220,8 @@ def _elements(text: str) -> list[_Element]:
         warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML pages are fine
         soup = BeautifulSoup(text.replace("\x00", "\ufffd"), "lxml")
+    # <template> content is inert: a browser shows none of it until a script copies it.
+    inert = {id(node) for template in soup.find_all("template") for node in template.find_all(True)}
     return [
         _Element(
             tag.name,
@@ -230,6 +232,7 @@ def _elements(text: str) -> list[_Element]:
             tag.get_text() if tag.name == "style" else "",
         )
         for tag in soup.find_all(True)
+        if id(tag) not in inert
     ]
 
 

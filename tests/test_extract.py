@@ -674,3 +674,12 @@ def test_css_custom_properties_read_by_an_image_property():
     # --icon is not --Icon (names are case-sensitive); --unused is read by no image
     # property; a var() fallback url() is kept like any url().
     assert stylesheet_image_urls(sheet) == ["bg.png", "fallback.png", "icon.svg"]
+
+
+def test_template_content_is_inert():
+    html = """
+        <template id="card"><img src="card.png"><div style="background:url(bg.png)"></div>
+        </template>
+        <img src="shown.png">
+    """
+    assert images(html) == [(BASE + "shown.png", "img_src")]

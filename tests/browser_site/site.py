@@ -472,8 +472,8 @@ def _malformed(b: _Builder) -> None:
     b.image(
         "/images/mal/template.png",
         loaded=False,
-        found=None,
-        why="<template> content is inert: not loaded; reporting it costs 'shown' only",
+        found=False,
+        why="trap: <template> content is inert, never shown until a script copies it",
     )
     html = (
         """<!DOCTYPE html>

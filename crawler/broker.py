@@ -47,6 +47,7 @@ class Task:
     start_in: float | None = None  # seconds from the lease to the request (host delay)
     spacing: float = 0.0  # the host's delay, which the node keeps between its requests
     host: str = ""  # host_of(url), known once leased
+    seq: int = 0  # order in which tasks became final (0: not final)
 
 
 def retry_delay(attempt: int, jitter: float) -> float:
@@ -58,7 +59,7 @@ def retry_delay(attempt: int, jitter: float) -> float:
     return min(60.0, 2.0 ** min(attempt - 1, 6)) * (0.5 + jitter / 2)
 
 
-_COLUMNS = "id, url, page, kind, state, attempts, failures, owner, deadline, result"
+_COLUMNS = "id, url, page, kind, state, attempts, failures, owner, deadline, result, finished_seq"
 # A lease lost with its node (killed, cut off) is not the task's fault and does not
 # count against max_attempts; only a task that loses this many leases is given up,
 # so that an image which crashes every downloader cannot circulate for ever.
@@ -66,9 +67,11 @@ MAX_LOST_LEASES = 10
 
 
 def _task(row: tuple) -> Task:
-    task_id, url, page, kind, state, attempts, failures, owner, deadline, result = row
+    task_id, url, page, kind, state, attempts, failures, owner, deadline, result, seq = row
     parsed = json.loads(result) if result else None
-    return Task(task_id, url, page, kind, state, attempts, failures, owner, deadline, parsed)
+    task = Task(task_id, url, page, kind, state, attempts, failures, owner, deadline, parsed)
+    task.seq = seq
+    return task
 
 
 class TaskView:
@@ -130,6 +133,9 @@ class TaskBoard:
         self.final = self.stored + counts.get("failed", 0)
         self.leased = 0
         self._turn = 0
+        self.seq = self.db.execute("SELECT MAX(finished_seq) FROM tasks").fetchone()[0] or 0
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'recorded_seq'").fetchone()
+        self.recorded_seq = int(row[0]) if row else 0
         # Hosts with pending tasks, in the order they are offered leases (round robin).
         self.pending_hosts: dict[str, int] = dict(
             self.db.execute(
@@ -156,16 +162,18 @@ class TaskBoard:
         so that the manifest still has a line for it."""
         result = {"url": url, "outcome": "failed", "error": error}
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO tasks (url, page, kind, state, result, host) "
-            "VALUES (?, ?, ?, 'failed', ?, ?)",
-            (url, page, kind, json.dumps(result), host_of(url)),
+            "INSERT OR IGNORE INTO tasks (url, page, kind, state, result, host, finished_seq) "
+            "VALUES (?, ?, ?, 'failed', ?, ?, ?)",
+            (url, page, kind, json.dumps(result), host_of(url), self.seq + 1),
         )
         if not cursor.rowcount:
             return None
+        self.seq += 1
         self.total += 1
         self.final += 1
-        task_id = cursor.lastrowid or 0
-        return Task(task_id, url, page, kind, state="failed", result=result)
+        task = Task(cursor.lastrowid or 0, url, page, kind, state="failed", result=result)
+        task.seq = self.seq
+        return task
 
     def add_many(
         self, items: Iterable[tuple[str, str, str]], limit: float = float("inf")
@@ -348,17 +356,29 @@ class TaskBoard:
         return min(dues) if dues else None
 
     def unrecorded(self) -> list[Task]:
-        """Final tasks whose manifest line may be missing (a crash came in between)."""
+        """Final tasks whose manifest line may be missing (a crash came in between), in
+        the order they became final. Read once, at a resume: a full scan is fine."""
         rows = self.db.execute(
-            f"SELECT {_COLUMNS} FROM tasks WHERE recorded = 0 AND state IN ('stored', 'failed')"
+            f"SELECT {_COLUMNS} FROM tasks WHERE state IN ('stored', 'failed') "
+            "AND (finished_seq > ? OR (finished_seq = 0 AND recorded = 0)) "
+            "ORDER BY finished_seq, id",
+            (self.recorded_seq,),
         ).fetchall()
         return [_task(row) for row in rows]
 
-    def mark_recorded(self, ids: Iterable[int]) -> None:
-        with Transaction(self.db):
-            self.db.executemany(
-                "UPDATE tasks SET recorded = 1 WHERE id = ?", [(task_id,) for task_id in ids]
-            )
+    def mark_recorded(self, tasks: Iterable[Task]) -> None:
+        """The manifest has every task that became final up to the last of ``tasks``
+        (the harvester records them in the order ``take_updates`` gave them): one write
+        per batch, not per task."""
+        seq = max((task.seq for task in tasks), default=0)
+        if seq <= self.recorded_seq:
+            return
+        self.recorded_seq = seq
+        self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('recorded_seq', ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (str(seq),),
+        )
 
     def counts(self) -> dict[str, int]:
         return {
@@ -406,11 +426,20 @@ class TaskBoard:
         return host
 
     def _finish(self, task: Task, state: str) -> Task:
-        task.state = state
+        self.seq += 1
+        task.state, task.seq = state, self.seq
         self.db.execute(
-            "UPDATE tasks SET state = ?, result = ?, failures = ?, attempts = ?, owner = ? "
-            "WHERE id = ?",
-            (state, json.dumps(task.result), task.failures, task.attempts, task.owner, task.id),
+            "UPDATE tasks SET state = ?, result = ?, failures = ?, attempts = ?, owner = ?, "
+            "finished_seq = ? WHERE id = ?",
+            (
+                state,
+                json.dumps(task.result),
+                task.failures,
+                task.attempts,
+                task.owner,
+                task.seq,
+                task.id,
+            ),
         )
         self.final += 1
         self.stored += state == "stored"
@@ -614,9 +643,9 @@ class Broker:
         with self._lock:
             return self.board.unrecorded()
 
-    def mark_recorded(self, ids: list[int]) -> None:
+    def mark_recorded(self, tasks: list[Task]) -> None:
         with self._lock:
-            self.board.mark_recorded(ids)
+            self.board.mark_recorded(tasks)
 
     # -- politeness for the harvester's own requests -----------------------------
 

@@ -274,7 +274,7 @@ class Harvester:
         for task in unrecorded:
             if task.url not in present:
                 self._record_task(task)
-        self.broker.mark_recorded([task.id for task in unrecorded])
+        self.broker.mark_recorded(unrecorded)
 
     # -- the main loop -------------------------------------------------------------
 
@@ -436,7 +436,7 @@ class Harvester:
             self._record_task(task)
             self._count_task(task)
         if finished:
-            self.broker.mark_recorded([task.id for task in finished])
+            self.broker.mark_recorded(finished)
 
     @staticmethod
     def _manifest_record(task: Task) -> dict[str, Any]:

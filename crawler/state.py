@@ -43,8 +43,9 @@ CREATE TABLE IF NOT EXISTS tasks (
     deadline REAL NOT NULL DEFAULT 0,
     due REAL NOT NULL DEFAULT 0,
     result TEXT,
-    recorded INTEGER NOT NULL DEFAULT 0,  -- 1 once its manifest line is written
-    host TEXT NOT NULL DEFAULT ''  -- host[:port] of url, the unit of politeness
+    recorded INTEGER NOT NULL DEFAULT 0,  -- (older crawls) 1 once in the manifest
+    host TEXT NOT NULL DEFAULT '',  -- host[:port] of url, the unit of politeness
+    finished_seq INTEGER NOT NULL DEFAULT 0  -- order of becoming final, 1, 2, 3 ...
 );
 """
 # One secondary index on tasks, on purpose: every lease and every result rewrites a
@@ -81,6 +82,8 @@ def open_database(path: Path | str) -> sqlite3.Connection:
             "BEGIN; ALTER TABLE tasks ADD COLUMN host TEXT NOT NULL DEFAULT ''; "
             "UPDATE tasks SET host = host_of(url); COMMIT;"
         )
+    if "finished_seq" not in columns:
+        db.execute("ALTER TABLE tasks ADD COLUMN finished_seq INTEGER NOT NULL DEFAULT 0")
     db.executescript(INDEXES)
     return db
 

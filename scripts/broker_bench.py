@@ -50,7 +50,7 @@ def harvester(tasks: int, port_queue, ready, done_queue, authkey: bytes, folder:
     while final < tasks:  # the harvester's loop: take finished tasks, mark them recorded
         finished, _ = broker.take_updates()
         if finished:
-            broker.mark_recorded([task.id for task in finished])
+            broker.mark_recorded(finished)
             final += len(finished)
         else:
             time.sleep(0.01)

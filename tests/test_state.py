@@ -81,7 +81,7 @@ def test_task_board_survives_a_restart(tmp_path: Path):
     assert sorted(task.id for task in again) == [leased[1].id, leased[2].id, 4]
     assert reopened.tasks[leased[1].id].attempts == 2, "attempts are kept across restarts"
     assert [task.id for task in reopened.unrecorded()] == [leased[0].id]
-    reopened.mark_recorded([leased[0].id])
+    reopened.mark_recorded(reopened.unrecorded())
     assert reopened.unrecorded() == []
 
 
@@ -93,3 +93,21 @@ def test_retry_waits_for_retry_after_when_it_is_longer():
     assert board.complete("n1", failure, 0.0, 0.0) is None
     assert board.lease("n1", 1, now=6.9) == []
     assert [t.id for t in board.lease("n1", 1, now=7.0)] == [task.id]
+
+
+def test_recorded_watermark_survives_a_restart_and_never_goes_back(tmp_path: Path):
+    path = tmp_path / "crawl.db"
+    board = TaskBoard(30.0, 3, open_database(path))
+    board.add_many([(f"http://img.test/{n}.png", "http://site.test/", "img_src") for n in range(3)])
+    leased = board.lease("n1", 3, now=1.0)
+    done = [board.complete("n1", {"id": t.id, "outcome": "stored"}, 2.0, 0.0) for t in leased]
+    assert [task.seq for task in done] == [1, 2, 3]
+    board.mark_recorded(done[:2])  # a crash before the third manifest line
+    board.mark_recorded(done[:1])  # an older batch changes nothing
+    board.db.close()
+
+    reopened = TaskBoard(30.0, 3, open_database(path))
+    assert [task.id for task in reopened.unrecorded()] == [leased[2].id]
+    refused = reopened.add_refused("http://img.test/x.png", "http://site.test/", "img", "robots")
+    assert refused is not None and refused.seq == 4
+    assert [task.seq for task in reopened.unrecorded()] == [3, 4]

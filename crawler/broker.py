@@ -120,6 +120,7 @@ class TaskBoard:
         self.politeness = politeness or Politeness(concurrency=2**31 - 1)
         self.db = db if db is not None else open_database(":memory:")
         self.leases: dict[int, Task] = {}
+        self.page_hosts: set[str] = set()  # hosts with pages waiting to be fetched
         self.leased_by_host: dict[str, set[int]] = {}
         self.tasks = TaskView(self.db, self.leases)
         with Transaction(self.db):
@@ -208,7 +209,9 @@ class TaskBoard:
         turn = self._turn % len(hosts) if hosts else 0
         self._turn += 1
         for host in hosts[turn:] + hosts[:turn]:
-            room = min(self.politeness.room(host, now, node, nodes), limit - len(granted))
+            reserve = 1 if host in self.page_hosts else 0
+            room = self.politeness.room(host, now, node, nodes, reserve)
+            room = min(room, limit - len(granted))
             if room <= 0:
                 continue
             held = self.leased_by_host.setdefault(host, set())
@@ -652,6 +655,11 @@ class Broker:
     def set_crawl_delay(self, host: str, seconds: float) -> None:
         with self._lock:
             self.politeness.set_crawl_delay(host, seconds)
+
+    def set_page_hosts(self, hosts: set[str]) -> None:
+        """Hosts whose pages wait for a slot: leases keep one slot of each free."""
+        with self._lock:
+            self.board.page_hosts = hosts
 
     def take_page_slot(self, host: str) -> tuple[bool, float | None]:
         """A slot for the harvester to fetch a page: ``(granted, start_in)``; pages count

@@ -340,6 +340,7 @@ class Harvester:
             future = pages.submit(self._fetch_page, url, depth, start_in)
             self.in_flight[future] = url
         self.deferred = waiting
+        self.broker.set_page_hosts({host_of(url) for url, _ in waiting})
 
     def _fetch_page(self, url: str, depth: int, start_in: float | None) -> PageResult:
         if start_in:

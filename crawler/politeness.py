@@ -130,16 +130,19 @@ class Politeness:
     def set_crawl_delay(self, host: str, seconds: float | None) -> None:
         self.state(host).crawl_delay = min(max(seconds or 0.0, 0.0), MAX_CRAWL_DELAY)
 
-    def room(self, host: str, now: float, node: str = "", nodes: int = 1) -> int:
+    def room(self, host: str, now: float, node: str = "", nodes: int = 1, reserve: int = 0) -> int:
         """How many requests to ``host`` may be granted to ``node`` now, when ``nodes``
         nodes share the work: each gets at most its fair share of the host's limit, so
-        the first node to ask cannot keep the others idle."""
+        the first node to ask cannot keep the others idle. ``reserve`` slots stay free
+        (for the harvester's own page fetches, which would otherwise wait behind every
+        image of the host)."""
         state = self.state(host)
         concurrency, delay = self.limits(host)
         if delay > 0 and state.in_flight and state.owner not in (None, node):
             return 0
         share = -(-concurrency // max(nodes, 1))  # ceil
-        free = min(concurrency - state.in_flight, share - state.by_node.get(node, 0))
+        reserve = min(reserve, concurrency - 1)  # a limit of 1 is still shared
+        free = min(concurrency - reserve - state.in_flight, share - state.by_node.get(node, 0))
         horizon = now + self.lookahead
         start = max(now, state.next_start, state.paused_until)
         if free <= 0 or start > horizon:

@@ -235,3 +235,13 @@ def test_board_shares_one_host_between_two_nodes():
     tasks.complete("n1", {"id": first[0].id, "outcome": "stored", "status": 200}, T0, 0.0)
     assert len(tasks.lease("n2", 16, T0, nodes=2)) == 0, "n2 still holds its share"
     assert len(tasks.lease("n1", 16, T0, nodes=2)) == 1
+
+
+def test_a_slot_is_kept_free_for_pages_waiting_on_the_host():
+    policy = Politeness(concurrency=4)
+    assert policy.room(A, T0, "n1", reserve=1) == 3
+    assert Politeness(concurrency=1).room(A, T0, "n1", reserve=1) == 1, "1 stays shared"
+    tasks = board(Politeness(concurrency=4), [f"http://{A}/{n}.png" for n in range(10)])
+    tasks.page_hosts = {A}
+    assert len(tasks.lease("n1", 10, T0)) == 3
+    assert tasks.politeness.room(A, T0, "(harvester pages)") == 1, "the page gets the last"

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import shutil
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.cluster import Cluster
+
+CHROMIUM_INSTALL_HINT = (
+    "chromium is not installed: apt-get install -y --no-install-recommends chromium "
+    "(scripts/test.sh and scripts/browser_check.sh install it)"
+)
+FIND_CHROMIUM_FOR = 15.0  # Chromium may be missing for a moment while a run reinstalls it
 
 
 @pytest.fixture
@@ -16,3 +24,15 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
     running = Cluster(tmp_path)
     yield running
     running.stop_all()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> str:
+    """Chromium's path. The browser tests fail without it, never skip: a skipped browser
+    check would look like a passing one."""
+    deadline = time.monotonic() + FIND_CHROMIUM_FOR
+    while (found := shutil.which("chromium")) is None and time.monotonic() < deadline:
+        time.sleep(0.5)
+    if found is None:
+        pytest.fail(CHROMIUM_INSTALL_HINT)
+    return found

@@ -8,10 +8,8 @@ not skip: a silently skipped browser check would look like a passing one.
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,30 +17,17 @@ import pytest
 from PIL import Image, ImageChops
 
 from crawler.report import write_report
+from tests.browser_site.check import CHROMIUM_FLAGS
 from tests.test_report import BLUE, GREEN, MAGENTA, PLACEHOLDERS, RED, THUMBNAILS, build_out
 
-INSTALL_HINT = (
-    "chromium is not installed: apt-get install -y --no-install-recommends chromium "
-    "(scripts/browser_check.sh installs it too)"
-)
-CHROMIUM_FLAGS = (
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-proxy-server",
+REPORT_FLAGS = (
+    *CHROMIUM_FLAGS,
     "--hide-scrollbars",
     "--enable-logging=stderr",
     "--v=0",
     "--virtual-time-budget=2000",
     "--window-size=1280,2400",  # tall enough for the whole gallery of build_out
 )
-# Chromium may be missing for a moment while another run reinstalls it.
-FIND_CHROMIUM_FOR = 15.0
 RUN_TIMEOUT = 60.0
 
 
@@ -53,21 +38,12 @@ class Rendering:
     screenshot: Image.Image
 
 
-def find_chromium() -> str:
-    deadline = time.monotonic() + FIND_CHROMIUM_FOR
-    while (chromium := shutil.which("chromium")) is None and time.monotonic() < deadline:
-        time.sleep(0.5)
-    if chromium is None:
-        pytest.fail(INSTALL_HINT)
-    return chromium
-
-
-def render(page: Path, screenshot: Path) -> Rendering:
+def render(chromium: str, page: Path, screenshot: Path) -> Rendering:
     with tempfile.TemporaryDirectory(prefix="chromium-profile-") as profile:
         run = subprocess.run(
             [
-                find_chromium(),
-                *CHROMIUM_FLAGS,
+                chromium,
+                *REPORT_FLAGS,
                 f"--user-data-dir={profile}",
                 f"--screenshot={screenshot}",
                 "--dump-dom",
@@ -84,10 +60,10 @@ def render(page: Path, screenshot: Path) -> Rendering:
 
 
 @pytest.fixture(scope="module")
-def rendering(tmp_path_factory: pytest.TempPathFactory) -> Rendering:
+def rendering(chromium: str, tmp_path_factory: pytest.TempPathFactory) -> Rendering:
     folder = tmp_path_factory.mktemp("report")
     summary = write_report(build_out(folder / "out"))
-    return render(summary.path, folder / "report.png")
+    return render(chromium, summary.path, folder / "report.png")
 
 
 def count_pixels_near(image: Image.Image, color: tuple[int, int, int], tolerance: int = 20) -> int:

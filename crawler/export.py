@@ -14,15 +14,13 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
 from PIL import Image
 
 from crawler.errors import ConfigError, StateError
-from crawler.storage import MANIFEST_NAME
+from crawler.storage import MANIFEST_NAME, ManifestRecords
 from crawler.verify import PILLOW_FAILURES
 
 # The CSV header and the key order of each JSON line; a field the manifest lacks is
@@ -46,33 +44,6 @@ COLUMNS = (
     "elapsed",
 )
 FORMATS = ("csv", "jsonl")
-
-
-@dataclass
-class ManifestRecords:
-    """The records of a manifest, read line by line.
-
-    A line that does not parse (the torn last line a crash leaves, or a damaged one) is
-    skipped and counted in ``skipped`` rather than stopping the whole read.
-    """
-
-    path: Path
-    skipped: int = 0
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        with self.path.open(encoding="utf-8", errors="replace") as handle:
-            for line in handle:
-                if not line.strip():
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    self.skipped += 1
-                    continue
-                if isinstance(record, dict):
-                    yield record
-                else:
-                    self.skipped += 1
 
 
 def manifest_records(out: Path, action: str) -> ManifestRecords:

@@ -99,7 +99,7 @@ class Summary:
 
     def update(self, record: dict[str, str]) -> None:
         event = record.get("event")
-        ts = _parse_ts(record.get("ts"))
+        ts = parse_ts(record.get("ts"))
         if ts is not None:
             self.first_ts = self.first_ts if self.first_ts is not None else ts
             self.last_ts = ts
@@ -198,7 +198,8 @@ def _int(text: str | None) -> int:
         return 0
 
 
-def _parse_ts(text: str | None) -> float | None:
+def parse_ts(text: str | None) -> float | None:
+    """A log line's ``ts`` as a Unix time (None when absent or malformed)."""
     if not text:
         return None
     try:

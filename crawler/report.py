@@ -33,7 +33,7 @@ from PIL import Image, features
 
 from crawler.errors import CrawlerError
 from crawler.export import manifest_records, stored_file
-from crawler.progress import parse_line
+from crawler.progress import parse_line, parse_ts
 from crawler.verify import PILLOW_FAILURES
 
 REPORT_NAME = "report.html"
@@ -218,7 +218,7 @@ class LogFigures:
     _stored_total: int = 0
 
     def add(self, record: dict[str, str]) -> None:
-        ts = _timestamp(record.get("ts"))
+        ts = parse_ts(record.get("ts"))
         if ts is None:
             return
         if self.first is None:
@@ -281,13 +281,6 @@ def _int(value: Any) -> int | None:
     try:
         return int(value)
     except (TypeError, ValueError):
-        return None
-
-
-def _timestamp(text: str | None) -> float | None:
-    try:
-        return datetime.fromisoformat(text or "").timestamp()
-    except ValueError:
         return None
 
 

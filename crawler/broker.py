@@ -288,7 +288,7 @@ class TaskBoard:
         finished = []
         for result in results:
             task_id = result.get("id")
-            task = self.complete(node, result, now, jitter(), self._current(task_id, known))
+            task = self._apply(node, result, now, jitter(), self._current(task_id, known))
             if task is not None:
                 finished.append(task)
         return finished
@@ -298,24 +298,22 @@ class TaskBoard:
             return None
         return self.leases.get(task_id) or known.get(task_id)
 
-    def complete(
-        self,
-        node: str,
-        result: dict[str, Any],
-        now: float,
-        jitter: float,
-        task: Task | bool | None = False,
-    ) -> Task | None:
+    def complete(self, node: str, result: dict[str, Any], now: float, jitter: float) -> Task | None:
         """Apply a downloader's result; returns the task if it became final.
 
         Idempotent: a result for a final task is ignored, and so is a failure reported
         by a node whose lease was taken back and given to another node. A retry waits
-        at least the server's ``Retry-After`` (``result["retry_after"]``). ``task``: the
-        task as read already (``complete_many``), kept up to date here.
+        at least the server's ``Retry-After`` (``result["retry_after"]``).
         """
-        if task is False:
-            task = self._current(result.get("id"), {}) or self.tasks.get(result.get("id"))
-        if not isinstance(task, Task) or task.state in FINAL_STATES:
+        task_id = result.get("id")
+        task = self._current(task_id, {}) or self.tasks.get(task_id)
+        return self._apply(node, result, now, jitter, task)
+
+    def _apply(
+        self, node: str, result: dict[str, Any], now: float, jitter: float, task: Task | None
+    ) -> Task | None:
+        """``complete`` for a task already read (the lease itself, when leased)."""
+        if task is None or task.state in FINAL_STATES:
             return None
         stored = result.get("outcome") == "stored"
         if not stored and task.state == "leased" and task.owner != node:

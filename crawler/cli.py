@@ -24,8 +24,18 @@ HARVEST_FLAGS = (
 )
 
 
-def _common(parser: argparse.ArgumentParser) -> None:
+def _config_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", type=Path, help="TOML config file (see config/default.toml)")
+
+
+def _authkey_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--authkey-file", help="file holding the shared key, mode 0600 (else $CRAWLER_AUTHKEY)"
+    )
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    _config_flag(parser)
     parser.add_argument("--out", help="output folder (default: downloads)")
     parser.add_argument(
         "--allow-private",
@@ -33,9 +43,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also fetch from loopback/private/link-local addresses (off by default)",
     )
-    parser.add_argument(
-        "--authkey-file", help="file holding the shared key, mode 0600 (else $CRAWLER_AUTHKEY)"
-    )
+    _authkey_flag(parser)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -119,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     urls = commands.add_parser("urls", help="print the image URLs one page references")
     urls.add_argument("page", metavar="PAGE_URL")
     urls.add_argument("--kinds", action="store_true", help="also print the markup kind")
-    urls.add_argument("--config", type=Path, help="TOML config file")
+    _config_flag(urls)
     urls.add_argument(
         "--allow-private",
         action="store_true",
@@ -129,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     report = commands.add_parser("report", help="write OUT/report.html: figures, chart, gallery")
     report.add_argument("out", nargs="?", type=Path, help="output folder (default: downloads)")
-    report.add_argument("--config", type=Path, help="TOML config file")
+    _config_flag(report)
     report.add_argument(
         "--max-thumbnails", type=int, default=2000, metavar="N", help="gallery size (2000)"
     )
@@ -138,15 +146,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("out", nargs="?", type=Path, help="output folder (default: downloads)")
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     export.add_argument("--output", type=Path, metavar="FILE", help="write here (default: stdout)")
-    export.add_argument("--config", type=Path, help="TOML config file")
+    _config_flag(export)
 
     status = commands.add_parser("status", help="ask a running harvester how the crawl goes")
     status.add_argument("--connect", help="harvester HOST:PORT (default 127.0.0.1:5599)")
     status.add_argument("--json", action="store_true", help="print the raw figures as JSON")
-    status.add_argument("--config", type=Path, help="TOML config file")
-    status.add_argument(
-        "--authkey-file", help="file holding the shared key, mode 0600 (else $CRAWLER_AUTHKEY)"
-    )
+    _config_flag(status)
+    _authkey_flag(status)
 
     keygen = commands.add_parser("keygen", help="write a new random authkey file (mode 0600)")
     keygen.add_argument("path", type=Path)

@@ -106,12 +106,7 @@ def host_fields(hosts: list[dict[str, Any]]) -> dict[str, str | None]:
 
 def _page_outcome(page: PageResult) -> tuple[int | None, str | None]:
     """A page result as the politeness feedback reads results: (status, error)."""
-    error = page.error or ""
-    if page.status is None and error.startswith(("ConnectionError", "ConnectTimeout")):
-        return None, "connection_error"
-    if page.status is None and "Timeout" in error.split(":")[0]:
-        return None, "timeout"
-    return page.status, page.error
+    return (None, "connection_error") if page.unreachable else (page.status, page.error)
 
 
 class Harvester:

@@ -38,6 +38,7 @@ class PageResult:
     refused_images: list[ImageRef] = field(default_factory=list)  # robots.txt says no
     links: list[str] = field(default_factory=list)
     nofollow_links: list[str] = field(default_factory=list)
+    unreachable: bool = False  # the host gave no answer at all
 
 
 _local = threading.local()
@@ -161,6 +162,10 @@ def fetch_page(
         return page
     except requests.RequestException as exc:
         page.error = f"{type(exc).__name__}: {exc}"[:300]
+        # No answer at all (refused, reset, timed out): politeness pauses such a host.
+        page.unreachable = type(exc) is requests.ConnectionError or isinstance(
+            exc, requests.Timeout
+        )
         return page
     if _looks_binary(body):
         page.error = "not_html"

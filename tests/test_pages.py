@@ -10,6 +10,7 @@ from crawler.config import CrawlConfig
 from crawler.css import import_urls
 from crawler.demosite import serve
 from crawler.pages import StylesheetCache, fetch_page
+from tests.e2e.cluster import free_port
 
 CONFIG = CrawlConfig(allow_private=True)
 
@@ -78,3 +79,11 @@ def test_import_urls():
         " @import url(c.css);"
     )
     assert import_urls(css) == ["a.css", "b.css", "c.css"]
+
+
+def test_a_host_that_does_not_answer_is_unreachable_and_a_404_is_not(site):
+    nobody = f"http://127.0.0.1:{free_port()}/page.html"
+    down = fetch_page(nobody, 0, CONFIG)
+    assert down.error and down.error.startswith("ConnectionError") and down.unreachable
+    missing = fetch_page(site.url + "nothing.html", 0, CONFIG)
+    assert (missing.error, missing.unreachable) == ("http_404", False)

@@ -72,7 +72,7 @@ class NodeStats:
     failed: int = 0
     state: str = "joined"
     last_ts: float | None = None
-    recent: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+    recent: deque[float] = field(default_factory=deque)
 
 
 @dataclass
@@ -86,12 +86,12 @@ class Summary:
     bytes: int = 0
     finished: bool = False
     nodes: dict[str, NodeStats] = field(default_factory=lambda: defaultdict(NodeStats))
-    recent: deque[float] = field(default_factory=lambda: deque(maxlen=4096))
+    recent: deque[float] = field(default_factory=deque)
     first_ts: float | None = None
     last_ts: float | None = None
     busy_hosts: str = ""  # from the latest event=hosts: host=in_flight/limit,...
     throttled_hosts: str = ""
-    recent_bytes: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=4096))
+    recent_bytes: deque[tuple[float, int]] = field(default_factory=deque)
     failures: Counter[str] = field(default_factory=Counter)  # by reason
     frontier: int | None = None  # pages still to fetch, from the latest totals
     known: int = 0  # image URLs known, from the latest totals
@@ -115,12 +115,12 @@ class Summary:
             size = _int(record.get("bytes"))
             self.bytes += size
             if ts is not None:
-                self.recent.append(ts)
-                self.recent_bytes.append((ts, size))
+                _keep_recent(self.recent, ts, ts)
+                _keep_recent(self.recent_bytes, (ts, size), ts)
             if node:
                 self.nodes[node].stored += 1
                 if ts is not None:
-                    self.nodes[node].recent.append(ts)
+                    _keep_recent(self.nodes[node].recent, ts, ts)
         elif event == "failed":
             self.failed += 1
             self.failures[failure_reason(record.get("error"))] += 1
@@ -184,6 +184,20 @@ class Summary:
         if self.throttled_hosts and not self.finished:
             lines.append(f"   throttled: {self.throttled_hosts.replace(',', ', ')}")
         return "\n".join(lines)
+
+
+RATE_HORIZON = 60.0  # seconds of log kept for rates: the longest window asked for
+
+
+def _keep_recent(stamps: deque, item: Any, ts: float) -> None:
+    """Append, and drop what is older than ``RATE_HORIZON`` before ``ts``: bounded by
+    time, not by count, so a fast crawl's rate over a minute is not cut short."""
+    stamps.append(item)
+    while stamps:
+        first = stamps[0]
+        if (first[0] if isinstance(first, tuple) else first) >= ts - RATE_HORIZON:
+            break
+        stamps.popleft()
 
 
 def failure_reason(error: str | None) -> str:

@@ -353,3 +353,15 @@ def test_tail_log_waits_for_the_log_and_its_end(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert "stored 1" in out
     assert "[finished]" in out
+
+
+def test_rates_over_a_minute_are_not_capped_by_a_count():
+    # 200 images/s for 50 s: 10,000 stored events, more than any fixed-size buffer
+    # of a few thousand would hold.
+    lines = [line("stored", T0 + n / 200, url=f"u{n}", bytes=10, node="n1") for n in range(10_000)]
+    summary = summary_of(lines)
+    assert round(summary.images_per_second(60.0)) == 200
+    assert round(summary.images_per_second(60.0, summary.nodes["n1"].recent)) == 200
+    assert round(summary.bytes_per_second(60.0)) == 2000
+    summary.update(parse_line(line("stored", T0 + 200, url="late", node="n1")))
+    assert len(summary.recent) == 1, "what is older than the horizon is dropped"

@@ -94,18 +94,30 @@ class _Block:
 # ---------------------------------------------------------------- generation
 
 
-def generate_site(root: Path, *, pages: int = 30, images: int = 300, seed: int = 1) -> dict:
+def generate_site(
+    root: Path,
+    *,
+    pages: int = 30,
+    images: int = 300,
+    seed: int = 1,
+    image_bytes: tuple[int, int] | None = None,
+) -> dict:
     """Write the demo site under `root` and return its ground truth (also in ground_truth.json).
 
     `pages` counts real HTML pages including /index.html; `images` counts image URL paths,
     one of which is a byte-identical copy of another, so there are `images - 1` distinct
-    contents. Existing files under `root` are overwritten, never deleted.
+    contents. `image_bytes` (low, high) makes each encoded image about a size drawn
+    uniformly from that range (the benchmark's 2-80 KB), by painting shapes over noise;
+    without it images are small drawings of a few hundred bytes. Existing files under
+    `root` are overwritten, never deleted.
     """
     if pages < 1 or images < 2:
         raise ValueError("need pages >= 1 and images >= 2")
+    if image_bytes is not None and not 64 <= image_bytes[0] <= image_bytes[1]:
+        raise ValueError("image sizes need 64 <= low <= high bytes")
     rng = random.Random(seed)
     page_paths = ["/index.html"] + [f"/pages/p{n:03d}.html" for n in range(1, pages)]
-    all_images = _make_images(rng, images)
+    all_images = _make_images(rng, images, image_bytes)
     blocks = _deal_blocks(rng, [img.path for img in all_images])
     placement = _place_blocks(rng, blocks, len(page_paths))
     rerefs = _rereferences(rng, placement, len(page_paths))
@@ -123,14 +135,19 @@ def generate_site(root: Path, *, pages: int = 30, images: int = 300, seed: int =
     return truth
 
 
-def _make_images(rng: random.Random, count: int) -> list[_Image]:
+def _make_images(
+    rng: random.Random, count: int, image_bytes: tuple[int, int] | None = None
+) -> list[_Image]:
     """Draw `count - 1` images with distinct contents, plus one copy of one of them."""
     seen: set[bytes] = set()
     made: list[_Image] = []
     for n in range(1, count):
         fmt = FORMATS[n % len(FORMATS)]
         while True:
-            data, width, height = _draw(rng, fmt)
+            if image_bytes is None:
+                data, width, height = _draw(rng, fmt)
+            else:
+                data, width, height = _draw_sized(rng, fmt, rng.randint(*image_bytes))
             digest = hashlib.sha256(data).digest()
             if digest not in seen:
                 break
@@ -157,6 +174,45 @@ def _draw(rng: random.Random, fmt: _Format) -> tuple[bytes, int, int]:
     buf = io.BytesIO()
     img.save(buf, format=fmt.pil, **fmt.options)
     return buf.getvalue(), width, height
+
+
+# Encoded bytes per pixel of noise, a first guess that one re-encode corrects.
+_NOISE_BYTES_PER_PIXEL = {"JPEG": 1.6, "PNG": 3.0, "GIF": 1.2, "WEBP": 1.4}
+
+
+def _draw_sized(rng: random.Random, fmt: _Format, target: int) -> tuple[bytes, int, int]:
+    """An image of about `target` encoded bytes: shapes over seeded noise, whose area is
+    guessed from the format, then scaled once by how far the first encoding missed."""
+    ratio = rng.uniform(0.6, 1.6)  # width / height
+    pixels = target / _NOISE_BYTES_PER_PIXEL[fmt.pil]
+    noise_seed = rng.getrandbits(64)
+    shapes = [(_color(rng), rng.random() < 0.5, [rng.random() for _ in range(4)]) for _ in range(3)]
+    # GIF: noise drawn straight in palette indices (quantizing RGB noise is 30x slower).
+    mode, depth = ("P", 1) if fmt.pil == "GIF" else ("RGB", 3)
+    palette = random.Random(noise_seed).randbytes(768)
+    for _attempt in range(2):
+        width = max(8, round((pixels * ratio) ** 0.5))
+        height = max(8, round(pixels / width))
+        noise = random.Random(noise_seed).randbytes(width * height * depth)
+        img = Image.frombytes(mode, (width, height), noise)
+        if mode == "P":
+            img.putpalette(palette)
+        draw = ImageDraw.Draw(img)
+        for color, ellipse, (x0, x1, y0, y1) in shapes:
+            # Small shapes: they compress well and would pull the size below target.
+            box = [x0 * width, y0 * height, (x0 + 0.15 * x1) * width, (y0 + 0.15 * y1) * height]
+            fill = color[0] if mode == "P" else color
+            (draw.ellipse if ellipse else draw.rectangle)(box, fill=fill)
+        buf = io.BytesIO()
+        # WebP's fastest method: its default takes 30 ms on 40 KB of noise.
+        img.save(
+            buf,
+            format=fmt.pil,
+            **{**fmt.options, "method": 0} if fmt.pil == "WEBP" else fmt.options,
+        )
+        data = buf.getvalue()
+        pixels *= target / len(data)
+    return data, width, height
 
 
 def _color(rng: random.Random) -> tuple[int, int, int]:
@@ -485,7 +541,13 @@ def _raise_stop(signum: int, frame: object) -> None:
 
 
 def _cmd_generate(args: argparse.Namespace) -> int:
-    truth = generate_site(args.dir, pages=args.pages, images=args.images, seed=args.seed)
+    truth = generate_site(
+        args.dir,
+        pages=args.pages,
+        images=args.images,
+        seed=args.seed,
+        image_bytes=args.image_bytes,
+    )
     print(
         f"generated {args.dir}: {len(truth['pages'])} pages, {len(truth['images'])} images "
         f"({truth['distinct_contents']} distinct), {len(truth['broken_pages'])} broken pages, "
@@ -558,6 +620,15 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
+def _byte_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit()) or not 64 <= int(low) <= int(high):
+        raise argparse.ArgumentTypeError(
+            f"want LOW-HIGH bytes with 64 <= LOW <= HIGH, not {text!r}"
+        )
+    return int(low), int(high)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m crawler.demosite", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -567,6 +638,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     gen.add_argument("--pages", type=int, default=30)
     gen.add_argument("--images", type=int, default=300)
     gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument(
+        "--image-bytes",
+        type=_byte_range,
+        metavar="LOW-HIGH",
+        help="encoded size of each image drawn from this range, e.g. 2000-80000",
+    )
     gen.set_defaults(func=_cmd_generate)
 
     srv = sub.add_parser("serve", help="serve a generated site until SIGTERM/SIGINT")

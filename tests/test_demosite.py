@@ -252,6 +252,34 @@ def test_page_graph(site: tuple[Path, dict], parsed: dict[str, RefParser]) -> No
         assert "/index.html" in parsed[page].links
 
 
+def test_sized_images_fall_in_the_asked_range(tmp_path: Path) -> None:
+    """The benchmark's 2-80 KB images: each about a size drawn from the range, real
+    images of their format, and the same bytes for the same seed."""
+    truth = generate_site(tmp_path / "sized", pages=2, images=40, image_bytes=(2000, 80000))
+    sizes = sorted(image["bytes"] for image in truth["images"])
+    # One re-encode after a first guess lands within a few percent of each target.
+    assert sizes[0] >= 2000 * 0.8 and sizes[-1] <= 80000 * 1.2
+    assert 20000 <= sizes[len(sizes) // 2] <= 60000  # spread over the range, not bunched
+    for image in truth["images"]:
+        with Image.open(tmp_path / "sized" / image["path"].lstrip("/")) as opened:
+            opened.load()
+            assert (opened.format, opened.size) == (
+                image["format"],
+                (image["width"], image["height"]),
+            )
+    again = generate_site(tmp_path / "again", pages=2, images=40, image_bytes=(2000, 80000))
+    assert again == truth
+    with pytest.raises(ValueError):
+        generate_site(tmp_path / "bad", images=4, image_bytes=(9000, 8000))
+
+
+def test_image_bytes_flag_rejects_a_bad_range(tmp_path: Path) -> None:
+    command = [*DEMOSITE, "generate", str(tmp_path / "s"), "--image-bytes", "80KB"]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "want LOW-HIGH bytes" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_small_site_edge_cases(tmp_path: Path) -> None:
     truth = generate_site(tmp_path / "tiny", pages=1, images=2)
     assert truth["pages"] == ["/index.html"]

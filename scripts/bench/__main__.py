@@ -32,6 +32,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--images", type=int, default=10000, help="image URLs on the site")
     parser.add_argument("--pages", type=int, default=200, help="HTML pages on the site")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--image-bytes",
+        default="2000-80000",
+        metavar="LOW-HIGH",
+        help="encoded size of each image, drawn uniformly from this range (default 2-80 KB)",
+    )
     parser.add_argument("--latency", default="0,50", help="ms added to each image response")
     parser.add_argument("--tools", default=",".join(tools.TOOLS))
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
@@ -76,13 +82,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def generate_site(args: argparse.Namespace) -> tuple[Path, dict]:
     """The demo site generator's deterministic site, reused while its parameters match."""
-    site = args.workdir / f"site-p{args.pages}-i{args.images}-s{args.seed}"
+    site = args.workdir / f"site-p{args.pages}-i{args.images}-s{args.seed}-b{args.image_bytes}"
     truth_file = site / "ground_truth.json"
     if not truth_file.exists():
         shutil.rmtree(site, ignore_errors=True)
         argv = [str(args.project_bin / "python"), "-m", "crawler.demosite", "generate"]
         argv += [str(site), "--pages", str(args.pages), "--images", str(args.images)]
-        subprocess.run([*argv, "--seed", str(args.seed)], check=True, cwd=ROOT)
+        argv += ["--seed", str(args.seed), "--image-bytes", args.image_bytes]
+        print(f"--- generating the site in {site} (once per set of parameters)", flush=True)
+        subprocess.run(argv, check=True, cwd=ROOT)
     return site, json.loads(truth_file.read_text())
 
 

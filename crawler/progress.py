@@ -1,11 +1,13 @@
 """The progress log: one logfmt line per event, and the summary ``crawler tail`` keeps.
 
 Logs are data: the harvester writes ``ts=… event=stored url=… bytes=… node=…`` lines,
-flushed one by one, and everything else (``tail``, ``grep``, later reports) reads them.
+flushed one by one or a batch at a time, and everything else (``tail``, ``grep``, later
+reports) reads them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 import time
 from collections import Counter, defaultdict, deque
@@ -34,8 +36,20 @@ def format_value(value: Any) -> str:
     return f'"{escaped}"'
 
 
+_second_stamp: tuple[int, str] = (-1, "")
+
+
+def format_ts(ts: float) -> str:
+    """``2026-11-25T17:10:08.123Z``; the part up to the second is formatted once per second."""
+    global _second_stamp
+    second = int(ts)
+    if _second_stamp[0] != second:
+        _second_stamp = (second, datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S"))
+    return f"{_second_stamp[1]}.{int((ts - second) * 1000):03d}Z"
+
+
 def format_line(event: str, fields: dict[str, Any], ts: float) -> str:
-    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    stamp = format_ts(ts)
     parts = [f"ts={stamp}", f"event={format_value(event)}"]
     parts += [f"{key}={format_value(value)}" for key, value in fields.items() if value is not None]
     return " ".join(parts)
@@ -52,15 +66,29 @@ def parse_line(line: str) -> dict[str, str]:
 
 
 class ProgressLog:
-    """Appends events to the log file, flushed per line so ``tail`` sees them at once."""
+    """Appends events to the log file, flushed per line so ``tail`` sees them at once,
+    or once per ``batch()`` (the harvester records a batch of results that way)."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._handle: IO[str] = path.open("a", encoding="utf-8")
+        self._holding = 0
 
     def event(self, event: str, **fields: Any) -> None:
         self._handle.write(format_line(event, fields, time.time()) + "\n")
-        self._handle.flush()
+        if not self._holding:
+            self._handle.flush()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Events inside are flushed together when the outermost batch ends."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding:
+                self._handle.flush()
 
     def close(self) -> None:
         self._handle.close()

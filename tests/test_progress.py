@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from crawler.progress import (
     Summary,
     follow,
     format_line,
+    format_ts,
     format_value,
     parse_line,
     tail_log,
@@ -126,6 +128,32 @@ def test_progress_log_appends_flushed_lines(tmp_path: Path):
         assert parse_line(lines[0])["url"] == "http://example.org/a.png"
     finally:
         log.close()
+
+
+def test_a_batch_of_events_is_flushed_when_it_ends(tmp_path: Path):
+    path = tmp_path / "progress.log"
+    log = ProgressLog(path)
+    try:
+        with log.batch():
+            log.event("stored", url="http://h/a.png")
+            with log.batch():  # nested: only the outermost flushes
+                log.event("stored", url="http://h/b.png")
+            assert path.read_text(encoding="utf-8") == ""
+        urls = [parse_line(text)["url"] for text in path.read_text(encoding="utf-8").splitlines()]
+        assert urls == ["http://h/a.png", "http://h/b.png"]
+        log.event("stored", url="http://h/c.png")  # outside a batch: flushed at once
+        assert path.read_text(encoding="utf-8").count("\n") == 3
+    finally:
+        log.close()
+
+
+@pytest.mark.parametrize("fraction", [0.0, 0.0015, 0.25, 0.999])
+def test_timestamps_match_strftime_to_the_millisecond(fraction: float):
+    """format_ts caches the part up to the second: same text as formatting in full."""
+    for second in (T0, T0 + 1, T0 + 86399):
+        ts = second + fraction
+        full = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+        assert format_ts(ts) == full
 
 
 # -- Summary -------------------------------------------------------------------------

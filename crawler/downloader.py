@@ -32,7 +32,7 @@ from crawler.errors import BrokerUnavailable, StateError
 from crawler.fetch import FetchLimits, fetch_image
 from crawler.politeness import MIN_PENALTY, is_throttle
 from crawler.safehttp import AddressPolicy, make_session
-from crawler.storage import remove_stale_temporaries
+from crawler.storage import Committer, remove_stale_temporaries
 from crawler.transport import BrokerClient
 from crawler.urls import host_of
 
@@ -114,6 +114,7 @@ class DownloaderNode:
         self.last_end: dict[str, float] = {}  # delayed host -> when its last request ended
         self.host_locks: dict[str, gevent.lock.Semaphore] = {}
         self._report_now = gevent.event.Event()
+        self.committer = Committer(self.out)
 
     # -- talking to the harvester, with reconnects ------------------------------
 
@@ -188,12 +189,23 @@ class DownloaderNode:
         self.inbox.put(None)
 
     def report(self) -> None:
-        """Send results in batches; extend held leases every heartbeat."""
+        """Send results in batches; extend held leases every heartbeat.
+
+        A batch's files are made durable and moved into place first (in a thread, so
+        the pool keeps fetching), so a "stored" result never names a missing file.
+        """
         last_beat = time.monotonic()
         while True:
             finished = self.pool_finished
             if self.outbox:
+                # Taken together, with no switch between: a result is in the outbox
+                # exactly when its file is staged.
                 batch, self.outbox = self.outbox, []
+                staged = self.committer.take()
+                failed = gevent.get_hub().threadpool.apply(self.committer.commit, (staged,))
+                for result in batch:
+                    if result["id"] in failed:
+                        self._store_failed(result, failed[result["id"]])
                 self._call("report_results", batch)
                 for result in batch:
                     self.held.discard(result["id"])
@@ -205,6 +217,11 @@ class DownloaderNode:
             self._report_now.wait(REPORT_INTERVAL)
             self._report_now.clear()
 
+    def _store_failed(self, result: dict[str, Any], error: str) -> None:
+        self.stats.stored -= 1
+        self.stats.bytes -= result["bytes"]
+        result.update(outcome="failed", error=error, retryable=True, path=None, sha256=None)
+
     def fetch(self, task: tuple[int, str, float | None, float], session: Any) -> None:
         task_id, url, start_at, spacing = task
         host = host_of(url)
@@ -213,7 +230,7 @@ class DownloaderNode:
         if spacing:
             result = self._fetch_spaced(task_id, url, host, spacing, session)
         else:
-            result = fetch_image(session, task_id, url, self.out, self.node, self.limits, _fsync)
+            result = self._fetch_image(session, task_id, url)
         self.stats.count(result)
         if is_throttle(result):
             # Hold this node's other requests to the host at once, and tell the
@@ -222,6 +239,11 @@ class DownloaderNode:
             self.paused[host] = max(self.paused.get(host, 0.0), time.monotonic() + wait)
             self._report_now.set()
         self.outbox.append(result)
+
+    def _fetch_image(self, session: Any, task_id: int, url: str) -> dict[str, Any]:
+        return fetch_image(
+            session, task_id, url, self.out, self.node, self.limits, self.committer.stage
+        )
 
     def show_progress(self) -> None:
         """On a terminal: one line, redrawn every second (a node of several processes:
@@ -254,7 +276,7 @@ class DownloaderNode:
         with lock:
             gevent.sleep(max(0.0, self.last_end.get(host, 0.0) + spacing - time.monotonic()))
             try:
-                return fetch_image(session, task_id, url, self.out, self.node, self.limits, _fsync)
+                return self._fetch_image(session, task_id, url)
             finally:
                 self.last_end[host] = time.monotonic()
 
@@ -328,10 +350,6 @@ class DownloaderNode:
         self.stopping = True
         self._stop_event.set()
         self.inbox.put(None)
-
-
-def _fsync(fd: int) -> None:
-    gevent.get_hub().threadpool.apply(os.fsync, (fd,))
 
 
 def run_node_processes(argv: list[str], count: int, node_base: str) -> int:

@@ -1,4 +1,8 @@
-"""Download one image: stream, hash, size-check, sniff, store. The unit the pool runs.
+"""Download one image: stream, hash, size-check, sniff, verify, store. The unit the pool runs.
+
+A body up to ``MEMORY_BODY_BYTES`` (most images) stays in memory: it is verified there
+and written once, only if it is worth keeping; a larger one streams to a temporary file
+as it arrives. Either way no stored file is read back.
 
 Everything a server can get wrong becomes a result with an ``error`` code and a
 ``retryable`` flag, never an exception: the downloader must report every task.
@@ -7,7 +11,6 @@ Everything a server can get wrong becomes a result with an ``error`` code and a
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 from collections.abc import Callable
@@ -33,6 +36,10 @@ MAX_WIRE_INT = 2**31 - 1
 # A server may ask for a pause before the next try; longer requests are cut to this.
 MAX_RETRY_AFTER = 3600.0
 _DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
+# Bodies up to this size are kept in memory (at concurrency 200, at most 50 MB).
+MEMORY_BODY_BYTES = 256 * 1024
+# Takes over a verified temporary file: (task id, temporary, path relative to OUT).
+Keep = Callable[[int, Path, Path], None]
 
 
 @dataclass(frozen=True)
@@ -116,20 +123,28 @@ def fetch_image(
     out: Path,
     node: str,
     limits: FetchLimits,
-    sync: Callable[[int], None] = os.fsync,
+    keep: Keep | None = None,
 ) -> dict[str, Any]:
     """Fetch ``url`` into ``out`` and describe what happened (see ``new_result``).
 
-    ``sync`` flushes the file to disk before the rename; a gevent caller passes one
-    that runs in a thread so that fsync does not stall every greenlet.
+    A verified image is written to a temporary file and handed to ``keep``, which
+    moves it into place: the downloader stages it in a ``storage.Committer`` that makes
+    a whole batch durable at once. Without ``keep`` the file is renamed into place at
+    once, without a sync (for tools and tests).
     """
     started = time.monotonic()
     result = new_result(task_id, url, node)
-    temporary: Path | None = None
+    body: _Body | None = None
+    kept = False
+    if keep is None:
+
+        def keep(_task_id: int, temporary: Path, relative: Path) -> None:
+            commit_file(temporary, out, relative)
+
     timeout = (limits.connect_timeout, limits.read_timeout)
     try:
         with open_url(
-            session, url, timeout, limits.max_redirects, IMAGE_REQUEST_HEADERS
+            session, url, timeout, limits.max_redirects, IMAGE_REQUEST_HEADERS, lean=True
         ) as response:
             result["status"] = response.status_code
             result["declared_type"] = response.headers.get("Content-Type")
@@ -147,31 +162,33 @@ def fetch_image(
             if declared is not None and declared > limits.max_bytes:
                 result["error"] = "too_large"
                 return result
-            with open_temporary(out) as handle:
-                temporary = Path(handle.name)
-                deadline = started + limits.total_timeout
-                digest, size, head = _stream_to(handle, response, limits.max_bytes, deadline)
-                handle.flush()
-                sync(handle.fileno())
+            deadline = started + limits.total_timeout
+            body = _Body(out)
+            _stream_to(body, response, limits.max_bytes, deadline)
+        body.close()
+        size = body.size
         if size > limits.max_bytes:
             result.update(error="too_large", bytes=min(size, MAX_WIRE_INT))
             return result
         if declared is not None and size != declared:
             result.update(error="truncated", retryable=True, bytes=size)
             return result
-        sniffed = sniff_image_type(head)
+        sniffed = sniff_image_type(body.head)
         if sniffed is None:
             result.update(error="not_an_image", bytes=size)
             return result
         mime, extension = sniffed
-        check = check_image(temporary, extension, limits.min_width, limits.min_height)
+        source = body.temporary if body.temporary is not None else body.data
+        check = check_image(source, extension, limits.min_width, limits.min_height)
         result.update(bytes=size, content_type=mime, width=check.width, height=check.height)
         if check.error is not None:
             result["error"] = check.error
             return result
+        temporary = body.temporary or body.write_out()
+        digest = body.digest.hexdigest()
         relative = image_relative_path(url, digest, extension)
-        commit_file(temporary, out, relative)
-        temporary = None
+        keep(task_id, temporary, relative)
+        kept = True
         result.update(outcome="stored", sha256=digest, path=relative.as_posix())
     except UnsafeTarget as exc:
         result.update(error=f"{exc.code}: {exc}")
@@ -183,9 +200,12 @@ def fetch_image(
         result.update(error=f"connection_error: {_short(exc)}", retryable=True)
     except requests.RequestException as exc:
         result.update(error=f"request_error: {_short(exc)}")
+    except OSError as exc:  # after the requests errors, which are OSErrors too
+        # Our side failed (disk full, permissions): worth another try, maybe elsewhere.
+        result.update(error=f"store_error: {_short(exc)}", retryable=True)
     finally:
-        if temporary is not None:
-            temporary.unlink(missing_ok=True)
+        if body is not None and not kept:
+            body.discard()
         result["elapsed"] = round(time.monotonic() - started, 4)
     return result
 
@@ -197,24 +217,72 @@ def _declared_length(response: requests.Response) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _stream_to(
-    handle: Any, response: requests.Response, max_bytes: int, deadline: float
-) -> tuple[str, int, bytes]:
-    """Write the body in large chunks, hashing as it goes; stop just past ``max_bytes``."""
-    digest = hashlib.sha256()
-    size = 0
-    head = b""
+class _Body:
+    """A response body as it arrives: hashed, its first bytes kept for sniffing, held in
+    memory up to ``MEMORY_BODY_BYTES`` and spilled to a temporary file beyond."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.digest = hashlib.sha256()
+        self.size = 0
+        self.head = b""
+        self.chunks: list[bytes] = []
+        self.file: Any = None
+        self.temporary: Path | None = None
+
+    @property
+    def data(self) -> bytes:
+        if len(self.chunks) > 1:
+            self.chunks = [b"".join(self.chunks)]
+        return self.chunks[0] if self.chunks else b""
+
+    def add(self, chunk: bytes) -> None:
+        if len(self.head) < SNIFF_BYTES:
+            self.head += chunk[: SNIFF_BYTES - len(self.head)]
+        self.size += len(chunk)
+        self.digest.update(chunk)
+        if self.file is None and self.size <= MEMORY_BODY_BYTES:
+            self.chunks.append(chunk)
+            return
+        if self.file is None:
+            self._open()
+            self.file.write(b"".join(self.chunks))
+            self.chunks = []
+        self.file.write(chunk)
+
+    def write_out(self) -> Path:
+        """The in-memory body as a temporary file, written at once."""
+        self._open()
+        self.file.write(self.data)
+        self.chunks = []
+        self.close()
+        return self.temporary  # type: ignore[return-value]
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+    def discard(self) -> None:
+        """Close and delete the temporary file, if any (the body is not kept)."""
+        self.close()
+        if self.temporary is not None:
+            self.temporary.unlink(missing_ok=True)
+
+    def _open(self) -> None:
+        self.file = open_temporary(self.out)
+        self.temporary = Path(self.file.name)
+
+
+def _stream_to(body: _Body, response: requests.Response, max_bytes: int, deadline: float) -> None:
+    """Take the body in large chunks; stop just past ``max_bytes``."""
     for chunk in body_chunks(response):
         if time.monotonic() > deadline:
             raise TooSlow
-        if len(head) < SNIFF_BYTES:
-            head += chunk[: SNIFF_BYTES - len(head)]
-        size += len(chunk)
-        if size > max_bytes:
-            break
-        digest.update(chunk)
-        handle.write(chunk)
-    return digest.hexdigest(), size, head
+        if body.size + len(chunk) > max_bytes:
+            body.size += len(chunk)  # counted, not kept: the caller refuses it as too large
+            return
+        body.add(chunk)
 
 
 def _short(exc: BaseException) -> str:

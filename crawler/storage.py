@@ -3,17 +3,22 @@
 Layout: ``OUT/<host>/<sha256[:2]>/<sha256>.<ext>``. Names come only from the content
 hash, the sniffed type and a sanitized host, so nothing a server sends can choose a
 path outside ``OUT``. A file appears under its final name only complete (write to a
-temporary file in ``OUT/.tmp``, fsync, rename), so a crash never leaves a partial image.
+temporary file in ``OUT/.tmp``, make it durable, rename), so a crash never leaves a
+partial image. ``Committer`` makes a whole batch durable with two file-system syncs
+instead of one fsync per image.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import ctypes.util
+import itertools
 import json
 import os
 import re
 import socket
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -34,15 +39,29 @@ def _owner_prefix(pid: int) -> str:
     return f"part-{host}-{pid}-"
 
 
+_temporary_names = itertools.count()
+
+
 def open_temporary(out: Path) -> IO[bytes]:
-    """A new temporary file on the same file system as OUT (so rename is atomic).
+    """A new, unbuffered temporary file on the same file system as OUT (so rename is
+    atomic).
 
     Its name carries this host and process id, so that ``remove_stale_temporaries``
-    can tell the leftovers of a killed process from files still being written.
+    can tell the leftovers of a killed process from files still being written; a
+    counter makes it unique within the process (cheaper than ``tempfile``'s random
+    names, which cost a tenth of the downloader's time per image).
     """
     tmp = out / TMP_DIR
-    tmp.mkdir(parents=True, exist_ok=True)
-    return tempfile.NamedTemporaryFile(dir=tmp, prefix=_owner_prefix(os.getpid()), delete=False)
+    prefix = _owner_prefix(os.getpid())
+    for _attempt in range(100):
+        path = tmp / f"{prefix}{next(_temporary_names)}"
+        try:
+            return open(path, "xb", buffering=0)
+        except FileNotFoundError:
+            tmp.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:
+            continue  # left by an earlier process with our pid, or by another host's
+    raise FileExistsError(f"no free temporary name in {tmp}")
 
 
 def remove_stale_temporaries(out: Path) -> int:
@@ -87,14 +106,117 @@ def commit_file(temporary: Path, out: Path, relative: Path) -> bool:
     return True
 
 
+def _load_syncfs() -> Any:
+    """libc's ``syncfs`` (Linux), or None where there is none."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        syncfs = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    syncfs.argtypes = [ctypes.c_int]
+    return syncfs
+
+
+_SYNCFS = _load_syncfs()
+
+
+def sync_filesystem(folder: Path) -> bool:
+    """Flush every written file and metadata change on the file system of ``folder``;
+    False if this platform cannot (the caller then fsyncs file by file)."""
+    if _SYNCFS is None:
+        return False
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        if _SYNCFS(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, os.strerror(error), str(folder))
+    finally:
+        os.close(fd)
+    return True
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@dataclass(frozen=True, slots=True)
+class Staged:
+    """A finished, verified temporary file waiting for ``Committer.commit``."""
+
+    key: int  # the caller's name for it (the downloader uses the task id)
+    temporary: Path
+    relative: Path
+
+
+class Committer:
+    """Moves verified temporary files into place in batches, durably.
+
+    ``stage`` is called per image; ``take`` then ``commit`` once per batch (the
+    downloader does this just before it reports the batch, so a result says "stored"
+    only of a file that is on disk under its final name). A batch costs two syncs of
+    the file system, one before the renames (the data) and one after (the names),
+    where one fsync per file cost about 8% of the downloader's time.
+    """
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self._staged: list[Staged] = []
+
+    def stage(self, key: int, temporary: Path, relative: Path) -> None:
+        self._staged.append(Staged(key, temporary, relative))
+
+    def take(self) -> list[Staged]:
+        staged, self._staged = self._staged, []
+        return staged
+
+    def commit(self, staged: Iterable[Staged]) -> dict[int, str]:
+        """Make ``staged`` durable and rename each into place; returns ``{key: error}``
+        for the files that could not be stored (their temporaries are removed)."""
+        staged = list(staged)
+        if not staged:
+            return {}
+        failed: dict[int, str] = {}
+        try:
+            synced = sync_filesystem(self.out)
+        except OSError as exc:
+            return {item.key: _store_error(item, exc) for item in staged}
+        folders: set[Path] = set()
+        for item in staged:
+            try:
+                if not synced:
+                    _fsync_path(item.temporary)
+                commit_file(item.temporary, self.out, item.relative)
+                folders.add((self.out / item.relative).parent)
+            except OSError as exc:
+                failed[item.key] = _store_error(item, exc)
+        try:
+            if not sync_filesystem(self.out):
+                for folder in folders:
+                    _fsync_path(folder)
+        except OSError as exc:
+            return {item.key: _store_error(item, exc) for item in staged}
+        return failed
+
+
+def _store_error(item: Staged, exc: OSError) -> str:
+    item.temporary.unlink(missing_ok=True)
+    return f"store_error: {exc.strerror or exc}"
+
+
 class Manifest:
-    """Append-only JSON Lines file, one object per image URL, flushed per record."""
+    """Append-only JSON Lines file, one object per image URL, flushed per record or
+    once per ``batch()``."""
 
     def __init__(self, out: Path) -> None:
         out.mkdir(parents=True, exist_ok=True)
         self.path = out / MANIFEST_NAME
         self.repaired = repair_torn_line(self.path)
         self._handle = self.path.open("a", encoding="utf-8")
+        self._holding = 0
 
     def recent_urls(self, tail_bytes: int = 4 * 1024 * 1024) -> set[str]:
         """URLs of the records in the last ``tail_bytes`` of the file: where a line
@@ -109,7 +231,19 @@ class Manifest:
 
     def write(self, record: dict[str, Any]) -> None:
         self._handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
-        self._handle.flush()
+        if not self._holding:
+            self._handle.flush()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Records written inside are flushed together when the outermost batch ends."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding:
+                self._handle.flush()
 
     def close(self) -> None:
         self._handle.close()

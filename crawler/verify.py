@@ -6,6 +6,7 @@ server's Content-Type, which lie often (HTML error pages served as image/jpeg).
 
 from __future__ import annotations
 
+import io
 import struct
 import warnings
 from dataclasses import dataclass
@@ -84,13 +85,14 @@ def _looks_like_svg(head: bytes) -> bool:
 
 
 def check_image(
-    path: Path,
+    source: Path | bytes,
     extension: str,
     min_width: int = 0,
     min_height: int = 0,
     max_pixels: int | None = None,
 ) -> ImageCheck:
-    """Check a downloaded file whose first bytes sniffed as ``extension``.
+    """Check a downloaded file (a path, or its bytes) whose first bytes sniffed as
+    ``extension``.
 
     Errors: ``not_an_image`` (an "SVG" that is really HTML), ``decompression_bomb``
     (more pixels than ``max_pixels`` or Pillow's ``Image.MAX_IMAGE_PIXELS``, whichever
@@ -104,7 +106,7 @@ def check_image(
     as data and never parsed: no dimensions, and the minimum sizes do not apply.
     """
     if extension == "svg":
-        with path.open("rb") as handle:
+        with _open(source) as handle:
             head = handle.read(SNIFF_BYTES)
         return ImageCheck() if _looks_like_svg(head) else ImageCheck("not_an_image")
     if extension == "avif" and not AVIF_READABLE:
@@ -112,7 +114,7 @@ def check_image(
         # without dimensions rather than refuse every AVIF on the web.
         return ImageCheck()
     pillow_format = PILLOW_FORMATS[extension]
-    with path.open("rb") as handle, warnings.catch_warnings():
+    with _open(source) as handle, warnings.catch_warnings():
         # Pillow only warns between 1x and 2x its pixel limit; make that an error too.
         # Its other warnings (odd TIFF tags, malformed MPO) describe the file, which the
         # ImageCheck already does, so they are silenced rather than printed per file.
@@ -122,10 +124,13 @@ def check_image(
         warnings.simplefilter("ignore")
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            width, height = _header_size(handle, pillow_format)
-            if max_pixels is not None and width * height > max_pixels:
-                return ImageCheck("decompression_bomb")
-            _verify_structure(handle, pillow_format)
+            # One open: verify() needs a freshly opened image, which reading the size
+            # from the header leaves it; it makes the image unusable afterwards.
+            with Image.open(handle, formats=[pillow_format]) as image:
+                width, height = image.size
+                if max_pixels is not None and width * height > max_pixels:
+                    return ImageCheck("decompression_bomb")
+                image.verify()
         except (Image.DecompressionBombError, Image.DecompressionBombWarning):
             return ImageCheck("decompression_bomb")
         except PILLOW_FAILURES:
@@ -135,12 +140,5 @@ def check_image(
     return ImageCheck(None, width, height)
 
 
-def _header_size(handle: BinaryIO, pillow_format: str) -> tuple[int, int]:
-    with Image.open(handle, formats=[pillow_format]) as image:
-        return image.size
-
-
-def _verify_structure(handle: BinaryIO, pillow_format: str) -> None:
-    # verify() needs a freshly opened image and leaves it unusable afterwards.
-    with Image.open(handle, formats=[pillow_format]) as image:
-        image.verify()
+def _open(source: Path | bytes) -> BinaryIO:
+    return io.BytesIO(source) if isinstance(source, bytes) else source.open("rb")

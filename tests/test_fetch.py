@@ -13,7 +13,13 @@ import requests
 import responses
 from PIL import Image
 
-from crawler.fetch import MAX_RETRY_AFTER, FetchLimits, fetch_image, retry_after_seconds
+from crawler.fetch import (
+    MAX_RETRY_AFTER,
+    MEMORY_BODY_BYTES,
+    FetchLimits,
+    fetch_image,
+    retry_after_seconds,
+)
 from crawler.safehttp import CHUNK_BYTES, AddressPolicy, make_session
 from crawler.storage import TMP_DIR
 
@@ -338,15 +344,18 @@ def test_network_failures_are_retryable(
     assert result["status"] is None
 
 
+@pytest.mark.parametrize("spilled", [False, True], ids=["in-memory", "spilled-to-disk"])
 def test_failure_while_streaming_leaves_no_temporary_file(
-    mocked: responses.RequestsMock, out: Path
+    mocked: responses.RequestsMock, out: Path, spilled: bool
 ) -> None:
     # The server promises more bytes than it sends: the connection breaks mid-body.
-    mocked.get(f"{HOST}/cut.png", body=PNG, headers={"Content-Length": str(len(PNG) + 100)})
+    # A body past MEMORY_BODY_BYTES was being written to a temporary file when it broke.
+    body = PNG + b"\0" * (MEMORY_BODY_BYTES if spilled else 0)
+    mocked.get(f"{HOST}/cut.png", body=body, headers={"Content-Length": str(len(body) + 100)})
 
-    result = fetch(f"{HOST}/cut.png", out)
+    result = fetch(f"{HOST}/cut.png", out, FetchLimits(max_bytes=4 * MEMORY_BODY_BYTES))
 
-    assert (out / TMP_DIR).exists()  # the body was being written when it broke
+    assert (out / TMP_DIR).exists() is spilled  # fetch() asserts that it is empty
     assert (result["outcome"], result["retryable"]) == ("failed", True)
     assert stored_files(out) == []
 
@@ -366,3 +375,15 @@ def test_decompression_bomb_is_refused_and_not_stored(mocked, out):
     mocked.get(f"{HOST}/bomb.png", body=bomb.getvalue(), content_type="image/png")
     result = fetch(f"{HOST}/bomb.png", out, FetchLimits(max_bytes=16 * 1024 * 1024))
     assert_failed(result, out, "decompression_bomb", retryable=False)
+
+
+def test_a_url_with_unquoted_characters_is_quoted_on_the_wire(mocked, out):
+    """Image requests skip Session.get (see safehttp.open_url's lean path), but a URL
+    that needs quoting still gets it, and the session's User-Agent still goes out."""
+    mocked.get(f"{HOST}/a%20b/%C3%BC.png", body=PNG, content_type="image/png")
+    result = fetch(f"{HOST}/a b/ü.png", out)
+    assert result["outcome"] == "stored"
+    sent = mocked.calls[0].request
+    assert sent.url == f"{HOST}/a%20b/%C3%BC.png"
+    assert sent.headers["User-Agent"] == USER_AGENT
+    assert sent.headers["Accept-Encoding"] == "identity"

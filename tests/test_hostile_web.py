@@ -47,7 +47,7 @@ def fetch(tmp_path: Path):
     session = make_session(4, "hostile-test", POLICY)
 
     def run(url: str, limits: FetchLimits = LIMITS) -> dict:
-        return fetch_image(session, 1, url, out, "node", limits, sync=lambda fd: None)
+        return fetch_image(session, 1, url, out, "node", limits)
 
     run.out = out  # type: ignore[attr-defined]
     yield run

@@ -8,9 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from crawler import storage
 from crawler.storage import (
     MANIFEST_NAME,
     TMP_DIR,
+    Committer,
     Manifest,
     commit_file,
     image_relative_path,
@@ -169,6 +171,47 @@ def test_read_manifest_of_an_empty_file(tmp_path: Path):
     path = tmp_path / MANIFEST_NAME
     path.write_bytes(b"")
     assert read_manifest(path) == []
+
+
+@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "fsync-per-file"])
+def test_committer_moves_a_batch_into_place(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool
+):
+    if not syncfs:  # a platform without syncfs: each file and folder is fsynced instead
+        monkeypatch.setattr(storage, "_SYNCFS", None)
+    out = tmp_path / "out"
+    committer = Committer(out)
+    contents = [CONTENT, b"GIF89a other", CONTENT]  # the third is a copy of the first
+    for key, content in enumerate(contents):
+        sha = hashlib.sha256(content).hexdigest()
+        relative = image_relative_path("http://h.example/x", sha, "bin")
+        committer.stage(key, write_temporary(out, content), relative)
+    staged = committer.take()
+    assert committer.take() == []  # taken once
+    assert all(item.temporary.exists() for item in staged)  # nothing moved before commit
+
+    assert committer.commit(staged) == {}
+    assert list((out / TMP_DIR).iterdir()) == []
+    stored = {path.read_bytes() for path in files_under(out)}
+    assert stored == {CONTENT, b"GIF89a other"}  # one file per distinct content
+    assert committer.commit([]) == {}
+
+
+def test_committer_reports_the_files_it_could_not_store(tmp_path: Path):
+    out = tmp_path / "out"
+    committer = Committer(out)
+    blocked = image_relative_path("http://blocked.example/x", SHA, "png")
+    out.mkdir()
+    (out / blocked.parts[0]).write_bytes(b"a file where the host folder should be")
+    committer.stage(1, write_temporary(out), blocked)
+    good = image_relative_path("http://fine.example/x", SHA, "png")
+    committer.stage(2, write_temporary(out), good)
+
+    failed = committer.commit(committer.take())
+
+    assert list(failed) == [1] and failed[1].startswith("store_error: ")
+    assert (out / good).read_bytes() == CONTENT
+    assert list((out / TMP_DIR).iterdir()) == []  # the failed one's temporary is gone too
 
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path):

@@ -329,3 +329,18 @@ def test_sniff_svg_with_xhtml_inside_is_svg():
 def test_check_a_missing_file_is_a_bug_not_a_corrupt_image(tmp_path: Path):
     with pytest.raises(FileNotFoundError):
         check_image(tmp_path / "absent.png", "png")
+
+
+@pytest.mark.parametrize(("pillow_format", "extension"), RASTER_FORMATS)
+def test_check_from_bytes_agrees_with_the_file(tmp_path: Path, pillow_format: str, extension: str):
+    """The downloader checks bodies in memory: same verdicts as from the file."""
+    content = encode_image(pillow_format, size=(37, 21))
+    assert check_image(content, extension) == check_image(write(tmp_path, content), extension)
+    assert check_image(content, extension) == ImageCheck(None, 37, 21)
+
+
+def test_check_from_bytes_refuses_broken_images():
+    content = noisy_png()
+    assert check_image(content[: len(content) // 2], "png") == ImageCheck("corrupt_image")
+    assert check_image(flip_byte(content, -20), "png") == ImageCheck("corrupt_image")
+    assert check_image(b"<html><svg></svg></html>", "svg") == ImageCheck("not_an_image")

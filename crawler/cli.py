@@ -181,17 +181,19 @@ def cmd_harvest(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
+    from crawler import nodes
+
+    config = _config(args, ("out", "connect", "processes", "concurrency"))
+    authkey = _authkey(config)
+    processes = config.download.processes or os.cpu_count() or 1
+    node_id = nodes.default_node_id()
+    if processes > 1:
+        return nodes.run_node_processes(argv, processes, node_id)
     from gevent import monkey
 
     monkey.patch_all()
     from crawler import downloader
 
-    config = _config(args, ("out", "connect", "processes", "concurrency"))
-    authkey = _authkey(config)
-    processes = config.download.processes or os.cpu_count() or 1
-    node_id = downloader.default_node_id()
-    if processes > 1:
-        return downloader.run_node_processes(argv, processes, node_id)
     return downloader.DownloaderNode(config, authkey, node_id).run()
 
 

@@ -13,7 +13,6 @@ import contextlib
 import os
 import signal
 import socket
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -30,6 +29,7 @@ from gevent.pool import Group, Pool
 from crawler.config import Config, parse_address
 from crawler.errors import BrokerUnavailable, StateError
 from crawler.fetch import FetchLimits, fetch_image
+from crawler.nodes import SHARED_TERMINAL
 from crawler.politeness import MIN_PENALTY, is_throttle
 from crawler.safehttp import AddressPolicy, make_session
 from crawler.storage import Committer, remove_stale_temporaries
@@ -38,16 +38,11 @@ from crawler.urls import host_of
 
 REPORT_INTERVAL = 0.25
 SHUTDOWN_GRACE = 10.0
-SHARED_TERMINAL = "CRAWLER_SHARED_TERMINAL"  # set for the children of a multi-process node
 PROGRESS_SHARED_EVERY = 5.0
 
 
 class StopRequested(Exception):
     """A signal asked the node to stop while it was waiting for the harvester."""
-
-
-def default_node_id() -> str:
-    return os.environ.get("CRAWLER_NODE_ID") or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def say(message: str) -> None:
@@ -350,29 +345,3 @@ class DownloaderNode:
         self.stopping = True
         self._stop_event.set()
         self.inbox.put(None)
-
-
-def run_node_processes(argv: list[str], count: int, node_base: str) -> int:
-    """Run ``count`` single-process nodes as children and wait for all of them.
-
-    Children get their own session (so a terminal's Ctrl-C reaches them once, through
-    us) and ids ``<node_base>-<i>``. Returns the first non-zero exit code, else 0.
-    """
-    children = [
-        subprocess.Popen(
-            [sys.executable, "-m", "crawler", *argv, "--processes", "1"],
-            env={**os.environ, "CRAWLER_NODE_ID": f"{node_base}-{index}", SHARED_TERMINAL: "1"},
-            start_new_session=True,
-        )
-        for index in range(count)
-    ]
-
-    def forward(signum: int, _frame: Any) -> None:
-        for child in children:
-            if child.poll() is None:
-                child.send_signal(signum)
-
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
-    return next((code for code in codes if code != 0), 0)

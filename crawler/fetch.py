@@ -10,7 +10,9 @@ Everything a server can get wrong becomes a result with an ``error`` code and a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import re
 import time
 from collections.abc import Callable
@@ -24,7 +26,7 @@ import requests
 
 from crawler.errors import UnsafeTarget
 from crawler.safehttp import body_chunks, open_url
-from crawler.storage import commit_file, image_relative_path, open_temporary
+from crawler.storage import commit_file, image_relative_name, open_temporary
 from crawler.verify import SNIFF_BYTES, check_image, sniff_image_type
 
 # Images are compressed already; asking for identity avoids decoding work (and bombs).
@@ -39,7 +41,7 @@ _DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 # Bodies up to this size are kept in memory (at concurrency 200, at most 50 MB).
 MEMORY_BODY_BYTES = 256 * 1024
 # Takes over a verified temporary file: (task id, temporary, path relative to OUT).
-Keep = Callable[[int, Path, Path], None]
+Keep = Callable[[int, str, str], None]
 
 
 @dataclass(frozen=True)
@@ -138,7 +140,7 @@ def fetch_image(
     kept = False
     if keep is None:
 
-        def keep(_task_id: int, temporary: Path, relative: Path) -> None:
+        def keep(_task_id: int, temporary: str, relative: str) -> None:
             commit_file(temporary, out, relative)
 
     timeout = (limits.connect_timeout, limits.read_timeout)
@@ -178,7 +180,7 @@ def fetch_image(
             result.update(error="not_an_image", bytes=size)
             return result
         mime, extension = sniffed
-        source = body.temporary if body.temporary is not None else body.data
+        source = Path(body.temporary) if body.temporary is not None else body.data
         check = check_image(source, extension, limits.min_width, limits.min_height)
         result.update(bytes=size, content_type=mime, width=check.width, height=check.height)
         if check.error is not None:
@@ -186,10 +188,10 @@ def fetch_image(
             return result
         temporary = body.temporary or body.write_out()
         digest = body.digest.hexdigest()
-        relative = image_relative_path(url, digest, extension)
+        relative = image_relative_name(url, digest, extension)
         keep(task_id, temporary, relative)
         kept = True
-        result.update(outcome="stored", sha256=digest, path=relative.as_posix())
+        result.update(outcome="stored", sha256=digest, path=relative)
     except UnsafeTarget as exc:
         result.update(error=f"{exc.code}: {exc}")
     except TooSlow:
@@ -228,7 +230,7 @@ class _Body:
         self.head = b""
         self.chunks: list[bytes] = []
         self.file: Any = None
-        self.temporary: Path | None = None
+        self.temporary: str | None = None
 
     @property
     def data(self) -> bytes:
@@ -250,7 +252,7 @@ class _Body:
             self.chunks = []
         self.file.write(chunk)
 
-    def write_out(self) -> Path:
+    def write_out(self) -> str:
         """The in-memory body as a temporary file, written at once."""
         self._open()
         self.file.write(self.data)
@@ -267,11 +269,12 @@ class _Body:
         """Close and delete the temporary file, if any (the body is not kept)."""
         self.close()
         if self.temporary is not None:
-            self.temporary.unlink(missing_ok=True)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.temporary)
 
     def _open(self) -> None:
         self.file = open_temporary(self.out)
-        self.temporary = Path(self.file.name)
+        self.temporary = self.file.name
 
 
 def _stream_to(body: _Body, response: requests.Response, max_bytes: int, deadline: float) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import ctypes.util
+import functools
 import itertools
 import json
 import os
@@ -27,13 +28,22 @@ from crawler.urls import host_dir
 
 TMP_DIR = ".tmp"
 MANIFEST_NAME = "manifest.jsonl"
+StrPath = str | os.PathLike[str]
+# Built once: json.dumps with any non-default option builds a new encoder per call.
+_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
+def image_relative_name(url: str, sha256: str, extension: str) -> str:
+    """Where an image with this content, found at this URL, lives relative to OUT
+    (``/``-separated: the downloader's hot path stays with strings)."""
+    return f"{host_dir(url)}/{sha256[:2]}/{sha256}.{extension}"
 
 
 def image_relative_path(url: str, sha256: str, extension: str) -> Path:
-    """Where an image with this content, found at this URL, lives relative to OUT."""
-    return Path(host_dir(url)) / sha256[:2] / f"{sha256}.{extension}"
+    return Path(image_relative_name(url, sha256, extension))
 
 
+@functools.cache
 def _owner_prefix(pid: int) -> str:
     host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
     return f"part-{host}-{pid}-"
@@ -51,14 +61,14 @@ def open_temporary(out: Path) -> IO[bytes]:
     counter makes it unique within the process (cheaper than ``tempfile``'s random
     names, which cost a tenth of the downloader's time per image).
     """
-    tmp = out / TMP_DIR
+    tmp = os.path.join(out, TMP_DIR)
     prefix = _owner_prefix(os.getpid())
     for _attempt in range(100):
-        path = tmp / f"{prefix}{next(_temporary_names)}"
+        path = os.path.join(tmp, f"{prefix}{next(_temporary_names)}")
         try:
             return open(path, "xb", buffering=0)
         except FileNotFoundError:
-            tmp.mkdir(parents=True, exist_ok=True)
+            os.makedirs(tmp, exist_ok=True)
         except FileExistsError:
             continue  # left by an earlier process with our pid, or by another host's
     raise FileExistsError(f"no free temporary name in {tmp}")
@@ -90,19 +100,25 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def commit_file(temporary: Path, out: Path, relative: Path) -> bool:
+def commit_file(temporary: StrPath, out: StrPath, relative: StrPath) -> bool:
     """Move a finished temporary file to ``OUT/relative``; True if it was new.
 
-    The file was flushed and fsynced by the writer. When a file with the same
-    content hash is already there, the temporary copy is dropped instead: one file
-    per distinct content.
+    The caller made the file durable if it needs to (``Committer`` does). When a file
+    with the same content hash is already there, the temporary copy is dropped
+    instead: one file per distinct content.
     """
-    final = out / relative
-    if final.exists():
-        temporary.unlink(missing_ok=True)
+    final = os.path.join(out, relative)
+    if os.path.exists(final):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
         return False
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(temporary, final)
+    try:
+        os.replace(temporary, final)
+    except FileNotFoundError:
+        if not os.path.exists(temporary):
+            raise
+        os.makedirs(os.path.dirname(final), exist_ok=True)
+        os.replace(temporary, final)
     return True
 
 
@@ -135,7 +151,7 @@ def sync_filesystem(folder: Path) -> bool:
     return True
 
 
-def _fsync_path(path: Path) -> None:
+def _fsync_path(path: StrPath) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -148,8 +164,8 @@ class Staged:
     """A finished, verified temporary file waiting for ``Committer.commit``."""
 
     key: int  # the caller's name for it (the downloader uses the task id)
-    temporary: Path
-    relative: Path
+    temporary: StrPath
+    relative: StrPath
 
 
 class Committer:
@@ -166,7 +182,7 @@ class Committer:
         self.out = out
         self._staged: list[Staged] = []
 
-    def stage(self, key: int, temporary: Path, relative: Path) -> None:
+    def stage(self, key: int, temporary: StrPath, relative: StrPath) -> None:
         self._staged.append(Staged(key, temporary, relative))
 
     def take(self) -> list[Staged]:
@@ -184,13 +200,13 @@ class Committer:
             synced = sync_filesystem(self.out)
         except OSError as exc:
             return {item.key: _store_error(item, exc) for item in staged}
-        folders: set[Path] = set()
+        folders: set[str] = set()
         for item in staged:
             try:
                 if not synced:
                     _fsync_path(item.temporary)
                 commit_file(item.temporary, self.out, item.relative)
-                folders.add((self.out / item.relative).parent)
+                folders.add(os.path.dirname(os.path.join(self.out, item.relative)))
             except OSError as exc:
                 failed[item.key] = _store_error(item, exc)
         try:
@@ -203,7 +219,8 @@ class Committer:
 
 
 def _store_error(item: Staged, exc: OSError) -> str:
-    item.temporary.unlink(missing_ok=True)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(item.temporary)
     return f"store_error: {exc.strerror or exc}"
 
 
@@ -230,7 +247,7 @@ class Manifest:
         return {json.loads(line)["url"] for line in lines if line.strip()}
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        self._handle.write(_RECORD_ENCODER.encode(record) + "\n")
         if not self._holding:
             self._handle.flush()
 

@@ -118,7 +118,7 @@ class DownloaderNode:
         with self._client_lock:
             if self._client is not None:
                 return self._client
-            wait, started, next_message = 0.5, time.monotonic(), 0.0
+            wait, started, next_message = 0.1, time.monotonic(), 0.0
             limit = self.download.wait_for_harvester
             while True:
                 if self.stopping:

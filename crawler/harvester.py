@@ -29,6 +29,7 @@ from crawler.broker import Broker, Task
 from crawler.config import Config, parse_address
 from crawler.errors import ConfigError, StateError
 from crawler.pages import PageResult, StylesheetCache, fetch_page, fetch_robots
+from crawler.parsing import PageParser
 from crawler.politeness import Politeness, parse_host_rule
 from crawler.progress import ProgressLog
 from crawler.robots import RobotsCache
@@ -163,10 +164,14 @@ class Harvester:
         try:
             server.start()
             self._start_log(server)
+            self.parser = PageParser(self.crawl.parse_processes)
             with ThreadPoolExecutor(self.crawl.page_workers, "page") as pages:
-                self._crawl(pages)
-                if self.stopping:
-                    pages.shutdown(wait=False, cancel_futures=True)
+                try:
+                    self._crawl(pages)
+                finally:
+                    if self.stopping:
+                        pages.shutdown(wait=False, cancel_futures=True)
+                    self.parser.close()
             elapsed = time.monotonic() - started
             if self.stopping:
                 self._record_updates()
@@ -340,7 +345,7 @@ class Harvester:
     def _fetch_page(self, url: str, depth: int, start_in: float | None) -> PageResult:
         if start_in:
             time.sleep(start_in)
-        return fetch_page(url, depth, self.crawl, self.robots, self.sheets)
+        return fetch_page(url, depth, self.crawl, self.robots, self.sheets, self.parser.parse)
 
     def _handle_page(self, page: PageResult) -> None:
         frontier = self.state.frontier

@@ -7,6 +7,7 @@ must not take the harvester down.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import requests
@@ -129,12 +130,15 @@ def fetch_page(
     config: CrawlConfig,
     robots: RobotsCache | None = None,
     stylesheets: StylesheetCache | None = None,
+    parse: Callable[[bytes, str, str | None], PageContent] = extract_page,
 ) -> PageResult:
     """GET a page (at most ``max_page_bytes`` of it) and extract images and links.
 
     A response that is an image (a link without an image extension) is flagged so the
     harvester queues it as an image; other non-HTML responses are skipped. With
     ``robots``, a disallowed page is not fetched, and disallowed images are set apart.
+    ``parse`` is ``extract_page`` or its stand-in (the harvester's ``PageParser``
+    runs it in worker processes).
     """
     page = PageResult(url=url, depth=depth)
     if robots is not None and not robots.allowed(url):
@@ -171,7 +175,7 @@ def fetch_page(
         page.error = "not_html"
         return page
     try:
-        content = extract_page(body, page.final_url, page.content_type)
+        content = parse(body, page.final_url, page.content_type)
     except Exception as exc:  # hostile markup must not stop the crawl
         page.error = f"parse_error: {type(exc).__name__}"
         return page

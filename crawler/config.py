@@ -134,6 +134,7 @@ class DownloadConfig:
     min_width: int = _setting(0, _not_negative, "must be >= 0")
     min_height: int = _setting(0, _not_negative, "must be >= 0")
     wait_for_harvester: float = _setting(0.0, _not_negative, "must be >= 0 (0 means forever)")
+    sync_files: bool = True
 
 
 @dataclass(frozen=True)

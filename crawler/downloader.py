@@ -109,7 +109,7 @@ class DownloaderNode:
         self.last_end: dict[str, float] = {}  # delayed host -> when its last request ended
         self.host_locks: dict[str, gevent.lock.Semaphore] = {}
         self._report_now = gevent.event.Event()
-        self.committer = Committer(self.out)
+        self.committer = Committer(self.out, config.download.sync_files)
 
     # -- talking to the harvester, with reconnects ------------------------------
 

@@ -178,8 +178,9 @@ class Committer:
     where one fsync per file cost about 8% of the downloader's time.
     """
 
-    def __init__(self, out: Path) -> None:
+    def __init__(self, out: Path, sync: bool = True) -> None:
         self.out = out
+        self.sync = sync  # False: rename only, and let the kernel write back in its time
         self._staged: list[Staged] = []
 
     def stage(self, key: int, temporary: StrPath, relative: StrPath) -> None:
@@ -196,6 +197,13 @@ class Committer:
         if not staged:
             return {}
         failed: dict[int, str] = {}
+        if not self.sync:
+            for item in staged:
+                try:
+                    commit_file(item.temporary, self.out, item.relative)
+                except OSError as exc:
+                    failed[item.key] = _store_error(item, exc)
+            return failed
         try:
             synced = sync_filesystem(self.out)
         except OSError as exc:

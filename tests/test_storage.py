@@ -173,14 +173,18 @@ def test_read_manifest_of_an_empty_file(tmp_path: Path):
     assert read_manifest(path) == []
 
 
-@pytest.mark.parametrize("syncfs", [True, False], ids=["syncfs", "fsync-per-file"])
+@pytest.mark.parametrize(
+    ("syncfs", "sync"),
+    [(True, True), (False, True), (True, False)],
+    ids=["syncfs", "fsync-per-file", "no-sync"],
+)
 def test_committer_moves_a_batch_into_place(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool, sync: bool
 ):
     if not syncfs:  # a platform without syncfs: each file and folder is fsynced instead
         monkeypatch.setattr(storage, "_SYNCFS", None)
     out = tmp_path / "out"
-    committer = Committer(out)
+    committer = Committer(out, sync)
     contents = [CONTENT, b"GIF89a other", CONTENT]  # the third is a copy of the first
     for key, content in enumerate(contents):
         sha = hashlib.sha256(content).hexdigest()

@@ -121,6 +121,9 @@ def run_one(
     shutil.rmtree(rundir.parent if attempt == 0 else rundir, ignore_errors=True)
     out = rundir / "out"
     out.mkdir(parents=True)
+    # Write the previous run's files to disk now: else this run's processes would pay
+    # for that write-back (the kernel throttles a writer while too much is dirty).
+    os.sync()
     # Other work on the machine skews every figure; the load average says how much.
     load = [round(x, 2) for x in os.getloadavg()]
     server = nginx.Nginx(rundir / "nginx", site, latency)

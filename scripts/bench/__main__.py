@@ -293,8 +293,10 @@ def main(argv: list[str] | None = None) -> int:
     failed = False
     try:
         for latency in args.latencies:
-            for tool, attempt in itertools.product(args.tool_list, range(args.repeat)):
-                chosen = ours_settings if tool == "ours" else settings
+            # Repeats go round the tools (ours, scrapy, ..., ours, scrapy, ...), so that a
+            # slow spell of this machine does not land on one tool's runs only.
+            for attempt, tool in itertools.product(range(args.repeat), args.tool_list):
+                chosen = ours_settings if tool.startswith("ours") else settings
                 result = run_one(args, chosen, tool, latency, site, truth, attempt)
                 results.append(result)
                 bad = result["timed_out"] or any(result["exit_codes"].values())

@@ -286,11 +286,13 @@ class TaskBoard:
             rows = self.db.execute(f"SELECT {_COLUMNS} FROM tasks WHERE id IN ({marks})", chunk)
             known.update((row[0], _task(row)) for row in rows)
         finished = []
+        rows: list[tuple[Any, ...]] = []  # the final tasks' UPDATEs, run as one batch
         for result in results:
             task_id = result.get("id")
-            task = self._apply(node, result, now, jitter(), self._current(task_id, known))
+            task = self._apply(node, result, now, jitter(), self._current(task_id, known), rows)
             if task is not None:
                 finished.append(task)
+        self.db.executemany(_FINISH_SQL, rows)
         return finished
 
     def _current(self, task_id: Any, known: dict[int, Task]) -> Task | None:
@@ -310,9 +312,19 @@ class TaskBoard:
         return self._apply(node, result, now, jitter, task)
 
     def _apply(
-        self, node: str, result: dict[str, Any], now: float, jitter: float, task: Task | None
+        self,
+        node: str,
+        result: dict[str, Any],
+        now: float,
+        jitter: float,
+        task: Task | None,
+        rows: list[tuple[Any, ...]] | None = None,
     ) -> Task | None:
-        """``complete`` for a task already read (the lease itself, when leased)."""
+        """``complete`` for a task already read (the lease itself, when leased).
+
+        With ``rows``, a task that becomes final has its UPDATE appended there for
+        the caller to run (``complete_many`` runs a batch's at once), instead of now.
+        """
         if task is None or task.state in FINAL_STATES:
             return None
         stored = result.get("outcome") == "stored"
@@ -325,7 +337,7 @@ class TaskBoard:
             spared = self.politeness.feedback(host, result, now)
         task.result = result
         if stored:
-            return self._finish(task, "stored")
+            return self._finish(task, "stored", rows)
         if result.get("retryable") and spared:
             # The host is down: it is paused, and the task keeps its attempts.
             wait = 0.0
@@ -334,7 +346,7 @@ class TaskBoard:
             wait = max(retry_delay(task.failures, jitter), float(result.get("retry_after") or 0))
         else:
             task.failures += bool(result.get("retryable"))
-            return self._finish(task, "failed")
+            return self._finish(task, "failed", rows)
         task.state, task.owner = "pending", None
         self.db.execute(
             "UPDATE tasks SET state = 'pending', owner = NULL, due = ?, result = ?, "
@@ -426,25 +438,31 @@ class TaskBoard:
         self.politeness.release(host, now, task.owner or "")
         return host
 
-    def _finish(self, task: Task, state: str) -> Task:
+    def _finish(self, task: Task, state: str, rows: list[tuple[Any, ...]] | None = None) -> Task:
         self.seq += 1
         task.state, task.seq = state, self.seq
-        self.db.execute(
-            "UPDATE tasks SET state = ?, result = ?, failures = ?, attempts = ?, owner = ?, "
-            "finished_seq = ? WHERE id = ?",
-            (
-                state,
-                json.dumps(task.result),
-                task.failures,
-                task.attempts,
-                task.owner,
-                task.seq,
-                task.id,
-            ),
+        row = (
+            state,
+            json.dumps(task.result),
+            task.failures,
+            task.attempts,
+            task.owner,
+            task.seq,
+            task.id,
         )
+        if rows is None:
+            self.db.execute(_FINISH_SQL, row)
+        else:
+            rows.append(row)
         self.final += 1
         self.stored += state == "stored"
         return task
+
+
+_FINISH_SQL = (
+    "UPDATE tasks SET state = ?, result = ?, failures = ?, attempts = ?, owner = ?, "
+    "finished_seq = ? WHERE id = ?"
+)
 
 
 def _wire(task: Task) -> list[Any]:

@@ -47,8 +47,12 @@ LISTEN_BACKLOG = 1024
 TRANSIENT_ERRORS = (OSError, EOFError)
 
 
+# Built once: json.dumps with options builds a new encoder per call.
+_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
+
+
 def _json_dumps(obj: Any) -> bytes:
-    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode("utf-8")
+    return _ENCODER.encode(obj).encode("utf-8")
 
 
 def _json_loads(data: bytes) -> Any:

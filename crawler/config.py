@@ -83,7 +83,7 @@ class CrawlConfig:
     obey_nofollow: bool = False
     image_hosts: tuple[str, ...] = ()
     page_workers: int = _setting(4, _positive, "must be > 0")
-    parse_processes: int = _setting(2, _not_negative, "must be >= 0 (0 parses in the page threads)")
+    parse_processes: int = _setting(1, _not_negative, "must be >= 0 (0 parses in the page threads)")
     page_timeout: float = _setting(15.0, _positive, "must be > 0")
     max_page_bytes: int = _setting(10 * 1024 * 1024, _positive, "must be > 0")
     user_agent: str = "distributed-image-crawler/0.1 (+https://example.org/crawler-contact)"

@@ -99,6 +99,7 @@ class DownloaderNode:
         self.user_agent = config.crawl.user_agent
         self.inbox: gevent.queue.Queue = gevent.queue.Queue()
         self.held: set[int] = set()  # leased and not yet reported
+        self.active = 0  # leased and not yet finished
         self.outbox: list[dict[str, Any]] = []
         self.done = False
         self.stopping = False
@@ -166,7 +167,9 @@ class DownloaderNode:
         """Keep one batch leased beyond what the pool is fetching."""
         capacity = self.download.concurrency + self.batch_size
         while not self.done and not self.stopping:
-            room = capacity - len(self.held)
+            # Finished tasks waiting for the reporter (which may be syncing the disk)
+            # do not take a place in the pool; held tasks stay under twice the capacity.
+            room = min(capacity - self.active, 2 * capacity - len(self.held))
             if room < min(self.batch_size, capacity) and self.held:
                 gevent.sleep(0.02)
                 continue
@@ -174,6 +177,7 @@ class DownloaderNode:
             received = time.monotonic()
             for task_id, url, *timing in reply["tasks"]:
                 self.held.add(task_id)
+                self.active += 1
                 # A host with a delay: the harvester says when this request may start,
                 # and how far apart this node must keep its requests to the host.
                 start_at = received + float(timing[0]) if timing else None
@@ -234,6 +238,11 @@ class DownloaderNode:
             self.paused[host] = max(self.paused.get(host, 0.0), time.monotonic() + wait)
             self._report_now.set()
         self.outbox.append(result)
+        self.active -= 1
+        if len(self.outbox) >= len(self.held):
+            # Every task this node holds is done (the crawl's end, or a starved pool):
+            # waiting for the next report tick would only delay the harvester.
+            self._report_now.set()
 
     def _fetch_image(self, session: Any, task_id: int, url: str) -> dict[str, Any]:
         return fetch_image(
@@ -254,7 +263,7 @@ class DownloaderNode:
         elapsed = max(time.monotonic() - stats.started, 1e-9)
         line = (
             f"node {self.node}: stored {stats.stored}, failed {stats.failed}, "
-            f"in flight {len(self.held)}, {stats.stored / elapsed:.1f} images/s, "
+            f"in flight {self.active}, {stats.stored / elapsed:.1f} images/s, "
             f"{stats.bytes / 1e6:.1f} MB"
         )
         sys.stderr.write(f"\r\x1b[K{line}{end}")

@@ -320,6 +320,7 @@ class DownloaderNode:
                 group.kill()
         self.done = self.pool_finished = True
         feeder.kill()
+        self._report_now.set()  # the last results go now, not at the next tick
         reporter.join()
         if progress is not None:
             progress.kill()

@@ -25,13 +25,14 @@ from crawler.extract import PageContent, extract_page
 PARENT_CHECK_SECONDS = 1.0
 
 
-def _start_worker() -> None:
+def _start_worker(parent: int) -> None:
     # Ctrl-C reaches the whole process group: the harvester decides how to stop, and
     # shuts the pool down itself; a worker must not die with a traceback first.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     # A worker waiting for work never notices its harvester killed with -9: it would
-    # wait for ever. It checks once a second that its parent is still the same.
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), daemon=True).start()
+    # wait for ever. It checks once a second that its parent is still the one that
+    # started it (passed in: the harvester may be gone before this worker is up).
+    threading.Thread(target=_exit_with_parent, args=(parent,), daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:
@@ -63,6 +64,7 @@ class PageParser:
             self.processes,
             mp_context=multiprocessing.get_context("spawn"),
             initializer=_start_worker,
+            initargs=(os.getpid(),),
         )
         # Importing extract_page's module in a worker is what takes the time.
         self._warm = self._pool.submit(_ready)

@@ -104,3 +104,22 @@ def alive(pid: int) -> bool:
             return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
     except FileNotFoundError:
         return False
+
+
+def test_workers_exit_when_the_harvester_is_gone_before_they_are_up():
+    """A harvester that dies while its worker is still starting (a second Ctrl-C right
+    after the start) leaves no worker waiting for ever."""
+    code = (
+        "import os\nfrom crawler.parsing import PageParser\n"
+        "parser = PageParser(1)\n"
+        "print(*parser._pool._processes, flush=True)\nos._exit(0)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    workers = [int(pid) for pid in done.stdout.split()]
+    assert workers
+    deadline = time.monotonic() + 30  # the worker finishes its imports, then notices
+    while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in workers)

@@ -67,11 +67,11 @@ def ours(target: Target, settings: Settings) -> list[Launch]:
 
     Host concurrency is raised because the site is our own nginx: the default of 8 is
     politeness towards strangers' servers, not a limit of the crawler. It is set well
-    above what the nodes can hold (processes x (concurrency + batch) = 1024 here),
-    because the harvester's page fetches share the host's slots: when the nodes hold
-    every slot, page discovery crawls (76 -> 100 pages in 8 s at a limit of 256) while
-    the task queue drains. Linger is cut so that waiting for absent downloaders to hear
-    "done" is not counted.
+    above what the nodes can hold (processes x (concurrency + batch) = 1024 here, up to
+    twice that with results not yet reported), because the harvester's page fetches
+    share the host's slots: when the nodes hold every slot, page discovery crawls
+    (76 -> 100 pages in 8 s at a limit of 256) while the task queue drains. Linger is
+    cut so that waiting for absent downloaders to hear "done" is not counted.
 
     Tried on the 10,000-image site, 2 cores (median wall of 2-3 runs, 0 / 50 ms):
       host limit 256,  2 processes x 128: 22.2 / 22.6 s

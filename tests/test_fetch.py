@@ -387,3 +387,17 @@ def test_a_url_with_unquoted_characters_is_quoted_on_the_wire(mocked, out):
     assert sent.url == f"{HOST}/a%20b/%C3%BC.png"
     assert sent.headers["User-Agent"] == USER_AGENT
     assert sent.headers["Accept-Encoding"] == "identity"
+
+
+def test_a_disk_error_is_a_retryable_store_error(mocked, out):
+    """Our side failing (here OUT/.tmp is a file, as a full or broken disk would fail
+    the write) is reported like any failure, never raised: the task is not lost."""
+    mocked.get(f"{HOST}/ok.png", body=PNG, content_type="image/png")
+    out.mkdir(parents=True)
+    (out / TMP_DIR).write_bytes(b"not a folder")
+    result = fetch_image(
+        make_session(4, USER_AGENT, AddressPolicy()), 1, f"{HOST}/ok.png", out, "n", LIMITS
+    )
+    assert (result["outcome"], result["retryable"]) == ("failed", True)
+    assert result["error"].startswith("store_error: ")
+    assert result["path"] is None and stored_files(out) == []

@@ -17,6 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from crawler.storage import LineFile
+
 _BARE = re.compile(r"^[A-Za-z0-9_.:/@+\-%?&=,~#\[\]!*;$'()]*$")
 _PAIR = re.compile(r'([A-Za-z0-9_]+)=("(?:[^"\\]|\\.)*"|\S*)')
 _UNESCAPE = {"n": "\n", "r": "\r"}
@@ -71,27 +73,17 @@ class ProgressLog:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle: IO[str] = path.open("a", encoding="utf-8")
-        self._holding = 0
+        self._file = LineFile(path)
 
     def event(self, event: str, **fields: Any) -> None:
-        self._handle.write(format_line(event, fields, time.time()) + "\n")
-        if not self._holding:
-            self._handle.flush()
+        self._file.write_line(format_line(event, fields, time.time()))
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> contextlib.AbstractContextManager[None]:
         """Events inside are flushed together when the outermost batch ends."""
-        self._holding += 1
-        try:
-            yield
-        finally:
-            self._holding -= 1
-            if not self._holding:
-                self._handle.flush()
+        return self._file.batch()
 
     def close(self) -> None:
-        self._handle.close()
+        self._file.close()
 
 
 @dataclass

@@ -39,10 +39,6 @@ def image_relative_name(url: str, sha256: str, extension: str) -> str:
     return f"{host_dir(url)}/{sha256[:2]}/{sha256}.{extension}"
 
 
-def image_relative_path(url: str, sha256: str, extension: str) -> Path:
-    return Path(image_relative_name(url, sha256, extension))
-
-
 @functools.cache
 def _owner_prefix(pid: int) -> str:
     host = re.sub(r"[^A-Za-z0-9.-]", "-", socket.gethostname()) or "host"
@@ -191,32 +187,29 @@ class Committer:
         return staged
 
     def commit(self, staged: Iterable[Staged]) -> dict[int, str]:
-        """Make ``staged`` durable and rename each into place; returns ``{key: error}``
-        for the files that could not be stored (their temporaries are removed)."""
+        """Make ``staged`` durable (unless ``sync`` is off) and rename each into place;
+        returns ``{key: error}`` for the files that could not be stored (their
+        temporaries are removed)."""
         staged = list(staged)
         if not staged:
             return {}
-        failed: dict[int, str] = {}
-        if not self.sync:
-            for item in staged:
-                try:
-                    commit_file(item.temporary, self.out, item.relative)
-                except OSError as exc:
-                    failed[item.key] = _store_error(item, exc)
-            return failed
         try:
-            synced = sync_filesystem(self.out)
+            # Without syncfs (not Linux), each file and then each folder is fsynced.
+            sync_each = self.sync and not sync_filesystem(self.out)
         except OSError as exc:
             return {item.key: _store_error(item, exc) for item in staged}
+        failed: dict[int, str] = {}
         folders: set[str] = set()
         for item in staged:
             try:
-                if not synced:
+                if sync_each:
                     _fsync_path(item.temporary)
                 commit_file(item.temporary, self.out, item.relative)
                 folders.add(os.path.dirname(os.path.join(self.out, item.relative)))
             except OSError as exc:
                 failed[item.key] = _store_error(item, exc)
+        if not self.sync:
+            return failed
         try:
             if not sync_filesystem(self.out):
                 for folder in folders:
@@ -232,6 +225,34 @@ def _store_error(item: Staged, exc: OSError) -> str:
     return f"store_error: {exc.strerror or exc}"
 
 
+class LineFile:
+    """An append-only text file of lines, each flushed at once (so that readers such
+    as ``tail`` see it), or all together at the end of a ``batch()``."""
+
+    def __init__(self, path: Path) -> None:
+        self._handle: IO[str] = path.open("a", encoding="utf-8")
+        self._holding = 0
+
+    def write_line(self, text: str) -> None:
+        self._handle.write(text + "\n")
+        if not self._holding:
+            self._handle.flush()
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Lines written inside are flushed together when the outermost batch ends."""
+        self._holding += 1
+        try:
+            yield
+        finally:
+            self._holding -= 1
+            if not self._holding:
+                self._handle.flush()
+
+    def close(self) -> None:
+        self._handle.close()
+
+
 class Manifest:
     """Append-only JSON Lines file, one object per image URL, flushed per record or
     once per ``batch()``."""
@@ -240,8 +261,7 @@ class Manifest:
         out.mkdir(parents=True, exist_ok=True)
         self.path = out / MANIFEST_NAME
         self.repaired = repair_torn_line(self.path)
-        self._handle = self.path.open("a", encoding="utf-8")
-        self._holding = 0
+        self._file = LineFile(self.path)
 
     def recent_urls(self, tail_bytes: int = 4 * 1024 * 1024) -> set[str]:
         """URLs of the records in the last ``tail_bytes`` of the file: where a line
@@ -255,23 +275,14 @@ class Manifest:
         return {json.loads(line)["url"] for line in lines if line.strip()}
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(_RECORD_ENCODER.encode(record) + "\n")
-        if not self._holding:
-            self._handle.flush()
+        self._file.write_line(_RECORD_ENCODER.encode(record))
 
-    @contextlib.contextmanager
-    def batch(self) -> Iterator[None]:
+    def batch(self) -> contextlib.AbstractContextManager[None]:
         """Records written inside are flushed together when the outermost batch ends."""
-        self._holding += 1
-        try:
-            yield
-        finally:
-            self._holding -= 1
-            if not self._holding:
-                self._handle.flush()
+        return self._file.batch()
 
     def close(self) -> None:
-        self._handle.close()
+        self._file.close()
 
 
 def repair_torn_line(path: Path) -> bool:

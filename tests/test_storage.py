@@ -15,11 +15,16 @@ from crawler.storage import (
     Committer,
     Manifest,
     commit_file,
-    image_relative_path,
+    image_relative_name,
     open_temporary,
     read_manifest,
     remove_stale_temporaries,
 )
+
+
+def image_relative_path(url: str, sha256: str, extension: str) -> Path:
+    return Path(image_relative_name(url, sha256, extension))
+
 
 CONTENT = b"\x89PNG\r\n\x1a\n pretend image bytes"
 SHA = hashlib.sha256(CONTENT).hexdigest()

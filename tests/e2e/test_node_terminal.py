@@ -16,7 +16,9 @@ PROGRESS = re.compile(r"node term-node: stored \d+, failed \d+, in flight \d+, [
 
 
 def test_progress_line_on_a_terminal_only(cluster, tmp_path):
-    cluster.serve_site(pages=4, images=60, seed=4, image_delay=0.05)
+    # The line is redrawn once a second, so the work must last a few seconds: 60 images at
+    # 0.2 s each over two nodes of concurrency 2 take about 3 s (6 s for one node alone).
+    cluster.serve_site(pages=4, images=60, seed=4, image_delay=0.2)
     out = tmp_path / "downloads"
     cluster.harvester(out)
     cluster.downloader("pipe-node", out, concurrency=2)  # stderr goes to a file

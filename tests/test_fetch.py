@@ -20,7 +20,7 @@ from crawler.fetch import (
     fetch_image,
     retry_after_seconds,
 )
-from crawler.safehttp import CHUNK_BYTES, AddressPolicy, make_session
+from crawler.safehttp import CHUNK_BYTES, AddressPolicy, make_session, open_url
 from crawler.storage import TMP_DIR
 
 HOST = "http://images.example"
@@ -387,6 +387,25 @@ def test_a_url_with_unquoted_characters_is_quoted_on_the_wire(mocked, out):
     assert sent.url == f"{HOST}/a%20b/%C3%BC.png"
     assert sent.headers["User-Agent"] == USER_AGENT
     assert sent.headers["Accept-Encoding"] == "identity"
+
+
+def test_a_lean_get_reads_headers_in_any_case_and_keeps_no_cookies(mocked):
+    """The lean path hands back urllib3's own headers instead of a copy (see
+    safehttp._CheckedAdapter.build_response): lookups still ignore case, and an image's
+    Set-Cookie lands in no jar."""
+    mocked.get(
+        f"{HOST}/a.png",
+        body=PNG,
+        content_type="image/png",
+        headers={"set-cookie": "s=1; Path=/", "X-Thing": "a"},
+    )
+    session = make_session(4, USER_AGENT, AddressPolicy())
+    with open_url(session, f"{HOST}/a.png", 5.0, 3, lean=True) as response:
+        assert response.status_code == 200 and response.url == f"{HOST}/a.png"
+        assert response.headers["content-TYPE"] == "image/png"
+        assert response.headers.get("x-THING") == "a"
+        assert not response.is_redirect
+    assert not session.cookies and not response.cookies
 
 
 def test_a_disk_error_is_a_retryable_store_error(mocked, out):

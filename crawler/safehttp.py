@@ -13,8 +13,10 @@ Shared by the harvester's page fetching and the downloaders, so both obey one po
 
 from __future__ import annotations
 
+import _socket
 import ipaddress
 import re
+import socket
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -76,6 +78,22 @@ class _AddressCheck:
                 "(use --allow-private to crawl private networks)"
             )
         return sock
+
+    @property
+    def is_connected(self) -> bool:
+        """urllib3's check before reusing a pooled connection (is the peer silent?), as
+        one non-blocking peek on the socket gevent wraps instead of a gevent ``poll``
+        object per check, which was a twentieth of the downloader's time."""
+        raw = getattr(self.sock, "_sock", None)  # type: ignore[attr-defined]
+        if not isinstance(raw, _socket.socket):
+            return super().is_connected  # type: ignore[misc]
+        try:
+            raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            return True  # nothing to read: open and idle, as it should be
+        except OSError:
+            return False
+        return False  # end of file, or bytes no request asked for: do not reuse
 
 
 @cache

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import ipaddress
+import socket
 
+import gevent.socket
 import pytest
 
 from crawler.config import CrawlConfig, load_config
 from crawler.errors import ConfigError
-from crawler.safehttp import AddressPolicy
+from crawler.safehttp import AddressPolicy, _pool_classes
 
 PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "1.1.1.1"]
 NOT_PUBLIC = [
@@ -71,3 +73,24 @@ def test_policy_from_config():
 def test_a_bad_network_in_the_config_names_the_key():
     with pytest.raises(ConfigError, match="CRAWLER_ALLOW_NETWORKS"):
         load_config(environ={"CRAWLER_ALLOW_NETWORKS": "10.0.0.0/8,not-a-net"})
+
+
+@pytest.mark.parametrize("socketpair", [socket.socketpair, gevent.socket.socketpair])
+def test_a_pooled_connection_is_reused_only_while_its_peer_is_silent(socketpair):
+    """Both paths of the reuse check (a peek on the socket gevent wraps, urllib3's own
+    for plain sockets): idle is reusable; bytes no request asked for, or the peer's
+    close, are not; the check consumes nothing."""
+    connection_class = _pool_classes(AddressPolicy())["http"].ConnectionCls
+    ours, peer = socketpair()
+    connection = connection_class("images.example", 80)
+    connection.sock = ours
+    assert connection.is_connected
+    peer.sendall(b"x")
+    assert not connection.is_connected
+    assert ours.recv(1) == b"x"
+    assert connection.is_connected
+    peer.close()
+    assert not connection.is_connected
+    ours.close()
+    connection.sock = None
+    assert not connection.is_connected

@@ -193,6 +193,10 @@ def summarize(
     # wait4 counts everything a tool reaped; a killed tool's orphans are reaped by init
     # instead, and then only the samples saw them.
     cpu = max(result.cpu_wait4, result.cpu_sampled)
+    # User time alone: what a tool's own code costs. System time is mostly the kernel
+    # creating and filling files, the same work for every tool, yet on this kind of VM
+    # its cost per new file varies tenfold from run to run.
+    user = max(result.user_wait4, result.user_sampled)
     by_role: dict[str, float] = {}
     for proc in result.procs:
         by_role[proc.role] = max(by_role.get(proc.role, 0.0), proc.peak_rss / 2**20)
@@ -207,6 +211,8 @@ def summarize(
         "cpu_s_wait4": round(result.cpu_wait4, 2),
         "cpu_s_sampled": round(result.cpu_sampled, 2),
         "cpu_s_per_1k": round(1000 * cpu / stored, 3) if stored else None,
+        "user_s": round(user, 2),
+        "user_s_per_1k": round(1000 * user / stored, 3) if stored else None,
         "peak_rss_mb": round(max(by_role.values(), default=0.0), 1),
         "peak_rss_mb_by_role": {role: round(mb, 1) for role, mb in by_role.items()},
         "peak_rss_mb_wait4": round(result.maxrss_wait4 / 2**20, 1),

@@ -39,6 +39,7 @@ class ProcStats:
     cmd: str
     peak_rss: int = 0
     cpu: float = 0.0  # user + system, last sample
+    user: float = 0.0  # user alone, last sample
 
 
 @dataclass
@@ -58,6 +59,8 @@ class RunResult:
     exit_codes: dict[str, int | None]
     cpu_wait4: float  # user + system of the roots and all their reaped descendants
     cpu_sampled: float  # sum of each pid's last sampled user + system
+    user_wait4: float  # user alone, as cpu_wait4
+    user_sampled: float
     maxrss_wait4: int  # bytes, largest single process according to the kernel
     procs: list[ProcStats] = field(default_factory=list)
 
@@ -90,7 +93,7 @@ class ToolRun:
         if on_started is not None:
             on_started({role: popen.pid for role, popen in self.popens.items()})
         codes: dict[str, int | None] = {role: None for role in self.popens}
-        usage = {"cpu": 0.0, "maxrss": 0}
+        usage = {"cpu": 0.0, "user": 0.0, "maxrss": 0}
         timed_out = False
         next_sample = 0.0
         # Exits are looked for every POLL_EVERY s (the wall time's resolution), the
@@ -121,6 +124,8 @@ class ToolRun:
             exit_codes=codes,
             cpu_wait4=usage["cpu"],
             cpu_sampled=sum(p.cpu for p in self.seen.values()),
+            user_wait4=usage["user"],
+            user_sampled=sum(p.user for p in self.seen.values()),
             maxrss_wait4=usage["maxrss"],
             procs=list(self.seen.values()),
         )
@@ -169,6 +174,7 @@ class ToolRun:
                     continue
                 stats.peak_rss = max(stats.peak_rss, rss)
                 stats.cpu = max(stats.cpu, times.user + times.system)
+                stats.user = max(stats.user, times.user)
 
     @staticmethod
     def _reap(popen: subprocess.Popen, usage: dict, block: bool = False) -> int | None:
@@ -181,6 +187,7 @@ class ToolRun:
             return None
         popen.returncode = os.waitstatus_to_exitcode(status)
         usage["cpu"] += rusage.ru_utime + rusage.ru_stime
+        usage["user"] += rusage.ru_utime
         usage["maxrss"] = max(usage["maxrss"], rusage.ru_maxrss * 1024)  # KiB on Linux
         return popen.returncode
 

@@ -15,6 +15,7 @@ COLUMNS = (
     ("wall s", ">"),
     ("images/s", ">"),
     ("CPU s/1k img", ">"),
+    ("user s/1k", ">"),
     ("peak RSS MB", ">"),
     ("dup GETs", ">"),
 )
@@ -38,6 +39,7 @@ def row(result: dict) -> list[str]:
         wall,
         f"{result['images_per_s']:.0f}",
         "-" if cpu is None else f"{cpu:.2f}",
+        "-" if result.get("user_s_per_1k") is None else f"{result['user_s_per_1k']:.2f}",
         rss,
         str(result["duplicate_gets"]),
     ]

@@ -60,7 +60,8 @@ def test_crawl_across_two_network_namespaces(two_hosts, tmp_path: Path):
     in_harvester_host, in_downloader_host = two_hosts
     cluster = Cluster(tmp_path, in_harvester_host, in_downloader_host, HARVESTER_IP)
     try:
-        truth = cluster.serve_site(pages=12, images=90, seed=11)
+        # 0.1 s per image: the first node to connect must not finish before the second joins.
+        truth = cluster.serve_site(image_delay=0.1, pages=12, images=90, seed=11)
         harvester_out, downloader_out = tmp_path / "harvester", tmp_path / "downloader"
         cluster.harvester(harvester_out)
         for name in ("remote-a", "remote-b"):

@@ -70,7 +70,8 @@ def pester(address: tuple[str, int], stop: threading.Event, errors: list[BaseExc
 
 
 def test_a_crawl_survives_hostile_clients(cluster: Cluster, tmp_path: Path) -> None:
-    truth = cluster.serve_site(pages=8, images=60)
+    # 0.1 s per image: the first node to connect must not finish before the second joins.
+    truth = cluster.serve_site(image_delay=0.1, pages=8, images=60)
     out = tmp_path / "downloads"
     key = cluster.env["CRAWLER_AUTHKEY"]
     marker = tmp_path / "pickle-was-loaded"

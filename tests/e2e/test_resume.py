@@ -104,7 +104,8 @@ def test_harvester_killed_mid_crawl_resumes_with_nothing_lost(cluster, tmp_path,
 
 
 def test_stop_with_a_signal_then_resume_then_already_finished(cluster, tmp_path):
-    truth = cluster.serve_site(pages=8, images=60, seed=22)
+    # 0.1 s per image: the first node to connect must not finish before the second joins.
+    truth = cluster.serve_site(image_delay=0.1, pages=8, images=60, seed=22)
     out = tmp_path / "downloads"
     log = out / "progress.log"
     first = cluster.harvester(out)

@@ -25,6 +25,7 @@ from typing import Any
 
 from crawler.politeness import Politeness
 from crawler.state import Transaction, open_database
+from crawler.storage import record_line
 from crawler.urls import host_of
 
 FINAL_STATES = frozenset({"stored", "failed"})
@@ -48,6 +49,29 @@ class Task:
     spacing: float = 0.0  # the host's delay, which the node keeps between its requests
     host: str = ""  # host_of(url), known once leased
     seq: int = 0  # order in which tasks became final (0: not final)
+    line: str | None = None  # the manifest line, encoded when the task became final
+
+
+def final_record(task: Task) -> dict[str, Any]:
+    """The manifest record of a final task: one per image URL, whatever happened."""
+    result = task.result or {}
+    return {
+        "url": task.url,
+        "page": task.page,
+        "kind": task.kind,
+        "attempts": task.attempts,
+        "outcome": task.state,
+        "status": result.get("status"),
+        "error": result.get("error"),
+        "path": result.get("path") if task.state == "stored" else None,
+        "sha256": result.get("sha256"),
+        "bytes": result.get("bytes"),
+        "content_type": result.get("content_type"),
+        "width": result.get("width"),
+        "height": result.get("height"),
+        "node": result.get("node"),
+        "elapsed": result.get("elapsed"),
+    }
 
 
 def retry_delay(attempt: int, jitter: float) -> float:
@@ -439,11 +463,14 @@ class TaskBoard:
         return host
 
     def _finish(self, task: Task, state: str, rows: list[tuple[Any, ...]] | None = None) -> Task:
+        """Make a task final. The database keeps its manifest record, encoded once here
+        for the manifest too (the record has every result field anyone reads back)."""
         self.seq += 1
         task.state, task.seq = state, self.seq
+        task.line = record_line(final_record(task))
         row = (
             state,
-            json.dumps(task.result),
+            task.line,
             task.failures,
             task.attempts,
             task.owner,

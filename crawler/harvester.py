@@ -25,7 +25,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import IO, Any
 
-from crawler.broker import Broker, Task
+from crawler.broker import Broker, Task, final_record
 from crawler.config import Config, parse_address
 from crawler.errors import ConfigError, StateError
 from crawler.pages import PageResult, StylesheetCache, fetch_page, fetch_robots
@@ -444,27 +444,6 @@ class Harvester:
         if finished:
             self.broker.mark_recorded(finished)
 
-    @staticmethod
-    def _manifest_record(task: Task) -> dict[str, Any]:
-        result = task.result or {}
-        return {
-            "url": task.url,
-            "page": task.page,
-            "kind": task.kind,
-            "attempts": task.attempts,
-            "outcome": task.state,
-            "status": result.get("status"),
-            "error": result.get("error"),
-            "path": result.get("path") if task.state == "stored" else None,
-            "sha256": result.get("sha256"),
-            "bytes": result.get("bytes"),
-            "content_type": result.get("content_type"),
-            "width": result.get("width"),
-            "height": result.get("height"),
-            "node": result.get("node"),
-            "elapsed": result.get("elapsed"),
-        }
-
     def _count_task(self, task: Task) -> None:
         if task.state == "stored":
             self.totals["stored"] += 1
@@ -475,24 +454,27 @@ class Harvester:
     def _record_task(self, task: Task) -> None:
         """Manifest line and log event for a final task (the totals are counted apart:
         at a resume they come from the database)."""
-        record = self._manifest_record(task)
-        self.manifest.write(record)
+        if task.line is not None:
+            self.manifest.write_line(task.line)
+        else:  # read back from the database at a resume
+            self.manifest.write(final_record(task))
+        result = task.result or {}
         if task.state == "stored":
             self.log.event(
                 "stored",
                 url=task.url,
-                bytes=record["bytes"],
-                node=record["node"],
-                path=record["path"],
-                elapsed=record["elapsed"],
+                bytes=result.get("bytes"),
+                node=result.get("node"),
+                path=result.get("path"),
+                elapsed=result.get("elapsed"),
             )
         else:
             self.log.event(
                 "failed",
                 url=task.url,
-                status=record["status"],
-                error=record["error"],
-                node=record["node"],
+                status=result.get("status"),
+                error=result.get("error"),
+                node=result.get("node"),
                 attempts=task.attempts,
             )
 

@@ -33,6 +33,11 @@ StrPath = str | os.PathLike[str]
 _RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
 
 
+def record_line(record: dict[str, Any]) -> str:
+    """A manifest record as its line (without the newline): keys sorted, UTF-8 as is."""
+    return _RECORD_ENCODER.encode(record)
+
+
 def image_relative_name(url: str, sha256: str, extension: str) -> str:
     """Where an image with this content, found at this URL, lives relative to OUT
     (``/``-separated: the downloader's hot path stays with strings)."""
@@ -275,7 +280,11 @@ class Manifest:
         return {json.loads(line)["url"] for line in lines if line.strip()}
 
     def write(self, record: dict[str, Any]) -> None:
-        self._file.write_line(_RECORD_ENCODER.encode(record))
+        self._file.write_line(record_line(record))
+
+    def write_line(self, line: str) -> None:
+        """A record already encoded by ``record_line``."""
+        self._file.write_line(line)
 
     def batch(self) -> contextlib.AbstractContextManager[None]:
         """Records written inside are flushed together when the outermost batch ends."""

@@ -3,7 +3,8 @@
 A "harvester" process serves a Broker on a SQLite database (as `crawler harvest`
 does) and records every final task, as the harvester's main loop would; K client
 processes lease batches and report a stored result for each task, as downloader
-nodes do. Prints tasks/s end to end and the harvester's peak RSS. Not a test.
+nodes do (every field of a real result filled, so the wire and the database carry
+what they carry in a crawl). Prints tasks/s end to end and the harvester's peak RSS. Not a test.
 
     .venv/bin/python scripts/broker_bench.py [--tasks 1000000] [--clients 4] [--batch 256]
 """
@@ -23,6 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from crawler.broker import Broker
+from crawler.fetch import new_result
 from crawler.serving import BrokerServer
 from crawler.state import open_database
 from crawler.transport import BrokerClient
@@ -63,6 +65,24 @@ def harvester(tasks: int, port_queue, ready, done_queue, authkey: bytes, folder:
     done_queue.put((elapsed, usage.ru_maxrss / 1024, cpu))
 
 
+def stored_result(task_id: int, url: str, node: str) -> dict:
+    """What a downloader reports for a stored image, every field filled as it would be."""
+    digest = f"{task_id:064x}"
+    return {
+        **new_result(task_id, url, node),
+        "outcome": "stored",
+        "status": 200,
+        "bytes": 40_000 + task_id % 40_000,
+        "sha256": digest,
+        "content_type": "image/jpeg",
+        "declared_type": "image/jpeg",
+        "path": f"img{task_id % 50}.test/{digest[:2]}/{digest}.jpg",
+        "width": 320,
+        "height": 240,
+        "elapsed": 0.0123,
+    }
+
+
 def client(port: int, authkey: bytes, batch: int, node: str, counts) -> None:
     broker = BrokerClient(("127.0.0.1", port), authkey)
     broker.join(node, {"host": "bench", "pid": os.getpid(), "concurrency": batch})
@@ -71,13 +91,7 @@ def client(port: int, authkey: bytes, batch: int, node: str, counts) -> None:
         reply = broker.lease_batch(node, batch, 1.0)
         tasks = reply["tasks"]
         if tasks:
-            broker.report_results(
-                node,
-                [
-                    {"id": task[0], "url": task[1], "outcome": "stored", "bytes": 1000}
-                    for task in tasks
-                ],
-            )
+            broker.report_results(node, [stored_result(task[0], task[1], node) for task in tasks])
             handled += len(tasks)
         elif reply["done"]:
             break

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from crawler import broker as broker_module
-from crawler.broker import MAX_LOST_LEASES, Broker, TaskBoard, retry_delay
+from crawler.broker import MAX_LOST_LEASES, Broker, TaskBoard, final_record, retry_delay
+from crawler.storage import record_line
 
 LEASE = 30.0
 T0 = 1000.0
@@ -205,7 +206,11 @@ def test_complete_stores_once_and_ignores_a_second_result() -> None:
 
     assert task is not None and task.state == "stored"
     assert again is None and late_failure is None
-    assert board.tasks[1].result == stored(1, sha256="aa")
+    # The database keeps the first result, as the task's manifest record.
+    assert board.tasks[1].result == final_record(task)
+    assert (task.result, board.tasks[1].result["sha256"]) == (stored(1, sha256="aa"), "aa")
+    # A resume rebuilds the very manifest line the live harvester wrote.
+    assert record_line(final_record(board.tasks[1])) == task.line
     assert board.counts() == {"tasks": 1, "leased": 0, "stored": 1, "failed": 0, "waiting": 0}
 
 
@@ -228,7 +233,8 @@ def test_stored_result_finalizes_after_the_lease_went_to_another_node() -> None:
 
     assert task is not None and task.state == "stored"
     assert from_new_owner is None
-    assert board.tasks[1].result == stored(1, node="n1")
+    assert board.tasks[1].result == final_record(task)
+    assert (task.result, board.tasks[1].result["node"]) == (stored(1, node="n1"), "n1")
     assert board.counts()["leased"] == 0
     assert board.all_final
 

@@ -52,6 +52,11 @@ if [ ! -x "$BENCH_VENV/bin/python" ] || [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")"
     echo "$WANT" >"$STAMP"
 fi
 
+# Bytecode for the crawler, as pip writes it for an installed package (the baselines
+# have theirs from pip): with PYTHONDONTWRITEBYTECODE set, an editable install would
+# compile every module again in every process of every run.
+"$PY" -m compileall -q "$ROOT/crawler" >/dev/null
+
 # The driver owns every process it starts (nginx, the tools, py-spy) and kills their
 # whole trees when it ends, on Ctrl-C or SIGTERM too; exec hands it our signals.
 export PYTHONPATH="$ROOT/scripts${PYTHONPATH:+:$PYTHONPATH}"

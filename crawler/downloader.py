@@ -201,7 +201,7 @@ class DownloaderNode:
                 # exactly when its file is staged.
                 batch, self.outbox = self.outbox, []
                 staged = self.committer.take()
-                failed = gevent.get_hub().threadpool.apply(self.committer.commit, (staged,))
+                failed = self.committer.commit(staged, self._in_thread)
                 for result in batch:
                     if result["id"] in failed:
                         self._store_failed(result, failed[result["id"]])
@@ -215,6 +215,11 @@ class DownloaderNode:
                 return
             self._report_now.wait(REPORT_INTERVAL)
             self._report_now.clear()
+
+    @staticmethod
+    def _in_thread(function: Callable[..., Any], *args: Any) -> Any:
+        """Run a call that waits for the disk in gevent's threadpool (the loop goes on)."""
+        return gevent.get_hub().threadpool.apply(function, args)
 
     def _store_failed(self, result: dict[str, Any], error: str) -> None:
         self.stats.stored -= 1

@@ -19,7 +19,7 @@ import json
 import os
 import re
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -191,16 +191,25 @@ class Committer:
         staged, self._staged = self._staged, []
         return staged
 
-    def commit(self, staged: Iterable[Staged]) -> dict[int, str]:
+    def commit(
+        self, staged: Iterable[Staged], blocking: Callable[..., Any] | None = None
+    ) -> dict[int, str]:
         """Make ``staged`` durable (unless ``sync`` is off) and rename each into place;
         returns ``{key: error}`` for the files that could not be stored (their
-        temporaries are removed)."""
+        temporaries are removed).
+
+        ``blocking(function, *args)`` runs the syncs, which wait for the disk: the
+        downloader passes its threadpool's, so the event loop keeps running. The renames
+        stay in the caller's thread: done in the pool too, every one of them handed the
+        GIL back and forth with the busy loop (six futex calls per image).
+        """
         staged = list(staged)
         if not staged:
             return {}
+        blocking = blocking or _call
         try:
             # Without syncfs (not Linux), each file and then each folder is fsynced.
-            sync_each = self.sync and not sync_filesystem(self.out)
+            sync_each = self.sync and not blocking(sync_filesystem, self.out)
         except OSError as exc:
             return {item.key: _store_error(item, exc) for item in staged}
         failed: dict[int, str] = {}
@@ -208,7 +217,7 @@ class Committer:
         for item in staged:
             try:
                 if sync_each:
-                    _fsync_path(item.temporary)
+                    blocking(_fsync_path, item.temporary)
                 commit_file(item.temporary, self.out, item.relative)
                 folders.add(os.path.dirname(os.path.join(self.out, item.relative)))
             except OSError as exc:
@@ -216,12 +225,16 @@ class Committer:
         if not self.sync:
             return failed
         try:
-            if not sync_filesystem(self.out):
+            if not blocking(sync_filesystem, self.out):
                 for folder in folders:
-                    _fsync_path(folder)
+                    blocking(_fsync_path, folder)
         except OSError as exc:
             return {item.key: _store_error(item, exc) for item in staged}
         return failed
+
+
+def _call(function: Callable[..., Any], *args: Any) -> Any:
+    return function(*args)
 
 
 def _store_error(item: Staged, exc: OSError) -> str:

@@ -199,10 +199,25 @@ def test_committer_moves_a_batch_into_place(
     assert committer.take() == []  # taken once
     assert all(item.temporary.exists() for item in staged)  # nothing moved before commit
 
-    assert committer.commit(staged) == {}
+    handed_off = []  # what went to `blocking` (the downloader's threadpool)
+
+    def blocking(function, *args):  # type: ignore[no-untyped-def]
+        handed_off.append(function.__name__)
+        return function(*args)
+
+    assert committer.commit(staged, blocking) == {}
     assert list((out / TMP_DIR).iterdir()) == []
     stored = {path.read_bytes() for path in files_under(out)}
     assert stored == {CONTENT, b"GIF89a other"}  # one file per distinct content
+    # Only the waits for the disk are handed off; the renames stay in the caller.
+    if not sync:
+        assert handed_off == []
+    elif syncfs:
+        assert handed_off == ["sync_filesystem", "sync_filesystem"]
+    else:
+        assert handed_off[0] == "sync_filesystem"
+        assert handed_off.count("_fsync_path") >= len(contents)  # each file, then folders
+        assert set(handed_off) == {"sync_filesystem", "_fsync_path"}
     assert committer.commit([]) == {}
 
 

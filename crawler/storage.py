@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import ctypes.util
 import functools
 import itertools
 import json
@@ -124,9 +123,13 @@ def commit_file(temporary: StrPath, out: StrPath, relative: StrPath) -> bool:
 
 
 def _load_syncfs() -> Any:
-    """libc's ``syncfs`` (Linux), or None where there is none."""
+    """libc's ``syncfs`` (Linux), or None where there is none.
+
+    Looked up among the symbols already loaded into the process (``CDLL(None)``, where
+    libc always is): ``ctypes.util.find_library`` would run ``ldconfig -p`` in a
+    subprocess at every start of every process."""
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)
         syncfs = libc.syncfs
     except (OSError, AttributeError):
         return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -221,6 +222,14 @@ def test_committer_moves_a_batch_into_place(
     assert committer.commit([]) == {}
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="syncfs is Linux's")
+def test_syncfs_is_found_on_linux_and_flushes_a_folder(tmp_path: Path):
+    assert storage._SYNCFS is not None
+    assert storage.sync_filesystem(tmp_path) is True
+    with pytest.raises(OSError):
+        storage.sync_filesystem(tmp_path / "missing")
+
+
 def test_committer_reports_the_files_it_could_not_store(tmp_path: Path):
     out = tmp_path / "out"
     committer = Committer(out)
@@ -240,7 +249,6 @@ def test_committer_reports_the_files_it_could_not_store(tmp_path: Path):
 
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path):
     import subprocess
-    import sys
 
     out = tmp_path / "out"
     code = (

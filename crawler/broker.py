@@ -673,6 +673,13 @@ class Broker:
                 self._events.append(("node_lost", {"node": node}))
             self._wake.notify_all()
 
+    def wait_for_updates(self, timeout: float) -> None:
+        """Wait until a task has become final or a node event is waiting (at most
+        ``timeout`` s): the harvester's main loop sleeps here when it has no pages."""
+        with self._wake:
+            if not self._finished and not self._events:
+                self._wake.wait(timeout)
+
     def take_updates(self) -> tuple[list[Task], list[tuple[str, dict[str, Any]]]]:
         """Tasks that became final and node events since the last call."""
         with self._lock:

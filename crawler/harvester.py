@@ -279,7 +279,7 @@ class Harvester:
     # -- the main loop -------------------------------------------------------------
 
     def _crawl(self, pages: ThreadPoolExecutor) -> None:
-        last_totals = time.monotonic()
+        last_totals = last_maintained = time.monotonic()
         while not self.stopping:
             self._start_pages(pages)
             if self.in_flight:
@@ -290,8 +290,13 @@ class Harvester:
                     self.broker.release_page_slot(host_of(page.url), *_page_outcome(page))
                     self._handle_page(page)
             else:
-                time.sleep(LOOP_TICK)
-            self.broker.maintain()
+                # Woken by the next result batch: the manifest follows the nodes at once,
+                # and the crawl's end is seen when its last result arrives.
+                self.broker.wait_for_updates(LOOP_TICK)
+            now = time.monotonic()
+            if now - last_maintained >= LOOP_TICK:
+                self.broker.maintain()
+                last_maintained = now
             self._record_updates()
             now = time.monotonic()
             if now - last_totals >= self.config.output.totals_interval:

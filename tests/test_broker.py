@@ -494,6 +494,31 @@ def test_finished_tasks_come_out_of_take_updates_once(clock: FakeClock) -> None:
     assert not broker.all_final()
 
 
+def test_wait_for_updates_returns_when_a_result_arrives(clock: FakeClock) -> None:
+    """The harvester's idle wait ends with the next result batch, not its timeout."""
+    broker = make_broker(clock)
+    add_urls(broker, 1)
+    broker.join("n1", {})
+    broker.take_updates()  # the join event
+    broker.lease("n1", 1, wait=0)
+
+    started = time.monotonic()
+    broker.wait_for_updates(0.05)  # nothing comes: the timeout
+    assert time.monotonic() - started >= 0.04
+
+    reporter = threading.Timer(0.1, broker.put_results, ("n1", [stored(1)]))
+    reporter.start()
+    started = time.monotonic()
+    broker.wait_for_updates(30.0)
+    waited = time.monotonic() - started
+    reporter.join()
+    assert waited < 10.0, "woken by the result, not by the 30 s timeout"
+    started = time.monotonic()
+    broker.wait_for_updates(30.0)  # an update is waiting: no wait at all
+    assert time.monotonic() - started < 10.0
+    assert [task.id for task in broker.take_updates()[0]] == [1]
+
+
 def test_leave_returns_the_nodes_leases_to_the_queue(clock: FakeClock) -> None:
     broker = make_broker(clock)
     add_urls(broker, 2)

@@ -186,18 +186,19 @@ class TaskBoard:
         """Record an image URL that will not be fetched as failed at once (once per URL),
         so that the manifest still has a line for it."""
         result = {"url": url, "outcome": "failed", "error": error}
+        task = Task(0, url, page, kind, state="failed", result=result)
+        task.line = record_line(final_record(task))  # stored as _finish stores it
         cursor = self.db.execute(
             "INSERT OR IGNORE INTO tasks (url, page, kind, state, result, host, finished_seq) "
             "VALUES (?, ?, ?, 'failed', ?, ?, ?)",
-            (url, page, kind, json.dumps(result), host_of(url), self.seq + 1),
+            (url, page, kind, task.line, host_of(url), self.seq + 1),
         )
         if not cursor.rowcount:
             return None
         self.seq += 1
         self.total += 1
         self.final += 1
-        task = Task(cursor.lastrowid or 0, url, page, kind, state="failed", result=result)
-        task.seq = self.seq
+        task.id, task.seq = cursor.lastrowid or 0, self.seq
         return task
 
     def add_many(

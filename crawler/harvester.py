@@ -298,7 +298,6 @@ class Harvester:
                 self.broker.maintain()
                 last_maintained = now
             self._record_updates()
-            now = time.monotonic()
             if now - last_totals >= self.config.output.totals_interval:
                 self._log_totals(now - last_totals)
                 last_totals = now

@@ -4,7 +4,8 @@ A "harvester" process serves a Broker on a SQLite database (as `crawler harvest`
 does) and records every final task, as the harvester's main loop would; K client
 processes lease batches and report a stored result for each task, as downloader
 nodes do (every field of a real result filled, so the wire and the database carry
-what they carry in a crawl). Prints tasks/s end to end and the harvester's peak RSS. Not a test.
+what they carry in a crawl). Prints tasks/s end to end and the harvester's peak RSS.
+Not a test.
 
     .venv/bin/python scripts/broker_bench.py [--tasks 1000000] [--clients 4] [--batch 256]
 """

@@ -17,6 +17,7 @@ from pathlib import Path
 from crawler.demosite import generate_site
 from crawler.progress import parse_line
 from crawler.storage import read_manifest
+from crawler.transport import BrokerClient
 
 RUN_TIMEOUT = 120.0
 
@@ -64,6 +65,21 @@ class Processes:
                     f"{name} still running after {timeout} s:\n" + self.output(name)
                 ) from None
         return codes
+
+    def wait_for_leases(self, node: str, more_than: int, timeout: float = 20.0) -> None:
+        """Until the harvester (asked as ``crawler status`` asks) says ``node`` holds more
+        than ``more_than`` leases. A test that stops or kills a node to see its tasks
+        come back waits for this: right after a report a node may hold none."""
+        host, port = self.listen.rsplit(":", 1)
+        watcher = BrokerClient((host, int(port)), self.env["CRAWLER_AUTHKEY"].encode())
+        deadline = time.monotonic() + timeout
+        held = 0
+        while time.monotonic() < deadline:
+            held = sum(n["leased"] for n in watcher.status()["nodes"] if n["node"] == node)
+            if held > more_than:
+                return
+            time.sleep(0.01)
+        raise AssertionError(f"{node} held {held} leases, not more than {more_than}")
 
     def output(self, name: str) -> str:
         return "".join(

@@ -23,7 +23,6 @@ from crawler.fetch import FetchLimits, fetch_image
 from crawler.progress import parse_line
 from crawler.safehttp import AddressPolicy, make_session
 from crawler.storage import TMP_DIR, read_manifest, remove_stale_temporaries
-from crawler.transport import BrokerClient
 from tests.flaky_server import FlakyServer, png_for
 
 RETRY_AFTER = 2  # what the server asks for on 429 (delay-seconds) and 503 (HTTP-date)
@@ -153,19 +152,8 @@ def test_a_frozen_downloader_loses_its_leases_and_the_crawl_still_completes(clus
         while not stored_by(out / "progress.log", "frozen") and time.monotonic() < deadline:
             time.sleep(0.05)
         assert stored_by(out / "progress.log", "frozen"), cluster.output("frozen")
-        # Freeze it while it holds more leases than it can have in flight (2), so that
-        # some are surely still held when the signal lands: right after a report it may
-        # hold none until its next lease.
-        host, port = cluster.listen.rsplit(":", 1)
-        watcher = BrokerClient((host, int(port)), cluster.env["CRAWLER_AUTHKEY"].encode())
-
-        def held() -> int:
-            nodes = watcher.status()["nodes"]
-            return sum(n["leased"] for n in nodes if n["node"] == "frozen")
-
-        while held() <= 2 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert held() > 2, cluster.output("frozen")
+        # More leases than it has in flight (2): some are surely held when it stops.
+        cluster.wait_for_leases("frozen", more_than=2)
         os.kill(frozen.pid, signal.SIGSTOP)
         cluster.downloader("rescuer", out, concurrency=8)
 

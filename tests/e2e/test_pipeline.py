@@ -75,6 +75,8 @@ def test_a_killed_downloader_takes_no_task_with_it(cluster, tmp_path):
     cluster.harvester(out, env=fast_expiry)
     doomed = cluster.downloader("doomed", out, concurrency=4)
     wait_for_text(out / "progress.log", "event=stored", timeout=60)
+    # More leases than it has in flight (4): some are surely held when it dies.
+    cluster.wait_for_leases("doomed", more_than=4)
     os.kill(doomed.pid, signal.SIGKILL)
     doomed.wait(timeout=10)
     killed_at = time.monotonic()

@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 from crawler.config import Config, load_config, parse_address
 from crawler.errors import CrawlerError
@@ -22,6 +23,73 @@ HARVEST_FLAGS = (
     *("allow_hosts", "allow_subdomains", "prefixes", "include", "exclude", "image_hosts"),
     "obey_nofollow",
 )
+DISTRIBUTION = "distributed-image-crawler"
+EXAMPLES = {
+    "crawler": """\
+  crawler keygen ~/.crawler.key
+  crawler harvest https://example.org/ --authkey-file ~/.crawler.key
+  crawler download --authkey-file ~/.crawler.key
+  crawler tail downloads/progress.log
+  crawler report downloads""",
+    "harvest": """\
+  crawler harvest https://example.org/ --max-depth 2 --authkey-file ~/.crawler.key
+  crawler harvest https://example.org/ --listen 0.0.0.0:5599 --out /data/crawl
+  crawler harvest https://example.org/blog/ --prefix https://example.org/blog/ --exclude '[?]page='
+  crawler harvest https://example.org/ --allow-host cdn.example.org --image-host '*.example.org'""",
+    "download": """\
+  crawler download --authkey-file ~/.crawler.key
+  crawler download --connect harvester.example.lan:5599 --out /data/images --processes 4""",
+    "tail": """\
+  crawler tail downloads/progress.log
+  crawler tail downloads/progress.log --only failed,page_failed""",
+    "urls": """\
+  crawler urls https://example.org/gallery.html
+  crawler urls https://example.org/ --kinds | cut -f1 | sort | uniq -c""",
+    "report": """\
+  crawler report
+  crawler report /data/crawl --max-thumbnails 500""",
+    "export": """\
+  crawler export > images.csv
+  crawler export /data/crawl --format jsonl --output images.jsonl""",
+    "status": """\
+  crawler status --authkey-file ~/.crawler.key
+  crawler status --connect harvester.example.lan:5599 --json""",
+    "keygen": """\
+  crawler keygen ~/.crawler.key
+  scp -p ~/.crawler.key node1.example.lan:.crawler.key""",
+}
+
+
+class _CommandParser(argparse.ArgumentParser):
+    """A command's parser: an unknown flag is refused with this command's usage.
+
+    By default argparse hands a subcommand's leftovers to the top-level parser, which
+    then prints ``usage: crawler [-h] COMMAND ...`` instead of the command's own.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
+class _VersionAction(argparse.Action):
+    """``--version``: looked up only when asked, since importlib.metadata imports socket
+    (which must wait for gevent's monkey-patching in ``download``)."""
+
+    def __init__(self, option_strings: list[str], dest: str, **kwargs: Any) -> None:
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            text = version(DISTRIBUTION)
+        except PackageNotFoundError:
+            text = "unknown (not installed)"
+        print(f"{parser.prog} {text}")
+        parser.exit()
 
 
 def _config_flag(parser: argparse.ArgumentParser) -> None:
@@ -46,13 +114,28 @@ def _common(parser: argparse.ArgumentParser) -> None:
     _authkey_flag(parser)
 
 
+def _with_examples(name: str) -> dict[str, Any]:
+    return {
+        "epilog": f"examples:\n{EXAMPLES[name]}",
+        "formatter_class": argparse.RawDescriptionHelpFormatter,
+    }
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="crawler", description="Distributed image crawler: harvester and downloader nodes."
+        prog="crawler",
+        description="Distributed image crawler: harvester and downloader nodes.",
+        **_with_examples("crawler"),
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser.add_argument("--version", action=_VersionAction, help="print the version and exit")
+    commands = parser.add_subparsers(
+        dest="command", required=True, metavar="COMMAND", parser_class=_CommandParser
+    )
 
-    harvest = commands.add_parser("harvest", help="crawl pages from seeds and serve image tasks")
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=summary, **_with_examples(name))
+
+    harvest = command("harvest", "crawl pages from seeds and serve image tasks")
     harvest.add_argument("seeds", nargs="+", metavar="SEED_URL")
     _common(harvest)
     harvest.add_argument("--listen", help="HOST:PORT to serve tasks on (default 127.0.0.1:5599)")
@@ -106,13 +189,13 @@ def build_parser() -> argparse.ArgumentParser:
         help='do not follow rel="nofollow" links (nor any on a robots-nofollow page)',
     )
 
-    download = commands.add_parser("download", help="run a downloader node")
+    download = command("download", "run a downloader node")
     download.add_argument("--connect", help="harvester HOST:PORT (default 127.0.0.1:5599)")
     _common(download)
     download.add_argument("--processes", type=int, help="worker processes (0: one per core)")
     download.add_argument("--concurrency", type=int, help="downloads in flight per process")
 
-    tail = commands.add_parser("tail", help="follow a progress log with a live summary")
+    tail = command("tail", "follow a progress log with a live summary")
     tail.add_argument("log", nargs="?", default="downloads/progress.log", type=Path)
     tail.add_argument("--summary-every", type=float, default=5.0, metavar="SECONDS")
     tail.add_argument(
@@ -124,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="print log lines and summaries (the default when stdout is not a terminal)",
     )
 
-    urls = commands.add_parser("urls", help="print the image URLs one page references")
+    urls = command("urls", "print the image URLs one page references")
     urls.add_argument("page", metavar="PAGE_URL")
     urls.add_argument("--kinds", action="store_true", help="also print the markup kind")
     _config_flag(urls)
@@ -135,26 +218,26 @@ def build_parser() -> argparse.ArgumentParser:
         help="also fetch from loopback/private/link-local addresses",
     )
 
-    report = commands.add_parser("report", help="write OUT/report.html: figures, chart, gallery")
+    report = command("report", "write OUT/report.html: figures, chart, gallery")
     report.add_argument("out", nargs="?", type=Path, help="output folder (default: downloads)")
     _config_flag(report)
     report.add_argument(
         "--max-thumbnails", type=int, default=2000, metavar="N", help="gallery size (2000)"
     )
 
-    export = commands.add_parser("export", help="the manifest with image dimensions, as CSV/JSONL")
+    export = command("export", "the manifest with image dimensions, as CSV/JSONL")
     export.add_argument("out", nargs="?", type=Path, help="output folder (default: downloads)")
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     export.add_argument("--output", type=Path, metavar="FILE", help="write here (default: stdout)")
     _config_flag(export)
 
-    status = commands.add_parser("status", help="ask a running harvester how the crawl goes")
+    status = command("status", "ask a running harvester how the crawl goes")
     status.add_argument("--connect", help="harvester HOST:PORT (default 127.0.0.1:5599)")
     status.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     _config_flag(status)
     _authkey_flag(status)
 
-    keygen = commands.add_parser("keygen", help="write a new random authkey file (mode 0600)")
+    keygen = command("keygen", "write a new random authkey file (mode 0600)")
     keygen.add_argument("path", type=Path)
     return parser
 

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import csv
 import io
+import shlex
 import socket
 import stat
 import subprocess
 import sys
 import time
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from crawler.cli import build_parser
 from crawler.demosite import generate_site, serve
 from tests.e2e.cluster import crawler_env, free_port
 
@@ -328,3 +331,73 @@ def test_report_and_export_commands(tmp_path):
         assert done.returncode == 2 and "no manifest.jsonl" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "empty").exists()
+
+
+def test_version_is_the_package_version():
+    with (Path(__file__).resolve().parents[1] / "pyproject.toml").open("rb") as handle:
+        version = tomllib.load(handle)["project"]["version"]
+    done = crawler("--version")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == f"crawler {version}\n"
+
+
+def test_building_the_parser_imports_no_socket_module():
+    # --version reads importlib.metadata, which imports socket: only when it is asked for.
+    code = (
+        "import sys, crawler.cli; crawler.cli.build_parser(); "
+        "print(sorted(m for m in ('socket', 'ssl') if m in sys.modules))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+
+
+COMMANDS = ("harvest", "download", "tail", "urls", "report", "export", "status", "keygen")
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_every_help_ends_with_examples_that_parse(command: str | None):
+    done = crawler(*([command] if command else []), "--help")
+    assert done.returncode == 0, done.stderr
+    _, marker, examples = done.stdout.partition("\nexamples:\n")
+    assert marker, done.stdout
+    lines = examples.rstrip("\n").splitlines()
+    # Raw formatting: one example per line, indented, none wrapped or joined.
+    assert lines and all(line.startswith("  ") for line in lines), examples
+    invocations = [line.split("|")[0].split(">")[0] for line in lines]
+    invocations = [shlex.split(line) for line in invocations if line.strip().startswith("crawler")]
+    assert invocations, examples
+    for words in invocations:
+        if command:
+            assert words[1] == command, words
+        args = build_parser().parse_args(words[1:])  # argparse exits on a bad flag
+        assert args.command == words[1]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["download", "--bogus"],
+        ["harvest", "http://127.0.0.1:9/", "--bogus"],
+        ["tail", "--bogus", "x"],
+        ["urls", "http://127.0.0.1:9/", "--bogus"],
+        ["report", "--bogus"],
+        ["export", "--bogus"],
+        ["status", "--bogus"],
+        ["keygen", "key", "--bogus"],
+    ],
+)
+def test_unknown_flag_shows_the_commands_own_usage(tmp_path: Path, args: list[str]):
+    done = subprocess.run(
+        [sys.executable, "-m", "crawler", *args],
+        env=crawler_env(),
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    command = args[0]
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"usage: crawler {command} "), done.stderr
+    assert f"crawler {command}: error: unrecognized arguments: --bogus" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(tmp_path.iterdir()), "a refused command must not write anything"

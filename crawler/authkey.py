@@ -51,10 +51,27 @@ def _read_key_file(path: Path) -> bytes:
 
 
 def write_new_key(path: Path) -> None:
-    """Create ``path`` with a random key, readable by its owner only; never overwrite."""
+    """Create ``path`` with a random key, readable by its owner only; never overwrite.
+
+    Raises AuthKeyError, naming the path and never the key, when the file exists or
+    cannot be written; a file left half-written is removed.
+    """
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
         raise AuthKeyError(f"{path} already exists; not overwriting a key") from None
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secrets.token_urlsafe(32) + "\n")
+    except OSError as exc:
+        raise AuthKeyError(_cannot_write(path, exc)) from None
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_urlsafe(32) + "\n")
+    except OSError as exc:
+        path.unlink(missing_ok=True)
+        raise AuthKeyError(_cannot_write(path, exc)) from None
+
+
+def _cannot_write(path: Path, exc: OSError) -> str:
+    reason = exc.strerror or type(exc).__name__
+    if not path.parent.is_dir():
+        reason = f"{path.parent} is not an existing folder"
+    return f"cannot write a key to {path}: {reason}"

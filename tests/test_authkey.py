@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
+import io
+import os
+import re
 import stat
 from pathlib import Path
 
 import pytest
 
+from crawler import authkey
 from crawler.authkey import ENV_NAME, MIN_LENGTH, load_authkey, write_new_key
 from crawler.errors import AuthKeyError, CrawlerError
 
@@ -106,3 +111,57 @@ def test_write_new_key_refuses_to_overwrite(tmp_path: Path):
     with pytest.raises(AuthKeyError, match="already exists"):
         write_new_key(path)
     assert path.read_text(encoding="utf-8") == KEY
+
+
+def unwritable_folder(tmp_path: Path) -> Path:
+    """A folder that refuses new files even to root: mode 0500, else (root) /sys."""
+    folder = tmp_path / "read-only"
+    folder.mkdir()
+    folder.chmod(0o500)
+    for candidate in (folder, Path("/sys")):
+        probe = candidate / ".crawler-write-probe"
+        try:
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except OSError:
+            return candidate
+        probe.unlink()
+    pytest.skip("no folder here refuses writes")
+
+
+def unwritable_key_paths(tmp_path: Path) -> dict[str, Path]:
+    a_file = tmp_path / "a-file"
+    a_file.write_text("not a folder")
+    return {
+        "missing folder": tmp_path / "absent" / "crawler.key",
+        "parent is a file": a_file / "crawler.key",
+        "read-only folder": unwritable_folder(tmp_path) / "crawler.key",
+    }
+
+
+@pytest.mark.parametrize("case", ["missing folder", "parent is a file", "read-only folder"])
+def test_write_new_key_where_it_cannot_is_an_authkey_error(tmp_path: Path, case: str):
+    path = unwritable_key_paths(tmp_path)[case]
+    with pytest.raises(AuthKeyError, match=f"cannot write a key to {re.escape(str(path))}: "):
+        write_new_key(path)
+    assert not path.exists()
+
+
+def test_write_new_key_names_the_missing_folder(tmp_path: Path):
+    with pytest.raises(AuthKeyError, match="absent is not an existing folder"):
+        write_new_key(tmp_path / "absent" / "crawler.key")
+
+
+def test_a_failed_write_leaves_no_half_written_key(tmp_path: Path, monkeypatch):
+    class FullDisk(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fdopen(fd: int, mode: str) -> FullDisk:
+        os.close(fd)
+        return FullDisk()
+
+    monkeypatch.setattr(authkey.os, "fdopen", fdopen)
+    path = tmp_path / "crawler.key"
+    with pytest.raises(AuthKeyError, match="No space left on device"):
+        write_new_key(path)
+    assert not path.exists()

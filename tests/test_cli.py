@@ -401,3 +401,15 @@ def test_unknown_flag_shows_the_commands_own_usage(tmp_path: Path, args: list[st
     assert f"crawler {command}: error: unrecognized arguments: --bogus" in done.stderr
     assert "Traceback" not in done.stderr
     assert not list(tmp_path.iterdir()), "a refused command must not write anything"
+
+
+def test_keygen_where_it_cannot_write_is_one_line_and_exit_code_2(tmp_path: Path):
+    from tests.test_authkey import unwritable_key_paths
+
+    for case, path in unwritable_key_paths(tmp_path).items():
+        done = crawler("keygen", str(path))
+        assert done.returncode == 2, (case, done.stderr)
+        assert done.stderr.startswith(f"crawler keygen: error: cannot write a key to {path}: ")
+        assert len(done.stderr.strip().splitlines()) == 1, (case, done.stderr)
+        assert "Traceback" not in done.stderr and done.stdout == ""
+        assert not path.exists(), case

@@ -26,7 +26,13 @@ import requests
 
 from crawler.errors import UnsafeTarget
 from crawler.safehttp import body_chunks, open_url
-from crawler.storage import commit_file, image_relative_name, open_temporary
+from crawler.storage import (
+    check_temporary,
+    commit_file,
+    image_relative_name,
+    open_temporary,
+    write_all,
+)
 from crawler.verify import SNIFF_BYTES, check_image, sniff_image_type
 
 # Images are compressed already; asking for identity avoids decoding work (and bombs).
@@ -40,8 +46,9 @@ MAX_RETRY_AFTER = 3600.0
 _DELAY_SECONDS = re.compile(r"[0-9]+(\.[0-9]+)?")
 # Bodies up to this size are kept in memory (at concurrency 200, at most 50 MB).
 MEMORY_BODY_BYTES = 256 * 1024
-# Takes over a verified temporary file: (task id, temporary, path relative to OUT).
-Keep = Callable[[int, str, str], None]
+# Takes over a verified temporary file: (task id, temporary, path relative to OUT,
+# size, sha256 of the body it must hold).
+Keep = Callable[[int, str, str, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -131,8 +138,8 @@ def fetch_image(
 
     A verified image is written to a temporary file and handed to ``keep``, which
     moves it into place: the downloader stages it in a ``storage.Committer`` that makes
-    a whole batch durable at once. Without ``keep`` the file is renamed into place at
-    once, without a sync (for tools and tests).
+    a whole batch durable at once. Without ``keep`` the file is checked and renamed into
+    place at once, without a sync (for tools and tests).
     """
     started = time.monotonic()
     result = new_result(task_id, url, node)
@@ -140,8 +147,9 @@ def fetch_image(
     kept = False
     if keep is None:
 
-        def keep(_task_id: int, temporary: str, relative: str) -> None:
-            commit_file(temporary, out, relative)
+        def keep(_task_id: int, temporary: str, relative: str, size: int, sha256: str) -> None:
+            check_temporary(temporary, size, sha256)
+            commit_file(temporary, out, relative, size, sha256)
 
     timeout = (limits.connect_timeout, limits.read_timeout)
     try:
@@ -189,7 +197,7 @@ def fetch_image(
         temporary = body.temporary or body.write_out()
         digest = body.digest.hexdigest()
         relative = image_relative_name(url, digest, extension)
-        keep(task_id, temporary, relative)
+        keep(task_id, temporary, relative, size, digest)
         kept = True
         result.update(outcome="stored", sha256=digest, path=relative)
     except UnsafeTarget as exc:
@@ -248,14 +256,14 @@ class _Body:
             return
         if self.file is None:
             self._open()
-            self.file.write(b"".join(self.chunks))
+            write_all(self.file, b"".join(self.chunks))
             self.chunks = []
-        self.file.write(chunk)
+        write_all(self.file, chunk)
 
     def write_out(self) -> str:
         """The in-memory body as a temporary file, written at once."""
         self._open()
-        self.file.write(self.data)
+        write_all(self.file, self.data)
         self.chunks = []
         self.close()
         return self.temporary  # type: ignore[return-value]

@@ -6,13 +6,20 @@ path outside ``OUT``. A file appears under its final name only complete (write t
 temporary file in ``OUT/.tmp``, make it durable, rename), so a crash never leaves a
 partial image. ``Committer`` makes a whole batch durable with two file-system syncs
 instead of one fsync per image.
+
+A file takes its final name only after its size and SHA-256 were checked against what
+was downloaded (every write is checked: a full disk makes a raw ``write`` short
+without raising), and a file already under that name is trusted only if it matches
+too: a stored file never lies about its content.
 """
 
 from __future__ import annotations
 
 import contextlib
 import ctypes
+import errno
 import functools
+import hashlib
 import itertools
 import json
 import os
@@ -50,6 +57,42 @@ def _owner_prefix(pid: int) -> str:
 
 
 _temporary_names = itertools.count()
+
+
+class StoreError(OSError):
+    """A stored copy does not match what was downloaded (a fault of our side)."""
+
+
+def write_all(handle: IO[bytes], data: bytes | memoryview) -> None:
+    """Write every byte of ``data`` to an unbuffered file, or raise.
+
+    A raw ``write`` may write less than it was given (a disk that fills up returns a
+    short count before it fails with ENOSPC); the rest is written again until all of
+    it is on its way, and a write of nothing is a full disk.
+    """
+    view = memoryview(data)
+    while view:
+        written = handle.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), getattr(handle, "name", ""))
+        view = view[written:]
+
+
+def file_matches(path: StrPath, size: int, sha256: str) -> bool:
+    """Whether the file at ``path`` has exactly ``size`` bytes with this SHA-256.
+
+    The size is compared first (one ``stat``), so a short file costs no read.
+    """
+    try:
+        if os.stat(path).st_size != size:
+            return False
+        digest = hashlib.sha256()
+        with open(path, "rb", buffering=0) as handle:
+            while chunk := handle.read(1024 * 1024):
+                digest.update(chunk)
+    except FileNotFoundError:
+        return False
+    return digest.hexdigest() == sha256
 
 
 def open_temporary(out: Path) -> IO[bytes]:
@@ -100,15 +143,27 @@ def _process_alive(pid: int) -> bool:
     return True
 
 
-def commit_file(temporary: StrPath, out: StrPath, relative: StrPath) -> bool:
-    """Move a finished temporary file to ``OUT/relative``; True if it was new.
+def check_temporary(temporary: StrPath, size: int, sha256: str) -> None:
+    """Raise ``StoreError`` unless the temporary file holds exactly what was downloaded."""
+    if not file_matches(temporary, size, sha256):
+        raise StoreError(
+            errno.EIO, "the stored copy does not match the download (short write?)", temporary
+        )
 
-    The caller made the file durable if it needs to (``Committer`` does). When a file
-    with the same content hash is already there, the temporary copy is dropped
-    instead: one file per distinct content.
+
+def commit_file(
+    temporary: StrPath, out: StrPath, relative: StrPath, size: int, sha256: str
+) -> bool:
+    """Move a finished, checked temporary file to ``OUT/relative``; True if it was new.
+
+    The caller checked the temporary (``check_temporary``) and made it durable if it
+    needs to (``Committer`` does both). A file already under the final name is kept,
+    and the copy dropped, only if it holds the same bytes (one file per distinct
+    content); one that does not (a torn or corrupt file from an older version, a
+    damaged disk) is replaced.
     """
     final = os.path.join(out, relative)
-    if os.path.exists(final):
+    if os.path.exists(final) and file_matches(final, size, sha256):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         return False
@@ -165,11 +220,25 @@ def _fsync_path(path: StrPath) -> None:
 
 @dataclass(frozen=True, slots=True)
 class Staged:
-    """A finished, verified temporary file waiting for ``Committer.commit``."""
+    """A finished, verified temporary file waiting for ``Committer.commit``, with the
+    size and SHA-256 of the body it must hold."""
 
     key: int  # the caller's name for it (the downloader uses the task id)
     temporary: StrPath
     relative: StrPath
+    size: int
+    sha256: str
+
+
+def _check_staged(staged: list[Staged]) -> dict[int, str]:
+    """``{key: error}`` for the staged files that do not hold what was downloaded."""
+    failed = {}
+    for item in staged:
+        try:
+            check_temporary(item.temporary, item.size, item.sha256)
+        except OSError as exc:
+            failed[item.key] = _store_error(item, exc)
+    return failed
 
 
 class Committer:
@@ -177,9 +246,10 @@ class Committer:
 
     ``stage`` is called per image; ``take`` then ``commit`` once per batch (the
     downloader does this just before it reports the batch, so a result says "stored"
-    only of a file that is on disk under its final name). A batch costs two syncs of
-    the file system, one before the renames (the data) and one after (the names),
-    where one fsync per file cost about 8% of the downloader's time.
+    only of a file that is on disk under its final name, with the size and SHA-256
+    the result gives). A batch costs two syncs of the file system, one before the
+    renames (the data) and one after (the names), where one fsync per file cost
+    about 8% of the downloader's time, and one read of its files to check them.
     """
 
     def __init__(self, out: Path, sync: bool = True) -> None:
@@ -187,8 +257,10 @@ class Committer:
         self.sync = sync  # False: rename only, and let the kernel write back in its time
         self._staged: list[Staged] = []
 
-    def stage(self, key: int, temporary: StrPath, relative: StrPath) -> None:
-        self._staged.append(Staged(key, temporary, relative))
+    def stage(
+        self, key: int, temporary: StrPath, relative: StrPath, size: int, sha256: str
+    ) -> None:
+        self._staged.append(Staged(key, temporary, relative, size, sha256))
 
     def take(self) -> list[Staged]:
         staged, self._staged = self._staged, []
@@ -201,8 +273,9 @@ class Committer:
         returns ``{key: error}`` for the files that could not be stored (their
         temporaries are removed).
 
-        ``blocking(function, *args)`` runs the syncs, which wait for the disk: the
-        downloader passes its threadpool's, so the event loop keeps running. The renames
+        ``blocking(function, *args)`` runs the syncs and the checks of the files' content,
+        which wait for the disk: the downloader passes its threadpool's, so the event
+        loop keeps running. The renames
         stay in the caller's thread: done in the pool too, every one of them handed the
         GIL back and forth with the busy loop (six futex calls per image).
         """
@@ -215,13 +288,15 @@ class Committer:
             sync_each = self.sync and not blocking(sync_filesystem, self.out)
         except OSError as exc:
             return {item.key: _store_error(item, exc) for item in staged}
-        failed: dict[int, str] = {}
+        failed = blocking(_check_staged, staged)
         folders: set[str] = set()
         for item in staged:
+            if item.key in failed:
+                continue
             try:
                 if sync_each:
                     blocking(_fsync_path, item.temporary)
-                commit_file(item.temporary, self.out, item.relative)
+                commit_file(item.temporary, self.out, item.relative, item.size, item.sha256)
                 folders.add(os.path.dirname(os.path.join(self.out, item.relative)))
             except OSError as exc:
                 failed[item.key] = _store_error(item, exc)
@@ -247,31 +322,68 @@ def _store_error(item: Staged, exc: OSError) -> str:
 
 
 class LineFile:
-    """An append-only text file of lines, each flushed at once (so that readers such
-    as ``tail`` see it), or all together at the end of a ``batch()``."""
+    """An append-only text file of lines, each written at once (so that readers such
+    as ``tail`` see it), or all together at the end of a ``batch()``.
+
+    Guarantee: a write is whole lines or nothing. Lines go out with one ``os.write``
+    loop on an ``O_APPEND`` descriptor; if the disk fills up part way, the file is cut
+    back to where the write began and the error raised, so no line is half there
+    and none can be written twice by a later retry of a buffer.
+    """
 
     def __init__(self, path: Path) -> None:
-        self._handle: IO[str] = path.open("a", encoding="utf-8")
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._pending: list[str] = []
         self._holding = 0
 
     def write_line(self, text: str) -> None:
-        self._handle.write(text + "\n")
+        self._pending.append(text)
         if not self._holding:
-            self._handle.flush()
+            self.flush()
+
+    def flush(self) -> None:
+        """Write the pending lines, all or none (see the class)."""
+        if not self._pending:
+            return
+        data = ("\n".join(self._pending) + "\n").encode("utf-8")
+        self._pending = []
+        start = os.lseek(self._fd, 0, os.SEEK_END)
+        view = memoryview(data)
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                if not written:
+                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+                view = view[written:]
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, start)
+            raise
+
+    def size(self) -> int:
+        """Bytes in the file (every line written so far)."""
+        return os.fstat(self._fd).st_size
 
     @contextlib.contextmanager
     def batch(self) -> Iterator[None]:
-        """Lines written inside are flushed together when the outermost batch ends."""
+        """Lines written inside are written together when the outermost batch ends."""
         self._holding += 1
         try:
             yield
         finally:
             self._holding -= 1
             if not self._holding:
-                self._handle.flush()
+                self.flush()
 
     def close(self) -> None:
-        self._handle.close()
+        """Write what is pending and close; the descriptor is closed even if that fails."""
+        if self._fd < 0:
+            return
+        try:
+            self.flush()
+        finally:
+            os.close(self._fd)
+            self._fd = -1
 
 
 class Manifest:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -81,7 +84,7 @@ def test_open_temporary_gives_distinct_files(tmp_path: Path):
 def test_commit_file_moves_the_temporary_into_place(tmp_path: Path):
     temporary = write_temporary(tmp_path)
     relative = image_relative_path("http://example.org/a.png", SHA, "png")
-    assert commit_file(temporary, tmp_path, relative) is True
+    assert commit_file(temporary, tmp_path, relative, len(CONTENT), SHA) is True
     assert (tmp_path / relative).read_bytes() == CONTENT
     assert not temporary.exists()
     assert list((tmp_path / TMP_DIR).iterdir()) == []
@@ -89,10 +92,10 @@ def test_commit_file_moves_the_temporary_into_place(tmp_path: Path):
 
 def test_commit_file_keeps_the_existing_file_and_drops_the_copy(tmp_path: Path):
     relative = image_relative_path("http://example.org/a.png", SHA, "png")
-    assert commit_file(write_temporary(tmp_path), tmp_path, relative) is True
+    assert commit_file(write_temporary(tmp_path), tmp_path, relative, len(CONTENT), SHA) is True
     before = (tmp_path / relative).stat()
     duplicate = write_temporary(tmp_path, b"same hash, pretend")
-    assert commit_file(duplicate, tmp_path, relative) is False
+    assert commit_file(duplicate, tmp_path, relative, len(CONTENT), SHA) is False
     assert not duplicate.exists()
     assert (tmp_path / relative).read_bytes() == CONTENT
     assert (tmp_path / relative).stat().st_ino == before.st_ino
@@ -103,7 +106,7 @@ def test_commit_file_is_a_rename_not_a_copy(tmp_path: Path):
     temporary = write_temporary(tmp_path)
     inode = temporary.stat().st_ino
     relative = image_relative_path("http://example.org/a.png", SHA, "png")
-    commit_file(temporary, tmp_path, relative)
+    commit_file(temporary, tmp_path, relative, len(CONTENT), SHA)
     assert (tmp_path / relative).stat().st_ino == inode
 
 
@@ -124,7 +127,7 @@ HOSTILE_URLS = [
 def test_files_land_only_under_out(tmp_path: Path, url: str):
     out = tmp_path / "deep" / "out"
     relative = image_relative_path(url, SHA, "png")
-    assert commit_file(write_temporary(out), out, relative) is True
+    assert commit_file(write_temporary(out), out, relative, len(CONTENT), SHA) is True
     stored = files_under(tmp_path)
     assert stored == {out / relative}
     assert (out / relative).resolve().is_relative_to(out.resolve())
@@ -195,7 +198,7 @@ def test_committer_moves_a_batch_into_place(
     for key, content in enumerate(contents):
         sha = hashlib.sha256(content).hexdigest()
         relative = image_relative_path("http://h.example/x", sha, "bin")
-        committer.stage(key, write_temporary(out, content), relative)
+        committer.stage(key, write_temporary(out, content), relative, len(content), sha)
     staged = committer.take()
     assert committer.take() == []  # taken once
     assert all(item.temporary.exists() for item in staged)  # nothing moved before commit
@@ -210,15 +213,16 @@ def test_committer_moves_a_batch_into_place(
     assert list((out / TMP_DIR).iterdir()) == []
     stored = {path.read_bytes() for path in files_under(out)}
     assert stored == {CONTENT, b"GIF89a other"}  # one file per distinct content
-    # Only the waits for the disk are handed off; the renames stay in the caller.
+    # Only the waits for the disk (syncs, the content check) are handed off; the
+    # renames stay in the caller.
     if not sync:
-        assert handed_off == []
+        assert handed_off == ["_check_staged"]
     elif syncfs:
-        assert handed_off == ["sync_filesystem", "sync_filesystem"]
+        assert handed_off == ["sync_filesystem", "_check_staged", "sync_filesystem"]
     else:
         assert handed_off[0] == "sync_filesystem"
         assert handed_off.count("_fsync_path") >= len(contents)  # each file, then folders
-        assert set(handed_off) == {"sync_filesystem", "_fsync_path"}
+        assert set(handed_off) == {"sync_filesystem", "_check_staged", "_fsync_path"}
     assert committer.commit([]) == {}
 
 
@@ -236,9 +240,9 @@ def test_committer_reports_the_files_it_could_not_store(tmp_path: Path):
     blocked = image_relative_path("http://blocked.example/x", SHA, "png")
     out.mkdir()
     (out / blocked.parts[0]).write_bytes(b"a file where the host folder should be")
-    committer.stage(1, write_temporary(out), blocked)
+    committer.stage(1, write_temporary(out), blocked, len(CONTENT), SHA)
     good = image_relative_path("http://fine.example/x", SHA, "png")
-    committer.stage(2, write_temporary(out), good)
+    committer.stage(2, write_temporary(out), good, len(CONTENT), SHA)
 
     failed = committer.commit(committer.take())
 
@@ -286,3 +290,128 @@ def test_a_torn_last_manifest_line_is_cut_when_the_manifest_reopens(tmp_path: Pa
     ]
     assert reopened.recent_urls() == {"http://h/a.png", "http://h/c.png"}
     assert not Manifest(out).repaired
+
+
+# -- a full disk: every write checked, nothing half-written, nothing trusted blindly ----
+
+# Runs in a child process whose file size limit stands in for a full disk: with SIGXFSZ
+# ignored, a write past the limit is short, then fails with EFBIG, as on a full disk.
+LIMITED_CHILD = """
+import resource, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (int(sys.argv[2]), int(sys.argv[2])))
+folder = Path(sys.argv[1])
+{body}
+"""
+
+
+def run_limited(folder: Path, limit: int, body: str) -> subprocess.CompletedProcess:
+    script = LIMITED_CHILD.format(body=textwrap.dedent(body))
+    return subprocess.run(
+        [sys.executable, "-c", script, str(folder), str(limit)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_write_all_raises_when_the_disk_fills_instead_of_writing_short(tmp_path: Path):
+    child = run_limited(
+        tmp_path,
+        10_000,
+        """
+        from crawler.storage import open_temporary, write_all
+        handle = open_temporary(folder)
+        try:
+            write_all(handle, b"x" * 25_000)
+        except OSError as exc:
+            print("raised", exc.errno, Path(handle.name).stat().st_size)
+        else:
+            print("wrote all")
+        """,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split()[0] == "raised"
+    assert int(child.stdout.split()[2]) == 10_000  # the disk took what it could
+
+
+def test_write_all_writes_again_after_a_short_write():
+    class ShortWrites(io.RawIOBase):
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, chunk) -> int:  # type: ignore[no-untyped-def]
+            taken = bytes(chunk[:7])  # never more than 7 bytes at a time
+            self.data += taken
+            return len(taken)
+
+    target = ShortWrites()
+    storage.write_all(target, CONTENT)  # type: ignore[arg-type]
+    assert bytes(target.data) == CONTENT
+
+
+def test_a_line_file_never_keeps_half_a_batch_on_a_full_disk(tmp_path: Path):
+    path = tmp_path / "manifest.jsonl"
+    path.write_text('{"url": "first"}\n')
+    child = run_limited(
+        tmp_path,
+        path.stat().st_size + 100,
+        """
+        from crawler.storage import LineFile
+        lines = LineFile(folder / "manifest.jsonl")
+        try:
+            with lines.batch():
+                for number in range(50):
+                    lines.write_line('{"url": "u%03d"}' % number)
+        except OSError:
+            print("raised")
+        lines.write_line('{"url": "small"}')
+        lines.close()
+        """,
+    )
+    assert child.returncode == 0, child.stderr
+    assert child.stdout.split() == ["raised"]
+    # The batch that did not fit is gone whole; the next line that fits is there.
+    assert path.read_text().splitlines() == ['{"url": "first"}', '{"url": "small"}']
+
+
+def test_a_committed_file_is_checked_against_the_download(tmp_path: Path):
+    out = tmp_path / "out"
+    committer = Committer(out)
+    relative = image_relative_path("http://h.example/x", SHA, "png")
+    short = write_temporary(out, CONTENT[:-4])  # as a silently short write leaves it
+    committer.stage(1, short, relative, len(CONTENT), SHA)
+    other = write_temporary(out, CONTENT[:-1] + b"?")  # same size, other bytes
+    committer.stage(2, other, relative, len(CONTENT), SHA)
+
+    failed = committer.commit(committer.take())
+
+    assert sorted(failed) == [1, 2]
+    assert all(error.startswith("store_error: ") for error in failed.values())
+    assert not (out / relative).exists()  # never under the name of content it lacks
+    assert list((out / TMP_DIR).iterdir()) == []
+
+
+@pytest.mark.parametrize("damage", ["truncated", "other bytes"])
+def test_a_file_under_the_final_name_with_other_content_is_replaced(tmp_path: Path, damage: str):
+    relative = image_relative_path("http://h.example/x", SHA, "png")
+    final = tmp_path / relative
+    final.parent.mkdir(parents=True)
+    final.write_bytes(CONTENT[:9] if damage == "truncated" else b"?" * len(CONTENT))
+
+    assert commit_file(write_temporary(tmp_path), tmp_path, relative, len(CONTENT), SHA) is True
+    assert final.read_bytes() == CONTENT
+    assert list((tmp_path / TMP_DIR).iterdir()) == []
+
+
+def test_file_matches_compares_size_and_hash(tmp_path: Path):
+    path = tmp_path / "f"
+    path.write_bytes(CONTENT)
+    assert storage.file_matches(path, len(CONTENT), SHA)
+    assert not storage.file_matches(path, len(CONTENT) + 1, SHA)
+    assert not storage.file_matches(path, len(CONTENT), "0" * 64)
+    assert not storage.file_matches(tmp_path / "missing", len(CONTENT), SHA)

@@ -63,6 +63,12 @@ def _host_rules(values: tuple[str, ...]) -> bool:
     return True
 
 
+def _header_value(value: str) -> bool:
+    # A CR or LF would end the header and start another one (header injection);
+    # http.client encodes header values as latin-1 and requests refuses leading spaces.
+    return value == value.strip() and all(" " <= char <= "~" for char in value)
+
+
 def _setting(default: Any, check: typing.Callable[[Any], bool] | None = None, rule: str = ""):
     return field(default=default, metadata={"check": check, "rule": rule})
 
@@ -86,7 +92,12 @@ class CrawlConfig:
     parse_processes: int = _setting(1, _not_negative, "must be >= 0 (0 parses in the page threads)")
     page_timeout: float = _setting(15.0, _positive, "must be > 0")
     max_page_bytes: int = _setting(10 * 1024 * 1024, _positive, "must be > 0")
-    user_agent: str = "distributed-image-crawler/0.1 (+https://example.org/crawler-contact)"
+    user_agent: str = _setting(
+        "distributed-image-crawler/0.1 (+https://example.org/crawler-contact)",
+        _header_value,
+        "must be printable ASCII without control characters (CR, LF, tab) "
+        "or leading/trailing spaces: it is sent as the User-Agent header",
+    )
     obey_robots: bool = True
     allow_private: bool = False
     allow_networks: tuple[str, ...] = _setting(
@@ -189,8 +200,10 @@ def parse_address(text: str, key: str = "address") -> tuple[str, int]:
     host, sep, port = text.rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     host = host[1:-1] if bracketed else host
-    # Without brackets "::1:5599" is ambiguous; a leftover bracket is a typo.
+    # Without brackets "::1:5599" is ambiguous; a leftover bracket is a typo; a host
+    # holds no space or control character (the address is written to the progress log).
     malformed = "[" in host or "]" in host or (":" in host and not bracketed)
+    malformed = malformed or " " in host or not host.isprintable()
     digits = port.isascii() and port.isdigit()  # "²".isdigit() is True, int("²") fails
     if not sep or not host or malformed or not digits or not 0 < int(port) < 65536:
         raise ConfigError(f"{key}: expected HOST:PORT (e.g. 127.0.0.1:5599), got {text!r}")

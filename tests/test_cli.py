@@ -413,3 +413,17 @@ def test_keygen_where_it_cannot_write_is_one_line_and_exit_code_2(tmp_path: Path
         assert len(done.stderr.strip().splitlines()) == 1, (case, done.stderr)
         assert "Traceback" not in done.stderr and done.stdout == ""
         assert not path.exists(), case
+
+
+def test_a_user_agent_that_would_inject_a_header_is_refused(tmp_path: Path):
+    env = {**crawler_env(), "CRAWLER_USER_AGENT": "bot/1.0\r\nX-Injected: 1"}
+    for args in (
+        ["harvest", "http://127.0.0.1:9/", "--out", str(tmp_path / "o")],
+        ["urls", "http://127.0.0.1:9/"],
+    ):
+        done = crawler(*args, env=env)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith(f"crawler {args[0]}: error: CRAWLER_USER_AGENT ")
+        assert "User-Agent header" in done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / "o").exists()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import tomllib
 from pathlib import Path
 
@@ -461,3 +462,58 @@ def test_out_flag_moves_the_derived_paths():
     config = load_config(environ={}, flags={"out": "run2"})
     assert config.output.state_dir == Path("run2") / ".state"
     assert config.output.log_path == Path("run2") / "progress.log"
+
+
+# -- values sent as HTTP headers or written to the log ------------------------------------
+
+INJECTED_USER_AGENTS = [
+    "bot/1.0\r\nX-Injected: 1",
+    "bot/1.0\nX-Injected: 1",
+    "bot/1.0\r",
+    "bot/1.0\tcontact",
+    "bot/1.0\x00",
+    "bot/1.0\x1b[31m",
+    "bot/1.0\x7f",
+    "bot/1.0\x85",  # NEL, a C1 control
+    "bot/1.0 \u2028 x",  # line separator
+    "bot/1.0 \u20ac",  # not latin-1: http.client could not send it
+    " bot/1.0",  # requests refuses leading whitespace
+    "bot/1.0 ",
+]
+
+
+@pytest.mark.parametrize("value", INJECTED_USER_AGENTS)
+def test_user_agent_with_a_control_character_is_refused_from_a_file(tmp_path: Path, value: str):
+    path = write_toml(tmp_path, f"[crawl]\nuser_agent = {json.dumps(value)}\n")
+    with pytest.raises(ConfigError, match=r"crawl\.user_agent .*User-Agent header") as caught:
+        load_config(path, environ={})
+    assert "\n" not in str(caught.value) and "\r" not in str(caught.value)
+    assert repr(value) in str(caught.value)
+
+
+@pytest.mark.parametrize("value", INJECTED_USER_AGENTS)
+def test_user_agent_with_a_control_character_is_refused_from_environment_and_flags(value: str):
+    with pytest.raises(ConfigError, match=r"^CRAWLER_USER_AGENT \(from environment\)"):
+        load_config(environ={"CRAWLER_USER_AGENT": value})
+    with pytest.raises(ConfigError, match=r"^--user-agent \(from command line\)"):
+        check_flags({"user_agent": value})
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        Config().crawl.user_agent,
+        "Mozilla/5.0 (compatible; my-bot/2.1; +https://example.org/bot; bot@example.org)",
+        "a",
+        "",
+    ],
+)
+def test_ordinary_user_agents_are_accepted(value: str):
+    assert load_config(environ={"CRAWLER_USER_AGENT": value}).crawl.user_agent == value
+
+
+@pytest.mark.parametrize("host", ["exa\nmple", "exa\rmple", "exa mple", "exa\x1bmple", "\t"])
+def test_address_with_a_control_character_or_space_is_refused(host: str):
+    with pytest.raises(ConfigError, match="listen: expected HOST:PORT") as caught:
+        load_config(environ={"CRAWLER_LISTEN": f"{host}:5599"})
+    assert "\n" not in str(caught.value) and "\r" not in str(caught.value)

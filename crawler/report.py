@@ -11,6 +11,9 @@ string ever left unescaped, it could neither run code nor reach the network.
 Work is bounded whatever the crawl's size: manifest and log are streamed; what is kept is
 counters, the first ``max_thumbnails`` distinct files, five examples per failure reason,
 a time histogram of fixed length, and one 64-bit hash per distinct file (to count them).
+Each distinct file costs one ``stat``: a downloader node on another machine stores its
+files under its own ``--out``, so the page counts the files found under OUT apart from the
+ones it cannot find, names the node that stored each of those and says how to gather them.
 """
 
 from __future__ import annotations
@@ -20,9 +23,11 @@ import base64
 import html
 import io
 import math
+import shlex
 import sys
 import warnings
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -34,6 +39,7 @@ from PIL import Image, features
 from crawler.errors import CrawlerError
 from crawler.export import manifest_records, stored_file
 from crawler.progress import parse_line, parse_ts
+from crawler.storage import TMP_DIR
 from crawler.verify import PILLOW_FAILURES
 
 REPORT_NAME = "report.html"
@@ -44,6 +50,7 @@ THUMBNAIL_FORMAT, THUMBNAIL_MIME = (
 EXAMPLES_PER_REASON = 5
 TABLE_ROWS = 12
 CHART_BARS = 40
+NODES_IN_SUMMARY = 3
 # Histogram bin widths in seconds: each divides the next, so bins merge exactly.
 BIN_WIDTHS = (0.05, 0.1, 0.2, 1, 2, 10, 20, 60, 120, 600, 1200, 3600, 7200, 21600, 86400)
 TICK_STEPS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600)
@@ -59,6 +66,7 @@ class ReportSummary:
     thumbnails: int
     left_out: int  # distinct files beyond max_thumbnails
     failure_groups: int  # reasons images failed for (pages are in the page only)
+    elsewhere: tuple[tuple[str, int], ...] = ()  # (node, files) not under OUT, most first
 
     def line(self) -> str:
         left_out = f", {self.left_out} left out" if self.left_out else ""
@@ -66,7 +74,30 @@ class ReportSummary:
             f"report: {self.path} ({self.tiles} of {self.images} images shown{left_out}, "
             f"{self.thumbnails} thumbnails, {self.failure_groups} "
             f"failure reason{'' if self.failure_groups == 1 else 's'})"
+            + (f"; {self._gather_note()}" if self.elsewhere else "")
         )
+
+    def _gather_note(self) -> str:
+        out = self.path.parent
+        shown = [
+            f"{files:,} on node {node if node.isprintable() else repr(node)}"
+            for node, files in self.elsewhere[:NODES_IN_SUMMARY]
+        ]
+        rest = self.elsewhere[NODES_IN_SUMMARY:]
+        if rest:
+            shown.append(f"{sum(files for _, files in rest):,} on {len(rest):,} more nodes")
+        total = sum(files for _, files in self.elsewhere)
+        return (
+            f"{total:,} file{' is' if total == 1 else 's are'} not in {out}: "
+            f"{', '.join(shown)}; copy each node's --out folder into {out}, e.g. "
+            f"{gather_command(out)} (content-addressed names never collide), "
+            "then run crawler report again"
+        )
+
+
+def gather_command(out: Path) -> str:
+    """How to copy a node's stored files into OUT: they land where the manifest says."""
+    return f"rsync -a --exclude {TMP_DIR} NODEHOST:DIR/ {shlex.quote(str(out))}/"
 
 
 # -- folding the manifest and the log into figures -------------------------------------
@@ -105,6 +136,8 @@ class Tile:
     height: int | None
     path: str | None
     content_type: str
+    node: str
+    file: str | None  # the stored file under OUT; None when it is not there
     other_urls: int = 0
     thumbnail: str | None = None  # data: URI
     note: str = ""  # why there is no thumbnail
@@ -112,14 +145,25 @@ class Tile:
 
 @dataclass
 class ManifestFigures:
-    """Counters folded from manifest records, one ``add`` per record."""
+    """Counters folded from manifest records, one ``add`` per record.
+
+    ``locate`` maps a record's ``path`` to the file under OUT (None when it is not
+    there); it is called once per distinct file.
+    """
 
     max_tiles: int
+    locate: Callable[[Any], str | None]
     records: int = 0
     stored: int = 0
     failed: int = 0
     bytes: int = 0
     distinct_bytes: int = 0
+    here_files: int = 0  # distinct files found under OUT
+    here_bytes: int = 0
+    # Distinct files not under OUT, per node that stored them: [files, bytes].
+    elsewhere: defaultdict[str, list[int]] = field(
+        default_factory=lambda: defaultdict(lambda: [0, 0])
+    )
     kinds: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     hosts: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
     nodes: defaultdict[str, list[int]] = field(default_factory=lambda: defaultdict(lambda: [0, 0]))
@@ -129,13 +173,14 @@ class ManifestFigures:
 
     def add(self, record: dict[str, Any]) -> None:
         url, page = _text(record.get("url")), _text(record.get("page"))
+        node = _text(record.get("node")) or "unknown"
         stored = record.get("outcome") == "stored"
         column = 0 if stored else 1
         self.records += 1
         for tally, key in (
             (self.kinds, _text(record.get("kind")) or "unknown"),
             (self.hosts, _host(url)),
-            (self.nodes, _text(record.get("node")) or "unknown"),
+            (self.nodes, node),
         ):
             tally[key][column] += 1
         if not stored:
@@ -152,6 +197,13 @@ class ManifestFigures:
             return
         self.hashes.add(hash(sha256))
         self.distinct_bytes += size
+        file = self.locate(record.get("path"))
+        if file:
+            self.here_files += 1
+            self.here_bytes += size
+        else:
+            self.elsewhere[node][0] += 1
+            self.elsewhere[node][1] += size
         if len(self.tiles) < self.max_tiles:
             self.tiles[sha256] = Tile(
                 sha256=sha256,
@@ -163,7 +215,22 @@ class ManifestFigures:
                 height=_int(record.get("height")),
                 path=_text(record.get("path")) or None,
                 content_type=_text(record.get("content_type")),
+                node=node,
+                file=file,
             )
+
+    @property
+    def distinct_elsewhere(self) -> int:
+        return len(self.hashes) - self.here_files
+
+    @property
+    def bytes_elsewhere(self) -> int:
+        return self.distinct_bytes - self.here_bytes
+
+    def nodes_elsewhere(self) -> list[tuple[str, int, int]]:
+        """(node, files, bytes) of the distinct files not under OUT, most files first."""
+        ranked = sorted(self.elsewhere.items(), key=lambda item: (-item[1][0], item[0]))
+        return [(node, files, size) for node, (files, size) in ranked]
 
 
 @dataclass
@@ -310,15 +377,17 @@ def make_thumbnail(path: str | Path) -> tuple[bytes, tuple[int, int]] | None:
     return buffer.getvalue(), size
 
 
-def add_thumbnail(out: Path, tile: Tile) -> None:
+def add_thumbnail(tile: Tile) -> None:
     """Fill the tile's thumbnail (and missing dimensions), or say why there is none."""
+    if tile.file is None:
+        tile.note = f"not here: on node {tile.node}"
+        return
     if tile.content_type == "image/svg+xml" or (tile.path or "").endswith(".svg"):
         tile.note = "SVG: not rendered"  # a script inside an SVG is not ours to run
         return
-    file = stored_file(out, tile.path)
-    made = make_thumbnail(file) if file else None
+    made = make_thumbnail(tile.file)
     if made is None:
-        tile.note = "file missing" if file is None else "cannot be read"
+        tile.note = "cannot be read"
         return
     data, (width, height) = made
     tile.thumbnail = f"data:{THUMBNAIL_MIME};base64,{base64.b64encode(data).decode()}"
@@ -363,6 +432,8 @@ table.figures th{width:45%;font-size:14px;color:var(--muted);font-weight:400}
 .meta{padding:6px 8px;border-top:1px solid var(--line)}
 .meta .line{white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
 .meta .facts{color:var(--muted)}
+code{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:var(--bg);
+ padding:1px 4px;border-radius:3px;overflow-wrap:anywhere}
 """
 CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
@@ -421,6 +492,8 @@ def _cards(manifest: ManifestFigures, log: LogFigures | None) -> str:
         ("duration", _duration(duration), ""),
         ("images / s", _number(_rate(manifest, log), 1), ""),
     ]
+    if manifest.elsewhere:
+        cards.insert(3, ("not in this folder", _number(manifest.distinct_elsewhere), " bad"))
     body = "".join(
         f'<div class="card{cls}"><b>{v}</b><span>{k}</span></div>' for k, v, cls in cards
     )
@@ -457,9 +530,14 @@ def _figures(manifest: ManifestFigures, log: LogFigures | None, skipped: int) ->
         ("Stored / failed", f"{manifest.stored:,} / {manifest.failed:,}"),
         ("Distinct files (sha256)", _number(len(manifest.hashes))),
         ("Bytes downloaded", f"{manifest.bytes:,} ({_size(manifest.bytes)})"),
-        ("Bytes on disk", f"{manifest.distinct_bytes:,} ({_size(manifest.distinct_bytes)})"),
+        ("Files in this folder", _files(manifest.here_files, manifest.here_bytes)),
         ("Average images / s", _number(_rate(manifest, log), 1)),
     ]
+    if manifest.elsewhere:
+        elsewhere = _files(manifest.distinct_elsewhere, manifest.bytes_elsewhere)
+        count = len(manifest.elsewhere)
+        where = f"on {count:,} node{'' if count == 1 else 's'}: see below"
+        images.append(("Files not in this folder", f"{elsewhere}, {where}"))
     if skipped:
         images.append(("Manifest lines skipped", f"{skipped:,} (torn or damaged)"))
     tables = "".join(
@@ -469,6 +547,42 @@ def _figures(manifest: ManifestFigures, log: LogFigures | None, skipped: int) ->
         for rows in (crawl, images)
     )
     return f'<section><h2>Crawl</h2><div class="columns">{tables}</div></section>'
+
+
+def _files(count: int, size: int) -> str:
+    return f"{count:,} file{'' if count == 1 else 's'}, {size:,} bytes ({_size(size)})"
+
+
+def _other_nodes(manifest: ManifestFigures, out: Path) -> str:
+    """Which node holds each stored file that is not under OUT, and how to gather them."""
+    if not manifest.elsewhere:
+        return ""
+    ranked = manifest.nodes_elsewhere()
+    rows = "".join(
+        f"<tr><td class='wrap'>{_escape(node)}</td><td class='n'>{files:,}</td>"
+        f"<td class='n'>{_size(size)}</td></tr>"
+        for node, files, size in ranked[:TABLE_ROWS]
+    )
+    if len(ranked) > TABLE_ROWS:
+        rest = ranked[TABLE_ROWS:]
+        rows += (
+            f"<tr><td class='muted' colspan='3'>and {len(rest):,} more nodes with "
+            f"{sum(files for _, files, _ in rest):,} files</td></tr>"
+        )
+    total = manifest.distinct_elsewhere
+    return (
+        "<section><h2>Files on other nodes</h2>"
+        f"<p>{total:,} stored file{' is' if total == 1 else 's are'} not in {_escape(out)}: "
+        "a downloader node keeps the files it stores under its own <code>--out</code>, on "
+        "its own machine. The manifest names the node that stored each:</p>"
+        "<table><tr><th>node</th><th class='n'>files</th><th class='n'>size</th></tr>"
+        f"{rows}</table>"
+        "<p>To gather them, copy each node's <code>--out</code> folder into this one, e.g. "
+        f"<code>{_escape(gather_command(out))}</code> (content-addressed names never "
+        f"collide), then run <code>crawler report {_escape(shlex.quote(str(out)))}</code> "
+        'again. <span class="muted">A node id is its host name and process id, unless '
+        "CRAWLER_NODE_ID set it.</span></p></section>"
+    )
 
 
 def _tally_table(title: str, tally: dict[str, list[int]]) -> str:
@@ -625,6 +739,8 @@ def _gallery(manifest: ManifestFigures) -> str:
     note = f"{shown:,} of {total:,} distinct files"
     if total > shown:
         note += f"; {total - shown:,} left out (max_thumbnails)"
+    if manifest.elsewhere:
+        note += f"; {manifest.distinct_elsewhere:,} not in this folder (see Files on other nodes)"
     tiles = "".join(_tile(tile) for tile in manifest.tiles.values())
     return (
         f'<section><h2>Gallery</h2><p class="muted">{note}</p>'
@@ -645,6 +761,7 @@ def render_report(
         f"{now.strftime('%Y-%m-%d %H:%M UTC')}</p></header>"
         + _cards(manifest, log)
         + _figures(manifest, log, skipped)
+        + _other_nodes(manifest, out)
         + _chart(log)
         + _breakdowns(manifest)
         + _failures(manifest, log)
@@ -676,11 +793,11 @@ def write_report(
     name and renamed, so a reader never sees half a report.
     """
     records = manifest_records(out, "report")
-    manifest = ManifestFigures(max_tiles=max_thumbnails)
+    manifest = ManifestFigures(max_tiles=max_thumbnails, locate=lambda path: stored_file(out, path))
     for record in records:
         manifest.add(record)
     for tile in manifest.tiles.values():
-        add_thumbnail(out, tile)
+        add_thumbnail(tile)
     page = render_report(
         manifest, read_log(log or out / "progress.log"), records.skipped, out, datetime.now(UTC)
     )
@@ -695,6 +812,7 @@ def write_report(
         thumbnails=sum(1 for tile in manifest.tiles.values() if tile.thumbnail),
         left_out=len(manifest.hashes) - len(manifest.tiles),
         failure_groups=len(manifest.failures.counts),
+        elsewhere=tuple((node, files) for node, files, _ in manifest.nodes_elsewhere()),
     )
 
 

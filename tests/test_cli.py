@@ -427,3 +427,15 @@ def test_a_user_agent_that_would_inject_a_header_is_refused(tmp_path: Path):
         assert "User-Agent header" in done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_report_of_a_multi_machine_crawl_names_the_nodes_holding_the_files(tmp_path: Path):
+    from tests.test_report import build_multi_machine
+
+    out, _ = build_multi_machine(tmp_path)
+    done = crawler("report", str(out))
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 1
+    assert f"3 files are not in {out}: 2 on node far-a, 1 on node far-b<script>" in done.stdout
+    assert f"rsync -a --exclude .tmp NODEHOST:DIR/ {out}/" in done.stdout
+    assert "Files on other nodes" in (out / "report.html").read_text()

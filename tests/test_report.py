@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -298,3 +299,93 @@ def test_make_thumbnail_refuses_unreadable_files(tmp_path: Path):
     broken = tmp_path / "broken.jpg"
     broken.write_bytes(b"\xff\xd8\xff not a jpeg")
     assert make_thumbnail(broken) is None
+
+
+# -- a crawl whose downloader nodes ran on other machines --------------------------------
+
+FAR_NODES = ("far-a", "far-b<script>")
+
+
+def build_multi_machine(tmp_path: Path) -> tuple[Path, dict[str, Path]]:
+    """The harvester's OUT, holding the manifest and its own node's files only, and the
+    ``--out`` folder of each downloader node that ran on another machine."""
+    out = tmp_path / "harvester" / "out"
+    out.mkdir(parents=True)
+    nodes = {node: tmp_path / f"machine-{i}" / "images" for i, node in enumerate(FAR_NODES)}
+    far_a, far_b = FAR_NODES
+    stored_by = [
+        ("n1", out, RED),
+        (far_a, nodes[far_a], GREEN),
+        (far_a, nodes[far_a], BLUE),
+        (far_b, nodes[far_b], YELLOW),
+    ]
+    records = [
+        _store(folder, f"{HOST}/img/{i}.png", _encode(Image.new("RGB", (20, 20), color), "PNG"),
+               "png", width=20, height=20, content_type="image/png", node=node)
+        for i, (node, folder, color) in enumerate(stored_by)
+    ]  # fmt: skip
+    records.append(_failed(HOST + "/img/gone.png", "http_404") | {"node": "far-a"})
+    lines = [json.dumps(record) for record in records]
+    (out / "manifest.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return out, nodes
+
+
+def stored_bytes(folder: Path) -> int:
+    return sum(file.stat().st_size for file in folder.rglob("*.png"))
+
+
+def test_files_on_other_machines_are_counted_apart_and_named_by_node(tmp_path: Path):
+    out, nodes = build_multi_machine(tmp_path)
+    summary = write_report(out)
+    page = summary.path.read_text()
+    assert summary.elsewhere == (("far-a", 2), (FAR_NODES[1], 1))
+    assert (summary.images, summary.thumbnails) == (4, 1)
+
+    # The figures claim only the bytes that are really under OUT.
+    here, far = stored_bytes(out), sum(stored_bytes(folder) for folder in nodes.values())
+    assert f"<th>Files in this folder</th><td class='wrap'>1 file, {here:,} bytes" in page
+    assert f"<th>Files not in this folder</th><td class='wrap'>3 files, {far:,} bytes" in page
+    assert "on disk" not in page and "file missing" not in page
+    assert "<b>3</b><span>not in this folder</span>" in page
+
+    # Each file it cannot read is named with the node that holds it, and how to gather them.
+    assert "<td class='wrap'>far-a</td><td class='n'>2</td>" in page
+    assert "<td class='wrap'>far-b&lt;script&gt;</td><td class='n'>1</td>" in page
+    assert "<script" not in page
+    assert page.count("not here: on node far-a") == 2
+    assert page.count("not here: on node far-b&lt;script&gt;") == 1
+    assert f"rsync -a --exclude .tmp NODEHOST:DIR/ {out}/" in page
+    assert "content-addressed names never collide" in page
+
+    line = summary.line()
+    assert "\n" not in line
+    assert f"3 files are not in {out}: 2 on node far-a, 1 on node far-b<script>; " in line
+    assert f"copy each node's --out folder into {out}, e.g. rsync -a" in line
+
+
+def test_gathering_the_nodes_folders_into_out_completes_the_report(tmp_path: Path):
+    out, nodes = build_multi_machine(tmp_path)
+    for folder in nodes.values():  # what `rsync -a NODEHOST:DIR/ OUT/` does
+        shutil.copytree(folder, out, dirs_exist_ok=True)
+    summary = write_report(out)
+    page = summary.path.read_text()
+    assert summary.elsewhere == ()
+    assert (summary.images, summary.thumbnails) == (4, 4)
+    assert "not in" not in summary.line()
+    assert f"Files in this folder</th><td class='wrap'>4 files, {stored_bytes(out):,} bytes" in page
+    assert "Files on other nodes" not in page and "not here" not in page
+
+
+def test_many_nodes_elsewhere_keep_the_summary_line_short(tmp_path: Path):
+    records = (
+        _record(f"{HOST}/{i}.png", outcome="stored", sha256=f"{i:064x}", bytes=10)
+        for i in range(50)
+    )
+    lines = (
+        json.dumps(record | {"path": f"h.test/{i}.png", "node": f"node-{i % 5}"})
+        for i, record in enumerate(records)
+    )
+    (tmp_path / "manifest.jsonl").write_text("\n".join(lines) + "\n")
+    line = write_report(tmp_path).line()
+    assert "50 files are not in" in line
+    assert "10 on node node-0, 10 on node node-1, 10 on node node-2, 20 on 2 more nodes;" in line

@@ -29,6 +29,12 @@ from crawler.storage import record_line
 from crawler.urls import host_of
 
 FINAL_STATES = frozenset({"stored", "failed"})
+# Values of a result's ``local``: the node's own side failed, not the URL, and the task
+# goes back without using an attempt.
+LOCAL_STORAGE = "storage"  # the node cannot store files (disk full, read-only, ...)
+LOCAL_POLICY = "policy"  # the node refuses an address the crawl allows
+LOCAL_ERROR = "error"  # an unexpected exception on the node (a bug)
+LOST_LEASES = ("lease_expired", "node_lost")  # errors of tasks whose leases ran out
 MAX_LEASE_WAIT = 2.0
 PAGE_FETCHER = "(harvester pages)"  # the politeness "node" of the harvester's own fetches
 
@@ -52,6 +58,20 @@ class Task:
     line: str | None = None  # the manifest line, encoded when the task became final
 
 
+def counted_attempts(task: Task) -> int:
+    """The tries of a final task that count against ``max_attempts``: each retryable
+    failure counted, plus the try that ended it when that was an answer from the web
+    (stored, or a failure that is not retried). Never counted: leases lost with a node,
+    tasks handed back for a node's own fault, tries while the host was down. So it
+    never exceeds ``max_attempts``; ``leases`` in the manifest says how often the task
+    was handed out in all."""
+    result = task.result or {}
+    uncounted_end = (
+        result.get("retryable") or result.get("local") or result.get("error") in LOST_LEASES
+    )
+    return task.failures + (0 if uncounted_end else 1)
+
+
 def final_record(task: Task) -> dict[str, Any]:
     """The manifest record of a final task: one per image URL, whatever happened."""
     result = task.result or {}
@@ -59,7 +79,8 @@ def final_record(task: Task) -> dict[str, Any]:
         "url": task.url,
         "page": task.page,
         "kind": task.kind,
-        "attempts": task.attempts,
+        "attempts": counted_attempts(task) if task.attempts else 0,
+        "leases": task.attempts,
         "outcome": task.state,
         "status": result.get("status"),
         "error": result.get("error"),
@@ -355,15 +376,28 @@ class TaskBoard:
         stored = result.get("outcome") == "stored"
         if not stored and task.state == "leased" and task.owner != node:
             return None
+        local = not stored and bool(result.get("local"))
+        if local and task.state != "leased":
+            return None  # handed back after its lease was taken back: nothing to undo
         host = task.host or host_of(task.url)
         spared = False
         if task.state == "leased":
             self._end_lease(task, now)
-            spared = self.politeness.feedback(host, result, now)
+            if not local:  # a node's own fault says nothing about the host
+                spared = self.politeness.feedback(host, result, now)
         task.result = result
         if stored:
             return self._finish(task, "stored", rows)
-        if result.get("retryable") and spared:
+        if local:
+            # The node could not do it (its disk, its address policy, a bug): the task
+            # goes back as it was, for another node or this one when it has recovered.
+            # Only an exception on every node it meets (a bug the image triggers) ends
+            # it, after as many hand-backs as lost leases would.
+            handed_out = task.attempts - task.failures
+            if result["local"] == LOCAL_ERROR and handed_out >= self._lost_lease_limit():
+                return self._finish(task, "failed", rows)
+            wait = 0.0
+        elif result.get("retryable") and spared:
             # The host is down: it is paused, and the task keeps its attempts.
             wait = 0.0
         elif result.get("retryable") and task.failures + 1 < self.max_attempts:
@@ -437,7 +471,7 @@ class TaskBoard:
             for task in leased:
                 host = self._end_lease(task)
                 owner, task.state, task.owner, task.deadline = task.owner, "pending", None, 0.0
-                if task.attempts - task.failures >= max(MAX_LOST_LEASES, self.max_attempts):
+                if task.attempts - task.failures >= self._lost_lease_limit():
                     task.owner = owner
                     task.result = {
                         "id": task.id,
@@ -453,6 +487,9 @@ class TaskBoard:
                     )
                     self._pending(host, 1)
         return finished
+
+    def _lost_lease_limit(self) -> int:
+        return max(MAX_LOST_LEASES, self.max_attempts)
 
     def _end_lease(self, task: Task, now: float | None = None) -> str:
         """Forget a lease (the task is final or back in the queue); returns its host."""
@@ -507,6 +544,21 @@ class NodeInfo:
     last_seen: float
     stored: int = 0
     failed: int = 0
+    handed_back: int = 0  # tasks it gave back for faults of its own
+    fault: str | None = None  # its last fault, until it stores something again
+    fault_runs: int = 0  # report batches with faults since it last stored
+    paused_until: float = 0.0  # no leases for it before this
+
+
+# A node that hands tasks back for its own faults gets no leases for a while, longer
+# each time (its tasks go to healthy nodes meanwhile); storing something again resets it.
+NODE_PAUSE_FIRST = 5.0
+NODE_PAUSE_MAX = 60.0
+
+
+def node_pause(fault_runs: int) -> float:
+    """Seconds without leases for a node after its ``fault_runs``-th faulty batch."""
+    return min(NODE_PAUSE_FIRST * 2.0 ** min(fault_runs - 1, 10), NODE_PAUSE_MAX)
 
 
 class Broker:
@@ -525,10 +577,14 @@ class Broker:
         db: sqlite3.Connection | None = None,
         politeness: Politeness | None = None,
         user_agent: str = "",
+        address_policy: dict[str, Any] | None = None,
     ) -> None:
         self.board = TaskBoard(lease_seconds, max_attempts, db, politeness)
         self.politeness = self.board.politeness
         self.user_agent = user_agent
+        # The crawl's address policy (allow_private, allow_networks), told to every node
+        # so that one that refuses more hands such tasks back instead of failing them.
+        self.address_policy = address_policy
         self.node_timeout = node_timeout
         self.clock = clock
         self.nodes: dict[str, NodeInfo] = {}
@@ -553,6 +609,8 @@ class Broker:
         reply = {"lease_seconds": lease, "heartbeat_seconds": min(lease, self.node_timeout) / 3}
         if self.user_agent:
             reply["user_agent"] = self.user_agent
+        if self.address_policy is not None:
+            reply["address_policy"] = self.address_policy
         return reply
 
     def lease(self, node: str, limit: int, wait: float = 1.0) -> dict[str, Any]:
@@ -567,7 +625,10 @@ class Broker:
                 if self.closed:
                     return {"tasks": [], "done": True}
                 now = self.clock()
-                tasks = self.board.lease(node, max(int(limit), 0), now, len(self.nodes))
+                if self.nodes[node].paused_until > now:
+                    tasks = []  # failing on its own side: its share goes to the others
+                else:
+                    tasks = self.board.lease(node, max(int(limit), 0), now, self._healthy(now))
                 remaining = deadline - time.monotonic()
                 if tasks or remaining <= 0:
                     return {"tasks": [_wire(task) for task in tasks], "done": False}
@@ -596,8 +657,42 @@ class Broker:
                     finished += 1
                     info.stored += task.state == "stored"
                     info.failed += task.state == "failed"
+            self._follow_node_faults(info, results, now)
             self._wake.notify_all()
         return finished
+
+    def _follow_node_faults(
+        self, info: NodeInfo, results: list[dict[str, Any]], now: float
+    ) -> None:
+        """Pause a node that handed tasks back for its own faults (longer each time,
+        said in the log); welcome it back once it stores again. Caller holds the lock."""
+        local = [r for r in results if isinstance(r, dict) and r.get("local")]
+        if local:
+            info.handed_back += len(local)
+            info.fault_runs += 1
+            info.fault = str(local[0].get("error") or local[0].get("local"))[:300]
+            pause = node_pause(info.fault_runs)
+            info.paused_until = now + pause
+            self._events.append(
+                (
+                    "node_failing",
+                    {
+                        "node": info.node,
+                        "error": info.fault,
+                        "handed_back": len(local),
+                        "paused": pause,
+                    },
+                )
+            )
+        elif info.fault is not None and any(
+            isinstance(r, dict) and r.get("outcome") == "stored" for r in results
+        ):
+            info.fault, info.fault_runs, info.paused_until = None, 0, 0.0
+            self._events.append(("node_recovered", {"node": info.node}))
+
+    def _healthy(self, now: float) -> int:
+        """Nodes sharing the hosts' limits: those not paused for their own faults."""
+        return sum(1 for info in self.nodes.values() if info.paused_until <= now) or 1
 
     def leave(self, node: str) -> bool:
         """A node says goodbye: its leases (there should be none) go back to the queue."""
@@ -624,6 +719,9 @@ class Broker:
                     "leased": int(held.get(info.node, 0)),
                     "stored": info.stored,
                     "failed": info.failed,
+                    "handed_back": info.handed_back,
+                    "fault": info.fault,
+                    "paused_s": round(max(info.paused_until - now, 0.0), 1),
                     "last_seen_s": round(now - info.last_seen, 1),
                 }
                 for info in sorted(self.nodes.values(), key=lambda i: i.node)

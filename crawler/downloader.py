@@ -10,13 +10,16 @@ leases the node still holds (its heartbeat).
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import os
 import signal
 import socket
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from multiprocessing.managers import RemoteError
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +29,22 @@ import gevent.lock
 import gevent.queue
 from gevent.pool import Group, Pool
 
+from crawler.broker import LOCAL_ERROR, LOCAL_POLICY, LOCAL_STORAGE
 from crawler.config import Config, parse_address
 from crawler.errors import BrokerUnavailable, StateError
-from crawler.fetch import FetchLimits, fetch_image
+from crawler.fetch import FetchLimits, fetch_image, new_result
 from crawler.nodes import SHARED_TERMINAL
 from crawler.politeness import MIN_PENALTY, is_throttle
 from crawler.safehttp import AddressPolicy, make_session
-from crawler.storage import Committer, remove_stale_temporaries
+from crawler.storage import Committer, probe_storage, remove_stale_temporaries
 from crawler.transport import BrokerClient
 from crawler.urls import host_of
 
 REPORT_INTERVAL = 0.25
 SHUTDOWN_GRACE = 10.0
 PROGRESS_SHARED_EVERY = 5.0
+STORAGE_PROBE_INTERVAL = 2.0  # seconds between checks of a node's storage after a fault
+START_PROBE_BYTES = 4096  # a node that cannot write this much to OUT does not start
 
 
 class StopRequested(Exception):
@@ -55,11 +61,14 @@ def say(message: str) -> None:
 class NodeStats:
     stored: int = 0
     failed: int = 0
+    handed_back: int = 0  # tasks given back for a fault of this node (no attempt used)
     bytes: int = 0
     started: float = field(default_factory=time.monotonic)
 
     def count(self, result: dict[str, Any]) -> None:
-        if result["outcome"] == "stored":
+        if result.get("local"):
+            self.handed_back += 1
+        elif result["outcome"] == "stored":
             self.stored += 1
             self.bytes += result["bytes"]
         elif not result["retryable"]:
@@ -111,6 +120,12 @@ class DownloaderNode:
         self.host_locks: dict[str, gevent.lock.Semaphore] = {}
         self._report_now = gevent.event.Event()
         self.committer = Committer(self.out, config.download.sync_files)
+        self.own_policy = AddressPolicy.from_config(config.crawl)
+        self.crawl_policy: AddressPolicy | None = None  # the harvester's, from ``join``
+        # Set while this node cannot store files: it leases nothing and hands back
+        # what it holds, until a probe of its storage succeeds.
+        self.fault: str | None = None
+        self._remote_errors = 0
 
     # -- talking to the harvester, with reconnects ------------------------------
 
@@ -130,6 +145,7 @@ class DownloaderNode:
                     self._heartbeat = float(reply.get("heartbeat_seconds", 10.0))
                     # One User-Agent for the whole crawl, pages and images alike.
                     self.user_agent = str(reply.get("user_agent") or self.user_agent)
+                    self._learn_crawl_policy(reply.get("address_policy"))
                     self._client = client
                     say(f"node {self.node}: connected to harvester at {client.where}")
                     return client
@@ -147,12 +163,48 @@ class DownloaderNode:
         while True:
             client = self._broker()
             try:
-                return getattr(client, method)(self.node, *args)
+                reply = getattr(client, method)(self.node, *args)
+                self._remote_errors = 0
+                return reply
             except BrokerUnavailable as exc:
                 say(f"node {self.node}: {exc}; reconnecting")
                 with self._client_lock:
                     if self._client is client:
                         self._client = None
+            except RemoteError as exc:
+                # The harvester failed to take the call (its disk full, say): it keeps
+                # nothing of it, so the same call goes again after a pause.
+                self._remote_errors += 1
+                wait = min(0.5 * 2 ** min(self._remote_errors - 1, 4), 5.0)
+                if self._remote_errors == 1:
+                    say(
+                        f"node {self.node}: the harvester failed to take {method} "
+                        f"({_last_line(exc)}); trying again"
+                    )
+                if self.stopping:
+                    raise StopRequested from None
+                self._stop_event.wait(wait)
+
+    def _learn_crawl_policy(self, policy: Any) -> None:
+        """The harvester's address policy: an address it allows and this node refuses
+        is this node's fault, handed back for another node (said once, here)."""
+        if not isinstance(policy, dict):
+            return
+        networks = tuple(ipaddress.ip_network(n) for n in policy.get("allow_networks") or ())
+        first = self.crawl_policy is None
+        self.crawl_policy = AddressPolicy(bool(policy.get("allow_private")), networks)
+        own = self.own_policy
+        refuses_more = (
+            first
+            and not own.allow_private
+            and (self.crawl_policy.allow_private or not set(networks) <= set(own.allowed_networks))
+        )
+        if refuses_more:
+            say(
+                f"node {self.node}: the crawl allows private addresses that this node "
+                "refuses (start it with --allow-private, or the same allow_networks): "
+                "their images are handed back for other nodes"
+            )
 
     def _describe(self) -> dict[str, Any]:
         return {
@@ -166,7 +218,15 @@ class DownloaderNode:
     def feed(self) -> None:
         """Keep one batch leased beyond what the pool is fetching."""
         capacity = self.download.concurrency + self.batch_size
+        with contextlib.suppress(StopRequested):
+            self._feed(capacity)
+        self.inbox.put(None)
+
+    def _feed(self, capacity: int) -> None:
         while not self.done and not self.stopping:
+            if self.fault is not None:  # nothing new while this node cannot store
+                gevent.sleep(0.2)
+                continue
             # Finished tasks waiting for the reporter (which may be syncing the disk)
             # do not take a place in the pool; held tasks stay under twice the capacity.
             room = min(capacity - self.active, 2 * capacity - len(self.held))
@@ -185,7 +245,6 @@ class DownloaderNode:
                 self.inbox.put((task_id, url, start_at, spacing))
             if reply["done"]:
                 self.done = True
-        self.inbox.put(None)
 
     def report(self) -> None:
         """Send results in batches; extend held leases every heartbeat.
@@ -193,6 +252,10 @@ class DownloaderNode:
         A batch's files are made durable and moved into place first (in a thread, so
         the pool keeps fetching), so a "stored" result never names a missing file.
         """
+        with contextlib.suppress(StopRequested):
+            self._report()
+
+    def _report(self) -> None:
         last_beat = time.monotonic()
         while True:
             finished = self.pool_finished
@@ -224,17 +287,51 @@ class DownloaderNode:
     def _store_failed(self, result: dict[str, Any], error: str) -> None:
         self.stats.stored -= 1
         self.stats.bytes -= result["bytes"]
-        result.update(outcome="failed", error=error, retryable=True, path=None, sha256=None)
+        self.stats.handed_back += 1
+        result.update(
+            outcome="failed",
+            error=error,
+            retryable=True,
+            path=None,
+            sha256=None,
+            local=LOCAL_STORAGE,
+        )
+        self._storage_failed(error)
+
+    def _storage_failed(self, error: str) -> None:
+        """This node cannot store files: say so once, lease nothing, hand back what it
+        holds, and probe the storage until it works again."""
+        if self.fault is not None:
+            return
+        self.fault = error
+        say(
+            f"node {self.node}: cannot store images in {self.out} ({error}); handing its "
+            "tasks back to the harvester and pausing until it can write again"
+        )
+        gevent.spawn(self._wait_for_storage)
+
+    def _wait_for_storage(self) -> None:
+        while not self.stopping:
+            self._stop_event.wait(STORAGE_PROBE_INTERVAL)
+            try:
+                self._in_thread(probe_storage, self.out)
+            except OSError:
+                continue
+            self.fault = None
+            say(f"node {self.node}: can store images in {self.out} again; resuming")
+            return
 
     def fetch(self, task: tuple[int, str, float | None, float], session: Any) -> None:
-        task_id, url, start_at, spacing = task
+        task_id, url, _start_at, _spacing = task
         host = host_of(url)
-        start_at = max(start_at or 0.0, self.paused.get(host, 0.0))
-        gevent.sleep(max(0.0, start_at - time.monotonic()))
-        if spacing:
-            result = self._fetch_spaced(task_id, url, host, spacing, session)
-        else:
-            result = self._fetch_image(session, task_id, url)
+        try:
+            result = self._fetch_task(task, host, session)
+        except Exception as exc:  # a bug of ours: the task goes back, never lost or final
+            traceback.print_exc()
+            result = new_result(task_id, url, self.node)
+            text = f"node_error: {type(exc).__name__}: {exc}"[:300]
+            result.update(error=text, retryable=True, local=LOCAL_ERROR)
+        self._note_local_fault(result)
         self.stats.count(result)
         if is_throttle(result):
             # Hold this node's other requests to the host at once, and tell the
@@ -248,6 +345,37 @@ class DownloaderNode:
             # Every task this node holds is done (the crawl's end, or a starved pool):
             # waiting for the next report tick would only delay the harvester.
             self._report_now.set()
+
+    def _fetch_task(
+        self, task: tuple[int, str, float | None, float], host: str, session: Any
+    ) -> dict[str, Any]:
+        task_id, url, start_at, spacing = task
+        if self.fault is not None:  # leased before the fault: back, unfetched
+            return self._handed_back(task_id, url, self.fault)
+        start_at = max(start_at or 0.0, self.paused.get(host, 0.0))
+        gevent.sleep(max(0.0, start_at - time.monotonic()))
+        if spacing:
+            return self._fetch_spaced(task_id, url, host, spacing, session)
+        return self._fetch_image(session, task_id, url)
+
+    def _handed_back(self, task_id: int, url: str, fault: str) -> dict[str, Any]:
+        result = new_result(task_id, url, self.node)
+        result.update(error=fault, retryable=True, local=LOCAL_STORAGE)
+        return result
+
+    def _note_local_fault(self, result: dict[str, Any]) -> None:
+        """Mark a result that failed through this node's fault (``local``), and act."""
+        if result.get("local") == LOCAL_STORAGE:
+            self._storage_failed(str(result["error"]))
+            return
+        peer = result.pop("peer", None)
+        policy = self.crawl_policy
+        if peer and policy is not None and policy.allows(peer):
+            result["local"] = LOCAL_POLICY
+            result["error"] = (
+                f"{result['error']}; the crawl allows it: start node {self.node} "
+                "with --allow-private"
+            )
 
     def _fetch_image(self, session: Any, task_id: int, url: str) -> dict[str, Any]:
         return fetch_image(
@@ -268,8 +396,9 @@ class DownloaderNode:
         elapsed = max(time.monotonic() - stats.started, 1e-9)
         line = (
             f"node {self.node}: stored {stats.stored}, failed {stats.failed}, "
-            f"in flight {self.active}, {stats.stored / elapsed:.1f} images/s, "
-            f"{stats.bytes / 1e6:.1f} MB"
+            + (f"handed back {stats.handed_back}, " if stats.handed_back else "")
+            + f"in flight {self.active}, {stats.stored / elapsed:.1f} images/s, "
+            f"{stats.bytes / 1e6:.1f} MB" + (" (paused: cannot store)" if self.fault else "")
         )
         sys.stderr.write(f"\r\x1b[K{line}{end}")
         sys.stderr.flush()
@@ -294,8 +423,11 @@ class DownloaderNode:
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             stale = remove_stale_temporaries(self.out)
+            probe_storage(self.out, START_PROBE_BYTES)
         except OSError as exc:
-            raise StateError(f"cannot use the output folder {self.out}: {exc.strerror}") from None
+            raise StateError(
+                f"cannot store images in the output folder {self.out}: {exc.strerror or exc}"
+            ) from None
         if stale:
             say(f"node {self.node}: removed {stale} partial files left by a killed process")
         gevent.signal_handler(signal.SIGTERM, self.stop)
@@ -326,15 +458,21 @@ class DownloaderNode:
         self.done = self.pool_finished = True
         feeder.kill()
         self._report_now.set()  # the last results go now, not at the next tick
-        reporter.join()
+        # Stopping, a harvester that does not answer must not hold the node for ever:
+        # what it did not get comes back to it when the leases run out.
+        reporter.join(timeout=SHUTDOWN_GRACE if self.stopping else None)
+        reporter.kill()
         if progress is not None:
             progress.kill()
             self._progress_line(end="\n")
         self._say_goodbye()
         elapsed = time.monotonic() - self.stats.started
+        handed_back = self.stats.handed_back
         say(
             f"node {self.node}: finished: stored {self.stats.stored}, failed "
-            f"{self.stats.failed}, {self.stats.bytes / 1e6:.1f} MB in {elapsed:.1f} s"
+            f"{self.stats.failed}, "
+            + (f"handed back {handed_back} (faults of this node), " if handed_back else "")
+            + f"{self.stats.bytes / 1e6:.1f} MB in {elapsed:.1f} s"
         )
         return 0
 
@@ -360,3 +498,9 @@ class DownloaderNode:
         self.stopping = True
         self._stop_event.set()
         self.inbox.put(None)
+
+
+def _last_line(exc: BaseException) -> str:
+    """The last line of a remote traceback: the error, without the stack."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return (lines[-1] if lines else type(exc).__name__)[:200]

@@ -24,6 +24,7 @@ from typing import Any
 
 import requests
 
+from crawler.broker import LOCAL_STORAGE
 from crawler.errors import UnsafeTarget
 from crawler.safehttp import body_chunks, open_url
 from crawler.storage import (
@@ -202,6 +203,8 @@ def fetch_image(
         result.update(outcome="stored", sha256=digest, path=relative)
     except UnsafeTarget as exc:
         result.update(error=f"{exc.code}: {exc}")
+        if getattr(exc, "address", None):
+            result["peer"] = exc.address  # which address this node's policy refused
     except TooSlow:
         result.update(error=f"too_slow: over {limits.total_timeout:g} s")
     except requests.Timeout as exc:
@@ -211,8 +214,9 @@ def fetch_image(
     except requests.RequestException as exc:
         result.update(error=f"request_error: {_short(exc)}")
     except OSError as exc:  # after the requests errors, which are OSErrors too
-        # Our side failed (disk full, permissions): worth another try, maybe elsewhere.
-        result.update(error=f"store_error: {_short(exc)}", retryable=True)
+        # Our side failed (disk full, permissions): not the URL's fault; the node hands
+        # the task back without using an attempt (see ``LOCAL_STORAGE``).
+        result.update(error=f"store_error: {_short(exc)}", retryable=True, local=LOCAL_STORAGE)
     finally:
         if body is not None and not kept:
             body.discard()

@@ -73,10 +73,12 @@ class _AddressCheck:
         peer = sock.getpeername()[0]
         if not self.policy.allows(peer):
             sock.close()
-            raise BlockedAddress(
+            refused = BlockedAddress(
                 f"{self.host} is at {peer}, a non-public address "  # type: ignore[attr-defined]
                 "(use --allow-private to crawl private networks)"
             )
+            refused.address = peer  # the downloader asks whether the crawl would allow it
+            raise refused
         return sock
 
     @property

@@ -117,6 +117,22 @@ def open_temporary(out: Path) -> IO[bytes]:
     raise FileExistsError(f"no free temporary name in {tmp}")
 
 
+PROBE_BYTES = 256 * 1024  # a probe of storage writes as much as a typical image
+
+
+def probe_storage(out: Path, size: int = PROBE_BYTES) -> None:
+    """Raise ``OSError`` unless a file of ``size`` bytes can be written, synced and
+    removed in OUT's temporary folder: what storing one image needs."""
+    handle = open_temporary(out)
+    try:
+        write_all(handle, bytes(size))
+        os.fsync(handle.fileno())
+    finally:
+        handle.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(handle.name)
+
+
 def remove_stale_temporaries(out: Path) -> int:
     """Delete partial files left in OUT/.tmp by dead processes of this host.
 

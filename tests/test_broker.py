@@ -650,3 +650,119 @@ def test_lease_after_close_answers_done(clock: FakeClock) -> None:
     broker.close()
 
     assert broker.lease("n1", 5, wait=1.0) == {"tasks": [], "done": True}
+
+
+# -- faults of a node's own side: never an attempt, never final -----------------------
+
+
+def handed_back(task_id: int, local: str = "storage", error: str = "store_error: full") -> dict:
+    return {**failure(task_id, retryable=True, error=error), "local": local}
+
+
+def test_a_task_handed_back_for_a_nodes_own_fault_keeps_its_attempts() -> None:
+    board = board_with(["http://a.test/1.png"], max_attempts=2)
+    for round_number in range(5):  # far more hand-backs than max_attempts
+        now = T0 + round_number
+        assert leased_ids(board.lease("n1", 1, now)) == [1]
+        assert board.complete("n1", handed_back(1), now, 0.5) is None
+        assert board.tasks[1].state == "pending"
+        assert board.tasks[1].failures == 0
+    assert board.politeness.state("a.test").down_errors == 0  # not the host's fault
+    assert leased_ids(board.lease("n2", 1, T0 + 5)) == [1]  # due at once, for anyone
+    task = board.complete("n2", stored(1, bytes=10), T0 + 5, 0.5)
+    assert task is not None
+    record = final_record(task)
+    assert (record["outcome"], record["attempts"], record["leases"]) == ("stored", 1, 6)
+
+
+def test_a_late_hand_back_after_the_lease_moved_on_changes_nothing() -> None:
+    board = board_with(["http://a.test/1.png"])
+    board.lease("n1", 1, T0)
+    board.expire(T0 + LEASE + 1)
+    board.lease("n2", 1, T0 + LEASE + 1)
+    assert board.complete("n1", handed_back(1), T0 + LEASE + 2, 0.5) is None
+    assert board.tasks[1].owner == "n2"
+
+
+def test_an_exception_on_every_node_ends_a_task_after_the_lost_lease_limit() -> None:
+    board = board_with(["http://a.test/1.png"], max_attempts=3)
+    finished = None
+    for round_number in range(MAX_LOST_LEASES):
+        now = T0 + round_number
+        board.lease(f"n{round_number}", 1, now)
+        finished = board.complete(f"n{round_number}", handed_back(1, "error"), now, 0.5)
+    assert finished is not None and finished.state == "failed"
+    # A storage fault, by contrast, is never final however often it happens.
+    board = board_with(["http://a.test/1.png"], max_attempts=3)
+    for round_number in range(3 * MAX_LOST_LEASES):
+        board.lease("n1", 1, T0 + round_number)
+        assert board.complete("n1", handed_back(1), T0 + round_number, 0.5) is None
+
+
+@pytest.mark.parametrize(
+    ("results", "attempts"),
+    [
+        ([stored(1)], 1),
+        ([failure(1, retryable=True), stored(1)], 2),
+        ([failure(1, retryable=False, error="http_404")], 1),
+        ([failure(1, retryable=True), failure(1, retryable=True), failure(1, True)], 3),
+    ],
+)
+def test_counted_attempts_never_exceed_max_attempts(results: list, attempts: int) -> None:
+    board = board_with(["http://a.test/1.png"], max_attempts=3)
+    now, task = T0, None
+    for number, result in enumerate(results):
+        board.expire(now)
+        board.lease("lost", 1, now)  # a lease lost with its node before each try
+        now += LEASE + 1
+        board.expire(now)
+        assert leased_ids(board.lease("n1", 1, now)) == [1], number
+        task = board.complete("n1", result, now, 0.5)
+        now = (board.next_due() or now) + 1
+    assert task is not None
+    record = final_record(task)
+    assert record["attempts"] == attempts <= 3
+    assert record["leases"] == 2 * len(results)
+
+
+def test_a_node_failing_on_its_own_side_is_paused_said_and_welcomed_back(
+    clock: FakeClock,
+) -> None:
+    broker = make_broker(clock)
+    add_urls(broker, 4)
+    broker.join("sick", {})
+    broker.join("well", {})
+    tasks = broker.lease("sick", 2, 0)["tasks"]
+    broker.put_results("sick", [handed_back(task[0]) for task in tasks])
+
+    _, events = broker.take_updates()
+    failing = [fields for name, fields in events if name == "node_failing"]
+    assert failing == [
+        {"node": "sick", "error": "store_error: full", "handed_back": 2, "paused": 5.0}
+    ]
+    assert broker.lease("sick", 4, 0)["tasks"] == []  # paused
+    status = {n["node"]: n for n in broker.status()["nodes"]}
+    assert status["sick"]["fault"] == "store_error: full"
+    assert (status["sick"]["handed_back"], status["sick"]["paused_s"]) == (2, 5.0)
+    # The healthy node gets all the work, the handed-back tasks included.
+    assert len(broker.lease("well", 4, 0)["tasks"]) == 4
+    assert broker.counts()["failed"] == 0
+
+    clock.advance(5.1)
+    add_urls(broker, 5)  # one more task (URLs 0-3 are known)
+    (task,) = broker.lease("sick", 4, 0)["tasks"]
+    broker.put_results("sick", [stored(task[0], bytes=1)])
+    _, events = broker.take_updates()
+    assert ("node_recovered", {"node": "sick"}) in events
+    assert {n["node"]: n for n in broker.status()["nodes"]}["sick"]["fault"] is None
+
+
+def test_a_node_that_keeps_failing_is_paused_longer_each_time() -> None:
+    pauses = [broker_module.node_pause(runs) for runs in range(1, 7)]
+    assert pauses == [5.0, 10.0, 20.0, 40.0, 60.0, 60.0]
+
+
+def test_join_tells_nodes_the_crawls_address_policy(clock: FakeClock) -> None:
+    policy = {"allow_private": True, "allow_networks": ["10.0.0.0/8"]}
+    broker = Broker(LEASE, 3, 12.0, clock=clock, address_policy=policy)
+    assert broker.join("n1", {})["address_policy"] == policy

@@ -106,7 +106,12 @@ def test_a_crawl_retries_every_fault_until_each_image_is_stored(cluster, flaky, 
             assert outcome == ("failed", 404, "http_404", 1)
             assert gets[route.path] == 1, "a 404 is final: never asked again"
             continue
-        assert (record["outcome"], record["attempts"]) == ("stored", route.failures + 1), record
+        assert (record["outcome"], record["leases"]) == ("stored", route.failures + 1), record
+        # A try that got no answer at all, after another, is spared (the host looks
+        # down): it does not count against max_attempts. Every other try counts.
+        counted = record["attempts"]
+        spared = route.kind in ("reset", "stall") and 1 <= counted < route.failures + 1
+        assert counted == route.failures + 1 or spared, record
         assert record["sha256"] == hashlib.sha256(png_for(route.path)).hexdigest()
         assert (out / record["path"]).read_bytes() == png_for(route.path)
         assert gets[route.path] == route.failures + 1, f"{route.path} fetched {gets[route.path]}x"
@@ -169,7 +174,9 @@ def test_a_frozen_downloader_loses_its_leases_and_the_crawl_still_completes(clus
     assert all(f"-{frozen.pid}-" in name for name in left), left
     assert remove_stale_temporaries(out) == len(left)
     records = cluster.check(truth, out, nodes=2, max_gets=2)["records"]
-    assert [r for r in records if r["attempts"] == 2], "the frozen node's tasks came back"
+    assert [r for r in records if r["leases"] == 2], "the frozen node's tasks came back"
+    # A lease lost with its node is not a counted attempt.
+    assert all(r["attempts"] == 1 for r in records if r["outcome"] == "stored")
     events = [parse_line(line) for line in (out / "progress.log").read_text().splitlines()]
     lost = [e["node"] for e in events if e["event"] == "node_lost"]
     assert lost == ["frozen"]

@@ -236,7 +236,7 @@ def test_user_mistakes_get_one_line_and_exit_code_2(tmp_path):
         (
             ["download", "--out", str(a_file / "out"), "--processes", "1"],
             env,
-            "cannot use the output folder",
+            "cannot store images in the output folder",
         ),
         (["harvest", "ftp://example.org/"], env, "seed is not an http(s) URL"),
         (["harvest", "http://127.0.0.1:9/", "--config", str(bad_config)], env, "crawl.max_depht"),

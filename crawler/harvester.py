@@ -152,6 +152,10 @@ class Harvester:
             db=self.state.tasks_db,
             politeness=politeness_from_config(self.config),
             user_agent=self.crawl.user_agent,
+            address_policy={
+                "allow_private": self.crawl.allow_private,
+                "allow_networks": list(self.crawl.allow_networks),
+            },
         )
         try:
             server = BrokerServer(self.broker, address, self.authkey)

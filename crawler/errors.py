@@ -46,3 +46,7 @@ class TooManyRedirects(UnsafeTarget):
 
 class BadEncoding(UnsafeTarget):
     code = "bad_encoding"
+
+
+class NotAHarvester(CrawlerError):
+    """The address answers, but not as a crawler harvester: another server, or silence."""

@@ -18,6 +18,11 @@ choices matter:
   reads and writes the raw descriptor with ``os.read``/``os.write``, which gevent does
   not patch, so on a (non-blocking) gevent socket they fail with EAGAIN. Under gevent
   we read and write through ``gevent.os`` instead, which waits on the hub.
+
+And one guarantee: a client's handshake ends within a deadline (``HANDSHAKE_TIMEOUT``),
+whatever the peer does, patched or not, with an error that says what the peer is; an
+authenticated connection may then idle for ever. This overrides ``Connection._recv``
+and ``Connection._send``, private to ``multiprocessing.connection``.
 """
 
 from __future__ import annotations
@@ -25,9 +30,16 @@ from __future__ import annotations
 import contextlib
 import functools
 import json
+import math
+import os
+import select
 import socket
+import time
+from contextvars import ContextVar
+from dataclasses import dataclass
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import (
+    CHALLENGE,
     Connection,
     ConnectionWrapper,
     Listener,
@@ -37,7 +49,7 @@ from multiprocessing.connection import (
 from multiprocessing.managers import BaseManager, BaseProxy, listener_client
 from typing import Any
 
-from crawler.errors import AuthKeyError, BrokerUnavailable
+from crawler.errors import AuthKeyError, BrokerUnavailable, NotAHarvester
 
 SERIALIZER = "crawler-json"
 TASK_QUEUE_METHODS = ("join", "lease", "extend", "leave", "status")
@@ -45,6 +57,10 @@ RESULT_QUEUE_METHODS = ("put_results",)
 LISTEN_BACKLOG = 1024
 # Failures of the network or of a harvester that went away: worth a retry.
 TRANSIENT_ERRORS = (OSError, EOFError)
+# Seconds to connect and pass the key handshake (and, for BrokerClient, get the proxies).
+HANDSHAKE_TIMEOUT = 10.0
+GREETING_BYTES = 48  # of a peer's first message, peeked at to tell what it is
+MAX_CHALLENGE_LENGTH = 256  # what answer_challenge reads at most
 
 
 # Built once: json.dumps with options builds a new encoder per call.
@@ -67,34 +83,178 @@ def _gevent_patched() -> bool:
     return monkey.is_module_patched("socket")
 
 
+@dataclass(frozen=True)
+class _Deadline:
+    at: float  # time.monotonic()
+    seconds: float  # as given, for messages
+
+    @classmethod
+    def after(cls, seconds: float) -> _Deadline:
+        return cls(time.monotonic() + seconds, seconds)
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+
+@dataclass
+class _Setup:
+    """A ``BrokerClient`` being set up: its deadline, and whether the peer has passed a
+    handshake yet (once it has, silence means a harvester that stalls, not a stranger)."""
+
+    deadline: _Deadline
+    answered: bool = False
+
+
+class _DeadlinePassed(Exception):
+    """A read waited past the handshake's deadline."""
+
+
+# The setup under way in this thread or greenlet: every read on the connections it
+# opens stops at its deadline.
+_current_setup: ContextVar[_Setup | None] = ContextVar("current_setup", default=None)
+
+
+class _BoundedConnection(Connection):
+    """A ``Connection`` whose reads stop at a deadline while there is one: its own
+    (``deadline``, during the key handshake) or the setup's; else they wait for ever.
+
+    Writes are not bounded: the handshake's messages are a few dozen bytes, which the
+    kernel's buffer takes at once.
+    """
+
+    deadline: _Deadline | None = None
+    _read = staticmethod(os.read)
+
+    def _recv(self, size: int, read: Any = None) -> Any:
+        setup = _current_setup.get()
+        deadline = self.deadline or (setup.deadline if setup else None)
+        if deadline is None:
+            return super()._recv(size, self._read)
+        return super()._recv(size, functools.partial(self._read_before, deadline))
+
+    def _read_before(self, deadline: _Deadline, handle: int, size: int) -> bytes:
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise _DeadlinePassed
+        return self._read_within(handle, size, remaining)
+
+    @staticmethod
+    def _read_within(handle: int, size: int, seconds: float) -> bytes:
+        poller = select.poll()
+        poller.register(handle, select.POLLIN)
+        if not poller.poll(math.ceil(seconds * 1000)):
+            raise _DeadlinePassed
+        return os.read(handle, size)
+
+
 @functools.cache
-def _cooperative_connection_class() -> type[Connection]:
+def _cooperative_connection_class() -> type[_BoundedConnection]:
+    import gevent
     import gevent.os
 
-    class CooperativeConnection(Connection):
+    class CooperativeConnection(_BoundedConnection):
+        _read = staticmethod(gevent.os.nb_read)
+
         def _send(self, buf: bytes, write: Any = gevent.os.nb_write) -> None:
             super()._send(buf, write)
 
-        def _recv(self, size: int, read: Any = gevent.os.nb_read) -> Any:
-            return super()._recv(size, read)
+        @staticmethod
+        def _read_within(handle: int, size: int, seconds: float) -> bytes:
+            with gevent.Timeout(seconds, _DeadlinePassed):
+                return gevent.os.nb_read(handle, size)
 
     return CooperativeConnection
 
 
+def _where(address: tuple[str, int]) -> str:
+    return f"{address[0]}:{address[1]}"
+
+
 def _client(address: tuple[str, int], authkey: bytes | None = None) -> ConnectionWrapper:
-    """Open an authenticated, JSON-speaking connection to a manager."""
-    sock = socket.create_connection(address)
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    connection_class = _cooperative_connection_class() if _gevent_patched() else Connection
+    """Open an authenticated, JSON-speaking connection to a manager.
+
+    Connecting and the key handshake both ways end by a deadline: ``HANDSHAKE_TIMEOUT``
+    from now, or the one ``BrokerClient`` is being set up by. Raises ``NotAHarvester``
+    for a peer that answers otherwise than a manager (or, at a setup's first contact,
+    not at all), ``AuthKeyError`` for a harvester with another key, and
+    ``OSError``/``EOFError`` for the network's failures and a harvester that stalls.
+    """
+    setup = _current_setup.get()
+    deadline = setup.deadline if setup else _Deadline.after(HANDSHAKE_TIMEOUT)
+    if deadline.remaining() <= 0:
+        raise _DeadlinePassed
+    where = _where(address)
+    sock = socket.create_connection(address, timeout=max(deadline.remaining(), 0.001))
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if authkey is not None:
+            _check_greeting(sock, where, deadline, first_contact=bool(setup and not setup.answered))
+        sock.settimeout(None)  # blocking again: the Connection reads the descriptor itself
+    except BaseException:
+        sock.close()
+        raise
+    connection_class = _cooperative_connection_class() if _gevent_patched() else _BoundedConnection
     connection = connection_class(sock.detach())
     try:
         if authkey is not None:
-            answer_challenge(connection, authkey)
-            deliver_challenge(connection, authkey)
+            connection.deadline = deadline
+            _answer_and_ask(connection, authkey, where, deadline)
+            connection.deadline = None  # downloaders keep connections idle for the whole crawl
     except BaseException:
         connection.close()
         raise
+    if setup:
+        setup.answered = True
     return ConnectionWrapper(connection, _json_dumps, _json_loads)
+
+
+def _check_greeting(
+    sock: socket.socket, where: str, deadline: _Deadline, first_contact: bool
+) -> None:
+    """Peek at the peer's first bytes: a manager speaks first, with its challenge."""
+    sock.settimeout(max(deadline.remaining(), 0.001))
+    try:
+        greeting = sock.recv(GREETING_BYTES, socket.MSG_PEEK)
+    except TimeoutError:
+        if not first_contact:
+            raise TimeoutError(f"no challenge within {deadline.seconds:g} s") from None
+        raise NotAHarvester(
+            f"{where} did not answer the crawler handshake within {deadline.seconds:g} s: "
+            "is it a crawler harvester (crawler harvest --listen ...)?"
+        ) from None
+    if not greeting:
+        raise EOFError("closed the connection before the handshake")
+    if not starts_like_a_challenge(greeting):
+        shown = repr(greeting)[1:]  # b'...' without the b: one line, control bytes escaped
+        raise NotAHarvester(f"{where} is not a crawler harvester (it answered {shown})")
+
+
+def starts_like_a_challenge(greeting: bytes) -> bool:
+    """Whether a peer's first bytes can begin a manager's challenge message: a length
+    that ``answer_challenge`` accepts, then ``#CHALLENGE#`` (as far as they go)."""
+    header, body = greeting[:4], greeting[4 : 4 + len(CHALLENGE)]
+    smallest_length = int.from_bytes(header.ljust(4, b"\0"), "big", signed=True)
+    if len(header) == 4 and smallest_length < len(CHALLENGE):
+        return False
+    return 0 <= smallest_length <= MAX_CHALLENGE_LENGTH and CHALLENGE.startswith(body)
+
+
+def _answer_and_ask(
+    connection: Connection, authkey: bytes, where: str, deadline: _Deadline
+) -> None:
+    """The manager's HMAC handshake both ways, its failures named for the user."""
+    try:
+        answer_challenge(connection, authkey)
+        deliver_challenge(connection, authkey)
+    except AuthenticationError:
+        raise AuthKeyError(
+            f"the harvester at {where} rejected our authkey: "
+            "every node needs the same key (CRAWLER_AUTHKEY or --authkey-file)"
+        ) from None
+    except AssertionError:  # what followed a plausible start was not a challenge
+        raise NotAHarvester(f"{where} is not a crawler harvester (a broken challenge)") from None
+    except _DeadlinePassed:
+        raise TimeoutError(f"handshake stalled: no answer within {deadline.seconds:g} s") from None
 
 
 class _DeepQueueListener(Listener):
@@ -154,27 +314,35 @@ class BrokerClient:
     """A downloader node's view of the harvester: a narrow interface over the proxies.
 
     Another broker (Redis, say) can replace this class without touching the
-    downloader. Raises ``BrokerUnavailable`` for every network failure.
+    downloader. Raises ``BrokerUnavailable`` for every network failure (worth a retry),
+    ``AuthKeyError`` for another key and ``NotAHarvester`` for a peer that is no
+    harvester (both final). Connecting, the handshake and getting the proxies end within
+    ``handshake_timeout`` seconds; calls afterwards wait as long as the harvester takes.
     """
 
-    def __init__(self, address: tuple[str, int], authkey: bytes) -> None:
+    def __init__(
+        self, address: tuple[str, int], authkey: bytes, handshake_timeout: float = HANDSHAKE_TIMEOUT
+    ) -> None:
         self.address = address
         self._manager = _ClientManager(address=address, authkey=authkey, serializer=SERIALIZER)
+        setup = _current_setup.set(_Setup(_Deadline.after(handshake_timeout)))
         try:
             self._manager.connect()
             self._tasks: TaskQueueProxy = self._manager.get_task_queue()
             self._results: ResultQueueProxy = self._manager.get_result_queue()
-        except AuthenticationError:
-            raise AuthKeyError(
-                f"the harvester at {self.where} rejected our authkey: "
-                "every node needs the same key (CRAWLER_AUTHKEY or --authkey-file)"
+        except _DeadlinePassed:
+            raise BrokerUnavailable(
+                f"harvester at {self.where} did not finish connecting within "
+                f"{handshake_timeout:g} s"
             ) from None
         except TRANSIENT_ERRORS as exc:
             raise BrokerUnavailable(f"harvester at {self.where} is not reachable: {exc}") from exc
+        finally:
+            _current_setup.reset(setup)
 
     @property
     def where(self) -> str:
-        return f"{self.address[0]}:{self.address[1]}"
+        return _where(self.address)
 
     def _call(self, method: Any, *args: Any) -> Any:
         try:

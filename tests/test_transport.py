@@ -3,24 +3,28 @@
 from __future__ import annotations
 
 import contextlib
+import http.server
 import json
+import os
 import pickle
 import socket
 import struct
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import Client
+from multiprocessing.connection import CHALLENGE, Client, Listener
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from crawler.broker import Broker
-from crawler.errors import AuthKeyError, BrokerUnavailable
+from crawler.errors import AuthKeyError, BrokerUnavailable, NotAHarvester
 from crawler.serving import BrokerServer, EventThrottle, ServerLimits, handshake_failure
-from crawler.transport import BrokerClient
+from crawler.transport import BrokerClient, starts_like_a_challenge
 
 KEY = b"test-key-0123456789abcdef"
 CALL_TIMEOUT = 5.0
@@ -416,3 +420,257 @@ def test_a_pickle_sent_with_the_right_key_is_never_loaded(
     assert b"#TRACEBACK" in answer
     client = connect(server)
     assert call_within(CALL_TIMEOUT, client.join, "n1", {})["lease_seconds"] == 60.0
+
+
+# -- the client's handshake is bounded ------------------------------------------------
+
+SHORT = 0.5  # the handshake timeout these tests give the client
+SLACK = 3.0  # how much later than its deadline a loaded machine may end a wait
+SSH_BANNER = b"SSH-2.0-OpenSSH_9.6\r\n"
+
+
+@contextlib.contextmanager
+def stranger(greet: Callable[[socket.socket], None]) -> Iterator[tuple[str, int]]:
+    """A TCP server on 127.0.0.1 that is no harvester: ``greet`` runs on each accepted
+    connection, which then stays open, silent, until the test ends."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(0.05)
+    stop = threading.Event()
+    accepted: list[socket.socket] = []
+
+    def serve() -> None:
+        while not stop.is_set():
+            try:
+                connection, _ = listener.accept()
+            except TimeoutError:
+                continue
+            accepted.append(connection)
+            with contextlib.suppress(OSError):
+                greet(connection)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()
+    finally:
+        stop.set()
+        thread.join(CALL_TIMEOUT)
+        listener.close()
+        for connection in accepted:
+            connection.close()
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.end_headers()
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def http_server() -> Iterator[tuple[str, int]]:
+    """A real HTTP server on 127.0.0.1: it waits for a request, as every one does."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), QuietHandler)
+    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    try:
+        yield server.server_address[:2]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(CALL_TIMEOUT)
+
+
+def connect_timed(address: tuple[str, int], timeout: float = SHORT) -> tuple[Exception, float]:
+    """The error BrokerClient raises for ``address`` and how long it took."""
+    started = time.monotonic()
+    with pytest.raises(Exception) as raised:
+        call_within(timeout + SLACK, BrokerClient, address, KEY, timeout)
+    assert KEY.decode() not in str(raised.value)
+    return raised.value, time.monotonic() - started
+
+
+def silent(_connection: socket.socket) -> None:
+    pass
+
+
+def test_a_server_that_says_nothing_is_not_a_harvester_after_the_deadline() -> None:
+    with stranger(silent) as address:
+        error, seconds = connect_timed(address)
+
+    assert isinstance(error, NotAHarvester)
+    assert str(error) == (
+        f"127.0.0.1:{address[1]} did not answer the crawler handshake within 0.5 s: "
+        "is it a crawler harvester (crawler harvest --listen ...)?"
+    )
+    assert SHORT - 0.05 <= seconds < SHORT + SLACK
+
+
+def test_an_http_server_is_not_a_harvester_after_the_deadline() -> None:
+    with http_server() as address:
+        error, seconds = connect_timed(address)
+
+    assert isinstance(error, NotAHarvester)
+    assert "did not answer the crawler handshake within 0.5 s" in str(error)
+    assert SHORT - 0.05 <= seconds < SHORT + SLACK
+
+
+@pytest.mark.parametrize(
+    ("greeting", "shown"),
+    [
+        (SSH_BANNER, "'SSH-2.0-OpenSSH_9.6\\r\\n'"),
+        (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "'HTTP/1.1 400 Bad Request"),
+        (b"\xff" * 12, "'\\xff\\xff"),  # a 64-bit length far beyond a challenge
+        (struct.pack("!i", 16) + b"sixteen bytes!!!", "'\\x00\\x00\\x00\\x10sixteen"),
+    ],
+    ids=["ssh-banner", "http-reply", "huge-length", "not-a-challenge"],
+)
+def test_a_server_that_answers_garbage_is_not_a_harvester_at_once(
+    greeting: bytes, shown: str
+) -> None:
+    with stranger(lambda connection: connection.sendall(greeting)) as address:
+        error, seconds = connect_timed(address, timeout=CALL_TIMEOUT)
+
+    assert isinstance(error, NotAHarvester)
+    assert str(error).startswith(
+        f"127.0.0.1:{address[1]} is not a crawler harvester (it answered {shown}"
+    )
+    assert "\n" not in str(error)
+    assert seconds < CALL_TIMEOUT / 2, "garbage is known for what it is without waiting"
+
+
+def test_a_server_that_closes_at_once_is_worth_a_retry() -> None:
+    # A port forward whose far end is not up yet, or a harvester at its connection limit.
+    with stranger(lambda connection: connection.close()) as address:
+        error, seconds = connect_timed(address, timeout=CALL_TIMEOUT)
+
+    assert isinstance(error, BrokerUnavailable) and "not reachable" in str(error)
+    assert seconds < CALL_TIMEOUT / 2
+
+
+def test_a_peer_that_stalls_after_its_challenge_is_worth_a_retry() -> None:
+    challenge = CHALLENGE + os.urandom(20)
+    fake = struct.pack("!i", len(challenge)) + challenge
+    with stranger(lambda connection: connection.sendall(fake)) as address:
+        error, seconds = connect_timed(address)
+
+    assert isinstance(error, BrokerUnavailable)
+    assert "handshake stalled: no answer within 0.5 s" in str(error)
+    assert SHORT - 0.05 <= seconds < SHORT + SLACK
+
+
+def test_the_deadline_covers_getting_the_proxies() -> None:
+    # A manager with our key that passes the handshake and then never answers a request.
+    listener = Listener(("127.0.0.1", 0), authkey=KEY)
+    accepted: list[Any] = []
+    thread = threading.Thread(target=lambda: accepted.append(listener.accept()), daemon=True)
+    thread.start()
+    try:
+        error, seconds = connect_timed(listener.address)
+    finally:
+        thread.join(CALL_TIMEOUT)
+        for connection in accepted:
+            connection.close()
+        listener.close()
+
+    assert isinstance(error, BrokerUnavailable)
+    assert "did not finish connecting within 0.5 s" in str(error)
+    assert SHORT - 0.05 <= seconds < SHORT + SLACK
+
+
+def test_after_the_handshake_calls_and_idling_are_not_bounded(broker: Broker) -> None:
+    server = BrokerServer(broker, ("127.0.0.1", 0), KEY)
+    server.start()
+    try:
+        client = call_within(CALL_TIMEOUT, BrokerClient, server.address, KEY, 0.2)
+        call_within(CALL_TIMEOUT, client.join, "n1", {})
+        time.sleep(0.5)
+        # A long poll (the broker waits 0.6 s for a task) outlasts the handshake timeout.
+        started = time.monotonic()
+        leased = call_within(CALL_TIMEOUT, client.lease_batch, "n1", 5, 0.6)
+        assert time.monotonic() - started >= 0.55
+    finally:
+        server.stop()
+    assert leased == {"tasks": [], "done": False}
+
+
+@pytest.mark.parametrize(
+    ("greeting", "plausible"),
+    [
+        (struct.pack("!i", 31) + CHALLENGE + b"x" * 20, True),
+        (struct.pack("!i", 31) + CHALLENGE[:3], True),  # cut short by the network
+        (b"\x00\x00", True),
+        (struct.pack("!i", 300) + CHALLENGE, False),  # longer than answer_challenge reads
+        (struct.pack("!i", 4) + CHALLENGE, False),  # too short to hold the challenge
+        (struct.pack("!i", 31) + b"#CHALLENGX", False),
+        (b"\xff\xff\xff\xff", False),
+        (b"H", False),
+        (SSH_BANNER, False),
+    ],
+)
+def test_starts_like_a_challenge(greeting: bytes, plausible: bool) -> None:
+    assert starts_like_a_challenge(greeting) is plausible
+
+
+GEVENT_CLIENT = """
+from gevent import monkey
+
+monkey.patch_all()
+import json, os, sys, time
+import gevent
+from crawler.transport import BrokerClient
+
+key = os.environ["TEST_AUTHKEY"].encode()
+silent, garbage, harvester = (("127.0.0.1", int(port)) for port in sys.argv[1:4])
+ticks = 0
+
+def tick():
+    global ticks
+    while True:
+        gevent.sleep(0.02)
+        ticks += 1
+
+gevent.spawn(tick)
+
+def attempt(address):
+    started, ticks_before = time.monotonic(), ticks
+    try:
+        BrokerClient(address, key, 0.5)
+        outcome = "connected"
+    except Exception as exc:
+        outcome = f"{type(exc).__name__}: {exc}"
+    seconds = time.monotonic() - started
+    print(json.dumps({"outcome": outcome, "seconds": seconds, "ticks": ticks - ticks_before}))
+
+attempt(silent)
+attempt(garbage)
+client = BrokerClient(harvester, key, 0.3)
+client.join("g1", {})
+gevent.sleep(0.8)
+print(json.dumps({"outcome": client.lease_batch("g1", 5, 0.6)}))
+"""
+
+
+def test_under_gevent_the_deadline_holds_and_other_greenlets_run(
+    server: BrokerServer,
+) -> None:
+    with stranger(silent) as quiet, stranger(lambda c: c.sendall(SSH_BANNER)) as talker:
+        done = subprocess.run(
+            [sys.executable, "-c", GEVENT_CLIENT]
+            + [str(port) for port in (quiet[1], talker[1], server.address[1])],
+            env={**os.environ, "TEST_AUTHKEY": KEY.decode()},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 0, done.stderr
+    waited, refused, leased = (json.loads(line) for line in done.stdout.splitlines())
+    assert waited["outcome"].startswith("NotAHarvester: ")
+    assert "did not answer the crawler handshake within 0.5 s" in waited["outcome"]
+    assert SHORT - 0.05 <= waited["seconds"] < SHORT + SLACK
+    assert waited["ticks"] >= 5, "the wait must leave the hub to other greenlets"
+    assert refused["outcome"].startswith("NotAHarvester: ")
+    assert "is not a crawler harvester (it answered 'SSH-2.0" in refused["outcome"]
+    assert leased["outcome"] == {"tasks": [], "done": False}

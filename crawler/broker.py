@@ -664,10 +664,13 @@ class Broker:
     def _follow_node_faults(
         self, info: NodeInfo, results: list[dict[str, Any]], now: float
     ) -> None:
-        """Pause a node that handed tasks back for its own faults (longer each time,
-        said in the log); welcome it back once it stores again. Caller holds the lock."""
+        """Pause a node that handed tasks back for its own faults (longer each time it
+        fails again after a pause, said in the log); welcome it back once it stores
+        again. Caller holds the lock."""
         local = [r for r in results if isinstance(r, dict) and r.get("local")]
-        if local:
+        if local and info.paused_until > now:
+            info.handed_back += len(local)  # the same run of faults: what it still held
+        elif local:
             info.handed_back += len(local)
             info.fault_runs += 1
             info.fault = str(local[0].get("error") or local[0].get("local"))[:300]

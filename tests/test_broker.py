@@ -766,3 +766,16 @@ def test_join_tells_nodes_the_crawls_address_policy(clock: FakeClock) -> None:
     policy = {"allow_private": True, "allow_networks": ["10.0.0.0/8"]}
     broker = Broker(LEASE, 3, 12.0, clock=clock, address_policy=policy)
     assert broker.join("n1", {})["address_policy"] == policy
+
+
+def test_hand_backs_during_a_pause_do_not_lengthen_it(clock: FakeClock) -> None:
+    broker = make_broker(clock)
+    add_urls(broker, 4)
+    tasks = broker.lease("sick", 4, 0)["tasks"]
+    broker.put_results("sick", [handed_back(tasks[0][0])])
+    clock.advance(1)
+    broker.put_results("sick", [handed_back(task[0]) for task in tasks[1:]])
+    status = {n["node"]: n for n in broker.status()["nodes"]}["sick"]
+    assert (status["handed_back"], status["paused_s"]) == (4, 4.0)
+    _, events = broker.take_updates()
+    assert [name for name, _ in events].count("node_failing") == 1

@@ -12,7 +12,9 @@ from crawler.transport import BrokerClient
 
 
 def fetch_status(address: tuple[str, int], authkey: bytes) -> dict[str, Any]:
-    """The harvester's ``Broker.status()``; raises ``BrokerUnavailable``/``AuthKeyError``."""
+    """The harvester's ``Broker.status()``. Raises ``BrokerUnavailable`` (nothing there,
+    or gone), ``AuthKeyError`` (another key) or ``NotAHarvester`` (another server, or
+    one that said nothing within ``HANDSHAKE_TIMEOUT``)."""
     return BrokerClient(address, authkey).status()
 
 

@@ -1,0 +1,88 @@
+"""`crawler status` and `crawler download` pointed at a port that is no harvester.
+
+A user who gives the wrong port gets one line saying so and exit code 2, within the
+handshake timeout, instead of a command that waits for ever.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from crawler.transport import HANDSHAKE_TIMEOUT
+from tests.e2e.cluster import crawler_env
+from tests.test_transport import SSH_BANNER, http_server, stranger
+
+START_UP = 30.0  # seconds two Python processes may take to start on a loaded machine
+
+
+def run_both(where: str, out: Path) -> dict[str, tuple[int, str, float]]:
+    """Run `crawler status` and `crawler download` at ``where`` side by side; for each,
+    the exit code, stderr and seconds taken. A command still running is a failure."""
+    env = crawler_env()
+    commands = {
+        "status": ["status", "--connect", where],
+        "download": ["download", "--connect", where, "--out", str(out), "--processes", "1"],
+    }
+    started = time.monotonic()
+    running = {
+        name: subprocess.Popen(
+            [sys.executable, "-m", "crawler", *args],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for name, args in commands.items()
+    }
+    outcomes = {}
+    try:
+        for name, proc in running.items():
+            remaining = max(started + HANDSHAKE_TIMEOUT + START_UP - time.monotonic(), 0.1)
+            try:
+                stdout, stderr = proc.communicate(timeout=remaining)
+            except subprocess.TimeoutExpired:
+                raise AssertionError(f"crawler {name} still waits at {where}") from None
+            outcomes[name] = (proc.returncode, stderr, time.monotonic() - started)
+            assert env["CRAWLER_AUTHKEY"] not in stdout + stderr
+    finally:
+        for proc in running.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(timeout=10)
+    return outcomes
+
+
+def assert_one_error_line(name: str, stderr: str, message: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    assert stderr.strip().splitlines()[-1] == f"crawler {name}: error: {message}", stderr
+
+
+def test_an_http_port_is_no_harvester(tmp_path):
+    with http_server() as (host, port):
+        outcomes = run_both(f"{host}:{port}", tmp_path / "out")
+
+    message = (
+        f"127.0.0.1:{port} did not answer the crawler handshake within "
+        f"{HANDSHAKE_TIMEOUT:g} s: is it a crawler harvester (crawler harvest --listen ...)?"
+    )
+    for name, (code, stderr, seconds) in outcomes.items():
+        assert code == 2, stderr
+        assert_one_error_line(name, stderr, message)
+        assert seconds >= HANDSHAKE_TIMEOUT
+    assert len(outcomes["status"][1].strip().splitlines()) == 1
+
+
+def test_a_server_that_answers_garbage_is_no_harvester(tmp_path):
+    with stranger(lambda connection: connection.sendall(SSH_BANNER)) as (host, port):
+        outcomes = run_both(f"{host}:{port}", tmp_path / "out")
+
+    message = (
+        f"127.0.0.1:{port} is not a crawler harvester (it answered 'SSH-2.0-OpenSSH_9.6\\r\\n')"
+    )
+    for name, (code, stderr, seconds) in outcomes.items():
+        assert code == 2, stderr
+        assert_one_error_line(name, stderr, message)
+        assert seconds < HANDSHAKE_TIMEOUT, "garbage needs no wait for the deadline"

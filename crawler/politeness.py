@@ -10,8 +10,9 @@ carries the earliest time (relative to now) it may start, and when a result come
 back the host's next start moves to a delay after it. The delay is the largest of
 the configured one, robots.txt's ``Crawl-delay`` and a penalty that grows with every
 429/503 and shrinks again with every success (an AutoThrottle-like backoff). A host
-that cannot be reached is paused, with a growing pause, instead of burning its tasks'
-attempts.
+that gives no answer (refused, unresolved, timed out: ``failures.is_no_answer``) is
+paused, 1, 2, 4 ... 120 s (``failures.down_pause``), instead of burning its tasks'
+attempts; a TLS failure is an answer (``tls_error``, final), not a host that is down.
 
 Pure policy: no I/O, and every method that needs the time takes ``now``. A "host" is
 a URL's ``host[:port]``, as everywhere else in the crawler.
@@ -24,12 +25,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from crawler.errors import ConfigError
+from crawler.failures import down_pause, is_no_answer
 from crawler.urls import host_matches
 
 MAX_PENALTY = 60.0  # seconds between requests at most, however often a host says 429
 MIN_PENALTY = 0.25  # the first 429/503 spaces requests at least this far apart
 PENALTY_RECOVERY = 0.8  # each success multiplies the penalty by this
-MAX_DOWN_PAUSE = 120.0  # longest pause between tries of a host that is down
 MAX_CRAWL_DELAY = 60.0  # a larger robots.txt Crawl-delay is cut to this
 _RULE = re.compile(r"^\s*(\S+)((?:\s+\w+\s*=\s*\S+)*)\s*$")
 _FIELD = re.compile(r"(\w+)\s*=\s*(\S+)")
@@ -77,8 +78,7 @@ def is_throttle(result: dict) -> bool:
 
 def is_unreachable(result: dict) -> bool:
     """No response at all: refused, reset, DNS failure or timed out before headers."""
-    error = str(result.get("error") or "")
-    return result.get("status") is None and error.startswith(("connection_error", "timeout"))
+    return result.get("status") is None and is_no_answer(str(result.get("error") or ""))
 
 
 @dataclass
@@ -205,8 +205,7 @@ class Politeness:
             if state.down_since is None:
                 state.down_since = now
             state.down_errors += 1
-            pause = min(2.0 ** min(state.down_errors - 1, 10), MAX_DOWN_PAUSE)
-            state.paused_until = max(state.paused_until, now + pause)
+            state.paused_until = max(state.paused_until, now + down_pause(state.down_errors))
             # The first failure of a run counts: one dead URL on a healthy host must not
             # be retried for ever. Only a host with no answer at all is spared.
             return state.down_errors >= 2 and now - state.down_since < self.down_timeout

@@ -6,8 +6,8 @@ import pytest
 
 from crawler.broker import TaskBoard
 from crawler.errors import ConfigError
+from crawler.failures import MAX_DOWN_PAUSE
 from crawler.politeness import (
-    MAX_DOWN_PAUSE,
     MIN_PENALTY,
     HostRule,
     Politeness,
@@ -47,6 +47,9 @@ def test_result_classes():
     assert is_unreachable(DOWN) and is_unreachable({"status": None, "error": "timeout: x"})
     assert not is_unreachable({"status": 500, "error": "http_500"})
     assert not is_unreachable({"status": None, "error": "blocked_address: 10.0.0.1"})
+    tls = "tls_error: certificate verify failed: self-signed certificate"
+    assert not is_unreachable({"status": None, "error": tls}), "a TLS failure is an answer"
+    assert not is_unreachable({"status": None, "error": "bad_response: bad status line 'x'"})
 
 
 def test_concurrency_is_per_host_and_freed_by_release():
@@ -119,6 +122,18 @@ def test_an_unreachable_host_is_paused_longer_each_time_and_spared_until_the_tim
     assert policy.feedback(A, DOWN, T0 + 601) is False, "down too long: failures count"
     policy.feedback(A, OK, T0 + 700)
     assert policy.feedback(A, DOWN, T0 + 701) is False, "a success starts a new run"
+
+
+def test_a_tls_failure_is_an_answer_and_does_not_pause_the_host():
+    policy = Politeness(down_timeout=600)
+    tls = {"status": None, "error": "tls_error: certificate verify failed: self-signed"}
+    for step in range(3):
+        assert policy.feedback(A, tls, T0 + step) is False
+    assert (policy.hosts[A].paused_until, policy.hosts[A].down_errors) == (0.0, 0)
+    assert policy.room(A, T0 + 3) > 0
+    policy.feedback(A, DOWN, T0 + 4)
+    policy.feedback(A, tls, T0 + 5)
+    assert policy.hosts[A].down_errors == 0, "an answer ends a run of unreachable ones"
 
 
 def test_wake_time_is_when_a_delayed_or_paused_host_frees_up():

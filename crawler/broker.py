@@ -13,13 +13,14 @@ lock, node registry and long-polling; ``serving.py`` serves it with a manager.
 from __future__ import annotations
 
 import collections
+import contextlib
 import dataclasses
 import json
 import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -438,18 +439,31 @@ class TaskBoard:
         ).fetchall()
         return [_task(row) for row in rows]
 
-    def mark_recorded(self, tasks: Iterable[Task]) -> None:
+    def mark_recorded(self, tasks: Iterable[Task], manifest_bytes: int | None = None) -> None:
         """The manifest has every task that became final up to the last of ``tasks``
-        (the harvester records them in the order ``take_updates`` gave them): one write
-        per batch, not per task."""
+        (the harvester records them in the order ``take_updates`` gave them), and was
+        ``manifest_bytes`` long then: one write per batch, not per task. At a resume,
+        lines past that size are the ones a crash may have left unmarked."""
         seq = max((task.seq for task in tasks), default=0)
         if seq <= self.recorded_seq:
             return
         self.recorded_seq = seq
+        with Transaction(self.db):
+            self._set_meta("recorded_seq", str(seq))
+            if manifest_bytes is not None:
+                self._set_meta("manifest_bytes", str(manifest_bytes))
+
+    def recorded_manifest_bytes(self) -> int | None:
+        """The manifest's size when the last batch was marked recorded (None: unknown,
+        a crawl from an older version)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'manifest_bytes'").fetchone()
+        return int(row[0]) if row else None
+
+    def _set_meta(self, key: str, value: str) -> None:
         self.db.execute(
-            "INSERT INTO meta (key, value) VALUES ('recorded_seq', ?) "
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (str(seq),),
+            (key, value),
         )
 
     def counts(self) -> dict[str, int]:
@@ -589,6 +603,7 @@ class Broker:
         self.clock = clock
         self.nodes: dict[str, NodeInfo] = {}
         self.closed = False
+        self.storage_fault: sqlite3.OperationalError | None = None
         self._finished: list[Task] = []
         self._events: list[tuple[str, dict[str, Any]]] = []
         self._lock = threading.Lock()
@@ -647,7 +662,7 @@ class Broker:
     def put_results(self, node: str, results: list[dict[str, Any]]) -> int:
         """Accept a batch of results; returns how many finished a task."""
         finished = 0
-        with self._wake:
+        with self._wake, self._storage_guard():
             self._seen(node)
             now = self.clock()
             with Transaction(self.board.db):
@@ -660,6 +675,18 @@ class Broker:
             self._follow_node_faults(info, results, now)
             self._wake.notify_all()
         return finished
+
+    @contextlib.contextmanager
+    def _storage_guard(self) -> Iterator[None]:
+        """A database write that fails in a server thread (a full disk) is kept for the
+        harvester's loop, which stops on it; the node is told the call failed and sends
+        it again to the resumed harvester."""
+        try:
+            yield
+        except sqlite3.OperationalError as exc:
+            if self.storage_fault is None:
+                self.storage_fault = exc
+            raise
 
     def _follow_node_faults(
         self, info: NodeInfo, results: list[dict[str, Any]], now: float
@@ -798,9 +825,13 @@ class Broker:
         with self._lock:
             return self.board.unrecorded()
 
-    def mark_recorded(self, tasks: list[Task]) -> None:
+    def mark_recorded(self, tasks: list[Task], manifest_bytes: int | None = None) -> None:
         with self._lock:
-            self.board.mark_recorded(tasks)
+            self.board.mark_recorded(tasks, manifest_bytes)
+
+    def recorded_manifest_bytes(self) -> int | None:
+        with self._lock:
+            return self.board.recorded_manifest_bytes()
 
     # -- politeness for the harvester's own requests -----------------------------
 

@@ -1,13 +1,15 @@
 """One exception root, so that callers (and ``cli.py``) catch one thing.
 
 Each subclass names a kind of mistake a user can act on; ``cli.py`` prints the
-message on one line and exits with code 2. Anything else is a bug and keeps its
-traceback.
+message on one line and exits with the class's ``exit_code`` (2 unless it says
+otherwise). Anything else is a bug and keeps its traceback.
 """
 
 
 class CrawlerError(Exception):
     """Root of every error the crawler raises on purpose."""
+
+    exit_code = 2
 
 
 class ConfigError(CrawlerError):
@@ -24,6 +26,13 @@ class BrokerUnavailable(CrawlerError):
 
 class StateError(CrawlerError):
     """The state or output folder cannot be used (locked by another harvester, unwritable)."""
+
+
+class OtherCrawl(StateError):
+    """The state or output folder holds another crawl (other seeds, or a manifest
+    without its state)."""
+
+    exit_code = 4
 
 
 class UnsafeTarget(CrawlerError):

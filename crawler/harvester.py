@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import os
 import signal
+import sqlite3
 import sys
 import time
 from collections.abc import Iterator
@@ -25,9 +26,10 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import IO, Any
 
-from crawler.broker import Broker, Task, final_record
+from crawler.broker import Broker, Task, counted_attempts, final_record
 from crawler.config import Config, parse_address
-from crawler.errors import ConfigError, StateError
+from crawler.crashpoints import crash_point
+from crawler.errors import ConfigError, OtherCrawl, StateError
 from crawler.pages import PageResult, StylesheetCache, fetch_page, fetch_robots
 from crawler.parsing import PageParser
 from crawler.politeness import Politeness, parse_host_rule
@@ -41,7 +43,12 @@ from crawler.urls import host_of, normalize
 
 LOOP_TICK = 0.1
 
-
+# Exit codes of ``crawler harvest`` (the README lists them). 2 is a usage or config
+# error and 4 a state folder of another crawl (``errors.OtherCrawl``); a signal gives
+# 128 + its number: 130 for Ctrl-C, 143 for SIGTERM, as shells expect.
+EXIT_FINISHED = 0  # finished, at least one page fetched
+EXIT_NOTHING_FETCHED = 3  # finished without fetching a single page: every seed failed
+EXIT_STORAGE = 5  # stopped: the harvester could not write its state, manifest or log
 EXIT_AT_ONCE = 130
 
 
@@ -56,6 +63,26 @@ def check_seeds(seeds: list[str]) -> list[str]:
     if not normalized:
         raise ConfigError("give at least one seed URL")
     return normalized
+
+
+class HarvesterStorageFailed(Exception):
+    """The harvester could not write its state, manifest or log (a full disk, say)."""
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """Why ``exc`` is a failure to write the harvester's own files, or None if it is not.
+
+    SQLite says "database or disk is full", "disk I/O error" or "attempt to write a
+    readonly database"; file writes raise ``OSError``.
+    """
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc)
+        if any(word in text for word in ("full", "disk I/O", "readonly", "unable to open")):
+            return text
+        return None
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.strerror or str(exc)
+    return None
 
 
 @contextlib.contextmanager
@@ -125,6 +152,7 @@ class Harvester:
         self.totals = {"pages": 0, "page_errors": 0, "stored": 0, "failed": 0, "bytes": 0}
         self._stored_at_last_totals = 0
         self.stopping = False
+        self.stop_signal: int | None = None
         self.robots = (
             RobotsCache(self.crawl.user_agent, lambda url: fetch_robots(url, self.crawl))
             if self.crawl.obey_robots
@@ -133,6 +161,8 @@ class Harvester:
         self.sheets = StylesheetCache(self.crawl, self.robots)
 
     def run(self) -> int:
+        """Crawl until every page and image is done or a signal stops it; returns the
+        exit code (see ``EXIT_*``)."""
         address = parse_address(self.config.queue.listen, "listen")
         lock = self._open_state()
         if self.state.finished:
@@ -141,9 +171,10 @@ class Harvester:
                 + self.summary(None),
                 flush=True,
             )
+            code = self._finished_code()
             self.state.close()
             lock.close()
-            return 0
+            return code
         queue = self.config.queue
         self.broker = Broker(
             queue.lease_seconds,
@@ -162,8 +193,31 @@ class Harvester:
             self._open_outputs()
         except BaseException:
             self.state.close()
+            if self.state.is_new:  # a start that failed leaves no crawl behind
+                self.state.remove()
+            lock.close()
             raise
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return self._serve_and_crawl(server)
+        except HarvesterStorageFailed as exc:
+            print(
+                f"harvester: error: cannot write the crawl's files in "
+                f"{self.config.output.out_dir} ({exc}); stopped: make room and run the "
+                "same command again to resume",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_STORAGE
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            server.stop()
+            for close in (self.manifest.close, self.log.close, self.state.close, lock.close):
+                with contextlib.suppress(OSError, sqlite3.Error):
+                    close()  # on a full disk the last lines may not fit: the resume redoes them
+
+    def _serve_and_crawl(self, server: BrokerServer) -> int:
         started = time.monotonic()
         try:
             server.start()
@@ -173,19 +227,20 @@ class Harvester:
                 try:
                     self._crawl(pages)
                 finally:
-                    if self.stopping:
+                    if self.stopping or self.broker.storage_fault:
                         pages.shutdown(wait=False, cancel_futures=True)
                     self.parser.close()
             elapsed = time.monotonic() - started
             if self.stopping:
                 self._record_updates()
-                self.log.event("crawl_stopped", **self.totals)
+                self.log.event("crawl_stopped", signal=self.stop_signal, **self.totals)
                 print(
-                    "harvester: stopped; run the same command again to resume",
+                    f"harvester: stopped by {signal.Signals(self.stop_signal or 2).name}; "
+                    "run the same command again to resume",
                     file=sys.stderr,
                     flush=True,
                 )
-                return 0
+                return 128 + (self.stop_signal or signal.SIGINT)
             self._linger()
             self.state.mark_finished()
             self._log_totals(elapsed)
@@ -196,21 +251,22 @@ class Harvester:
                 **self.totals,
             )
             print(self.summary(elapsed), flush=True)
-            return 0
-        finally:
-            for sig, handler in previous.items():
-                signal.signal(sig, handler)
-            server.stop()
-            self.manifest.close()
-            self.log.close()
-            self.state.close()
-            lock.close()
+            return self._finished_code()
+        except (OSError, sqlite3.Error) as exc:
+            reason = storage_failure(exc)
+            if reason is None:
+                raise
+            raise HarvesterStorageFailed(reason) from exc
 
-    def _stop(self, _signum: int, _frame: Any) -> None:
+    def _finished_code(self) -> int:
+        return EXIT_FINISHED if self.state.frontier.count("done") else EXIT_NOTHING_FETCHED
+
+    def _stop(self, signum: int, _frame: Any) -> None:
         """First signal: stop taking work and leave resumable state. Second: exit now."""
         if self.stopping:
             os._exit(EXIT_AT_ONCE)
         self.stopping = True
+        self.stop_signal = signum
         print("harvester: stopping (again to quit at once)", file=sys.stderr, flush=True)
 
     def _open_state(self) -> IO[str]:
@@ -221,7 +277,7 @@ class Harvester:
             manifest_path = out / MANIFEST_NAME
             has_state = (state_dir / DATABASE_NAME).exists()
             if not has_state and manifest_path.exists() and manifest_path.stat().st_size > 0:
-                raise StateError(
+                raise OtherCrawl(
                     f"{manifest_path} holds an earlier crawl whose state is not in "
                     f"{state_dir}; choose another --out or move it away"
                 )
@@ -274,11 +330,15 @@ class Harvester:
         unrecorded = self.broker.unrecorded()
         if not unrecorded:
             return
-        present = self.manifest.recent_urls()
-        for task in unrecorded:
-            if task.url not in present:
-                self._record_task(task)
-        self.broker.mark_recorded(unrecorded)
+        offset = self.broker.recorded_manifest_bytes()
+        present = (
+            self.manifest.recent_urls() if offset is None else self.manifest.urls_after(offset)
+        )
+        with self.manifest.batch():
+            for task in unrecorded:
+                if task.url not in present:
+                    self._record_task(task)
+        self.broker.mark_recorded(unrecorded, self.manifest.size())
 
     # -- the main loop -------------------------------------------------------------
 
@@ -297,6 +357,8 @@ class Harvester:
                 # Woken by the next result batch: the manifest follows the nodes at once,
                 # and the crawl's end is seen when its last result arrives.
                 self.broker.wait_for_updates(LOOP_TICK)
+            if self.broker.storage_fault is not None:  # a node's call could not be stored
+                raise self.broker.storage_fault
             now = time.monotonic()
             if now - last_maintained >= LOOP_TICK:
                 self.broker.maintain()
@@ -443,6 +505,7 @@ class Harvester:
         # One flush of each file per batch: a line per image flushed one by one was a
         # fifth of the harvester's time. The broker's watermark below is written only
         # after the flush, so a crash loses no line the database thinks recorded.
+        crash_point("before_manifest")  # the tasks are final in the database only
         with self.log.batch(), self.manifest.batch():
             for name, fields in events:
                 self.log.event(name, **fields)
@@ -450,7 +513,9 @@ class Harvester:
                 self._record_task(task)
                 self._count_task(task)
         if finished:
-            self.broker.mark_recorded(finished)
+            crash_point("after_manifest")  # their lines are written, the watermark is not
+            self.broker.mark_recorded(finished, self.manifest.size())
+            crash_point("after_state")
 
     def _count_task(self, task: Task) -> None:
         if task.state == "stored":
@@ -483,7 +548,7 @@ class Harvester:
                 status=result.get("status"),
                 error=result.get("error"),
                 node=result.get("node"),
-                attempts=task.attempts,
+                attempts=counted_attempts(task),
             )
 
     def _log_totals(self, interval: float) -> None:
@@ -538,8 +603,13 @@ class Harvester:
             self.state.pages_db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state")
         )
         stored, failed = counts.get("stored", 0), counts.get("failed", 0)
+        ended = (
+            "crawl finished"
+            if frontier.count("done")
+            else "crawl ended without fetching a page (every seed failed)"
+        )
         line = (
-            f"crawl finished: {frontier.count('done')} pages ({frontier.count('failed')} failed), "
+            f"{ended}: {frontier.count('done')} pages ({frontier.count('failed')} failed), "
             f"{sum(counts.values())} images found, {stored} stored, {failed} failed, "
             f"{self.state.stored_bytes() / 1e6:.1f} MB"
         )

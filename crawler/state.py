@@ -17,7 +17,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from crawler.errors import StateError
+from crawler.errors import OtherCrawl
 from crawler.urls import host_of
 
 DATABASE_NAME = "crawl.db"
@@ -184,7 +184,7 @@ class CrawlState:
     """
 
     def __init__(self, state_dir: Path, seeds: list[str]) -> None:
-        path = state_dir / DATABASE_NAME
+        path = self.path = state_dir / DATABASE_NAME
         self.is_new = not path.exists()
         self.pages_db = open_database(path)
         self.tasks_db = open_database(path)
@@ -199,7 +199,7 @@ class CrawlState:
             self.resumed = False
         elif known_seeds != seeds:
             self.close()
-            raise StateError(
+            raise OtherCrawl(
                 f"the state folder {state_dir} holds a crawl of other seeds "
                 f"({' '.join(known_seeds)}); give the same seeds to resume it, "
                 "or another --state/--out for a new crawl"
@@ -225,3 +225,8 @@ class CrawlState:
     def close(self) -> None:
         self.pages_db.close()
         self.tasks_db.close()
+
+    def remove(self) -> None:
+        """Delete the (closed) database of a crawl that never started."""
+        for suffix in ("", "-wal", "-shm"):
+            (self.path.parent / (self.path.name + suffix)).unlink(missing_ok=True)

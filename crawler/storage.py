@@ -423,6 +423,21 @@ class Manifest:
             lines = lines[1:]  # the first line of the tail may be a fragment
         return {json.loads(line)["url"] for line in lines if line.strip()}
 
+    def urls_after(self, offset: int) -> set[str]:
+        """URLs of the records that start at or after byte ``offset`` (the whole file
+        if it is shorter than that: it is not the file the offset was taken of)."""
+        with self.path.open("rb") as handle:
+            if handle.seek(0, os.SEEK_END) >= offset:
+                handle.seek(offset)
+            else:
+                handle.seek(0)
+            lines = handle.read().split(b"\n")
+        return {json.loads(line)["url"] for line in lines if line.strip()}
+
+    def size(self) -> int:
+        """Bytes written so far (pending lines of a batch not included)."""
+        return self._file.size()
+
     def write(self, record: dict[str, Any]) -> None:
         self._file.write_line(record_line(record))
 

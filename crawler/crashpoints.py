@@ -1,8 +1,9 @@
 """Named points where a test can have this process killed, to prove recovery from a
 crash at exactly that point (between two writes that must agree, say).
 
-``CRAWLER_CRASH_AT=NAME:N`` kills the process with SIGKILL the N-th time it passes
-point NAME (N defaults to 1). Unset, a pass costs one comparison.
+``CRAWLERTEST_CRASH_AT=NAME:N`` kills the process with SIGKILL the N-th time it
+passes point NAME (N defaults to 1). Unset, a pass costs one comparison. (Not a
+``CRAWLER_`` variable: the config refuses the ones it does not know.)
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import os
 import signal
 
-_NAME, _, _COUNT = os.environ.get("CRAWLER_CRASH_AT", "").partition(":")
+_NAME, _, _COUNT = os.environ.get("CRAWLERTEST_CRASH_AT", "").partition(":")
 _left = int(_COUNT) if _COUNT.isdigit() else 1
 
 

@@ -502,5 +502,5 @@ class DownloaderNode:
 
 def _last_line(exc: BaseException) -> str:
     """The last line of a remote traceback: the error, without the stack."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip(" -")]
     return (lines[-1] if lines else type(exc).__name__)[:200]

@@ -485,10 +485,13 @@ class DownloaderNode:
         client = self._client
         if client is None:
             return
-        for _attempt in range(2):
-            with contextlib.suppress(BrokerUnavailable):
-                client.leave(self.node)
-                return
+        # Bounded: a harvester that hangs must not keep a stopping node (it declares
+        # the node lost after node_timeout anyway).
+        with gevent.Timeout(SHUTDOWN_GRACE, False):
+            for _attempt in range(2):
+                with contextlib.suppress(BrokerUnavailable, RemoteError):
+                    client.leave(self.node)
+                    return
 
     def stop(self) -> None:
         """First signal: stop leasing, finish or hand back what is in flight. Second: exit."""

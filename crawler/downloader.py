@@ -126,6 +126,7 @@ class DownloaderNode:
         # what it holds, until a probe of its storage succeeds.
         self.fault: str | None = None
         self._remote_errors = 0
+        self._stop_deadline = 0.0
 
     # -- talking to the harvester, with reconnects ------------------------------
 
@@ -453,14 +454,14 @@ class DownloaderNode:
                 break
             (pool if task[2] is None else timed).spawn(self.fetch, task, session)
         for group in (pool, timed):
-            if not group.join(timeout=SHUTDOWN_GRACE if self.stopping else None):
+            if not group.join(timeout=self._grace_left()):
                 group.kill()
         self.done = self.pool_finished = True
         feeder.kill()
         self._report_now.set()  # the last results go now, not at the next tick
         # Stopping, a harvester that does not answer must not hold the node for ever:
         # what it did not get comes back to it when the leases run out.
-        reporter.join(timeout=SHUTDOWN_GRACE if self.stopping else None)
+        reporter.join(timeout=self._grace_left())
         reporter.kill()
         if progress is not None:
             progress.kill()
@@ -487,11 +488,19 @@ class DownloaderNode:
             return
         # Bounded: a harvester that hangs must not keep a stopping node (it declares
         # the node lost after node_timeout anyway).
-        with gevent.Timeout(SHUTDOWN_GRACE, False):
+        grace = self._grace_left()
+        with gevent.Timeout(SHUTDOWN_GRACE if grace is None else max(grace, 1.0), False):
             for _attempt in range(2):
                 with contextlib.suppress(BrokerUnavailable, RemoteError):
                     client.leave(self.node)
                     return
+
+    def _grace_left(self) -> float | None:
+        """Seconds left of the shutdown grace (one for the whole stop: in-flight
+        downloads, the last report, the goodbye), None while not stopping."""
+        if not self.stopping:
+            return None
+        return max(self._stop_deadline - time.monotonic(), 0.0)
 
     def stop(self) -> None:
         """First signal: stop leasing, finish or hand back what is in flight. Second: exit."""
@@ -499,6 +508,7 @@ class DownloaderNode:
             os._exit(130)
         say(f"node {self.node}: stopping (finishing in-flight downloads; again to quit now)")
         self.stopping = True
+        self._stop_deadline = time.monotonic() + SHUTDOWN_GRACE
         self._stop_event.set()
         self.inbox.put(None)
 

@@ -1,13 +1,15 @@
 """The harvester's crawl state in SQLite (WAL), so that a crawl survives a restart.
 
-One database file, ``STATE/crawl.db``, holds the pages (frontier and seen set), the
-image tasks with their state, attempts, lease owner and last result, and a little
-metadata. Nothing grows in memory with the size of the crawl: membership tests and
-the queues are indexed queries.
+One database file, ``STATE/crawl.db``, holds the pages (frontier and seen set, with
+the failed tries of pages to be tried again), the image URLs held until their host's
+robots.txt can be read, the image tasks with their state, attempts, lease owner and
+last result, and a little metadata. Nothing grows in memory with the size of the
+crawl: membership tests and the queues are indexed queries.
 
-Times stored with tasks (lease deadlines, retry due times) are monotonic-clock values
-of the process that wrote them; ``reopen`` makes them meaningless-safe by putting
-every leased or waiting task back in the queue, due at once.
+Times stored with tasks, pages and held images (lease deadlines, retry due times) are
+monotonic-clock values of the process that wrote them; reopening makes them
+meaningless-safe by putting every leased or waiting task back in the queue, and every
+waiting page and held image, due at once (their counts of failed tries are kept).
 """
 
 from __future__ import annotations
@@ -28,9 +30,24 @@ CREATE TABLE IF NOT EXISTS pages (
     id INTEGER PRIMARY KEY,
     url TEXT NOT NULL UNIQUE,
     depth INTEGER NOT NULL,
-    state TEXT NOT NULL  -- queued | fetching | done | failed | skipped
+    state TEXT NOT NULL,  -- queued | fetching | done | failed | skipped
+    attempts INTEGER NOT NULL DEFAULT 0,  -- failed tries that are tried again
+    due REAL NOT NULL DEFAULT 0  -- a queued page is not taken before this
 );
 CREATE INDEX IF NOT EXISTS pages_by_state ON pages (state, id);
+CREATE TABLE IF NOT EXISTS held_images (
+    id INTEGER PRIMARY KEY,
+    url TEXT NOT NULL UNIQUE,
+    page TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    robots TEXT NOT NULL  -- the robots.txt URL they wait for
+);
+CREATE INDEX IF NOT EXISTS held_by_robots ON held_images (robots, id);
+CREATE TABLE IF NOT EXISTS held_robots (
+    robots TEXT PRIMARY KEY,
+    checks INTEGER NOT NULL DEFAULT 0,  -- failed reads since its images were held
+    due REAL NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS tasks (
     id INTEGER PRIMARY KEY,
     url TEXT NOT NULL UNIQUE,
@@ -75,6 +92,12 @@ def open_database(path: Path | str) -> sqlite3.Connection:
     # rather than every 4 MiB: a busy queue commits many small batches.
     db.execute("PRAGMA wal_autocheckpoint=16384")
     db.executescript(SCHEMA)
+    page_columns = {row[1] for row in db.execute("PRAGMA table_info(pages)")}
+    if "attempts" not in page_columns:
+        db.executescript(
+            "BEGIN; ALTER TABLE pages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0; "
+            "ALTER TABLE pages ADD COLUMN due REAL NOT NULL DEFAULT 0; COMMIT;"
+        )
     columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
     if "host" not in columns:
         db.create_function("host_of", 1, host_of, deterministic=True)
@@ -123,18 +146,25 @@ class CrawlMeta:
 class PageFrontier:
     """Pages to fetch, in the order found, and every page URL ever seen.
 
-    Guarantee: a page is handed out by ``take`` once; after a restart (``reopen``),
-    pages that were being fetched are handed out again, pages done are never.
+    Guarantee: a page is handed out by ``take`` once, unless it is put back with
+    ``requeue`` (to be tried again, not before its due time); after a restart
+    (``reopen``), pages that were being fetched are handed out again, pages done are
+    never. The failed tries of a page (``record_failure``) survive restarts, so its
+    retries stay bounded.
     """
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self.db = db
 
     def reopen(self) -> int:
-        """Put pages that were in flight at a crash back in the queue; returns how many."""
-        return self.db.execute(
-            "UPDATE pages SET state = 'queued' WHERE state = 'fetching'"
-        ).rowcount
+        """Put pages that were in flight at a crash back in the queue, and make waiting
+        ones due now (their due times belonged to the old process's clock); returns
+        how many were in flight."""
+        with Transaction(self.db):
+            self.db.execute("UPDATE pages SET due = 0 WHERE due != 0")
+            return self.db.execute(
+                "UPDATE pages SET state = 'queued' WHERE state = 'fetching'"
+            ).rowcount
 
     def add(self, url: str, depth: int) -> bool:
         """Queue a page unless it was seen before; True when it is new."""
@@ -155,12 +185,14 @@ class PageFrontier:
             "INSERT OR IGNORE INTO pages (url, depth, state) VALUES (?, 0, 'done')", (url,)
         )
 
-    def take(self, limit: int) -> list[tuple[str, int]]:
-        """Up to ``limit`` queued pages, oldest first, now marked as being fetched."""
+    def take(self, limit: int, now: float = float("inf")) -> list[tuple[str, int]]:
+        """Up to ``limit`` queued pages due at ``now``, oldest first, now marked as being
+        fetched."""
         with Transaction(self.db):
             rows = self.db.execute(
-                "SELECT id, url, depth FROM pages WHERE state = 'queued' ORDER BY id LIMIT ?",
-                (limit,),
+                "SELECT id, url, depth FROM pages WHERE state = 'queued' AND due <= ? "
+                "ORDER BY id LIMIT ?",
+                (now, limit),
             ).fetchall()
             self.db.executemany(
                 "UPDATE pages SET state = 'fetching' WHERE id = ?", [(row[0],) for row in rows]
@@ -170,10 +202,96 @@ class PageFrontier:
     def finish(self, url: str, state: str) -> None:
         self.db.execute("UPDATE pages SET state = ? WHERE url = ?", (state, url))
 
+    def record_failure(self, url: str) -> int:
+        """Count a failed try of a page; returns its failed tries so far."""
+        self.db.execute("UPDATE pages SET attempts = attempts + 1 WHERE url = ?", (url,))
+        return self.attempts(url)
+
+    def requeue(self, url: str, due: float) -> None:
+        """Put a taken page back in the queue, to be taken again from ``due`` on."""
+        self.db.execute("UPDATE pages SET state = 'queued', due = ? WHERE url = ?", (due, url))
+
+    def attempts(self, url: str) -> int:
+        row = self.db.execute("SELECT attempts FROM pages WHERE url = ?", (url,)).fetchone()
+        return row[0] if row else 0
+
     def count(self, *states: str) -> int:
         marks = ",".join("?" * len(states))
         query = f"SELECT COUNT(*) FROM pages WHERE state IN ({marks})"
         return self.db.execute(query, states).fetchone()[0]
+
+
+class HeldImages:
+    """Image URLs whose host's robots.txt could not be read yet, by robots.txt URL.
+
+    Guarantee: an image stays held until ``release`` (after it was queued or recorded
+    as failed elsewhere), whatever restarts come in between. Each robots.txt has a due
+    time for its next check and a count of failed checks, which survives restarts.
+    """
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self.db = db
+
+    def reopen(self) -> None:
+        """Make every check due now (due times belonged to the old process's clock)."""
+        self.db.execute("UPDATE held_robots SET due = 0 WHERE due != 0")
+
+    def hold(self, robots: str, items: list[tuple[str, str, str]], due: float) -> int:
+        """Hold ``(url, page, kind)`` items for ``robots``; returns how many were new. A
+        robots.txt already waiting keeps its due time and count."""
+        if not items:
+            return 0
+        with Transaction(self.db):
+            self.db.execute(
+                "INSERT OR IGNORE INTO held_robots (robots, due) VALUES (?, ?)", (robots, due)
+            )
+            return sum(
+                self.db.execute(
+                    "INSERT OR IGNORE INTO held_images (url, page, kind, robots) "
+                    "VALUES (?, ?, ?, ?)",
+                    (*item, robots),
+                ).rowcount
+                for item in items
+            )
+
+    def due(self, now: float, limit: int = 100) -> list[str]:
+        """robots.txt URLs whose images are due for a check at ``now``."""
+        rows = self.db.execute(
+            "SELECT robots FROM held_robots WHERE due <= ? ORDER BY due LIMIT ?", (now, limit)
+        )
+        return [row[0] for row in rows]
+
+    def postpone(self, robots: str, due: float) -> None:
+        self.db.execute("UPDATE held_robots SET due = ? WHERE robots = ?", (due, robots))
+
+    def record_failed_check(self, robots: str, due: float) -> int:
+        """Count a failed read of ``robots``, next check at ``due``; returns the count."""
+        self.db.execute(
+            "UPDATE held_robots SET checks = checks + 1, due = ? WHERE robots = ?", (due, robots)
+        )
+        row = self.db.execute("SELECT checks FROM held_robots WHERE robots = ?", (robots,))
+        return next(iter(row), (0,))[0]
+
+    def batch(self, robots: str, limit: int = 500) -> list[tuple[str, str, str]]:
+        """Up to ``limit`` items held for ``robots``, oldest first: ``(url, page, kind)``."""
+        rows = self.db.execute(
+            "SELECT url, page, kind FROM held_images WHERE robots = ? ORDER BY id LIMIT ?",
+            (robots, limit),
+        )
+        return [tuple(row) for row in rows]  # type: ignore[misc]
+
+    def release(self, robots: str, urls: list[str]) -> None:
+        """Let go of items that were queued or recorded; the robots.txt is forgotten
+        with its last image."""
+        with Transaction(self.db):
+            self.db.executemany("DELETE FROM held_images WHERE url = ?", [(url,) for url in urls])
+            if not self.db.execute(
+                "SELECT 1 FROM held_images WHERE robots = ? LIMIT 1", (robots,)
+            ).fetchone():
+                self.db.execute("DELETE FROM held_robots WHERE robots = ?", (robots,))
+
+    def empty(self) -> bool:
+        return self.db.execute("SELECT 1 FROM held_robots LIMIT 1").fetchone() is None
 
 
 class CrawlState:
@@ -190,6 +308,7 @@ class CrawlState:
         self.tasks_db = open_database(path)
         self.meta = CrawlMeta(self.pages_db)
         self.frontier = PageFrontier(self.pages_db)
+        self.held = HeldImages(self.pages_db)
         known_seeds = self.meta.get("seeds")
         if known_seeds is None:
             with Transaction(self.pages_db):
@@ -206,6 +325,7 @@ class CrawlState:
             )
         else:
             self.frontier.reopen()
+            self.held.reopen()
             self.resumed = True
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -38,6 +39,73 @@ def test_redirect_targets_count_as_seen():
     frontier.mark_seen("http://site.test/moved")
     assert not frontier.add("http://site.test/moved", 1)
     assert frontier.take(5) == []
+
+
+def test_a_page_put_back_waits_for_its_due_time_and_its_failures_survive_a_restart(
+    tmp_path: Path,
+):
+    state = CrawlState(tmp_path, SEEDS)
+    (seed,) = state.frontier.take(5, now=10.0)
+    assert state.frontier.record_failure(seed[0]) == 1
+    state.frontier.requeue(seed[0], due=15.0)
+    assert state.frontier.take(5, now=14.9) == []
+    assert state.frontier.count("queued") == 1, "waiting is still queued: the crawl goes on"
+    assert state.frontier.take(5, now=15.0) == [seed]
+    assert state.frontier.record_failure(seed[0]) == 2
+    state.frontier.requeue(seed[0], due=5000.0)
+    state.close()
+
+    again = CrawlState(tmp_path, SEEDS)  # a new process: its clock starts elsewhere
+    assert again.frontier.take(5, now=0.0) == [seed], "due at once after a restart"
+    assert again.frontier.record_failure(seed[0]) == 3, "failed tries are kept"
+    again.close()
+
+
+def test_an_older_database_gains_the_page_retry_columns(tmp_path: Path):
+    old = sqlite3.connect(tmp_path / "crawl.db")
+    old.executescript(
+        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+        "CREATE TABLE pages (id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE,"
+        " depth INTEGER NOT NULL, state TEXT NOT NULL);"
+        "INSERT INTO meta VALUES ('seeds', '[\"http://site.test/\"]');"
+        "INSERT INTO pages (url, depth, state) VALUES ('http://site.test/', 0, 'fetching');"
+    )
+    old.commit()
+    old.close()
+    state = CrawlState(tmp_path, SEEDS)
+    assert state.resumed and state.frontier.take(5, now=0.0) == [("http://site.test/", 0)]
+    assert state.frontier.record_failure("http://site.test/") == 1
+    assert state.held.empty()
+    state.close()
+
+
+def test_held_images_wait_per_robots_txt_and_survive_a_restart(tmp_path: Path):
+    cdn, other = "http://cdn.test/robots.txt", "http://other.test/robots.txt"
+    items = [(f"http://cdn.test/{n}.png", "http://site.test/", "img_src") for n in range(3)]
+    state = CrawlState(tmp_path, SEEDS)
+    assert state.held.empty() and state.held.hold(cdn, [], due=0.0) == 0
+    assert state.held.empty(), "nothing held, nothing waits"
+    assert state.held.hold(cdn, items[:2], due=11.0) == 2
+    assert state.held.hold(cdn, items, due=99.0) == 1, "each URL once; the due time stays"
+    assert state.held.hold(other, [("http://other.test/x.png", "p", "img_src")], due=20.0) == 1
+    assert state.held.due(10.0) == [] and state.held.due(11.0) == [cdn]
+    assert state.held.record_failed_check(cdn, due=30.0) == 1
+    assert state.held.due(25.0) == [other]
+    state.held.postpone(other, 40.0)
+    assert state.held.due(35.0) == [cdn]
+    state.close()
+
+    again = CrawlState(tmp_path, SEEDS)
+    assert sorted(again.held.due(0.0)) == [cdn, other]
+    assert again.held.record_failed_check(cdn, due=1.0) == 2, "failed checks are kept"
+    assert again.held.batch(cdn, limit=2) == items[:2]
+    again.held.release(cdn, [url for url, _, _ in items[:2]])
+    assert again.held.batch(cdn) == items[2:]
+    again.held.release(cdn, [items[2][0]])
+    assert again.held.batch(cdn) == [] and again.held.due(100.0) == [other]
+    again.held.release(other, ["http://other.test/x.png"])
+    assert again.held.empty()
+    again.close()
 
 
 def test_crawl_state_new_resumed_and_finished(tmp_path: Path):

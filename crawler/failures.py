@@ -137,18 +137,24 @@ def down_tries(max_attempts: int, down_timeout: float) -> int:
     return max(tries, max_attempts)
 
 
+def tries_allowed(no_answer: bool, max_attempts: int, down_timeout: float) -> int:
+    """Tries of a harvester request (a page) that keeps failing for a passing reason.
+
+    A host that gives no answer, or whose robots.txt cannot be read, gets
+    ``down_tries``, as long as image tasks of a host that is down are retried; other
+    passing failures (a body cut short) get ``max_attempts``, as images do.
+    """
+    return down_tries(max_attempts, down_timeout) if no_answer else max_attempts
+
+
 def next_try_in(
     failures: int, no_answer: bool, max_attempts: int, down_timeout: float
 ) -> float | None:
-    """Seconds until the next try of a harvester request (a page) that failed
-    ``failures`` times, or None when its tries are used up.
-
-    A host that gives no answer, or whose robots.txt cannot be read, gets
-    ``down_tries`` tries, as long as image tasks of a host that is down are retried;
-    other passing failures (a body cut short) get ``max_attempts``, as images do.
-    """
-    limit = down_tries(max_attempts, down_timeout) if no_answer else max_attempts
-    return down_pause(failures) if failures < limit else None
+    """Seconds until the next try of a harvester request that failed ``failures``
+    times, or None when its ``tries_allowed`` are used up."""
+    if failures >= tries_allowed(no_answer, max_attempts, down_timeout):
+        return None
+    return down_pause(failures)
 
 
 def _first(

@@ -30,11 +30,12 @@ from crawler.broker import Broker, Task, counted_attempts, final_record
 from crawler.config import Config, parse_address
 from crawler.crashpoints import crash_point
 from crawler.errors import ConfigError, OtherCrawl, StateError
-from crawler.pages import PageResult, StylesheetCache, fetch_page, fetch_robots
+from crawler.failures import next_try_in, tries_allowed
+from crawler.pages import PageResult, StylesheetCache, check_robots, fetch_page, fetch_robots
 from crawler.parsing import PageParser
 from crawler.politeness import Politeness, parse_host_rule
 from crawler.progress import ProgressLog
-from crawler.robots import RobotsCache
+from crawler.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
 from crawler.scope import Scope
 from crawler.serving import BrokerServer
 from crawler.state import DATABASE_NAME, CrawlState
@@ -384,19 +385,28 @@ class Harvester:
         return max(0, self.crawl.max_images - self.broker.counts()["tasks"])
 
     def _pages_exhausted(self) -> bool:
+        """No page is left to start (pages waiting for another try count as left), and
+        no image waits for its host's robots.txt: held images are decided before the
+        crawl ends, whatever the budgets."""
+        if not self.state.held.empty():
+            return False
         if self._page_budget() <= 0 or self._image_budget() <= 0:
             return True
         return not self.deferred and not self.state.frontier.count("queued")
 
     def _start_pages(self, pages: ThreadPoolExecutor) -> None:
         """Start pages while workers are free, each only when its host has a slot
-        (pages count against the same per-host limits as the downloaders' requests)."""
-        room = self.crawl.page_workers * 2 - len(self.in_flight)
+        (pages count against the same per-host limits as the downloaders' requests),
+        and the robots.txt checks of held images that are due."""
+        now = time.monotonic()
+        room = self._start_robots_checks(
+            pages, self.crawl.page_workers * 2 - len(self.in_flight), now
+        )
         if room <= 0 or self._image_budget() <= 0:
             return
         want = int(min(room, self._page_budget() - len(self.deferred)))
         if want > 0 and len(self.deferred) < MAX_DEFERRED_PAGES:
-            self.deferred += self.state.frontier.take(want)
+            self.deferred += self._not_waiting_for_robots(self.state.frontier.take(want, now), now)
         waiting = []
         for url, depth in self.deferred:
             granted, start_in = (
@@ -412,12 +422,64 @@ class Harvester:
         self.deferred = waiting
         self.broker.set_page_hosts({host_of(url) for url, _ in waiting})
 
+    def _not_waiting_for_robots(
+        self, taken: list[tuple[str, int]], now: float
+    ) -> list[tuple[str, int]]:
+        """The pages of ``taken`` that may start; a page whose host's robots.txt could not
+        be read goes back to the frontier until that robots.txt's next try (RFC 9309:
+        complete disallow meanwhile), which costs it no try of its own."""
+        if self.robots is None:
+            return taken
+        ready = []
+        for url, depth in taken:
+            failure = self.robots.failure(url)
+            if failure is not None and failure.retry_at > now:
+                self.state.frontier.requeue(url, failure.retry_at)
+            else:
+                ready.append((url, depth))
+        return ready
+
+    def _start_robots_checks(self, pages: ThreadPoolExecutor, room: int, now: float) -> int:
+        """Check again, in the page threads, the robots.txt of held images that are due
+        (a robots.txt read meanwhile decides them at once, and so does a run that
+        ignores robots.txt); returns the room left."""
+        checking = set(self.in_flight.values())
+        for robots in self.state.held.due(now):
+            if room <= 0:
+                break
+            if robots in checking:
+                continue
+            if self.robots is None:
+                self._release_held(robots, None)
+                continue
+            failure = self.robots.failure(robots)
+            if self.robots.has_rules(robots):
+                self._decide_held(robots, now)
+            elif failure is not None and failure.retry_at > now:
+                self.state.held.postpone(robots, failure.retry_at)
+            else:
+                granted, start_in = self.broker.take_page_slot(host_of(robots))
+                if granted:
+                    future = pages.submit(self._check_robots, robots, start_in)
+                    self.in_flight[future] = robots
+                    room -= 1
+        return room
+
     def _fetch_page(self, url: str, depth: int, start_in: float | None) -> PageResult:
         if start_in:
             time.sleep(start_in)
         return fetch_page(url, depth, self.crawl, self.robots, self.sheets, self.parser.parse)
 
+    def _check_robots(self, robots: str, start_in: float | None) -> PageResult:
+        if start_in:
+            time.sleep(start_in)
+        assert self.robots is not None  # checks start only when robots.txt is obeyed
+        return check_robots(robots, self.robots)
+
     def _handle_page(self, page: PageResult) -> None:
+        if page.robots_only:
+            self._decide_held(page.url, time.monotonic())
+            return
         frontier = self.state.frontier
         if page.final_url and page.final_url != page.url:
             if page.depth == 0:  # a seed that redirects (http -> https, say) moves the scope
@@ -428,15 +490,17 @@ class Harvester:
             if self.scope.image_allowed(page.url):
                 self._queue_images([(page.url, page.url, "link")], page.url)
             return
-        if page.error in ("not_html", "robots_disallowed"):
+        if page.retryable and self._try_page_again(page):
+            return
+        if page.error in ("not_html", DISALLOWED):
             frontier.finish(page.url, "skipped")
-            if page.depth == 0 and page.error == "robots_disallowed":
+            if page.depth == 0 and page.error == DISALLOWED:
                 print(
                     f"harvester: seed {page.url} is disallowed by robots.txt "
                     "(--ignore-robots to crawl it anyway)",
                     file=sys.stderr,
                 )
-            reason = "robots.txt" if page.error == "robots_disallowed" else page.content_type
+            reason = "robots.txt" if page.error == DISALLOWED else page.content_type
             self.log.event("page_skipped", url=page.url, reason=reason)
             return
         if page.error:
@@ -465,21 +529,113 @@ class Harvester:
         # and the image URLs it queues again are de-duplicated.
         self._queue_images([(ref.url, page.url, ref.kind) for ref in images], page.url)
         refused = [(ref.url, page.url, ref.kind) for ref in page.refused_images]
-        self.broker.add_refused(refused, "robots_disallowed")
+        self.broker.add_refused(refused, DISALLOWED)
+        self._hold_images(
+            [
+                (ref.url, page.url, ref.kind)
+                for ref in page.held_images
+                if self.scope.image_allowed(ref.url)
+            ]
+        )
         if page.depth < self.crawl.max_depth:
             frontier.add_many(
                 [(link, page.depth + 1) for link in links if self.scope.page_allowed(link)]
             )
         frontier.finish(page.url, "done")
 
+    def _try_page_again(self, page: PageResult) -> bool:
+        """Put a page that failed for a passing reason back in the frontier, due after
+        a pause (``failures.next_try_in``: 1, 2, 4 ... 120 s; ``host_down_timeout`` long
+        for a host that gives no answer or a robots.txt that cannot be read, else
+        ``max_attempts`` tries). False when its tries are used up: it fails for good.
+        The tries are counted in the state, so restarts do not renew them."""
+        failures = self.state.frontier.record_failure(page.url)
+        long_wait = page.unreachable or (page.error or "").startswith(UNREACHABLE)
+        settings = (self.config.queue.max_attempts, self.config.politeness.host_down_timeout)
+        pause = next_try_in(failures, long_wait, *settings)
+        if pause is None:
+            return False
+        self.state.frontier.requeue(page.url, time.monotonic() + pause)
+        self.pages_begun -= 1  # begun again when it is taken again
+        self.log.event(
+            "page_retry", url=page.url, error=page.error, failures=failures, retry_in=pause
+        )
+        if page.depth == 0 and failures == 1:
+            print(
+                f"harvester: seed {page.url} failed: {page.error}; trying it again "
+                f"({tries_allowed(long_wait, *settings)} tries at most)",
+                file=sys.stderr,
+            )
+        return True
+
+    def _hold_images(self, items: list[tuple[str, str, str]]) -> None:
+        """Hold images whose host's robots.txt could not be read, in the state, until
+        it is checked again (``_decide_held``)."""
+        by_robots: dict[str, list[tuple[str, str, str]]] = {}
+        for item in items:
+            by_robots.setdefault(robots_url(item[0]), []).append(item)
+        for robots, held in by_robots.items():
+            failure = self.robots.failure(robots) if self.robots else None
+            due = failure.retry_at if failure is not None else 0.0
+            if self.state.held.hold(robots, held, due):
+                reason = failure.reason if failure is not None else None
+                self.log.event("images_held", robots=robots, images=len(held), error=reason)
+
+    def _decide_held(self, robots: str, now: float) -> None:
+        """After a check of ``robots``: its held images are queued or refused once it has
+        been read; after a failed read they wait for its next try, and once
+        ``failures.tries_allowed`` reads have failed (as for a page of a host that gives no
+        answer), or at once for a failure trying again cannot help (a TLS failure), they
+        are final failures ``robots_unreachable: REASON``, each with its manifest line."""
+        assert self.robots is not None
+        failure = self.robots.failure(robots)
+        if failure is None:
+            self._release_held(robots, None)
+            return
+        checks = self.state.held.record_failed_check(robots, failure.retry_at)
+        settings = (self.config.queue.max_attempts, self.config.politeness.host_down_timeout)
+        if failure.retryable and checks < tries_allowed(True, *settings):
+            retry_in = round(failure.retry_at - now, 1)
+            self.log.event(
+                "robots_retry",
+                robots=robots,
+                error=failure.reason,
+                checks=checks,
+                retry_in=retry_in,
+            )
+            return
+        self._release_held(robots, f"{UNREACHABLE}: {failure.reason}")
+
+    def _release_held(self, robots: str, error: str | None) -> None:
+        """Queue or refuse the images held for a robots.txt now read (``error`` None), or
+        record them as failed with ``error``; each batch is let go only once recorded."""
+        released = 0
+        while batch := self.state.held.batch(robots):
+            if error is None:
+                verdicts = [
+                    self.robots.cached_verdict(url) if self.robots else ALLOWED
+                    for url, _, _ in batch
+                ]
+                allowed = [item for item, v in zip(batch, verdicts, strict=True) if v == ALLOWED]
+                refused = [item for item, v in zip(batch, verdicts, strict=True) if v != ALLOWED]
+                self._learn_crawl_delays([url for url, _, _ in allowed[:1]])
+                self._queue_images(allowed)
+                self.broker.add_refused(refused, DISALLOWED)
+            else:
+                self.broker.add_refused(batch, error)
+            self.state.held.release(robots, [url for url, _, _ in batch])
+            released += len(batch)
+        self.log.event("images_released", robots=robots, images=released, error=error)
+
     def _learn_crawl_delays(self, urls: list[str]) -> None:
         """Pass each new host's robots.txt Crawl-delay to the broker before its tasks
-        are queued (the rules were fetched already, to check the URLs)."""
+        are queued (the rules were fetched already, to check the URLs; a host whose
+        robots.txt could not be read yet is learnt once it has been)."""
         if self.robots is None:
             return
         for url in urls:
             host = host_of(url)
-            if host not in self.delay_known:
+            if host not in self.delay_known and self.robots.has_rules(url):
                 self.delay_known.add(host)
                 delay = self.robots.crawl_delay(url)
                 if delay:

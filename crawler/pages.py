@@ -1,7 +1,8 @@
 """Fetch one HTML page and extract what it references (runs in the harvester's page threads).
 
 Whatever a server sends, this returns a ``PageResult``, never raises: a hostile page
-must not take the harvester down.
+must not take the harvester down. A page whose host gave no answer, or whose
+robots.txt could not be read, is ``retryable``: the harvester tries it again later.
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ import requests
 
 from crawler.config import CrawlConfig
 from crawler.css import import_urls, stylesheet_image_urls
-from crawler.errors import UnsafeTarget
+from crawler.errors import BadEncoding, UnsafeTarget
 from crawler.extract import ImageRef, PageContent, extract_page
-from crawler.robots import ROBOTS_MAX_BYTES, RobotsCache
+from crawler.failures import describe_request_error, is_no_answer
+from crawler.robots import (
+    DISALLOWED,
+    ROBOTS_MAX_BYTES,
+    UNREACHABLE,
+    RobotsCache,
+    RobotsFailure,
+    RobotsResponse,
+    robots_url,
+)
 from crawler.safehttp import AddressPolicy, body_chunks, make_session, open_url
 from crawler.urls import host_of, normalize, resolve
 from crawler.verify import sniff_image_type
@@ -37,9 +47,12 @@ class PageResult:
     is_image: bool = False
     images: list[ImageRef] = field(default_factory=list)
     refused_images: list[ImageRef] = field(default_factory=list)  # robots.txt says no
+    held_images: list[ImageRef] = field(default_factory=list)  # robots.txt unreadable yet
     links: list[str] = field(default_factory=list)
     nofollow_links: list[str] = field(default_factory=list)
     unreachable: bool = False  # the host gave no answer at all
+    retryable: bool = False  # worth another try later (no answer, robots.txt unreadable)
+    robots_only: bool = False  # not a page: ``check_robots`` of url, a robots.txt
 
 
 _local = threading.local()
@@ -109,19 +122,40 @@ def _get_small(url: str, config: CrawlConfig, limit: int) -> tuple[int, str, byt
         return response.status_code, mime, _read_limited(response, limit)
 
 
-def fetch_robots(url: str, config: CrawlConfig) -> tuple[int | None, bytes]:
-    """GET a robots.txt: (status, body), or (None, b"") when it cannot be reached.
+def fetch_robots(url: str, config: CrawlConfig) -> RobotsResponse:
+    """GET a robots.txt: its status and body, or no status and why it could not be read.
 
     A host we may not contact at all counts as having none: the page fetch that
-    follows then reports the real reason (``blocked_address``).
+    follows then reports the real reason (``blocked_address``). So do redirect loops
+    (RFC 9309 lets a crawler take them for a missing file); a body we cannot decode
+    is a file we cannot read.
     """
     try:
         status, _mime, body = _get_small(url, config, ROBOTS_MAX_BYTES)
+    except BadEncoding as exc:
+        return RobotsResponse(None, b"", f"{exc.code}: {exc}")
     except UnsafeTarget:
-        return 404, b""
-    except requests.RequestException:
-        return None, b""
-    return status, body
+        return RobotsResponse(404)
+    except requests.RequestException as exc:
+        return RobotsResponse(None, b"", *describe_request_error(exc))
+    return RobotsResponse(status, body)
+
+
+def check_robots(url: str, robots: RobotsCache) -> PageResult:
+    """Read the robots.txt of ``url``'s host again if its next try is due (for images
+    held on it), as a ``robots_only`` result the harvester's page loop takes: its
+    ``error`` and ``unreachable`` say what a page of the host would have met."""
+    page = PageResult(url=robots_url(url), depth=0, robots_only=True)
+    failure = robots.judge(url)[1]
+    if failure is not None:
+        _note_unreadable_robots(page, failure)
+    return page
+
+
+def _note_unreadable_robots(page: PageResult, failure: RobotsFailure) -> None:
+    page.error = f"{UNREACHABLE}: {failure.reason}"
+    page.retryable = failure.retryable
+    page.unreachable = failure.no_answer  # so politeness pauses the host, as for a page
 
 
 def fetch_page(
@@ -136,13 +170,20 @@ def fetch_page(
 
     A response that is an image (a link without an image extension) is flagged so the
     harvester queues it as an image; other non-HTML responses are skipped. With
-    ``robots``, a disallowed page is not fetched, and disallowed images are set apart.
+    ``robots``, a disallowed page is not fetched, and disallowed images are set apart;
+    while the robots.txt of the page's host cannot be read the page is not fetched
+    (``robots_unreachable``, retryable unless it is a TLS failure), and images on such
+    hosts are ``held_images``.
     ``parse`` is ``extract_page`` or its stand-in (the harvester's ``PageParser``
     runs it in worker processes).
     """
     page = PageResult(url=url, depth=depth)
-    if robots is not None and not robots.allowed(url):
-        page.error = "robots_disallowed"
+    verdict, failure = (None, None) if robots is None else robots.judge(url)
+    if verdict == DISALLOWED:
+        page.error = DISALLOWED
+        return page
+    if failure is not None:
+        _note_unreadable_robots(page, failure)
         return page
     try:
         with _open(url, config) as response:
@@ -165,11 +206,9 @@ def fetch_page(
         page.error = f"{exc.code}: {exc}"
         return page
     except requests.RequestException as exc:
-        page.error = f"{type(exc).__name__}: {exc}"[:300]
+        page.error, page.retryable = describe_request_error(exc)
         # No answer at all (refused, reset, timed out): politeness pauses such a host.
-        page.unreachable = type(exc) is requests.ConnectionError or isinstance(
-            exc, requests.Timeout
-        )
+        page.unreachable = page.status is None and is_no_answer(page.error)
         return page
     if _looks_binary(body):
         page.error = "not_html"
@@ -184,9 +223,11 @@ def fetch_page(
     if stylesheets is not None:
         page.images += _stylesheet_images(content, page.final_url or url, stylesheets)
     if robots is not None:
-        allowed = [robots.allowed(ref.url) for ref in page.images]
-        page.refused_images = [ref for ref, ok in zip(page.images, allowed, strict=True) if not ok]
-        page.images = [ref for ref, ok in zip(page.images, allowed, strict=True) if ok]
+        verdicts = [robots.verdict(ref.url) for ref in page.images]
+        found = list(zip(page.images, verdicts, strict=True))
+        page.refused_images = [ref for ref, verdict in found if verdict == DISALLOWED]
+        page.held_images = [ref for ref, verdict in found if verdict == UNREACHABLE]
+        page.images = [ref for ref, verdict in found if verdict not in (DISALLOWED, UNREACHABLE)]
     return page
 
 

@@ -5,7 +5,15 @@ from __future__ import annotations
 import threading
 import time
 
-from crawler.robots import RobotsCache, robots_url, rules_from_response
+from crawler.robots import (
+    ALLOWED,
+    DISALLOWED,
+    UNREACHABLE,
+    RobotsCache,
+    RobotsResponse,
+    robots_url,
+    rules_from_response,
+)
 
 ROBOTS = b"User-agent: *\nDisallow: /private/\nCrawl-delay: 2\n\nUser-agent: mybot\nDisallow: /\n"
 
@@ -22,11 +30,66 @@ def test_a_robots_file_is_obeyed_for_our_agent():
     assert rules.crawl_delay("crawler") == 2
 
 
-def test_missing_robots_allows_and_unreachable_robots_disallows():
+def test_missing_robots_allows_and_unreadable_robots_has_no_rules_yet():
     assert rules_from_response(404, b"").can_fetch("http://h.test/x", "crawler")
     assert rules_from_response(403, b"").can_fetch("http://h.test/x", "crawler")
-    assert not rules_from_response(503, b"").can_fetch("http://h.test/x", "crawler")
-    assert not rules_from_response(None, b"").can_fetch("http://h.test/x", "crawler")
+    assert rules_from_response(503, b"") is None
+    assert rules_from_response(None, b"") is None
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_an_unreachable_robots_txt_is_never_a_disallow_and_is_tried_again_later():
+    answers = [
+        RobotsResponse(None, b"", "connection_error: connection refused"),
+        RobotsResponse(503),
+        RobotsResponse(None, b"", "timeout: connect timed out after 10 s"),
+        RobotsResponse(200, ROBOTS),
+    ]
+    fetched: list[str] = []
+
+    def fetch(url: str) -> RobotsResponse:
+        fetched.append(url)
+        return answers[len(fetched) - 1]
+
+    clock = Clock()
+    cache = RobotsCache("crawler/1.0", fetch, clock)
+    page, private = "http://cdn.test/a.png", "http://cdn.test/private/a.png"
+    assert cache.cached_verdict(page) is None and not fetched, "nothing known, nothing fetched"
+    assert cache.verdict(page) == UNREACHABLE and cache.verdict(private) == UNREACHABLE
+    assert not cache.allowed(page) and cache.crawl_delay(page) == 0.0
+    failure = cache.failure(page)
+    assert failure is not None and failure.no_answer
+    assert (failure.reason, failure.failures, failure.retry_at) == (
+        "connection_error: connection refused",
+        1,
+        1001.0,
+    )
+    assert len(fetched) == 1, "within the pause the failure is not fetched again"
+    clock.now = 1001.0
+    assert cache.cached_verdict(page) == UNREACHABLE and len(fetched) == 1
+    assert cache.verdict(page) == UNREACHABLE and len(fetched) == 2
+    failure = cache.failure(page)
+    assert failure is not None and not failure.no_answer, "a 503 is an answer"
+    assert (failure.reason, failure.failures, failure.retry_at) == ("http_503", 2, 1003.0)
+    clock.now = 1002.9
+    assert cache.verdict(page) == UNREACHABLE and len(fetched) == 2
+    clock.now = 1003.0
+    assert cache.verdict(page) == UNREACHABLE and cache.failure(page).retry_at == 1007.0
+    clock.now = 1007.0
+    assert cache.verdict(private) == DISALLOWED and cache.verdict(page) == ALLOWED
+    assert cache.has_rules(page) and cache.failure(page) is None
+    clock.now = 10**6
+    assert cache.verdict(page) == ALLOWED and len(fetched) == 4, "rules are kept"
+    assert (
+        not cache.has_rules("http://other.test/") and fetched == ["http://cdn.test/robots.txt"] * 4
+    )
 
 
 def test_cache_fetches_each_robots_once_even_with_many_threads():

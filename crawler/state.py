@@ -45,7 +45,7 @@ CREATE TABLE IF NOT EXISTS held_images (
 CREATE INDEX IF NOT EXISTS held_by_robots ON held_images (robots, id);
 CREATE TABLE IF NOT EXISTS held_robots (
     robots TEXT PRIMARY KEY,
-    checks INTEGER NOT NULL DEFAULT 0,  -- failed reads since its images were held
+    checks INTEGER NOT NULL DEFAULT 1,  -- failed reads, the one that held its images first
     due REAL NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS tasks (
@@ -237,8 +237,9 @@ class HeldImages:
         self.db.execute("UPDATE held_robots SET due = 0 WHERE due != 0")
 
     def hold(self, robots: str, items: list[tuple[str, str, str]], due: float) -> int:
-        """Hold ``(url, page, kind)`` items for ``robots``; returns how many were new. A
-        robots.txt already waiting keeps its due time and count."""
+        """Hold ``(url, page, kind)`` items for ``robots``, whose read just failed (its
+        first failed check); returns how many were new. A robots.txt already waiting
+        keeps its due time and count."""
         if not items:
             return 0
         with Transaction(self.db):

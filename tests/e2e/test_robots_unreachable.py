@@ -9,6 +9,7 @@ run out; a certificate the crawler cannot trust is a final ``tls_error`` at once
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import ssl
 import sys
@@ -207,3 +208,28 @@ def test_a_seed_behind_a_certificate_we_cannot_trust_fails_at_once_with_the_reas
     assert failed["error"] == "robots_unreachable: " + reason
     assert not events(out, "page_retry")
     assert reason in (tmp_path / "logs" / "harvester.err").read_text()
+
+
+def test_held_images_survive_a_restart_and_are_fetched_after_it(cluster: Cluster, tmp_path: Path):
+    cdn_port = free_port()
+    cdn_url = f"http://127.0.0.1:{cdn_port}"
+    site, truth = cdn_site(tmp_path, cdn_url)
+    site_port = free_port()
+    cluster.site_url = f"http://127.0.0.1:{site_port}/"
+    start_server(cluster, "site", site, site_port)
+    out = tmp_path / "downloads"
+    cluster.harvester(out)
+    wait_for_events(out, "images_held", 1)
+    cluster.started["harvester"].send_signal(signal.SIGTERM)
+    assert cluster.wait_all(["harvester"]) == {"harvester": 128 + signal.SIGTERM}
+
+    start_server(cluster, "cdn", tmp_path / "cdn", cdn_port)
+    cluster.harvester(out)
+    cluster.downloader("node", out)
+    codes = cluster.wait_all(["harvester", "node"])
+    assert codes == {"harvester": 0, "node": 0}, cluster.output("harvester")
+    assert "already finished" not in cluster.output("harvester")
+    records = read_manifest(out / "manifest.jsonl")
+    assert sorted((r["url"], r["outcome"], r["sha256"]) for r in records) == sorted(
+        (cdn_url + image["path"], "stored", image["sha256"]) for image in truth["images"]
+    )

@@ -130,3 +130,12 @@ def test_crawl_delay_and_request_rate_for_our_agent():
     assert cache.crawl_delay("http://rate.test/a.png") == 5.0, "the slower of the two"
     assert cache.crawl_delay("http://other.test/a.png") == 0.0, "not our agent"
     assert cache.crawl_delay("http://none.test/a.png") == 0.0
+
+
+def test_a_failure_trying_again_cannot_help_says_so():
+    tls = "tls_error: certificate verify failed: self-signed certificate"
+    cache = RobotsCache("crawler/1.0", lambda url: RobotsResponse(None, b"", tls, False), Clock())
+    assert cache.judge("https://h.test/a.png") == (UNREACHABLE, cache.failure("https://h.test/"))
+    failure = cache.failure("https://h.test/")
+    assert failure is not None and (failure.reason, failure.retryable) == (tls, False)
+    assert not failure.no_answer, "a TLS failure is an answer, not a host that is down"

@@ -26,6 +26,7 @@ import requests
 
 from crawler.broker import LOCAL_STORAGE
 from crawler.errors import UnsafeTarget
+from crawler.failures import describe_request_error, exception_reason
 from crawler.safehttp import body_chunks, open_url
 from crawler.storage import (
     check_temporary,
@@ -207,16 +208,15 @@ def fetch_image(
             result["peer"] = exc.address  # which address this node's policy refused
     except TooSlow:
         result.update(error=f"too_slow: over {limits.total_timeout:g} s")
-    except requests.Timeout as exc:
-        result.update(error=f"timeout: {_short(exc)}", retryable=True)
-    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
-        result.update(error=f"connection_error: {_short(exc)}", retryable=True)
     except requests.RequestException as exc:
-        result.update(error=f"request_error: {_short(exc)}")
+        # timeout, connection_error, bad_response: retryable; tls_error, request_error: final
+        error, retryable = describe_request_error(exc)
+        result.update(error=error, retryable=retryable)
     except OSError as exc:  # after the requests errors, which are OSErrors too
         # Our side failed (disk full, permissions): not the URL's fault; the node hands
         # the task back without using an attempt (see ``LOCAL_STORAGE``).
-        result.update(error=f"store_error: {_short(exc)}", retryable=True, local=LOCAL_STORAGE)
+        error = f"store_error: {exception_reason(exc)}"
+        result.update(error=error, retryable=True, local=LOCAL_STORAGE)
     finally:
         if body is not None and not kept:
             body.discard()
@@ -298,8 +298,3 @@ def _stream_to(body: _Body, response: requests.Response, max_bytes: int, deadlin
             body.size += len(chunk)  # counted, not kept: the caller refuses it as too large
             return
         body.add(chunk)
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc) or type(exc).__name__
-    return text if len(text) <= 200 else text[:197] + "..."

@@ -30,11 +30,11 @@ from crawler.broker import Broker, Task, counted_attempts, final_record
 from crawler.config import Config, parse_address
 from crawler.crashpoints import crash_point
 from crawler.errors import ConfigError, OtherCrawl, StateError
-from crawler.failures import next_try_in, tries_allowed
 from crawler.pages import PageResult, StylesheetCache, check_robots, fetch_page, fetch_robots
 from crawler.parsing import PageParser
 from crawler.politeness import Politeness, parse_host_rule
 from crawler.progress import ProgressLog
+from crawler.retries import next_try_in, tries_allowed
 from crawler.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
 from crawler.scope import Scope
 from crawler.serving import BrokerServer

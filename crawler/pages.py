@@ -17,7 +17,8 @@ from crawler.config import CrawlConfig
 from crawler.css import import_urls, stylesheet_image_urls
 from crawler.errors import BadEncoding, UnsafeTarget
 from crawler.extract import ImageRef, PageContent, extract_page
-from crawler.failures import describe_request_error, is_no_answer
+from crawler.failures import describe_request_error
+from crawler.retries import is_no_answer
 from crawler.robots import (
     DISALLOWED,
     ROBOTS_MAX_BYTES,

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from crawler.errors import ConfigError
-from crawler.failures import down_pause, is_no_answer
+from crawler.retries import down_pause, is_no_answer
 from crawler.urls import host_matches
 
 MAX_PENALTY = 60.0  # seconds between requests at most, however often a host says 429

@@ -22,7 +22,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from protego import Protego
 
-from crawler.failures import down_pause, is_no_answer
+from crawler.retries import down_pause, is_no_answer
 
 ROBOTS_MAX_BYTES = 512 * 1024
 ALLOW_ALL = Protego.parse("")

@@ -275,7 +275,8 @@ def test_a_seed_on_a_private_address_is_refused_by_default(tmp_path, site_url):
     done = crawler(
         "harvest", site_url, "--out", str(tmp_path), "--listen", f"127.0.0.1:{free_port()}"
     )
-    assert done.returncode == 0, done.stderr
+    assert done.returncode == 3, done.stderr  # every seed failed
+    assert "crawl ended without fetching a page (every seed failed)" in done.stdout
     assert f"seed {site_url} failed: blocked_address" in done.stderr
     assert "--allow-private" in done.stderr
     assert "0 pages (1 failed), 0 images found" in done.stdout

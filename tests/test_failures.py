@@ -16,16 +16,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from crawler.failures import (
-    MAX_DOWN_PAUSE,
-    MAX_ERROR_CHARS,
-    describe_request_error,
-    down_pause,
-    down_tries,
-    exception_reason,
-    is_no_answer,
-    next_try_in,
-)
+from crawler.failures import MAX_ERROR_CHARS, describe_request_error, exception_reason
+from crawler.retries import MAX_DOWN_PAUSE, down_pause, down_tries, is_no_answer, next_try_in
 from crawler.safehttp import AddressPolicy, body_chunks, make_session, open_url
 from tests.e2e.cluster import free_port
 from tests.flaky_server import FlakyServer

@@ -6,7 +6,6 @@ import pytest
 
 from crawler.broker import TaskBoard
 from crawler.errors import ConfigError
-from crawler.failures import MAX_DOWN_PAUSE
 from crawler.politeness import (
     MIN_PENALTY,
     HostRule,
@@ -15,6 +14,7 @@ from crawler.politeness import (
     is_unreachable,
     parse_host_rule,
 )
+from crawler.retries import MAX_DOWN_PAUSE
 
 A, B, C = "a.test", "b.test:8080", "c.test"
 T0 = 1000.0

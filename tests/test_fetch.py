@@ -20,8 +20,12 @@ from crawler.fetch import (
     fetch_image,
     retry_after_seconds,
 )
+from crawler.politeness import Politeness
 from crawler.safehttp import CHUNK_BYTES, AddressPolicy, make_session, open_url
 from crawler.storage import TMP_DIR
+from tests.test_failures import self_signed, serve
+
+__all__ = ["self_signed", "serve"]  # fixtures shared with test_failures
 
 HOST = "http://images.example"
 USER_AGENT = "ua"
@@ -420,3 +424,23 @@ def test_a_disk_error_is_a_retryable_store_error(mocked, out):
     assert (result["outcome"], result["retryable"]) == ("failed", True)
     assert result["error"].startswith("store_error: ")
     assert result["path"] is None and stored_files(out) == []
+
+
+def test_an_untrusted_certificate_is_a_final_tls_error_not_a_down_host(out, serve, self_signed):
+    def tls(conn) -> None:  # type: ignore[no-untyped-def]
+        with self_signed.wrap_socket(conn, server_side=True) as wrapped:
+            wrapped.recv(65536)
+
+    url = serve(tls, "https")
+    session = make_session(4, "test-agent", AddressPolicy(allow_private=True))
+    try:
+        result = fetch_image(session, 1, url, out, "n1", LIMITS)
+    finally:
+        session.close()
+
+    assert result["error"].startswith("tls_error: certificate verify failed"), result
+    assert result["retryable"] is False and result["status"] is None
+    assert "Max retries" not in result["error"] and "0x" not in result["error"]
+    politeness = Politeness()
+    assert politeness.feedback("127.0.0.1", result, 0.0) is False
+    assert politeness.state("127.0.0.1").down_errors == 0  # an answer: not a down host

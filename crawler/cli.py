@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from crawler.config import Config, load_config, parse_address
-from crawler.errors import CrawlerError
+from crawler.errors import ConfigError, CrawlerError
 
+EXIT_MISMATCH = 1  # crawler verify: a stored file was wrong or missing
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 HARVEST_FLAGS = (
@@ -35,7 +36,8 @@ EXAMPLES = {
   crawler harvest https://example.org/ --max-depth 2 --authkey-file ~/.crawler.key
   crawler harvest https://example.org/ --listen 0.0.0.0:5599 --out /data/crawl
   crawler harvest https://example.org/blog/ --prefix https://example.org/blog/ --exclude '[?]page='
-  crawler harvest https://example.org/ --allow-host cdn.example.org --image-host '*.example.org'""",
+  crawler harvest https://example.org/ --allow-host cdn.example.org --image-host '*.example.org'
+  crawler harvest https://example.org/ --retry-failed --only http_503 --only timeout""",
     "download": """\
   crawler download --authkey-file ~/.crawler.key
   crawler download --connect harvester.example.lan:5599 --out /data/images --processes 4""",
@@ -54,6 +56,9 @@ EXAMPLES = {
     "status": """\
   crawler status --authkey-file ~/.crawler.key
   crawler status --connect harvester.example.lan:5599 --json""",
+    "verify": """\
+  crawler verify
+  crawler verify /data/crawl --requeue-missing""",
     "keygen": """\
   crawler keygen ~/.crawler.key
   scp -p ~/.crawler.key node1.example.lan:.crawler.key""",
@@ -188,6 +193,19 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help='do not follow rel="nofollow" links (nor any on a robots-nofollow page)',
     )
+    retry = harvest.add_argument_group("retrying a crawl that ran before")
+    retry.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="put its failed images back in the queue and resume it to fetch them again",
+    )
+    retry.add_argument(
+        "--only",
+        action="append",
+        metavar="REASON",
+        help="retry only images whose error starts with this, e.g. http_503, store_error "
+        "(default: every error but robots_disallowed)",
+    )
 
     download = command("download", "run a downloader node")
     download.add_argument("--connect", help="harvester HOST:PORT (default 127.0.0.1:5599)")
@@ -237,6 +255,17 @@ def build_parser() -> argparse.ArgumentParser:
     _config_flag(status)
     _authkey_flag(status)
 
+    verify = command("verify", "check stored files against the manifest; re-queue bad ones")
+    verify.add_argument("out", nargs="?", type=Path, help="output folder (default: downloads)")
+    verify.add_argument("--state", help="state folder (default: OUT/.state)")
+    verify.add_argument(
+        "--requeue-missing",
+        action="store_true",
+        help="also fetch files that are missing here again (by default only reported: "
+        "in a multi-machine crawl they are on the nodes that stored them)",
+    )
+    _config_flag(verify)
+
     keygen = command("keygen", "write a new random authkey file (mode 0600)")
     keygen.add_argument("path", type=Path)
     return parser
@@ -260,7 +289,16 @@ def cmd_harvest(args: argparse.Namespace) -> int:
 
     args.obey_robots = False if args.ignore_robots else None
     config = _config(args, HARVEST_FLAGS)
-    return Harvester(config, args.seeds, _authkey(config)).run()
+    if args.only and not args.retry_failed:
+        raise ConfigError("--only goes with --retry-failed")
+    harvester = Harvester(config, args.seeds, _authkey(config))
+    if args.retry_failed:
+        from crawler.requeue import retry_failed
+
+        output = config.output
+        summary = retry_failed(output.state_dir, output.out_dir, harvester.seeds, args.only or ())
+        print(summary.line(), flush=True)
+    return harvester.run()
 
 
 def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
@@ -347,6 +385,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_verify(args: argparse.Namespace) -> int:
+    from crawler.requeue import verify_crawl
+
+    flags = {"out": str(args.out) if args.out else None, "state": args.state}
+    output = load_config(args.config, os.environ, flags).output
+    verification = verify_crawl(output.out_dir, output.state_dir, args.requeue_missing)
+    print("\n".join(verification.lines()))
+    return 0 if verification.all_matched else EXIT_MISMATCH
+
+
 def cmd_keygen(args: argparse.Namespace) -> int:
     from crawler.authkey import write_new_key
 
@@ -373,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_report(args)
         if args.command == "export":
             return cmd_export(args)
+        if args.command == "verify":
+            return cmd_verify(args)
         return cmd_keygen(args)
     except CrawlerError as exc:
         print(f"crawler {args.command}: error: {exc}", file=sys.stderr)

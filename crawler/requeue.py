@@ -218,6 +218,10 @@ def locked_state(state_dir: Path, doing: str) -> Iterator[None]:
         lock.close()
 
 
+def _counted(count: int, thing: str) -> str:
+    return f"{count} {thing}{'' if count == 1 else 's'}"
+
+
 def _existing_state(state_dir: Path) -> Path:
     path = state_dir / DATABASE_NAME
     if not path.exists():
@@ -247,7 +251,7 @@ class RetrySummary:
             which = f" with an error starting {' or '.join(self.only)}" if self.only else ""
             return f"no failed images{which} to retry"
         reasons = ", ".join(f"{code}: {n}" for code, n in self.reasons.most_common())
-        return f"retrying {self.count} failed images ({reasons})"
+        return f"retrying {_counted(self.count, 'failed image')} ({reasons})"
 
 
 def retry_failed(state_dir: Path, out: Path, seeds: list[str], only: Iterable[str]) -> RetrySummary:
@@ -363,7 +367,7 @@ class Verification:
         if files.unreadable_lines:
             lines.append(f"skipped {files.unreadable_lines} manifest lines that do not parse")
         if self.deleted:
-            lines.append(f"deleted {self.deleted} files with the wrong content")
+            lines.append(f"deleted {_counted(self.deleted, 'file')} with the wrong content")
         if files.missing and not self.requeue_missing:
             nodes = ", ".join(
                 f"{node if node.isprintable() else repr(node)} ({count})"
@@ -380,7 +384,7 @@ class Verification:
             )
         elif self.requeued:
             lines.append(
-                f"run the same crawler harvest command to fetch {self.requeued} images "
+                f"run the same crawler harvest command to fetch {_counted(self.requeued, 'image')} "
                 f"again (crawler harvest {' '.join(self.seeds)} ...)"
             )
         return lines

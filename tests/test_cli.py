@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import shlex
 import socket
 import stat
@@ -440,3 +442,47 @@ def test_report_of_a_multi_machine_crawl_names_the_nodes_holding_the_files(tmp_p
     assert f"3 files are not in {out}: 2 on node far-a, 1 on node far-b<script>" in done.stdout
     assert f"rsync -a --exclude .tmp NODEHOST:DIR/ {out}/" in done.stdout
     assert "Files on other nodes" in (out / "report.html").read_text()
+
+
+def test_retry_failed_and_verify_mistakes_are_one_line_and_exit_code_2(tmp_path: Path):
+    out = tmp_path / "o"
+    seed = "http://127.0.0.1:9/"
+    cases = [
+        (["harvest", seed, "--out", str(out), "--only", "http_503"], "--only goes with"),
+        (["harvest", seed, "--out", str(out), "--retry-failed"], "no crawl state in"),
+        (["verify", str(out)], "no manifest in"),
+    ]
+    for args, expected in cases:
+        done = crawler(*args)
+        assert done.returncode == 2, (args, done.stderr)
+        assert expected in done.stderr and "Traceback" not in done.stderr, (args, done.stderr)
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not out.exists(), "a refused command must not write anything"
+
+
+def test_verify_help_ends_with_examples_that_parse():
+    test_every_help_ends_with_examples_that_parse("verify")
+
+
+def test_unknown_flag_of_verify_shows_its_own_usage(tmp_path: Path):
+    test_unknown_flag_shows_the_commands_own_usage(tmp_path, ["verify", "--bogus"])
+
+
+def test_verify_of_a_crawl_whose_files_all_match_exits_0(tmp_path: Path):
+    body = b"an image"
+    sha256 = hashlib.sha256(body).hexdigest()
+    (tmp_path / "ab").mkdir()
+    (tmp_path / "ab" / "x.png").write_bytes(body)
+    record = {"url": "http://x/a.png", "outcome": "stored", "path": "ab/x.png"}
+    record.update(bytes=len(body), sha256=sha256, node="n")
+    (tmp_path / "manifest.jsonl").write_text(json.dumps(record) + "\n")
+    done = crawler("verify", str(tmp_path))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (
+        done.stdout == f"checked 1 stored images in {tmp_path}: 1 ok, 0 wrong content, 0 missing\n"
+    )
+    (tmp_path / "ab" / "x.png").write_bytes(body[:-1])
+    done = crawler("verify", str(tmp_path))
+    assert done.returncode == 1 and "1 wrong content" in done.stdout, done.stdout
+    assert "nothing was re-queued (give --state)" in done.stdout
+    assert not (tmp_path / "ab" / "x.png").exists()

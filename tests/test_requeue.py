@@ -257,7 +257,7 @@ def test_robots_refusals_wait_for_robots_txt_again_and_disallowed_ones_only_when
     crawl.close()
 
     summary = retry_failed(crawl.state_dir, crawl.out, SEEDS, ["robots_disallowed"])
-    assert summary.line() == "retrying 1 failed images (robots_disallowed: 1)"
+    assert summary.line() == "retrying 1 failed image (robots_disallowed: 1)"
     crawl.open()
     assert crawl.state.held.batch(SITE + "robots.txt") == [
         (SITE + "unread.png", SITE, "img"),
@@ -374,7 +374,7 @@ def test_verify_deletes_wrong_files_and_requeues_them_missing_ones_only_when_ask
     )
     text = "\n".join(result.lines())
     assert "stored by node-x (1)" in text and "--requeue-missing" in text
-    assert f"fetch 1 images again (crawler harvest {SITE} ...)" in text
+    assert f"fetch 1 image again (crawler harvest {SITE} ...)" in text
     assert sorted(crawl.manifest_urls()) == [SITE + n for n in ("b.png", "c.png", "d.png", "e.png")]
     crawl.open()
     assert crawl.task("a.png")["state"] == "pending"

@@ -222,14 +222,12 @@ def _counted(count: int, thing: str) -> str:
     return f"{count} {thing}{'' if count == 1 else 's'}"
 
 
-def _existing_state(state_dir: Path) -> Path:
-    path = state_dir / DATABASE_NAME
-    if not path.exists():
+def _existing_state(state_dir: Path) -> None:
+    if not (state_dir / DATABASE_NAME).exists():
         raise StateError(
             f"no crawl state in {state_dir}: --retry-failed resumes a crawl that ran "
             "before (give its --out, or --state)"
         )
-    return path
 
 
 # -- crawler harvest --retry-failed ----------------------------------------------------
@@ -255,9 +253,9 @@ class RetrySummary:
 
 
 def retry_failed(state_dir: Path, out: Path, seeds: list[str], only: Iterable[str]) -> RetrySummary:
-    """Put the crawl's failed images (those whose error starts with one of ``only``,
-    or all but robots.txt refusals) back in the queue for the harvest about to resume
-    it. ``seeds`` (normalized) must be the crawl's."""
+    """Put the crawl's failed images (those whose error starts with one of ``only``, or
+    all but ``RETRIED_ONLY_WHEN_NAMED``) back in the queue for the harvest about to
+    resume it. ``seeds`` (normalized) must be the crawl's."""
     only = tuple(only)
     _existing_state(state_dir)
     with locked_state(state_dir, "retrying failed images"):

@@ -17,7 +17,6 @@ from crawler.config import Config, load_config, parse_address
 from crawler.errors import ConfigError, CrawlerError
 
 EXIT_MISMATCH = 1  # crawler verify: a stored file was wrong or missing
-EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 HARVEST_FLAGS = (
     *("out", "listen", "state", "log", "max_depth", "max_pages", "max_images", "obey_robots"),
@@ -426,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_keygen(args)
     except CrawlerError as exc:
         print(f"crawler {args.command}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return exc.exit_code  # 2, or what the error's class says (errors.py)
     except KeyboardInterrupt:
         print(f"crawler {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

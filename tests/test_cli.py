@@ -186,7 +186,7 @@ def test_harvester_refuses_an_output_folder_with_an_earlier_manifest(tmp_path):
         "--listen",
         f"127.0.0.1:{free_port()}",
     )
-    assert done.returncode == 2 and "holds an earlier crawl whose state is not in" in done.stderr
+    assert done.returncode == 4 and "holds an earlier crawl whose state is not in" in done.stderr
     assert (tmp_path / "manifest.jsonl").read_text() == '{"url": "http://x/a.png"}\n'
 
 

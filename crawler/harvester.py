@@ -15,7 +15,6 @@ exits at once.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import signal
 import sqlite3
@@ -38,7 +37,7 @@ from crawler.retries import next_try_in, tries_allowed
 from crawler.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
 from crawler.scope import Scope
 from crawler.serving import BrokerServer
-from crawler.state import DATABASE_NAME, CrawlState
+from crawler.state import DATABASE_NAME, CrawlState, lock_state
 from crawler.storage import MANIFEST_NAME, Manifest
 from crawler.urls import host_of, normalize
 
@@ -93,18 +92,6 @@ def _unwritable_is_a_state_error(out: Path) -> Iterator[None]:
         yield
     except OSError as exc:
         raise StateError(f"cannot write to {exc.filename or out}: {exc.strerror}") from None
-
-
-def lock_state(state_dir: Path) -> IO[str]:
-    """Hold an exclusive lock on the state folder for as long as the harvester runs."""
-    state_dir.mkdir(parents=True, exist_ok=True)
-    handle = (state_dir / "harvester.lock").open("a")
-    try:
-        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        handle.close()
-        raise StateError(f"another harvester is using the state folder {state_dir}") from None
-    return handle
 
 
 MAX_DEFERRED_PAGES = 1000

@@ -8,7 +8,7 @@ no attempts, no result), its line leaves the manifest, and a finished crawl is
 finished no more: the next harvest resumes, fetches them, and the crawl ends with
 exactly one manifest line per URL again.
 
-Guarantee: all of it happens under the state folder's lock (``harvester.lock_state``),
+Guarantee: all of it happens under the state folder's lock (``state.lock_state``),
 so never while a harvester runs, and before a harvester opens the database (the broker
 reads its counts once, at start). The manifest is rewritten atomically (a temporary
 file in OUT, synced, renamed).
@@ -26,9 +26,15 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from crawler.errors import StateError
-from crawler.harvester import lock_state
 from crawler.robots import DISALLOWED, UNREACHABLE, robots_url
-from crawler.state import DATABASE_NAME, CrawlMeta, CrawlState, Transaction, open_database
+from crawler.state import (
+    DATABASE_NAME,
+    CrawlMeta,
+    CrawlState,
+    Transaction,
+    lock_state,
+    open_database,
+)
 from crawler.storage import MANIFEST_NAME, ManifestRecords, file_matches
 
 # Failed images that were never fetched: the harvester refused them for robots.txt.

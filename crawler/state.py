@@ -14,12 +14,13 @@ waiting page and held image, due at once (their counts of failed tries are kept)
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-from crawler.errors import OtherCrawl
+from crawler.errors import OtherCrawl, StateError
 from crawler.urls import host_of
 
 DATABASE_NAME = "crawl.db"
@@ -351,3 +352,15 @@ class CrawlState:
         """Delete the (closed) database of a crawl that never started."""
         for suffix in ("", "-wal", "-shm"):
             (self.path.parent / (self.path.name + suffix)).unlink(missing_ok=True)
+
+
+def lock_state(state_dir: Path) -> IO[str]:
+    """Hold an exclusive lock on the state folder for as long as the harvester runs."""
+    state_dir.mkdir(parents=True, exist_ok=True)
+    handle = (state_dir / "harvester.lock").open("a")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        raise StateError(f"another harvester is using the state folder {state_dir}") from None
+    return handle

@@ -12,7 +12,7 @@ import pytest
 
 from crawler.broker import Broker
 from crawler.errors import OtherCrawl, StateError
-from crawler.harvester import Harvester, lock_state
+from crawler.harvester import Harvester
 from crawler.progress import ProgressLog
 from crawler.requeue import (
     check_stored_files,
@@ -21,7 +21,7 @@ from crawler.requeue import (
     retry_matches,
     verify_crawl,
 )
-from crawler.state import CrawlMeta, CrawlState
+from crawler.state import CrawlMeta, CrawlState, lock_state
 from crawler.storage import MANIFEST_NAME, Manifest, image_relative_name, read_manifest
 
 SEEDS = ["http://site.test/"]

@@ -22,7 +22,8 @@ choices matter:
 And one guarantee: a client's handshake ends within a deadline (``HANDSHAKE_TIMEOUT``),
 whatever the peer does, patched or not, with an error that says what the peer is; an
 authenticated connection may then idle for ever. This overrides ``Connection._recv``
-and ``Connection._send``, private to ``multiprocessing.connection``.
+and ``Connection._send``, private to ``multiprocessing.connection``, and cancels
+``BaseProxy._close`` (the proxies' decref at exit), private to ``managers``.
 """
 
 from __future__ import annotations
@@ -310,6 +311,18 @@ _ClientManager.register("get_task_queue", proxytype=TaskQueueProxy)
 _ClientManager.register("get_result_queue", proxytype=ResultQueueProxy)
 
 
+def _never_decref(*proxies: BaseProxy) -> None:
+    """Cancel the finalizer each proxy registers (``BaseProxy._close``) to tell the
+    server, from a new connection, that it is gone: run when the proxy is collected or
+    the process exits, it waited for ever on a harvester that hangs (a node stopped
+    with SIGTERM then never exited). The harvester serves the same two objects to every
+    node for the whole crawl, so it has nothing to free."""
+    for proxy in proxies:
+        finalizer = getattr(proxy, "_close", None)
+        if finalizer is not None:
+            finalizer.cancel()
+
+
 class BrokerClient:
     """A downloader node's view of the harvester: a narrow interface over the proxies.
 
@@ -330,6 +343,7 @@ class BrokerClient:
             self._manager.connect()
             self._tasks: TaskQueueProxy = self._manager.get_task_queue()
             self._results: ResultQueueProxy = self._manager.get_result_queue()
+            _never_decref(self._tasks, self._results)
         except _DeadlinePassed:
             raise BrokerUnavailable(
                 f"harvester at {self.where} did not finish connecting within "

@@ -85,3 +85,22 @@ def test_soak_with_downloaders_killed_and_restarted(cluster, tmp_path, images, s
             f"{gets - len(truth['images']) - len(truth['broken_images'])} extra image GETs, "
             f"stored files = distinct contents = {truth['distinct_contents']}"
         )
+
+
+def test_sigterm_ends_a_node_within_its_grace_even_when_the_harvester_hangs(cluster, tmp_path):
+    cluster.serve_site(image_delay=0.05, pages=6, images=60, seed=34)
+    out = tmp_path / "downloads"
+    harvester = cluster.harvester(out)
+    node = cluster.downloader("node", out, concurrency=4)
+    wait_for_text(out / "progress.log", "event=stored")
+    harvester.send_signal(signal.SIGSTOP)  # it answers nothing from now on
+    try:
+        time.sleep(0.5)
+        signalled = time.monotonic()
+        node.send_signal(signal.SIGTERM)
+        assert node.wait(timeout=30) == 0, cluster.output("node")
+        # One grace of 10 s for the whole stop, plus the process's own exit.
+        assert time.monotonic() - signalled < 13
+        assert "Traceback" not in (cluster.logs / "node.err").read_text()
+    finally:
+        harvester.send_signal(signal.SIGCONT)

@@ -46,6 +46,12 @@ def format_status(status: dict[str, Any], where: str) -> str:
             f"failed {node['failed']:>4}  heartbeat {node['last_seen_s']:.1f} s ago"
             + (f"  ({node['host']}, pid {node['pid']})" if node.get("host") else "")
         )
+        if node.get("fault"):
+            paused = f", no leases for {node['paused_s']} s" if node.get("paused_s") else ""
+            lines.append(
+                f"      failing on its own side: {node['fault']} "
+                f"(handed back {node.get('handed_back', 0)}{paused})"
+            )
     hosts = status.get("hosts", [])
     if hosts:
         lines.append("  hosts (busy or throttled):")

@@ -11,12 +11,13 @@ import contextlib
 import re
 import time
 from collections import Counter, defaultdict, deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+from crawler.errors import ConfigError
 from crawler.storage import LineFile
 
 _BARE = re.compile(r"^[A-Za-z0-9_.:/@+\-%?&=,~#\[\]!*;$'()]*$")
@@ -242,12 +243,18 @@ def parse_ts(text: str | None) -> float | None:
         return None
 
 
-def follow(path: Path, poll: float = 0.2, idle_timeout: float | None = None) -> Iterator[str]:
+def follow(
+    path: Path,
+    poll: float = 0.2,
+    idle_timeout: float | None = None,
+    until: Callable[[], bool] | None = None,
+) -> Iterator[str]:
     """Yield complete lines of a growing file, like ``tail -f``, from its beginning.
 
     Waits for the file to appear; notices truncation or replacement (log rotation)
     and starts over on the new file. Stops after ``idle_timeout`` seconds without a
-    new line when given.
+    new line when given, and when ``until()`` is true at the end of the file (every
+    line written so far yielded, none half-written).
     """
     handle = None
     inode = None
@@ -272,6 +279,8 @@ def follow(path: Path, poll: float = 0.2, idle_timeout: float | None = None) -> 
                 handle.close()
                 handle, pending = None, ""
                 continue
+            if until is not None and handle is not None and not pending and until():
+                return
             if idle_timeout is not None and time.monotonic() - idle_since > idle_timeout:
                 return
             time.sleep(poll)
@@ -288,24 +297,72 @@ def _replaced(path: Path, inode: int | None, handle: IO[str]) -> bool:
     return stat.st_ino != inode or stat.st_size < handle.tell()
 
 
+# The harvester writes one of these as it starts, resumes, is stopped by a signal and
+# finishes; a log whose latest one is an end has nothing more coming until a resume.
+LIFECYCLE_EVENTS = frozenset({"crawl_started", "crawl_resumed", "crawl_stopped", "crawl_finished"})
+END_EVENTS = frozenset({"crawl_stopped", "crawl_finished"})
+STOPPED_NOTE = "crawl stopped; run the same harvest command again to resume"
+
+
+@dataclass
+class CrawlPhase:
+    """The latest lifecycle event in the log read so far: whether ``tail`` may end."""
+
+    last: str | None = None
+
+    def update(self, record: dict[str, str]) -> None:
+        if record.get("event") in LIFECYCLE_EVENTS:
+            self.last = record["event"]
+
+    @property
+    def over(self) -> bool:
+        return self.last in END_EVENTS
+
+    @property
+    def stopped(self) -> bool:
+        return self.last == "crawl_stopped"
+
+
+def check_log_path(path: Path) -> None:
+    """Raise ``ConfigError`` for a log path that no harvester can be writing to: a
+    folder, or a file in a folder that does not exist."""
+    if path.is_dir():
+        raise ConfigError(
+            f"{path} is a folder: give the progress log in it, e.g. {path}/progress.log"
+        )
+    if not path.parent.is_dir():
+        raise ConfigError(
+            f"cannot follow {path}: the folder {path.parent} does not exist "
+            "(check the path, or start the harvester first)"
+        )
+
+
 def tail_log(path: Path, summary_every: float = 5.0, only: frozenset[str] | None = None) -> int:
     """Print the log's lines as they come, with a summary every ``summary_every`` s.
 
     ``only`` limits the printed lines to those events (the summary counts them all).
-    Stops after the harvester writes ``crawl_finished`` (printing the final summary).
+    Ends with the final summary once the whole log is read and its latest lifecycle
+    event is ``crawl_finished`` or ``crawl_stopped`` (then saying how to resume), also
+    for a log read after the crawl ended. A missing log is waited for; a missing
+    folder raises ``ConfigError``.
     """
+    check_log_path(path)
     if not path.exists():
         print(f"waiting for {path} to appear...", flush=True)
-    summary = Summary()
-    last_summary = time.monotonic()
-    for line in follow(path):
+    summary, phase = Summary(), CrawlPhase()
+    last_summary, summary_is_current = time.monotonic(), False
+    for line in follow(path, until=lambda: phase.over):
         record = parse_line(line)
         if only is None or record.get("event") in only:
             print(line, flush=True)
         summary.update(record)
-        if summary.finished or time.monotonic() - last_summary >= summary_every:
+        phase.update(record)
+        summary_is_current = time.monotonic() - last_summary >= summary_every
+        if summary_is_current:
             print(summary.render(), flush=True)
             last_summary = time.monotonic()
-        if summary.finished:
-            return 0
+    if not summary_is_current:
+        print(summary.render(), flush=True)
+    if phase.stopped:
+        print(STOPPED_NOTE, flush=True)
     return 0

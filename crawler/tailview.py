@@ -15,17 +15,22 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from crawler.progress import Summary, follow, parse_line
+from crawler.progress import STOPPED_NOTE, CrawlPhase, Summary, check_log_path, follow, parse_line
 
 RATE_WINDOW = 60.0  # seconds of log behind "images/s" and "MB/s"
 TOP_FAILURES = 5
 REDRAW_EVERY = 0.25
 
 
-def render(summary: Summary, log: str = "") -> Group:
-    """Totals, rates and ETA; nodes; top failure reasons; per-host state."""
-    state = "[bold green]finished[/]" if summary.finished else "[bold yellow]running[/]"
-    eta = summary.eta_seconds(RATE_WINDOW)
+def render(summary: Summary, log: str = "", stopped: bool = False) -> Group:
+    """Totals, rates and ETA; nodes; top failure reasons; per-host state (while running)."""
+    state = "[bold yellow]running[/]"
+    if summary.finished:
+        state = "[bold green]finished[/]"
+    elif stopped:
+        state = "[bold red]stopped[/]"
+    running = not (summary.finished or stopped)
+    eta = summary.eta_seconds(RATE_WINDOW) if running else None
     head = Table.grid(padding=(0, 3))
     head.add_row(
         f"crawl {state}",
@@ -64,7 +69,7 @@ def render(summary: Summary, log: str = "") -> Group:
         for reason, count in summary.failures.most_common(TOP_FAILURES):
             failures.add_row(reason, str(count))
         parts.append(failures)
-    if not summary.finished and (summary.busy_hosts or summary.throttled_hosts):
+    if running and (summary.busy_hosts or summary.throttled_hosts):
         hosts = Table(title="hosts", title_justify="left")
         hosts.add_column("host")
         hosts.add_column("in flight / limit", justify="right")
@@ -97,17 +102,32 @@ def _duration(seconds: float) -> str:
 
 
 def watch(path: Path, console: Console | None = None) -> int:
-    """Follow the log with a live view until the crawl finishes (or Ctrl-C)."""
+    """Follow the log with a live view until the crawl is over (or Ctrl-C).
+
+    Over as ``progress.tail_log`` sees it: the whole log read, its latest lifecycle
+    event ``crawl_finished`` or ``crawl_stopped`` (then a line says how to resume). A
+    missing log is waited for, and the view says so; a missing folder raises
+    ``ConfigError``.
+    """
+    check_log_path(path)
     console = console or Console()
-    summary = Summary()
+    summary, phase = Summary(), CrawlPhase()
     last_drawn = 0.0
-    with Live(render(summary, str(path)), console=console, refresh_per_second=4) as live:
-        for line in follow(path):
-            summary.update(parse_line(line))
+
+    def view() -> Group:
+        waiting = "" if path.exists() else "  (waiting for it to appear)"
+        return render(summary, f"{path}{waiting}", phase.stopped)
+
+    with Live(view(), console=console, refresh_per_second=4) as live:
+        for line in follow(path, until=lambda: phase.over):
+            record = parse_line(line)
+            summary.update(record)
+            phase.update(record)
             now = time.monotonic()
-            if summary.finished or now - last_drawn >= REDRAW_EVERY:
-                live.update(render(summary, str(path)))
+            if now - last_drawn >= REDRAW_EVERY:
+                live.update(view())
                 last_drawn = now
-            if summary.finished:
-                break
+        live.update(view())
+    if phase.stopped:
+        console.print(STOPPED_NOTE)
     return 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from datetime import UTC, datetime
@@ -10,7 +12,9 @@ from typing import Any
 
 import pytest
 
+from crawler.errors import ConfigError
 from crawler.progress import (
+    STOPPED_NOTE,
     ProgressLog,
     Summary,
     follow,
@@ -306,6 +310,31 @@ def test_follow_gives_up_when_idle(tmp_path: Path):
     assert time.monotonic() - started < 1.0
 
 
+def test_follow_ends_at_the_end_of_the_file_once_until_says_so(tmp_path: Path):
+    path = tmp_path / "progress.log"
+    path.write_text("one\ntwo\nthree\n", encoding="utf-8")
+    asked_after: list[int] = []
+    lines: list[str] = []
+
+    def until() -> bool:
+        asked_after.append(len(lines))
+        return True
+
+    started = time.monotonic()
+    for text in follow(path, poll=0.01, idle_timeout=2.0, until=until):  # a safety net
+        lines.append(text)
+    assert lines == ["one", "two", "three"]
+    assert asked_after == [3], "asked only at the end of the file, with every line read"
+    assert time.monotonic() - started < 1.0
+
+
+def test_follow_waits_for_more_while_until_says_no(tmp_path: Path):
+    path = tmp_path / "progress.log"
+    path.write_text("one\n", encoding="utf-8")
+    lines = list(follow(path, poll=0.01, idle_timeout=0.2, until=lambda: False))
+    assert lines == ["one"]
+
+
 def test_follow_starts_over_after_rotation(tmp_path: Path):
     path = tmp_path / "progress.log"
     path.write_text("old 1\nold 2\n", encoding="utf-8")
@@ -381,6 +410,120 @@ def test_tail_log_waits_for_the_log_and_its_end(tmp_path: Path, capsys):
     out = capsys.readouterr().out
     assert "stored 1" in out
     assert "[finished]" in out
+
+
+def test_tail_log_of_a_crawl_stopped_before_it_began_ends_at_once(tmp_path: Path, capsys):
+    path = tmp_path / "progress.log"
+    path.write_text("\n".join([*CRAWL, line("crawl_stopped", T0 + 6)]) + "\n", encoding="utf-8")
+    results: list[int] = []
+    run_tail(path, results).join(timeout=5)
+    assert results == [0]
+    out = capsys.readouterr().out.splitlines()
+    assert "event=crawl_stopped" in out[-5]
+    assert "stored 2" in out[-4] and "[finished]" not in out[-4]
+    assert out[-1] == STOPPED_NOTE == "crawl stopped; run the same harvest command again to resume"
+
+
+def test_tail_log_reads_past_an_earlier_stop_and_follows_until_the_next(tmp_path: Path, capsys):
+    path = tmp_path / "progress.log"
+    resumed = [line("crawl_stopped", T0 + 6), line("crawl_resumed", T0 + 7, seeds="s")]
+    path.write_text("\n".join([*CRAWL, *resumed]) + "\n", encoding="utf-8")
+    results: list[int] = []
+    thread = run_tail(path, results)
+    assert "event=crawl_resumed" in read_until(capsys, "event=crawl_resumed")
+    time.sleep(0.5)
+    assert thread.is_alive(), "a resumed crawl is followed, whatever stops came before"
+    append(path, line("stored", T0 + 8, bytes=7, node="n1") + "\n")
+    append(path, line("crawl_stopped", T0 + 9) + "\n")
+    thread.join(timeout=5)
+    assert results == [0]
+    out = capsys.readouterr().out.splitlines()
+    assert "stored 3" in out[-4]
+    assert out[-1] == STOPPED_NOTE
+
+
+def tail_error(path: Path) -> BaseException:
+    """What tail_log raised for ``path``, run in a daemon thread that must end soon."""
+    raised: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            tail_log(path)
+        except BaseException as exc:
+            raised.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout=5)
+    assert not thread.is_alive(), f"tail_log({path}) still waits"
+    (error,) = raised
+    return error
+
+
+def test_tail_log_refuses_a_folder_that_does_not_exist_or_a_folder(tmp_path: Path):
+    missing = tail_error(tmp_path / "nowhere" / "progress.log")
+    assert isinstance(missing, ConfigError)
+    assert "the folder" in str(missing) and "nowhere does not exist" in str(missing)
+    folder = tail_error(tmp_path)
+    assert isinstance(folder, ConfigError) and "is a folder" in str(folder)
+
+
+def crawler_tail(path: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "crawler", "tail", "--plain", str(path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def finish(tail: subprocess.Popen, timeout: float = 30.0) -> tuple[str, str]:
+    try:
+        return tail.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        tail.kill()
+        tail.communicate(timeout=10)
+        raise AssertionError(f"crawler tail still running after {timeout} s") from None
+
+
+def test_crawler_tail_of_a_missing_folder_is_one_line_and_exit_2(tmp_path: Path):
+    tail = crawler_tail(tmp_path / "nowhere" / "progress.log")
+    out, err = finish(tail)
+    assert tail.returncode == 2
+    assert err.strip() == (
+        f"crawler tail: error: cannot follow {tmp_path}/nowhere/progress.log: the folder "
+        f"{tmp_path}/nowhere does not exist (check the path, or start the harvester first)"
+    )
+    assert out == ""
+
+
+def test_crawler_tail_of_a_stopped_crawl_ends_with_how_to_resume(tmp_path: Path):
+    path = tmp_path / "progress.log"
+    path.write_text("\n".join([*CRAWL, line("crawl_stopped", T0 + 6)]) + "\n", encoding="utf-8")
+    tail = crawler_tail(path)
+    out, err = finish(tail)
+    assert tail.returncode == 0, err
+    assert out.splitlines()[-1] == STOPPED_NOTE
+    assert "stored 2" in out
+
+
+def test_crawler_tail_waits_for_a_log_to_appear_then_ends_when_it_stops(tmp_path: Path):
+    path = tmp_path / "progress.log"
+    tail = crawler_tail(path)
+    try:
+        time.sleep(1.5)
+        waited = tail.poll() is None
+        path.write_text("\n".join([CRAWL[0], line("crawl_stopped", T0 + 1)]) + "\n")
+        out, err = finish(tail)
+    finally:
+        if tail.poll() is None:
+            tail.kill()
+            tail.wait(timeout=10)
+    assert waited, "a missing log in an existing folder is waited for"
+    assert tail.returncode == 0, err
+    lines = out.splitlines()
+    assert lines[0] == f"waiting for {path} to appear..."
+    assert lines[-1] == STOPPED_NOTE
 
 
 def test_rates_over_a_minute_are_not_capped_by_a_count():

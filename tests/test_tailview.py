@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from crawler.progress import Summary, format_line, parse_line
+from crawler.progress import STOPPED_NOTE, Summary, format_line, parse_line
 from crawler.tailview import render
 from tests.e2e.cluster import crawler_env
 
@@ -48,12 +48,12 @@ def log_lines(finished: bool) -> list[str]:
     return lines
 
 
-def rendered(lines: list[str]) -> str:
+def rendered(lines: list[str], stopped: bool = False) -> str:
     summary = Summary()
     for line in lines:
         summary.update(parse_line(line))
     console = Console(record=True, width=120, color_system=None)
-    console.print(render(summary, "progress.log"))
+    console.print(render(summary, "progress.log", stopped))
     return console.export_text()
 
 
@@ -73,6 +73,12 @@ def test_view_of_a_running_crawl():
 def test_view_of_a_finished_crawl_drops_live_only_parts():
     text = rendered(log_lines(finished=True))
     assert "crawl finished" in text and "ETA -" in text
+    assert "hosts" not in text
+
+
+def test_view_of_a_stopped_crawl_drops_live_only_parts():
+    text = rendered(log_lines(finished=False), stopped=True)
+    assert "crawl stopped" in text and "stored 60" in text and "ETA -" in text
     assert "hosts" not in text
 
 
@@ -105,8 +111,14 @@ def run_in_terminal(args: list[str], feed: list[str] | None, log: Path) -> tuple
             output += chunk
         elif proc.poll() is not None and not pending:
             break
-    code = proc.wait(timeout=10)
-    os.close(master)
+    try:
+        code = proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()  # a tail that does not end fails the test, and does not outlive it
+        proc.wait(timeout=10)
+        raise AssertionError(f"crawler {' '.join(args)} still running") from None
+    finally:
+        os.close(master)
     return code, output.decode(errors="replace")
 
 
@@ -129,3 +141,22 @@ def test_tail_plain_on_a_terminal_prints_lines(tmp_path):
     code, output = run_in_terminal(["tail", "--plain", str(log)], None, log)
     assert code == 0
     assert "event=stored" in output and "[finished]" in output
+
+
+def test_tail_on_a_terminal_ends_when_the_crawl_was_stopped(tmp_path):
+    log = tmp_path / "progress.log"
+    lines = [*log_lines(finished=False), format_line("crawl_stopped", {"stored": 60}, T0 + 61)]
+    log.write_text("\n".join(lines[:10]) + "\n")
+    code, output = run_in_terminal(["tail", str(log)], lines[10:], log)
+    assert code == 0
+    screen = ANSI_ESCAPE.sub("", output)
+    assert "crawl stopped" in screen
+    assert screen.rstrip().splitlines()[-1].strip() == STOPPED_NOTE
+
+
+def test_tail_on_a_terminal_refuses_a_folder_that_does_not_exist(tmp_path):
+    log = tmp_path / "nowhere" / "progress.log"
+    code, output = run_in_terminal(["tail", str(log)], None, tmp_path / "unused.log")
+    assert code == 2
+    assert f"crawler tail: error: cannot follow {log}" in output.replace("\r\n", "")
+    assert "Traceback" not in output

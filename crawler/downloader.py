@@ -31,7 +31,7 @@ from gevent.pool import Group, Pool
 
 from crawler.broker import LOCAL_ERROR, LOCAL_POLICY, LOCAL_STORAGE
 from crawler.config import Config, parse_address
-from crawler.errors import BrokerUnavailable, StateError
+from crawler.errors import BrokerUnavailable, CrawlerError, NotAHarvester, StateError
 from crawler.fetch import FetchLimits, fetch_image, new_result
 from crawler.nodes import SHARED_TERMINAL
 from crawler.politeness import MIN_PENALTY, is_throttle
@@ -127,6 +127,8 @@ class DownloaderNode:
         self.fault: str | None = None
         self._remote_errors = 0
         self._stop_deadline = 0.0
+        self.fatal: CrawlerError | None = None
+        self._connected_once = False
 
     # -- talking to the harvester, with reconnects ------------------------------
 
@@ -148,9 +150,13 @@ class DownloaderNode:
                     self.user_agent = str(reply.get("user_agent") or self.user_agent)
                     self._learn_crawl_policy(reply.get("address_policy"))
                     self._client = client
+                    self._connected_once = True
                     say(f"node {self.node}: connected to harvester at {client.where}")
                     return client
-                except BrokerUnavailable as exc:
+                except (BrokerUnavailable, NotAHarvester) as exc:
+                    if isinstance(exc, NotAHarvester) and not self._connected_once:
+                        raise
+                    # (Not a harvester after it was one: a harvester restarting.)
                     now = time.monotonic()
                     if limit and now - started >= limit:
                         raise BrokerUnavailable(f"{exc} (gave up after {limit:g} s)") from None
@@ -219,9 +225,13 @@ class DownloaderNode:
     def feed(self) -> None:
         """Keep one batch leased beyond what the pool is fetching."""
         capacity = self.download.concurrency + self.batch_size
-        with contextlib.suppress(StopRequested):
-            self._feed(capacity)
-        self.inbox.put(None)
+        try:
+            with contextlib.suppress(StopRequested):
+                self._feed(capacity)
+        except CrawlerError as exc:
+            self._fail(exc)
+        finally:
+            self.inbox.put(None)
 
     def _feed(self, capacity: int) -> None:
         while not self.done and not self.stopping:
@@ -253,8 +263,19 @@ class DownloaderNode:
         A batch's files are made durable and moved into place first (in a thread, so
         the pool keeps fetching), so a "stored" result never names a missing file.
         """
-        with contextlib.suppress(StopRequested):
-            self._report()
+        try:
+            with contextlib.suppress(StopRequested):
+                self._report()
+        except CrawlerError as exc:
+            self._fail(exc)
+            self.inbox.put(None)
+
+    def _fail(self, exc: CrawlerError) -> None:
+        """A reconnect met a final error (another key, not a harvester): stop, and let
+        ``run`` raise it, instead of a greenlet dying while ``run`` waits for ever."""
+        self.fatal = exc
+        self.stopping = True
+        self._stop_event.set()
 
     def _report(self) -> None:
         last_beat = time.monotonic()
@@ -468,6 +489,8 @@ class DownloaderNode:
             self._progress_line(end="\n")
         self._say_goodbye()
         elapsed = time.monotonic() - self.stats.started
+        if self.fatal is not None:
+            raise self.fatal
         handed_back = self.stats.handed_back
         say(
             f"node {self.node}: finished: stored {self.stats.stored}, failed "

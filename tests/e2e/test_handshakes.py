@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from crawler.transport import HANDSHAKE_TIMEOUT
-from tests.e2e.cluster import crawler_env
+from tests.e2e.cluster import crawler_env, wait_for_text
 from tests.test_transport import SSH_BANNER, http_server, stranger
 
 START_UP = 30.0  # seconds two Python processes may take to start on a loaded machine
@@ -86,3 +86,21 @@ def test_a_server_that_answers_garbage_is_no_harvester(tmp_path):
         assert code == 2, stderr
         assert_one_error_line(name, stderr, message)
         assert seconds < HANDSHAKE_TIMEOUT, "garbage needs no wait for the deadline"
+
+
+def test_a_node_whose_harvester_comes_back_with_another_key_ends_with_exit_2(cluster, tmp_path):
+    cluster.serve_site(image_delay=0.2, pages=4, images=40, seed=51)
+    out = tmp_path / "downloads"
+    first = cluster.harvester(out)
+    node = cluster.downloader("node", out, concurrency=2)
+    wait_for_text(out / "progress.log", "event=stored")
+    first.kill()
+    first.wait(timeout=10)
+    cluster.started.pop("harvester")
+    cluster.harvester(out, env=crawler_env())  # the same port, another random key
+    try:
+        assert node.wait(timeout=START_UP) == 2, cluster.output("node")
+    finally:
+        cluster.stop_all()
+    err = (cluster.logs / "node.err").read_text()
+    assert "rejected our authkey" in err and "Traceback" not in err

@@ -35,7 +35,7 @@ from crawler.state import (
     lock_state,
     open_database,
 )
-from crawler.storage import MANIFEST_NAME, ManifestRecords, file_matches
+from crawler.storage import MANIFEST_NAME, ManifestRecords, file_matches, fsync_path
 
 # Failed images that were never fetched: the harvester refused them for robots.txt.
 # They go back to wait for a fresh read of it, never straight to the downloaders.
@@ -144,7 +144,7 @@ def requeue_tasks(db: sqlite3.Connection, out: Path, tasks: list[FinalTask]) -> 
     if rewritten is not None:
         with _writing(manifest):
             os.replace(rewritten, manifest)
-            _fsync_folder(out)
+            fsync_path(out)
         meta.set("manifest_bytes", manifest.stat().st_size)
 
 
@@ -188,14 +188,6 @@ def _line_url(line: bytes) -> str | None:
     except ValueError:
         return None
     return record.get("url") if isinstance(record, dict) else None
-
-
-def _fsync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -226,7 +226,8 @@ def sync_filesystem(folder: Path) -> bool:
     return True
 
 
-def _fsync_path(path: StrPath) -> None:
+def fsync_path(path: StrPath) -> None:
+    """fsync a file or folder by its path."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -311,7 +312,7 @@ class Committer:
                 continue
             try:
                 if sync_each:
-                    blocking(_fsync_path, item.temporary)
+                    blocking(fsync_path, item.temporary)
                 commit_file(item.temporary, self.out, item.relative, item.size, item.sha256)
                 folders.add(os.path.dirname(os.path.join(self.out, item.relative)))
             except OSError as exc:
@@ -321,7 +322,7 @@ class Committer:
         try:
             if not blocking(sync_filesystem, self.out):
                 for folder in folders:
-                    blocking(_fsync_path, folder)
+                    blocking(fsync_path, folder)
         except OSError as exc:
             return {item.key: _store_error(item, exc) for item in staged}
         return failed

@@ -221,8 +221,8 @@ def test_committer_moves_a_batch_into_place(
         assert handed_off == ["sync_filesystem", "_check_staged", "sync_filesystem"]
     else:
         assert handed_off[0] == "sync_filesystem"
-        assert handed_off.count("_fsync_path") >= len(contents)  # each file, then folders
-        assert set(handed_off) == {"sync_filesystem", "_check_staged", "_fsync_path"}
+        assert handed_off.count("fsync_path") >= len(contents)  # each file, then folders
+        assert set(handed_off) == {"sync_filesystem", "_check_staged", "fsync_path"}
     assert committer.commit([]) == {}
 
 

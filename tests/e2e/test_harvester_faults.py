@@ -5,14 +5,13 @@ line per URL and every stored file true to the server's bytes."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.e2e.cluster import Cluster, wait_for_text
+from tests.e2e.conftest import needs_root
 
 RUN_BOUND = 120.0
 
@@ -45,17 +44,11 @@ def test_a_harvester_killed_at_each_crash_point_resumes_with_one_line_per_url(
 
 
 @pytest.fixture
-def small_disk(tmp_path: Path) -> Iterator[Path]:
-    mount = tmp_path / "harvester-disk"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+def small_disk(small_tmpfs) -> Path:  # type: ignore[no-untyped-def]
+    return small_tmpfs("256k")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
+@needs_root
 def test_a_harvester_whose_disk_fills_stops_cleanly_and_a_resume_completes(
     cluster: Cluster, tmp_path: Path, small_disk: Path
 ):

@@ -5,9 +5,7 @@ write, an address policy narrower than the crawl's. Real processes, real file sy
 from __future__ import annotations
 
 import hashlib
-import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,21 +13,15 @@ import pytest
 from crawler.progress import parse_line
 from crawler.storage import TMP_DIR, read_manifest
 from tests.e2e.cluster import Cluster, wait_for_text
+from tests.e2e.conftest import needs_root
 
 RUN_BOUND = 120.0
-needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="mounting a tmpfs needs root")
 
 
 @pytest.fixture
-def tmpfs(tmp_path: Path) -> Iterator[Path]:
+def tmpfs(small_tmpfs) -> Path:  # type: ignore[no-untyped-def]
     """A 300 kB tmpfs: room for a few of the test site's 20-40 kB images only."""
-    mount = tmp_path / "small"
-    mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=300k", "tmpfs", str(mount)], check=True)
-    try:
-        yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+    return small_tmpfs("300k")
 
 
 def events_of(out: Path, name: str) -> list[dict[str, str]]:

@@ -105,15 +105,22 @@ def cdn_site(tmp_path: Path, cdn_url: str) -> tuple[Path, dict]:
     return site, truth
 
 
-def test_images_on_a_cdn_whose_robots_txt_cannot_be_read_wait_for_it(
-    cluster: Cluster, tmp_path: Path
-):
+def serve_cdn_page(cluster: Cluster, tmp_path: Path) -> tuple[int, str, dict]:
+    """Serve ``cdn_site``'s page (the seed) for a CDN that is not started yet; returns
+    the CDN's port, its URL and its ground truth."""
     cdn_port = free_port()
     cdn_url = f"http://127.0.0.1:{cdn_port}"
     site, truth = cdn_site(tmp_path, cdn_url)
     site_port = free_port()
     cluster.site_url = f"http://127.0.0.1:{site_port}/"
     start_server(cluster, "site", site, site_port)
+    return cdn_port, cdn_url, truth
+
+
+def test_images_on_a_cdn_whose_robots_txt_cannot_be_read_wait_for_it(
+    cluster: Cluster, tmp_path: Path
+):
+    cdn_port, cdn_url, truth = serve_cdn_page(cluster, tmp_path)
     out = tmp_path / "downloads"
     cluster.harvester(out)
     cluster.downloader("node", out)
@@ -143,11 +150,7 @@ def test_images_on_a_cdn_whose_robots_txt_cannot_be_read_wait_for_it(
 def test_images_on_a_cdn_that_never_answers_fail_as_robots_unreachable(
     cluster: Cluster, tmp_path: Path
 ):
-    cdn_url = f"http://127.0.0.1:{free_port()}"
-    site, truth = cdn_site(tmp_path, cdn_url)
-    site_port = free_port()
-    cluster.site_url = f"http://127.0.0.1:{site_port}/"
-    start_server(cluster, "site", site, site_port)
+    _, cdn_url, truth = serve_cdn_page(cluster, tmp_path)
     out = tmp_path / "downloads"
     started = time.monotonic()
     cluster.harvester(out, env={**cluster.env, **QUICK_GIVE_UP})
@@ -211,12 +214,7 @@ def test_a_seed_behind_a_certificate_we_cannot_trust_fails_at_once_with_the_reas
 
 
 def test_held_images_survive_a_restart_and_are_fetched_after_it(cluster: Cluster, tmp_path: Path):
-    cdn_port = free_port()
-    cdn_url = f"http://127.0.0.1:{cdn_port}"
-    site, truth = cdn_site(tmp_path, cdn_url)
-    site_port = free_port()
-    cluster.site_url = f"http://127.0.0.1:{site_port}/"
-    start_server(cluster, "site", site, site_port)
+    cdn_port, cdn_url, truth = serve_cdn_page(cluster, tmp_path)
     out = tmp_path / "downloads"
     cluster.harvester(out)
     wait_for_events(out, "images_held", 1)

@@ -30,8 +30,9 @@ PILLOW_FORMATS = {
     "ico": "ICO",
     "avif": "AVIF",
 }
-# Pillow reads AVIF only when built with libavif.
-AVIF_READABLE = features.check("avif")
+# Pillow reads AVIF only when built with libavif (11.2 and later); asked this way, an
+# older Pillow answers no instead of warning "Unknown feature" at every start.
+AVIF_READABLE = "avif" in features.get_supported()
 # What Pillow raises on a damaged file; anything else is a bug and keeps its traceback.
 # UnidentifiedImageError and "truncated" are OSError; broken PNG chunks are SyntaxError;
 # libavif's failures ("Missing or empty image item") surface as RuntimeError.

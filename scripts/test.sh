@@ -19,3 +19,29 @@ fi
 "$ROOT/.venv/bin/ruff" check crawler tests
 "$ROOT/.venv/bin/ruff" format --check crawler tests
 "$PY" -m pytest "$@"
+
+# The unit tests again on the lowest versions pyproject.toml allows (its floors), in a
+# venv of their own, so that a floor the code has outgrown fails here. Only on a whole
+# run (no pytest arguments), or with CRAWLERTEST_FLOORS=1; CRAWLERTEST_FLOORS=0 skips it
+# (not a CRAWLER_ variable: the config refuses the ones it does not know).
+if [ "${CRAWLERTEST_FLOORS:-$([ $# -eq 0 ] && echo 1 || echo 0)}" = 1 ]; then
+    FLOORS="$ROOT/.venv-floors"
+    PINS="$("$PY" "$ROOT/scripts/lowest_versions.py" "$ROOT/pyproject.toml")"
+    STAMP="$FLOORS/.installed"
+    if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$PINS" ]; then
+        _log "installing the lowest allowed versions into .venv-floors: $(echo $PINS)"
+        rm -rf "$FLOORS"
+        "$PY" -m venv "$FLOORS"
+        # shellcheck disable=SC2086
+        if ! { "$FLOORS/bin/pip" install -q --disable-pip-version-check $PINS &&
+            "$FLOORS/bin/pip" install -q --disable-pip-version-check --no-deps -e "$ROOT"; } \
+            >"$FLOORS/pip.log" 2>&1; then
+            cat "$FLOORS/pip.log" >&2
+            _log "installing the lowest allowed versions failed (log above)"
+            exit 1
+        fi
+        echo "$PINS" > "$STAMP"
+    fi
+    _log "unit tests on the lowest allowed versions"
+    "$FLOORS/bin/python" -m pytest tests --ignore=tests/e2e -q -p no:cacheprovider
+fi

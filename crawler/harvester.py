@@ -20,15 +20,13 @@ import signal
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from pathlib import Path
 from typing import IO, Any
 
 from crawler.broker import Broker, Task, counted_attempts, final_record
 from crawler.config import Config, parse_address
 from crawler.crashpoints import crash_point
-from crawler.errors import ConfigError, OtherCrawl, StateError
+from crawler.errors import ConfigError, OtherCrawl
 from crawler.pages import PageResult, StylesheetCache, check_robots, fetch_page, fetch_robots
 from crawler.parsing import PageParser
 from crawler.politeness import Politeness, parse_host_rule
@@ -37,7 +35,7 @@ from crawler.retries import next_try_in, tries_allowed
 from crawler.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
 from crawler.scope import Scope
 from crawler.serving import BrokerServer
-from crawler.state import DATABASE_NAME, CrawlState, lock_state
+from crawler.state import DATABASE_NAME, CrawlState, lock_state, unwritable_is_a_state_error
 from crawler.storage import MANIFEST_NAME, Manifest
 from crawler.urls import host_of, normalize
 
@@ -83,15 +81,6 @@ def storage_failure(exc: BaseException) -> str | None:
     if isinstance(exc, OSError) and exc.errno is not None:
         return exc.strerror or str(exc)
     return None
-
-
-@contextlib.contextmanager
-def _unwritable_is_a_state_error(out: Path) -> Iterator[None]:
-    """An output or state folder we cannot write is the user's to fix: one line."""
-    try:
-        yield
-    except OSError as exc:
-        raise StateError(f"cannot write to {exc.filename or out}: {exc.strerror}") from None
 
 
 MAX_DEFERRED_PAGES = 1000
@@ -261,7 +250,7 @@ class Harvester:
         """Lock the state folder and open (or resume) the crawl database."""
         out = self.config.output.out_dir
         state_dir = self.config.output.state_dir
-        with _unwritable_is_a_state_error(out):
+        with unwritable_is_a_state_error(out):
             manifest_path = out / MANIFEST_NAME
             has_state = (state_dir / DATABASE_NAME).exists()
             if not has_state and manifest_path.exists() and manifest_path.stat().st_size > 0:
@@ -274,7 +263,7 @@ class Harvester:
         return lock
 
     def _open_outputs(self) -> None:
-        with _unwritable_is_a_state_error(self.config.output.out_dir):
+        with unwritable_is_a_state_error(self.config.output.out_dir):
             self.manifest = Manifest(self.config.output.out_dir)
             self.log = ProgressLog(self.config.output.log_path)
 

@@ -34,6 +34,7 @@ from crawler.state import (
     Transaction,
     lock_state,
     open_database,
+    unwritable_is_a_state_error,
 )
 from crawler.storage import MANIFEST_NAME, ManifestRecords, file_matches, fsync_path
 
@@ -142,7 +143,7 @@ def requeue_tasks(db: sqlite3.Connection, out: Path, tasks: list[FinalTask]) -> 
             rewritten.unlink(missing_ok=True)
         raise
     if rewritten is not None:
-        with _writing(manifest):
+        with unwritable_is_a_state_error(manifest):
             os.replace(rewritten, manifest)
             fsync_path(out)
         meta.set("manifest_bytes", manifest.stat().st_size)
@@ -168,7 +169,7 @@ def _write_manifest_without(manifest: Path, urls: set[str]) -> Path:
     """A synced copy of ``manifest`` beside it without the lines of ``urls`` (nor a
     torn last line); lines that do not parse are kept as they are."""
     rewritten = manifest.with_name(manifest.name + REWRITE_SUFFIX)
-    with _writing(rewritten):
+    with unwritable_is_a_state_error(rewritten):
         try:
             with manifest.open("rb") as source, rewritten.open("wb") as target:
                 for line in source:
@@ -188,15 +189,6 @@ def _line_url(line: bytes) -> str | None:
     except ValueError:
         return None
     return record.get("url") if isinstance(record, dict) else None
-
-
-@contextlib.contextmanager
-def _writing(path: Path) -> Iterator[None]:
-    """A file we cannot write (a full disk, say) is the user's to fix: one line."""
-    try:
-        yield
-    except OSError as exc:
-        raise StateError(f"cannot write {exc.filename or path}: {exc.strerror or exc}") from None
 
 
 @contextlib.contextmanager
@@ -417,7 +409,7 @@ def _delete_files(out: Path, relatives: Iterable[str]) -> int:
         path = _inside(out, relative)
         if path is None:
             continue
-        with _writing(path):
+        with unwritable_is_a_state_error(path):
             try:
                 path.unlink()
             except FileNotFoundError:

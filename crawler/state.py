@@ -14,9 +14,11 @@ waiting page and held image, due at once (their counts of failed tries are kept)
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import sqlite3
+from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -364,3 +366,12 @@ def lock_state(state_dir: Path) -> IO[str]:
         handle.close()
         raise StateError(f"another harvester is using the state folder {state_dir}") from None
     return handle
+
+
+@contextlib.contextmanager
+def unwritable_is_a_state_error(path: Path) -> Iterator[None]:
+    """A file or folder we cannot write (a full disk, say) is the user's to fix: one line."""
+    try:
+        yield
+    except OSError as exc:
+        raise StateError(f"cannot write to {exc.filename or path}: {exc.strerror or exc}") from None

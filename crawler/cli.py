@@ -278,13 +278,13 @@ def _config(args: argparse.Namespace, flag_names: tuple[str, ...]) -> Config:
 
 
 def _authkey(config: Config) -> bytes:
-    from crawler.authkey import load_authkey
+    from crawler.wire.authkey import load_authkey
 
     return load_authkey(config.queue.authkey_file, os.environ)
 
 
 def cmd_harvest(args: argparse.Namespace) -> int:
-    from crawler.harvester import Harvester
+    from crawler.harvest.harvester import Harvester
 
     args.obey_robots = False if args.ignore_robots else None
     config = _config(args, HARVEST_FLAGS)
@@ -292,7 +292,7 @@ def cmd_harvest(args: argparse.Namespace) -> int:
         raise ConfigError("--only goes with --retry-failed")
     harvester = Harvester(config, args.seeds, _authkey(config))
     if args.retry_failed:
-        from crawler.requeue import retry_failed
+        from crawler.harvest.requeue import retry_failed
 
         output = config.output
         summary = retry_failed(output.state_dir, output.out_dir, harvester.seeds, args.only or ())
@@ -301,7 +301,7 @@ def cmd_harvest(args: argparse.Namespace) -> int:
 
 
 def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
-    from crawler import nodes
+    from crawler.download import processes as nodes
 
     config = _config(args, ("out", "connect", "processes", "concurrency"))
     authkey = _authkey(config)
@@ -312,16 +312,16 @@ def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
     from gevent import monkey
 
     monkey.patch_all()
-    from crawler import downloader
+    from crawler.download import node as downloader
 
     return downloader.DownloaderNode(config, authkey, node_id).run()
 
 
 def cmd_tail(args: argparse.Namespace) -> int:
-    from crawler.progress import tail_log
+    from crawler.output.progress import tail_log
 
     if not (args.plain or args.only) and sys.stdout.isatty():
-        from crawler.tailview import watch
+        from crawler.output.tailview import watch
 
         return watch(args.log)
     only = frozenset(args.only.split(",")) if args.only else None
@@ -329,8 +329,8 @@ def cmd_tail(args: argparse.Namespace) -> int:
 
 
 def cmd_urls(args: argparse.Namespace) -> int:
-    from crawler.harvester import check_seeds
-    from crawler.pages import fetch_page
+    from crawler.harvest.harvester import check_seeds
+    from crawler.web.pages import fetch_page
 
     config = load_config(args.config, os.environ, {"allow_private": args.allow_private})
     (url,) = check_seeds([args.page])
@@ -346,7 +346,7 @@ def cmd_urls(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     import json
 
-    from crawler.status import fetch_status, format_status
+    from crawler.output.status import fetch_status, format_status
 
     flags = {"connect": args.connect, "authkey_file": args.authkey_file}
     config = load_config(args.config, os.environ, flags)
@@ -366,7 +366,7 @@ def _output_folder(args: argparse.Namespace) -> tuple[Path, Config]:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from crawler.report import write_report
+    from crawler.output.report import write_report
 
     out, config = _output_folder(args)
     summary = write_report(out, max_thumbnails=args.max_thumbnails, log=config.output.log_path)
@@ -375,7 +375,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from crawler.export import export_manifest
+    from crawler.output.export import export_manifest
 
     out, _ = _output_folder(args)
     rows = export_manifest(out, args.format, args.output)
@@ -385,7 +385,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from crawler.requeue import verify_crawl
+    from crawler.harvest.requeue import verify_crawl
 
     flags = {"out": str(args.out) if args.out else None, "state": args.state}
     output = load_config(args.config, os.environ, flags).output
@@ -395,7 +395,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from crawler.authkey import write_new_key
+    from crawler.wire.authkey import write_new_key
 
     write_new_key(args.path)
     print(f"wrote a new authkey to {args.path} (mode 0600); copy it to every node")

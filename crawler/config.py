@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crawler.broker.politeness import parse_host_rule
 from crawler.errors import ConfigError
-from crawler.politeness import parse_host_rule
 
 ENV_PREFIX = "CRAWLER_"
 # Environment variables that start with the prefix but are not settings.

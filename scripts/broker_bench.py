@@ -24,11 +24,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from crawler.broker import Broker
-from crawler.fetch import new_result
-from crawler.serving import BrokerServer
-from crawler.state import open_database
-from crawler.transport import BrokerClient
+from crawler.broker.broker import Broker
+from crawler.broker.state import open_database
+from crawler.download.fetch import new_result
+from crawler.wire.manager_client import BrokerClient
+from crawler.wire.manager_server import BrokerServer
 
 
 def harvester(tasks: int, port_queue, ready, done_queue, authkey: bytes, folder: str) -> None:

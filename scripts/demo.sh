@@ -19,8 +19,8 @@ cleanup() {
 }
 trap cleanup EXIT
 
-"$PY" -m crawler.demosite generate "$WORK/site" --pages 30 --images 300
-"$PY" -m crawler.demosite serve "$WORK/site" --port-file "$WORK/site.port" >/dev/null &
+"$PY" -m crawler.demo.site generate "$WORK/site" --pages 30 --images 300
+"$PY" -m crawler.demo.site serve "$WORK/site" --port-file "$WORK/site.port" >/dev/null &
 pids+=($!)
 for _ in $(seq 100); do [ -s "$WORK/site.port" ] && break; sleep 0.1; done
 SITE="http://127.0.0.1:$(cat "$WORK/site.port")/"
@@ -59,7 +59,7 @@ fi
 echo
 echo "summary: $(cat "$WORK/harvester.out")"
 cat "$WORK/node-1.log" "$WORK/node-2.log" | grep finished || true
-"$PY" -m crawler.demosite check "$WORK/site" "$SITE" "$OUT"
+"$PY" -m crawler.demo.site check "$WORK/site" "$SITE" "$OUT"
 printf 'wall time of the crawl: %.1f s\n' "$(echo "$finished - $started" | bc -l 2>/dev/null || echo 0)"
 echo "images and manifest: $OUT (manifest.jsonl, progress.log)"
 "$CRAWLER" report "$OUT"

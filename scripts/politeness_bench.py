@@ -17,7 +17,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.e2e.cluster import Cluster
-from tests.hosts_server import HostBehaviour, Hosts
+from tests.support.hosts_server import HostBehaviour, Hosts
 
 NODES = ("node-a", "node-b", "node-c")
 

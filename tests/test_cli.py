@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from crawler.cli import build_parser
-from crawler.demosite import generate_site, serve
+from crawler.demo.site import generate_site, serve
 from tests.e2e.cluster import crawler_env, free_port
 
 
@@ -309,7 +309,7 @@ def test_urls_lists_every_image_the_pages_reference(tmp_path):
 
 
 def test_report_and_export_commands(tmp_path):
-    from tests.test_report import build_out
+    from tests.output.test_report import build_out
 
     out = build_out(tmp_path / "out")
     report = crawler("report", str(out))
@@ -407,7 +407,7 @@ def test_unknown_flag_shows_the_commands_own_usage(tmp_path: Path, args: list[st
 
 
 def test_keygen_where_it_cannot_write_is_one_line_and_exit_code_2(tmp_path: Path):
-    from tests.test_authkey import unwritable_key_paths
+    from tests.wire.test_authkey import unwritable_key_paths
 
     for case, path in unwritable_key_paths(tmp_path).items():
         done = crawler("keygen", str(path))
@@ -433,7 +433,7 @@ def test_a_user_agent_that_would_inject_a_header_is_refused(tmp_path: Path):
 
 
 def test_report_of_a_multi_machine_crawl_names_the_nodes_holding_the_files(tmp_path: Path):
-    from tests.test_report import build_multi_machine
+    from tests.output.test_report import build_multi_machine
 
     out, _ = build_multi_machine(tmp_path)
     done = crawler("report", str(out))

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from crawler.config import CrawlConfig
-from crawler.fetch import FetchLimits, fetch_image
-from crawler.pages import fetch_page
-from crawler.safehttp import AddressPolicy, make_session
-from tests.hostile_server import PNG, HostileServer
+from crawler.download.fetch import FetchLimits, fetch_image
+from crawler.web.pages import fetch_page
+from crawler.web.safehttp import AddressPolicy, make_session
+from tests.support.hostile_server import PNG, HostileServer
 
 ALLOWED = "127.0.0.2"
 POLICY = AddressPolicy(allowed_networks=(ipaddress.ip_network(f"{ALLOWED}/32"),))

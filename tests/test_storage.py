@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import json
 import subprocess
 import sys
 import textwrap
@@ -13,15 +12,12 @@ from pathlib import Path
 import pytest
 
 from crawler import storage
+from crawler.download.committer import Committer
 from crawler.storage import (
-    MANIFEST_NAME,
     TMP_DIR,
-    Committer,
-    Manifest,
     commit_file,
     image_relative_name,
     open_temporary,
-    read_manifest,
     remove_stale_temporaries,
 )
 
@@ -137,120 +133,6 @@ def test_files_land_only_under_out(tmp_path: Path, url: str):
 # -- manifest ------------------------------------------------------------------------
 
 
-def test_manifest_writes_one_json_line_per_record(tmp_path: Path):
-    manifest = Manifest(tmp_path / "out")
-    records = [
-        {"url": "http://example.org/a.png", "outcome": "stored", "bytes": 12},
-        {"url": "http://example.org/café.png", "outcome": "failed", "error": "http_404"},
-    ]
-    for record in records:
-        manifest.write(record)
-    manifest.close()
-    lines = (tmp_path / "out" / MANIFEST_NAME).read_text(encoding="utf-8").splitlines()
-    assert [json.loads(line) for line in lines] == records
-    assert "café" in lines[1]
-
-
-def test_manifest_is_readable_before_close(tmp_path: Path):
-    manifest = Manifest(tmp_path)
-    try:
-        manifest.write({"url": "http://example.org/a.png"})
-        assert read_manifest(manifest.path) == [{"url": "http://example.org/a.png"}]
-        manifest.write({"url": "http://example.org/b.png"})
-        assert len(read_manifest(manifest.path)) == 2
-    finally:
-        manifest.close()
-
-
-def test_manifest_record_with_newline_stays_on_one_line(tmp_path: Path):
-    manifest = Manifest(tmp_path)
-    manifest.write({"error": "line one\nline two"})
-    manifest.close()
-    assert len(manifest.path.read_text(encoding="utf-8").splitlines()) == 1
-    assert read_manifest(manifest.path) == [{"error": "line one\nline two"}]
-
-
-def test_read_manifest_skips_a_torn_last_line(tmp_path: Path):
-    path = tmp_path / MANIFEST_NAME
-    path.write_text('{"n": 1}\n{"n": 2}\n{"n": 3, "url": "http://exa', encoding="utf-8")
-    assert read_manifest(path) == [{"n": 1}, {"n": 2}]
-
-
-def test_read_manifest_of_an_empty_file(tmp_path: Path):
-    path = tmp_path / MANIFEST_NAME
-    path.write_bytes(b"")
-    assert read_manifest(path) == []
-
-
-@pytest.mark.parametrize(
-    ("syncfs", "sync"),
-    [(True, True), (False, True), (True, False)],
-    ids=["syncfs", "fsync-per-file", "no-sync"],
-)
-def test_committer_moves_a_batch_into_place(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, syncfs: bool, sync: bool
-):
-    if not syncfs:  # a platform without syncfs: each file and folder is fsynced instead
-        monkeypatch.setattr(storage, "_SYNCFS", None)
-    out = tmp_path / "out"
-    committer = Committer(out, sync)
-    contents = [CONTENT, b"GIF89a other", CONTENT]  # the third is a copy of the first
-    for key, content in enumerate(contents):
-        sha = hashlib.sha256(content).hexdigest()
-        relative = image_relative_path("http://h.example/x", sha, "bin")
-        committer.stage(key, write_temporary(out, content), relative, len(content), sha)
-    staged = committer.take()
-    assert committer.take() == []  # taken once
-    assert all(item.temporary.exists() for item in staged)  # nothing moved before commit
-
-    handed_off = []  # what went to `blocking` (the downloader's threadpool)
-
-    def blocking(function, *args):  # type: ignore[no-untyped-def]
-        handed_off.append(function.__name__)
-        return function(*args)
-
-    assert committer.commit(staged, blocking) == {}
-    assert list((out / TMP_DIR).iterdir()) == []
-    stored = {path.read_bytes() for path in files_under(out)}
-    assert stored == {CONTENT, b"GIF89a other"}  # one file per distinct content
-    # Only the waits for the disk (syncs, the content check) are handed off; the
-    # renames stay in the caller.
-    if not sync:
-        assert handed_off == ["_check_staged"]
-    elif syncfs:
-        assert handed_off == ["sync_filesystem", "_check_staged", "sync_filesystem"]
-    else:
-        assert handed_off[0] == "sync_filesystem"
-        assert handed_off.count("fsync_path") >= len(contents)  # each file, then folders
-        assert set(handed_off) == {"sync_filesystem", "_check_staged", "fsync_path"}
-    assert committer.commit([]) == {}
-
-
-@pytest.mark.skipif(sys.platform != "linux", reason="syncfs is Linux's")
-def test_syncfs_is_found_on_linux_and_flushes_a_folder(tmp_path: Path):
-    assert storage._SYNCFS is not None
-    assert storage.sync_filesystem(tmp_path) is True
-    with pytest.raises(OSError):
-        storage.sync_filesystem(tmp_path / "missing")
-
-
-def test_committer_reports_the_files_it_could_not_store(tmp_path: Path):
-    out = tmp_path / "out"
-    committer = Committer(out)
-    blocked = image_relative_path("http://blocked.example/x", SHA, "png")
-    out.mkdir()
-    (out / blocked.parts[0]).write_bytes(b"a file where the host folder should be")
-    committer.stage(1, write_temporary(out), blocked, len(CONTENT), SHA)
-    good = image_relative_path("http://fine.example/x", SHA, "png")
-    committer.stage(2, write_temporary(out), good, len(CONTENT), SHA)
-
-    failed = committer.commit(committer.take())
-
-    assert list(failed) == [1] and failed[1].startswith("store_error: ")
-    assert (out / good).read_bytes() == CONTENT
-    assert list((out / TMP_DIR).iterdir()) == []  # the failed one's temporary is gone too
-
-
 def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path):
     import subprocess
 
@@ -270,26 +152,6 @@ def test_stale_temporaries_of_dead_processes_are_removed(tmp_path: Path):
     assert remove_stale_temporaries(out) == 1
     assert not Path(dead).exists()
     assert Path(mine.name).exists() and foreign.exists()
-
-
-def test_a_torn_last_manifest_line_is_cut_when_the_manifest_reopens(tmp_path: Path):
-    out = tmp_path / "out"
-    manifest = Manifest(out)
-    manifest.write({"url": "http://h/a.png"})
-    manifest.close()
-    with (out / MANIFEST_NAME).open("a") as handle:
-        handle.write('{"url": "http://h/b.p')  # a crash in the middle of a write
-
-    reopened = Manifest(out)
-    assert reopened.repaired
-    reopened.write({"url": "http://h/c.png"})
-    reopened.close()
-    assert [r["url"] for r in read_manifest(out / MANIFEST_NAME)] == [
-        "http://h/a.png",
-        "http://h/c.png",
-    ]
-    assert reopened.recent_urls() == {"http://h/a.png", "http://h/c.png"}
-    assert not Manifest(out).repaired
 
 
 # -- a full disk: every write checked, nothing half-written, nothing trusted blindly ----
@@ -352,31 +214,6 @@ def test_write_all_writes_again_after_a_short_write():
     target = ShortWrites()
     storage.write_all(target, CONTENT)  # type: ignore[arg-type]
     assert bytes(target.data) == CONTENT
-
-
-def test_a_line_file_never_keeps_half_a_batch_on_a_full_disk(tmp_path: Path):
-    path = tmp_path / "manifest.jsonl"
-    path.write_text('{"url": "first"}\n')
-    child = run_limited(
-        tmp_path,
-        path.stat().st_size + 100,
-        """
-        from crawler.storage import LineFile
-        lines = LineFile(folder / "manifest.jsonl")
-        try:
-            with lines.batch():
-                for number in range(50):
-                    lines.write_line('{"url": "u%03d"}' % number)
-        except OSError:
-            print("raised")
-        lines.write_line('{"url": "small"}')
-        lines.close()
-        """,
-    )
-    assert child.returncode == 0, child.stderr
-    assert child.stdout.split() == ["raised"]
-    # The batch that did not fit is gone whole; the next line that fits is there.
-    assert path.read_text().splitlines() == ['{"url": "first"}', '{"url": "small"}']
 
 
 def test_a_committed_file_is_checked_against_the_download(tmp_path: Path):

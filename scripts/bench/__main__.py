@@ -86,7 +86,7 @@ def generate_site(args: argparse.Namespace) -> tuple[Path, dict]:
     truth_file = site / "ground_truth.json"
     if not truth_file.exists():
         shutil.rmtree(site, ignore_errors=True)
-        argv = [str(args.project_bin / "python"), "-m", "crawler.demosite", "generate"]
+        argv = [str(args.project_bin / "python"), "-m", "crawler.demo.site", "generate"]
         argv += [str(site), "--pages", str(args.pages), "--images", str(args.images)]
         argv += ["--seed", str(args.seed), "--image-bytes", args.image_bytes]
         print(f"--- generating the site in {site} (once per set of parameters)", flush=True)

@@ -6,7 +6,7 @@ reference for "what a page shows", so this serves a fixture site (tests/browser_
 every markup kind and trap) on 127.0.0.1 and compares:
 
 * found: what our own code reports, walking the site breadth-first with
-  ``crawler.pages.fetch_page`` (style sheets included) from the fixture's index page;
+  ``crawler.web.pages.fetch_page`` (style sheets included) from the fixture's index page;
 * loaded: the image responses (200, ``image/*``) the server sent while headless
   Chromium rendered each visited page, one run at a time, at several viewports and
   pixel densities, so that every srcset candidate or ``<picture>`` branch some real
@@ -52,9 +52,9 @@ from lxml import etree
 from PIL import Image
 
 from crawler.config import load_config
-from crawler.demosite import LocalHTTPServer
-from crawler.pages import PageResult, StylesheetCache, fetch_page
+from crawler.demo.site import LocalHTTPServer
 from crawler.urls import host_of, normalize
+from crawler.web.pages import PageResult, StylesheetCache, fetch_page
 
 # A URL path's empty segment (``images//x.png``) is this folder on disk: a file system
 # has no empty names, and collapsing ``//`` would hide a crawler that collapses it too.

@@ -14,10 +14,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crawler.demosite import generate_site
-from crawler.progress import parse_line
-from crawler.storage import read_manifest
-from crawler.transport import BrokerClient
+from crawler.demo.site import generate_site
+from crawler.output.manifest import read_manifest
+from crawler.output.progress import parse_line
+from crawler.wire.manager_client import BrokerClient
 
 RUN_TIMEOUT = 120.0
 
@@ -125,7 +125,7 @@ class Cluster(Processes):
             [
                 sys.executable,
                 "-m",
-                "crawler.demosite",
+                "crawler.demo.site",
                 "serve",
                 str(self.tmp / "site"),
                 "--host",

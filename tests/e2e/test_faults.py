@@ -19,11 +19,12 @@ from pathlib import Path
 
 import pytest
 
-from crawler.fetch import FetchLimits, fetch_image
-from crawler.progress import parse_line
-from crawler.safehttp import AddressPolicy, make_session
-from crawler.storage import TMP_DIR, read_manifest, remove_stale_temporaries
-from tests.flaky_server import FlakyServer, png_for
+from crawler.download.fetch import FetchLimits, fetch_image
+from crawler.output.manifest import read_manifest
+from crawler.output.progress import parse_line
+from crawler.storage import TMP_DIR, remove_stale_temporaries
+from crawler.web.safehttp import AddressPolicy, make_session
+from tests.support.flaky_server import FlakyServer, png_for
 
 RETRY_AFTER = 2  # what the server asks for on 429 (delay-seconds) and 503 (HTTP-date)
 # Read timeout 1 s: a stall fails in 1 s, while a trickle (pieces every 0.125 s for 1.5 s)

@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from crawler.transport import HANDSHAKE_TIMEOUT
+from crawler.wire.manager_client import HANDSHAKE_TIMEOUT
 from tests.e2e.cluster import crawler_env, wait_for_text
-from tests.test_transport import SSH_BANNER, http_server, stranger
+from tests.wire.test_manager_client import SSH_BANNER, http_server, stranger
 
 START_UP = 30.0  # seconds two Python processes may take to start on a loaded machine
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from crawler.errors import AuthKeyError, CrawlerError
-from crawler.transport import BrokerClient
+from crawler.wire.manager_client import BrokerClient
 from tests.e2e.cluster import Cluster, wait_for_text
-from tests.test_transport import CreatesMarker
+from tests.wire.test_manager_client import CreatesMarker
 
 GARBAGE = b"GET / HTTP/1.1\r\nHost: harvester\r\n\r\n"
 WRONG_KEY = b"a-stranger-who-guessed-wrong"

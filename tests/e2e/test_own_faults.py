@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from crawler.progress import parse_line
-from crawler.storage import TMP_DIR, read_manifest
+from crawler.output.manifest import read_manifest
+from crawler.output.progress import parse_line
+from crawler.storage import TMP_DIR
 from tests.e2e.cluster import Cluster, wait_for_text
 from tests.e2e.conftest import needs_root
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from crawler.progress import parse_line
-from tests.hosts_server import HostBehaviour, Hosts
+from crawler.output.progress import parse_line
+from tests.support.hosts_server import HostBehaviour, Hosts
 
 IMAGES_PER_HOST = 24
 LIMIT = 4

@@ -1,5 +1,5 @@
 """The report as a browser shows it: headless Chromium opens the report of a hand-built
-output folder (tests.test_report.build_out: every image format, hostile strings).
+output folder (tests.output.test_report.build_out: every image format, hostile strings).
 
 One Chromium run, about a second, dumps the DOM after layout, logs the console to stderr
 and takes a screenshot; every test here reads that run. Without Chromium the tests fail,
@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 from PIL import Image, ImageChops
 
-from crawler.report import write_report
+from crawler.output.report import write_report
 from tests.browser_site.check import CHROMIUM_FLAGS
-from tests.test_report import BLUE, GREEN, MAGENTA, PLACEHOLDERS, RED, THUMBNAILS, build_out
+from tests.output.test_report import BLUE, GREEN, MAGENTA, PLACEHOLDERS, RED, THUMBNAILS, build_out
 
 REPORT_FLAGS = (
     *CHROMIUM_FLAGS,

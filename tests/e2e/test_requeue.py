@@ -12,10 +12,10 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from crawler.demosite import LocalHTTPServer
-from crawler.storage import read_manifest
+from crawler.demo.site import LocalHTTPServer
+from crawler.output.manifest import read_manifest
 from tests.e2e.cluster import Cluster, sha256_of
-from tests.flaky_server import png_for
+from tests.support.flaky_server import png_for
 
 
 def harvest_round(cluster: Cluster, name: str, seed: str, out: Path, *extra: str) -> str:

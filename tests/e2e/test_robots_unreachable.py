@@ -20,12 +20,12 @@ from pathlib import Path
 
 import pytest
 
-from crawler.demosite import generate_site
-from crawler.harvester import EXIT_NOTHING_FETCHED
-from crawler.progress import parse_line
-from crawler.storage import read_manifest
+from crawler.demo.site import generate_site
+from crawler.harvest.harvester import EXIT_NOTHING_FETCHED
+from crawler.output.manifest import read_manifest
+from crawler.output.progress import parse_line
 from tests.e2e.cluster import Cluster, free_port, wait_for_file
-from tests.test_failures import self_signed
+from tests.web.test_failures import self_signed
 
 __all__ = ["self_signed"]  # the fixture, shared with test_failures
 
@@ -33,14 +33,14 @@ QUICK_GIVE_UP = {"CRAWLER_HOST_DOWN_TIMEOUT": "0", "CRAWLER_MAX_ATTEMPTS": "3"} 
 
 
 def start_server(cluster: Cluster, name: str, folder: Path, port: int) -> Path:
-    """Serve ``folder`` on 127.0.0.1:``port`` as ``crawler.demosite serve`` does for a
+    """Serve ``folder`` on 127.0.0.1:``port`` as ``crawler.demo.site serve`` does for a
     user; returns its access log."""
     access_log = cluster.tmp / f"{name}-access.log"
     port_file = cluster.tmp / f"{name}.port"
     cluster.start(
         name,
         [
-            *(sys.executable, "-m", "crawler.demosite", "serve", str(folder)),
+            *(sys.executable, "-m", "crawler.demo.site", "serve", str(folder)),
             *("--host", "127.0.0.1", "--port", str(port), "--port-file", str(port_file)),
             *("--access-log", str(access_log)),
         ],

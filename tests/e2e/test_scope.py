@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from crawler.progress import parse_line
+from crawler.output.progress import parse_line
 
 
 def events(log_text: str, name: str) -> list[dict[str, str]]:

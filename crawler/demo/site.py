@@ -1,0 +1,669 @@
+"""Deterministic local demo web site: a generator plus a small static HTTP server.
+
+The demo script, the end-to-end tests and the benchmarks need a site whose every image,
+broken reference and duplicate is known in advance, without touching the network.
+`generate_site` writes such a site together with its ground truth; `serve` serves it on
+127.0.0.1.
+
+Usage:
+    python -m crawler.demo.site generate DIR [--pages N] [--images N] [--seed N]
+    python -m crawler.demo.site serve DIR [--host H] [--port P] [--port-file F] [--access-log F]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import posixpath
+import random
+import signal
+import socketserver
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from PIL import Image, ImageDraw
+
+PLACEHOLDER = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="
+EXTERNAL_URL = "http://example.invalid/page.html"
+TEXT_FILE = "/files/readme.txt"
+BROKEN_PAGES = ("/pages/missing-1.html",)
+BROKEN_IMAGES = ("/img/missing-1.png", "/img/missing-2.jpg", "/img/missing-3.gif")
+REREFERENCED_SHARE = 0.1
+
+
+@dataclass(frozen=True)
+class _Format:
+    pil: str  # Pillow format name, as Image.open(...).format reports it
+    directory: str
+    ext: str
+    mime: str
+    options: dict[str, Any]
+
+
+# Fixed encoder settings (and no metadata) keep the output byte-identical between runs.
+FORMATS = (
+    _Format("JPEG", "jpeg", ".jpg", "image/jpeg", {"quality": 85}),
+    _Format("PNG", "png", ".png", "image/png", {}),
+    _Format("GIF", "gif", ".gif", "image/gif", {}),
+    _Format("WEBP", "webp", ".webp", "image/webp", {"quality": 80, "method": 4}),
+)
+
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".json": "application/json",
+    **{f.ext: f.mime for f in FORMATS},
+}
+
+# Markup kinds in the order they are dealt out; weights give each kind a good share of images.
+MARKUP_CYCLE = ("img_src", "lazy", "link", "srcset", "img_src", "lazy", "link", "picture")
+BLOCK_SIZES = {"img_src": 1, "lazy": 1, "link": 1, "srcset": 3, "picture": 4}
+
+WORDS = ("harbor", "lantern", "meadow", "pixel", "orchard", "granite", "velvet", "comet", "ember")
+
+
+@dataclass
+class _Image:
+    path: str
+    data: bytes
+    fmt: _Format
+    width: int
+    height: int
+
+
+@dataclass
+class _Block:
+    """A group of image references rendered as one HTML fragment."""
+
+    kind: str
+    paths: list[str]
+    variant: int = 0  # picks between equivalent spellings (e.g. x vs w srcset descriptors)
+
+
+# ---------------------------------------------------------------- generation
+
+
+def generate_site(
+    root: Path,
+    *,
+    pages: int = 30,
+    images: int = 300,
+    seed: int = 1,
+    image_bytes: tuple[int, int] | None = None,
+) -> dict:
+    """Write the demo site under `root` and return its ground truth (also in ground_truth.json).
+
+    `pages` counts real HTML pages including /index.html; `images` counts image URL paths,
+    one of which is a byte-identical copy of another, so there are `images - 1` distinct
+    contents. `image_bytes` (low, high) makes each encoded image about a size drawn
+    uniformly from that range (the benchmark's 2-80 KB), by painting shapes over noise;
+    without it images are small drawings of a few hundred bytes. Existing files under
+    `root` are overwritten, never deleted.
+    """
+    if pages < 1 or images < 2:
+        raise ValueError("need pages >= 1 and images >= 2")
+    if image_bytes is not None and not 64 <= image_bytes[0] <= image_bytes[1]:
+        raise ValueError("image sizes need 64 <= low <= high bytes")
+    rng = random.Random(seed)
+    page_paths = ["/index.html"] + [f"/pages/p{n:03d}.html" for n in range(1, pages)]
+    all_images = _make_images(rng, images, image_bytes)
+    blocks = _deal_blocks(rng, [img.path for img in all_images])
+    placement = _place_blocks(rng, blocks, len(page_paths))
+    rerefs = _rereferences(rng, placement, len(page_paths))
+    html = _render_pages(rng, page_paths, placement, rerefs)
+
+    root.mkdir(parents=True, exist_ok=True)
+    for img in all_images:
+        _write(root, img.path, img.data)
+    for path, text in html.items():
+        _write(root, path, text.encode())
+    _write(root, TEXT_FILE, b"Demo site for the image crawler. Not an image, not a page.\n")
+
+    truth = _ground_truth(seed, page_paths, all_images, placement)
+    _write(root, "/ground_truth.json", (json.dumps(truth, indent=2) + "\n").encode())
+    return truth
+
+
+def _make_images(
+    rng: random.Random, count: int, image_bytes: tuple[int, int] | None = None
+) -> list[_Image]:
+    """Draw `count - 1` images with distinct contents, plus one copy of one of them."""
+    seen: set[bytes] = set()
+    made: list[_Image] = []
+    for n in range(1, count):
+        fmt = FORMATS[n % len(FORMATS)]
+        while True:
+            if image_bytes is None:
+                data, width, height = _draw(rng, fmt)
+            else:
+                data, width, height = _draw_sized(rng, fmt, rng.randint(*image_bytes))
+            digest = hashlib.sha256(data).digest()
+            if digest not in seen:
+                break
+        seen.add(digest)
+        made.append(_Image(f"/img/{fmt.directory}/i{n:04d}{fmt.ext}", data, fmt, width, height))
+    src = rng.choice(made)
+    copy_path = f"/img/copy/same-as-{posixpath.basename(src.path)}"
+    made.append(_Image(copy_path, src.data, src.fmt, src.width, src.height))
+    return made
+
+
+def _draw(rng: random.Random, fmt: _Format) -> tuple[bytes, int, int]:
+    """Render shapes and noise pixels on a random background and encode them in `fmt`."""
+    width, height = rng.randint(16, 200), rng.randint(16, 160)
+    img = Image.new("RGB", (width, height), _color(rng))
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randint(1, 4)):
+        xs = sorted(rng.randrange(width) for _ in range(2))
+        ys = sorted(rng.randrange(height) for _ in range(2))
+        shape = draw.rectangle if rng.random() < 0.5 else draw.ellipse
+        shape([xs[0], ys[0], xs[1], ys[1]], fill=_color(rng))
+    for _ in range(rng.randint(4, 12)):
+        img.putpixel((rng.randrange(width), rng.randrange(height)), _color(rng))
+    buf = io.BytesIO()
+    img.save(buf, format=fmt.pil, **fmt.options)
+    return buf.getvalue(), width, height
+
+
+# Encoded bytes per pixel of noise, a first guess that one re-encode corrects.
+_NOISE_BYTES_PER_PIXEL = {"JPEG": 1.6, "PNG": 3.0, "GIF": 1.2, "WEBP": 1.4}
+
+
+def _draw_sized(rng: random.Random, fmt: _Format, target: int) -> tuple[bytes, int, int]:
+    """An image of about `target` encoded bytes: shapes over seeded noise, whose area is
+    guessed from the format, then scaled once by how far the first encoding missed."""
+    ratio = rng.uniform(0.6, 1.6)  # width / height
+    pixels = target / _NOISE_BYTES_PER_PIXEL[fmt.pil]
+    noise_seed = rng.getrandbits(64)
+    shapes = [(_color(rng), rng.random() < 0.5, [rng.random() for _ in range(4)]) for _ in range(3)]
+    # GIF: noise drawn straight in palette indices (quantizing RGB noise is 30x slower).
+    mode, depth = ("P", 1) if fmt.pil == "GIF" else ("RGB", 3)
+    palette = random.Random(noise_seed).randbytes(768)
+    for _attempt in range(2):
+        width = max(8, round((pixels * ratio) ** 0.5))
+        height = max(8, round(pixels / width))
+        noise = random.Random(noise_seed).randbytes(width * height * depth)
+        img = Image.frombytes(mode, (width, height), noise)
+        if mode == "P":
+            img.putpalette(palette)
+        draw = ImageDraw.Draw(img)
+        for color, ellipse, (x0, x1, y0, y1) in shapes:
+            # Small shapes: they compress well and would pull the size below target.
+            box = [x0 * width, y0 * height, (x0 + 0.15 * x1) * width, (y0 + 0.15 * y1) * height]
+            fill = color[0] if mode == "P" else color
+            (draw.ellipse if ellipse else draw.rectangle)(box, fill=fill)
+        buf = io.BytesIO()
+        # WebP's fastest method: its default takes 30 ms on 40 KB of noise.
+        img.save(
+            buf,
+            format=fmt.pil,
+            **{**fmt.options, "method": 0} if fmt.pil == "WEBP" else fmt.options,
+        )
+        data = buf.getvalue()
+        pixels *= target / len(data)
+    return data, width, height
+
+
+def _color(rng: random.Random) -> tuple[int, int, int]:
+    return rng.randrange(256), rng.randrange(256), rng.randrange(256)
+
+
+def _deal_blocks(rng: random.Random, paths: list[str]) -> list[_Block]:
+    """Split shuffled image paths into markup blocks, cycling through the markup kinds."""
+    pool = paths[:]
+    rng.shuffle(pool)
+    blocks: list[_Block] = []
+    n = 0
+    while pool:
+        kind = MARKUP_CYCLE[n % len(MARKUP_CYCLE)]
+        if BLOCK_SIZES[kind] > len(pool):
+            kind = "img_src"
+        size = BLOCK_SIZES[kind]
+        blocks.append(_Block(kind, pool[:size], variant=n // len(MARKUP_CYCLE) % 2))
+        del pool[:size]
+        n += 1
+    return blocks
+
+
+def _place_blocks(rng: random.Random, blocks: list[_Block], n_pages: int) -> list[list[_Block]]:
+    """Spread blocks evenly over the pages, in shuffled order."""
+    order = blocks[:]
+    rng.shuffle(order)
+    placement: list[list[_Block]] = [[] for _ in range(n_pages)]
+    for i, block in enumerate(order):
+        placement[i % n_pages].append(block)
+    return placement
+
+
+def _rereferences(
+    rng: random.Random, placement: list[list[_Block]], n_pages: int
+) -> list[list[_Block]]:
+    """Reference ~10% of images again, always on a later page, so their first use stays primary."""
+    extra: list[list[_Block]] = [[] for _ in range(n_pages)]
+    candidates = [
+        (page, path)
+        for page, blocks in enumerate(placement[:-1])
+        for block in blocks
+        for path in block.paths
+    ]
+    n_images = sum(len(block.paths) for blocks in placement for block in blocks)
+    wanted = min(len(candidates), max(1, round(REREFERENCED_SHARE * n_images)))
+    for page, path in sorted(rng.sample(candidates, wanted)):
+        kind = rng.choice(("img_src", "lazy", "link"))
+        extra[rng.randrange(page + 1, n_pages)].append(_Block(kind, [path]))
+    return extra
+
+
+def _ground_truth(
+    seed: int, page_paths: list[str], all_images: list[_Image], placement: list[list[_Block]]
+) -> dict:
+    markup = {path: block.kind for blocks in placement for block in blocks for path in block.paths}
+    entries = [
+        {
+            "path": img.path,
+            "sha256": hashlib.sha256(img.data).hexdigest(),
+            "bytes": len(img.data),
+            "format": img.fmt.pil,
+            "width": img.width,
+            "height": img.height,
+            "markup": markup[img.path],
+        }
+        for img in sorted(all_images, key=lambda img: img.path)
+    ]
+    return {
+        "seed": seed,
+        "pages": page_paths,
+        "broken_pages": list(BROKEN_PAGES),
+        "images": entries,
+        "broken_images": list(BROKEN_IMAGES),
+        "distinct_contents": len({e["sha256"] for e in entries}),
+    }
+
+
+def _write(root: Path, url_path: str, data: bytes) -> None:
+    target = root / url_path.lstrip("/")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(data)
+
+
+# ---------------------------------------------------------------- HTML
+
+
+def _render_pages(
+    rng: random.Random,
+    page_paths: list[str],
+    placement: list[list[_Block]],
+    rerefs: list[list[_Block]],
+) -> dict[str, str]:
+    """Build the page graph: index -> sections -> leaves, plus home and neighbour links.
+
+    The last page also carries the odd links: a broken page, an external host, a text file
+    and the broken image references.
+    """
+    n_sections = max(1, round((len(page_paths) - 1) ** 0.5))
+    sections = page_paths[1 : 1 + n_sections]
+    leaves = page_paths[1 + n_sections :]
+    children: dict[str, list[str]] = {"/index.html": sections}
+    for i, leaf in enumerate(leaves):
+        children.setdefault(sections[i % len(sections)], []).append(leaf)
+
+    html: dict[str, str] = {}
+    for i, page in enumerate(page_paths):
+        u = _UrlMaker(rng, page)
+        links = [("Home", u("/index.html"))]
+        links += [(_title(p), u(p)) for p in children.get(page, [])]
+        if len(page_paths) > 1:
+            neighbour = page_paths[i + 1] if i + 1 < len(page_paths) else page_paths[1]
+            links.append(("Next: " + _title(neighbour), u(neighbour)))
+        body = [_block_html(block, u) for block in placement[i] + rerefs[i]]
+        if i == len(page_paths) - 1:
+            links += [("Lost page", u(BROKEN_PAGES[0])), ("Elsewhere", EXTERNAL_URL)]
+            links.append(("Read me", u(TEXT_FILE)))
+            body += _broken_images_html(u)
+        html[page] = _page_html(rng, _title(page), links, body)
+    return html
+
+
+class _UrlMaker:
+    """Spell a site path as root-relative or page-relative, at random, as real sites do."""
+
+    def __init__(self, rng: random.Random, page: str) -> None:
+        self.rng = rng
+        self.base = posixpath.dirname(page)
+
+    def __call__(self, path: str) -> str:
+        if self.rng.random() < 0.5:
+            return path
+        return posixpath.relpath(path, self.base)
+
+
+def _title(page: str) -> str:
+    name = posixpath.splitext(posixpath.basename(page))[0]
+    return "Demo home" if name == "index" else f"Demo page {name}"
+
+
+def _block_html(block: _Block, u: Callable[[str], str]) -> str:
+    urls = [u(p) for p in block.paths]
+    if block.kind == "img_src":
+        return f'<img src="{urls[0]}" alt="picture">'
+    if block.kind == "lazy":
+        return f'<img src="{PLACEHOLDER}" data-src="{urls[0]}" alt="lazy picture">'
+    if block.kind == "link":
+        return f'<a href="{urls[0]}">full size</a>'
+    if block.kind == "srcset":
+        if block.variant:
+            return (
+                f'<img src="{urls[0]}" srcset="{urls[1]} 320w, {urls[2]} 640w" '
+                f'sizes="(max-width: 600px) 320px, 640px" alt="responsive">'
+            )
+        return f'<img src="{urls[0]}" srcset="{urls[1]} 2x, {urls[2]} 3x" alt="responsive">'
+    mime = _content_type(block.paths[0])
+    return (
+        f'<picture><source srcset="{urls[0]}" type="{mime}">'
+        f'<source srcset="{urls[1]} 1x, {urls[2]} 2x" media="(min-width: 800px)">'
+        f'<img src="{urls[3]}" alt="art direction"></picture>'
+    )
+
+
+def _broken_images_html(u: Callable[[str], str]) -> list[str]:
+    first, second, third = BROKEN_IMAGES
+    return [
+        f'<img src="{u(first)}" alt="broken">',
+        f'<img src="{PLACEHOLDER}" data-src="{u(second)}" alt="broken lazy">',
+        f'<a href="{u(third)}">broken full size</a>',
+    ]
+
+
+def _page_html(
+    rng: random.Random, title: str, links: list[tuple[str, str]], body: list[str]
+) -> str:
+    nav = "\n".join(f'<li><a href="{href}">{text}</a></li>' for text, href in links)
+    text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30))).capitalize()
+    figures = "\n".join(f"<figure>{item}</figure>" for item in body)
+    return (
+        "<!DOCTYPE html>\n"
+        '<html lang="en">\n'
+        f'<head><meta charset="utf-8"><title>{title}</title></head>\n'
+        "<body>\n"
+        f"<h1>{title}</h1>\n"
+        f"<p>{text}.</p>\n"
+        f"<nav><ul>\n{nav}\n</ul></nav>\n"
+        f"<main>\n{figures}\n</main>\n"
+        "</body>\n"
+        "</html>\n"
+    )
+
+
+def _content_type(path: str) -> str:
+    return CONTENT_TYPES.get(posixpath.splitext(path)[1].lower(), "application/octet-stream")
+
+
+# ---------------------------------------------------------------- serving
+
+
+class LocalHTTPServer(ThreadingHTTPServer):
+    """A threaded test server on a local address, also the base of the tests' servers."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup of the host, which can stall."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+class DemoServer(LocalHTTPServer):
+    """Threaded static file server for a generated site, quiet except for its access log."""
+
+    def __init__(
+        self,
+        root: Path,
+        address: tuple[str, int],
+        access_log: Path | None,
+        image_delay: float = 0.0,
+    ) -> None:
+        self.root = root.resolve()
+        self.access_log = access_log
+        self.image_delay = image_delay
+        self._log_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def log_access(self, method: str, path: str, status: int, size: int) -> None:
+        if self.access_log is None:
+            return
+        with self._log_lock, self.access_log.open("a", encoding="utf-8") as f:
+            f.write(f"{method} {path} {status} {size}\n")
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up mid-response is normal for a crawler; stay quiet about it."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def close(self) -> None:
+        """Stop the serving thread and release the socket."""
+        self.shutdown()
+        self.server_close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
+    timeout = 60  # drop idle keep-alive connections eventually
+    # Headers and body go out in two writes; with Nagle on, the body waits for the
+    # client's delayed ACK (~40 ms per response on a keep-alive connection).
+    disable_nagle_algorithm = True
+    server: DemoServer
+
+    def do_GET(self) -> None:
+        self._respond(with_body=True)
+
+    def do_HEAD(self) -> None:
+        self._respond(with_body=False)
+
+    def _respond(self, *, with_body: bool) -> None:
+        status, body, ctype = self._lookup()
+        if self.server.image_delay and ctype.startswith("image/"):
+            time.sleep(self.server.image_delay)  # models a slow network or server
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        # Log before the body goes out, so a client that has read the response can
+        # count on finding its request in the log.
+        self.server.log_access(self.command, self.path, status, len(body) if with_body else 0)
+        if with_body:
+            self.wfile.write(body)
+
+    def _lookup(self) -> tuple[int, bytes, str]:
+        """Map the request path to a file under root; refuse anything that could escape it."""
+        path = unquote(urlsplit(self.path).path)
+        parts = [p for p in path.split("/") if p]
+        if ".." in parts or "\x00" in path:
+            return 403, b"forbidden\n", CONTENT_TYPES[".txt"]
+        target = self.server.root.joinpath(*parts)
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.resolve().is_relative_to(self.server.root):
+            return 403, b"forbidden\n", CONTENT_TYPES[".txt"]
+        if not target.is_file():
+            return 404, b"not found\n", CONTENT_TYPES[".txt"]
+        return 200, target.read_bytes(), _content_type(target.name)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request stderr lines; the access log replaces them."""
+
+
+def serve(
+    root: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_log: Path | None = None,
+    image_delay: float = 0.0,
+) -> DemoServer:
+    """Serve `root` from a daemon thread; `server_address` has the real port, `close()` stops.
+
+    `image_delay` seconds are added before each image response.
+    """
+    server = DemoServer(root, (host, port), access_log, image_delay)
+    # A short poll interval keeps close() fast; shutdown() waits for the next poll.
+    loop = threading.Thread(target=server.serve_forever, args=(0.05,), name="demosite", daemon=True)
+    loop.start()
+    return server
+
+
+# ---------------------------------------------------------------- command line
+
+
+class _Stop(Exception):
+    """Raised from the signal handler to leave the serving loop cleanly."""
+
+
+def _raise_stop(signum: int, frame: object) -> None:
+    raise _Stop
+
+
+def _cmd_generate(args: argparse.Namespace) -> int:
+    truth = generate_site(
+        args.dir,
+        pages=args.pages,
+        images=args.images,
+        seed=args.seed,
+        image_bytes=args.image_bytes,
+    )
+    print(
+        f"generated {args.dir}: {len(truth['pages'])} pages, {len(truth['images'])} images "
+        f"({truth['distinct_contents']} distinct), {len(truth['broken_pages'])} broken pages, "
+        f"{len(truth['broken_images'])} broken images"
+    )
+    return 0
+
+
+def _cmd_serve(args: argparse.Namespace) -> int:
+    # Handlers first, so a signal arriving during start-up still ends quietly.
+    signal.signal(signal.SIGTERM, _raise_stop)
+    signal.signal(signal.SIGINT, _raise_stop)
+    server = None
+    try:
+        server = serve(args.dir, args.host, args.port, args.access_log, args.image_delay)
+        host, port = server.server_address[:2]
+        if args.port_file:
+            tmp = args.port_file.with_name(args.port_file.name + ".tmp")
+            tmp.write_text(f"{port}\n")
+            os.replace(tmp, args.port_file)
+        print(f"serving http://{host}:{port}/", flush=True)
+        while True:
+            signal.pause()
+    except _Stop:
+        return 0
+    finally:
+        if server is not None:
+            server.close()
+
+
+def compare_with_truth(truth: dict, site_url: str, out: Path) -> list[str]:
+    """Problems found comparing a crawl's manifest and files with the ground truth."""
+    base = site_url.rstrip("/")
+    records = {}
+    with (out / "manifest.jsonl").open(encoding="utf-8") as handle:
+        for line in handle:
+            record = json.loads(line)
+            records[record["url"]] = record
+    problems = []
+    for image in truth["images"]:
+        record = records.get(base + image["path"])
+        if record is None or record["outcome"] != "stored":
+            problems.append(f"not stored: {image['path']}")
+            continue
+        stored = out / record["path"]
+        if (
+            not stored.is_file()
+            or hashlib.sha256(stored.read_bytes()).hexdigest() != image["sha256"]
+        ):
+            problems.append(f"wrong or missing file for {image['path']}: {stored}")
+    for path in truth["broken_images"]:
+        record = records.get(base + path)
+        if record is None or record["status"] != 404:
+            problems.append(f"broken image not reported as 404: {path}")
+    return problems
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    truth = json.loads((args.dir / "ground_truth.json").read_text())
+    problems = compare_with_truth(truth, args.site_url, args.out)
+    for problem in problems[:20]:
+        print(f"  {problem}")
+    total = len(truth["images"])
+    print(
+        f"checked against the ground truth: {total - len(problems)}/{total} demo images stored "
+        f"with the right sha256, {len(truth['broken_images'])} broken links reported as 404"
+        if not problems
+        else f"checked against the ground truth: {len(problems)} problems"
+    )
+    return 0 if not problems else 1
+
+
+def _byte_range(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    if not (low.isdigit() and high.isdigit()) or not 64 <= int(low) <= int(high):
+        raise argparse.ArgumentTypeError(
+            f"want LOW-HIGH bytes with 64 <= LOW <= HIGH, not {text!r}"
+        )
+    return int(low), int(high)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m crawler.demo.site", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    gen = sub.add_parser("generate", help="write the demo site and its ground truth")
+    gen.add_argument("dir", type=Path)
+    gen.add_argument("--pages", type=int, default=30)
+    gen.add_argument("--images", type=int, default=300)
+    gen.add_argument("--seed", type=int, default=1)
+    gen.add_argument(
+        "--image-bytes",
+        type=_byte_range,
+        metavar="LOW-HIGH",
+        help="encoded size of each image drawn from this range, e.g. 2000-80000",
+    )
+    gen.set_defaults(func=_cmd_generate)
+
+    srv = sub.add_parser("serve", help="serve a generated site until SIGTERM/SIGINT")
+    srv.add_argument("dir", type=Path)
+    srv.add_argument("--host", default="127.0.0.1")
+    srv.add_argument("--port", type=int, default=0)
+    srv.add_argument("--port-file", type=Path)
+    srv.add_argument("--access-log", type=Path)
+    srv.add_argument("--image-delay", type=float, default=0.0, metavar="SECONDS")
+    srv.set_defaults(func=_cmd_serve)
+
+    check = sub.add_parser("check", help="compare a crawl's output with the ground truth")
+    check.add_argument("dir", type=Path, help="the generated site")
+    check.add_argument("site_url", help="the URL the site was served at")
+    check.add_argument("out", type=Path, help="the crawl's output folder")
+    check.set_defaults(func=_cmd_check)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

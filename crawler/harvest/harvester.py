@@ -1,0 +1,753 @@
+"""The harvester node: crawl pages, queue image tasks, serve them, record the results.
+
+One main loop owns all state. Page fetching and parsing run in a small thread pool so
+that the loop (and the manager's server threads answering downloaders) never wait on
+a slow page. The loop ends when no page is left to fetch and every task is final;
+then leases answer ``done`` and the harvester waits (``linger_seconds`` at most) for
+the connected downloaders to hear it before it exits.
+
+Everything the crawl knows lives in SQLite under ``--state`` (``state.py``): stopped
+by a signal or killed, the harvester started again with the same state resumes where
+it was. The first SIGINT/SIGTERM stops it cleanly (exit 0, resumable); a second one
+exits at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sqlite3
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from typing import IO, Any
+
+from crawler.broker.broker import Broker, Task, counted_attempts, final_record
+from crawler.broker.politeness import Politeness, parse_host_rule
+from crawler.broker.state import DATABASE_NAME, CrawlState, lock_state, unwritable_is_a_state_error
+from crawler.config import Config, parse_address
+from crawler.crashpoints import crash_point
+from crawler.errors import ConfigError, OtherCrawl
+from crawler.harvest.parsing import PageParser
+from crawler.harvest.scope import Scope
+from crawler.output.manifest import MANIFEST_NAME, Manifest
+from crawler.output.progress import ProgressLog
+from crawler.urls import host_of, normalize
+from crawler.web.pages import PageResult, StylesheetCache, check_robots, fetch_page, fetch_robots
+from crawler.web.retries import next_try_in, tries_allowed
+from crawler.web.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
+from crawler.wire.manager_server import BrokerServer
+
+LOOP_TICK = 0.1
+
+# Exit codes of ``crawler harvest`` (the README lists them). 2 is a usage or config
+# error and 4 a state folder of another crawl (``errors.OtherCrawl``); a signal gives
+# 128 + its number: 130 for Ctrl-C, 143 for SIGTERM, as shells expect.
+EXIT_FINISHED = 0  # finished, at least one page fetched
+EXIT_NOTHING_FETCHED = 3  # finished without fetching a single page: every seed failed
+EXIT_STORAGE = 5  # stopped: the harvester could not write its state, manifest or log
+EXIT_AT_ONCE = 130
+
+
+def check_seeds(seeds: list[str]) -> list[str]:
+    """Normalized seed URLs; a seed that is not an http(s) URL is a user error."""
+    normalized = []
+    for seed in seeds:
+        url = normalize(seed)
+        if url is None:
+            raise ConfigError(f"seed is not an http(s) URL: {seed!r}")
+        normalized.append(url)
+    if not normalized:
+        raise ConfigError("give at least one seed URL")
+    return normalized
+
+
+class HarvesterStorageFailed(Exception):
+    """The harvester could not write its state, manifest or log (a full disk, say)."""
+
+
+def storage_failure(exc: BaseException) -> str | None:
+    """Why ``exc`` is a failure to write the harvester's own files, or None if it is not.
+
+    SQLite says "database or disk is full", "disk I/O error" or "attempt to write a
+    readonly database"; file writes raise ``OSError``.
+    """
+    if isinstance(exc, sqlite3.OperationalError):
+        text = str(exc)
+        if any(word in text for word in ("full", "disk I/O", "readonly", "unable to open")):
+            return text
+        return None
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.strerror or str(exc)
+    return None
+
+
+MAX_DEFERRED_PAGES = 1000
+
+
+def politeness_from_config(config: Config) -> Politeness:
+    settings = config.politeness
+    return Politeness(
+        concurrency=settings.host_concurrency,
+        delay=settings.host_delay,
+        rules=tuple(parse_host_rule(rule) for rule in settings.host_limits),
+        down_timeout=settings.host_down_timeout,
+    )
+
+
+def host_fields(hosts: list[dict[str, Any]]) -> dict[str, str | None]:
+    """Per-host state in two logfmt fields: ``busy`` (in flight/limit) and ``throttled``
+    (paused seconds left, current delay, 429/503 count, down)."""
+    busy = ",".join(f"{h['host']}={h['in_flight']}/{h['limit']}" for h in hosts if h["in_flight"])
+    throttled = ",".join(
+        f"{h['host']}=paused:{h['paused']}s;delay:{h['delay']}s;429/503:{h['throttled']}"
+        + (";down" if h["down"] else "")
+        for h in hosts
+        if h["paused"] or h["throttled"] or h["down"]
+    )
+    return {"busy": busy or None, "throttled": throttled or None}
+
+
+def _page_outcome(page: PageResult) -> tuple[int | None, str | None]:
+    """A page result as the politeness feedback reads results: (status, error)."""
+    return (None, "connection_error") if page.unreachable else (page.status, page.error)
+
+
+class Harvester:
+    def __init__(self, config: Config, seeds: list[str], authkey: bytes) -> None:
+        self.config = config
+        self.crawl = config.crawl
+        self.seeds = check_seeds(seeds)
+        self.authkey = authkey
+        self.scope = Scope(self.crawl, self.seeds)
+        self.deferred: list[tuple[str, int]] = []  # taken pages whose host had no slot
+        self.delay_known: set[str] = set()
+        self._hosts_logged = False  # hosts whose Crawl-delay the broker has
+        self.images_left_out = 0  # new image URLs beyond max_images, this run
+        self.in_flight: dict[Future[PageResult], str] = {}
+        self.totals = {"pages": 0, "page_errors": 0, "stored": 0, "failed": 0, "bytes": 0}
+        self._stored_at_last_totals = 0
+        self.stopping = False
+        self.stop_signal: int | None = None
+        self.robots = (
+            RobotsCache(self.crawl.user_agent, lambda url: fetch_robots(url, self.crawl))
+            if self.crawl.obey_robots
+            else None
+        )
+        self.sheets = StylesheetCache(self.crawl, self.robots)
+
+    def run(self) -> int:
+        """Crawl until every page and image is done or a signal stops it; returns the
+        exit code (see ``EXIT_*``)."""
+        address = parse_address(self.config.queue.listen, "listen")
+        lock = self._open_state()
+        if self.state.finished:
+            print(
+                f"crawl already finished (state in {self.config.output.state_dir}): "
+                + self.summary(None),
+                flush=True,
+            )
+            code = self._finished_code()
+            self.state.close()
+            lock.close()
+            return code
+        queue = self.config.queue
+        self.broker = Broker(
+            queue.lease_seconds,
+            queue.max_attempts,
+            queue.node_timeout,
+            db=self.state.tasks_db,
+            politeness=politeness_from_config(self.config),
+            user_agent=self.crawl.user_agent,
+            address_policy={
+                "allow_private": self.crawl.allow_private,
+                "allow_networks": list(self.crawl.allow_networks),
+            },
+        )
+        try:
+            server = BrokerServer(self.broker, address, self.authkey)
+            self._open_outputs()
+        except BaseException:
+            self.state.close()
+            if self.state.is_new:  # a start that failed leaves no crawl behind
+                self.state.remove()
+            lock.close()
+            raise
+        previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            return self._serve_and_crawl(server)
+        except HarvesterStorageFailed as exc:
+            print(
+                f"harvester: error: cannot write the crawl's files in "
+                f"{self.config.output.out_dir} ({exc}); stopped: make room and run the "
+                "same command again to resume",
+                file=sys.stderr,
+                flush=True,
+            )
+            return EXIT_STORAGE
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+            server.stop()
+            for close in (self.manifest.close, self.log.close, self.state.close, lock.close):
+                with contextlib.suppress(OSError, sqlite3.Error):
+                    close()  # on a full disk the last lines may not fit: the resume redoes them
+
+    def _serve_and_crawl(self, server: BrokerServer) -> int:
+        started = time.monotonic()
+        try:
+            server.start()
+            self._start_log(server)
+            self.parser = PageParser(self.crawl.parse_processes)
+            with ThreadPoolExecutor(self.crawl.page_workers, "page") as pages:
+                try:
+                    self._crawl(pages)
+                finally:
+                    if self.stopping or self.broker.storage_fault:
+                        pages.shutdown(wait=False, cancel_futures=True)
+                    self.parser.close()
+            elapsed = time.monotonic() - started
+            if self.stopping:
+                self._record_updates()
+                self.log.event("crawl_stopped", signal=self.stop_signal, **self.totals)
+                print(
+                    f"harvester: stopped by {signal.Signals(self.stop_signal or 2).name}; "
+                    "run the same command again to resume",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return 128 + (self.stop_signal or signal.SIGINT)
+            self._linger()
+            self.state.mark_finished()
+            self._log_totals(elapsed)
+            self.log.event(
+                "crawl_finished",
+                seconds=round(elapsed, 2),
+                images_left_out=self.images_left_out or None,
+                **self.totals,
+            )
+            print(self.summary(elapsed), flush=True)
+            return self._finished_code()
+        except (OSError, sqlite3.Error) as exc:
+            reason = storage_failure(exc)
+            if reason is None:
+                raise
+            raise HarvesterStorageFailed(reason) from exc
+
+    def _finished_code(self) -> int:
+        return EXIT_FINISHED if self.state.frontier.count("done") else EXIT_NOTHING_FETCHED
+
+    def _stop(self, signum: int, _frame: Any) -> None:
+        """First signal: stop taking work and leave resumable state. Second: exit now."""
+        if self.stopping:
+            os._exit(EXIT_AT_ONCE)
+        self.stopping = True
+        self.stop_signal = signum
+        print("harvester: stopping (again to quit at once)", file=sys.stderr, flush=True)
+
+    def _open_state(self) -> IO[str]:
+        """Lock the state folder and open (or resume) the crawl database."""
+        out = self.config.output.out_dir
+        state_dir = self.config.output.state_dir
+        with unwritable_is_a_state_error(out):
+            manifest_path = out / MANIFEST_NAME
+            has_state = (state_dir / DATABASE_NAME).exists()
+            if not has_state and manifest_path.exists() and manifest_path.stat().st_size > 0:
+                raise OtherCrawl(
+                    f"{manifest_path} holds an earlier crawl whose state is not in "
+                    f"{state_dir}; choose another --out or move it away"
+                )
+            lock = lock_state(state_dir)
+            self.state = CrawlState(state_dir, self.seeds)
+        return lock
+
+    def _open_outputs(self) -> None:
+        with unwritable_is_a_state_error(self.config.output.out_dir):
+            self.manifest = Manifest(self.config.output.out_dir)
+            self.log = ProgressLog(self.config.output.log_path)
+
+    def _start_log(self, server: BrokerServer) -> None:
+        frontier = self.state.frontier
+        self.pages_begun = frontier.count("done", "failed", "skipped")
+        self.totals.update(
+            pages=frontier.count("done"),
+            page_errors=frontier.count("failed"),
+            stored=self.broker.counts()["stored"],
+            failed=self.broker.counts()["failed"],
+            bytes=self.state.stored_bytes(),
+        )
+        self._stored_at_last_totals = self.totals["stored"]
+        if self.state.resumed:
+            self.log.event(
+                "crawl_resumed",
+                seeds=" ".join(self.seeds),
+                listen=self.config.queue.listen,
+                repaired_manifest=self.manifest.repaired or None,
+                **self.totals,
+            )
+            self._record_missing_manifest_lines()
+        else:
+            self.log.event(
+                "crawl_started",
+                seeds=" ".join(self.seeds),
+                listen=self.config.queue.listen,
+                robots="obeyed" if self.robots else "ignored",
+            )
+        print(
+            f"harvester: {'resumed; ' if self.state.resumed else ''}serving tasks on "
+            f"{server.address[0]}:{server.address[1]}; "
+            f"progress log {self.config.output.log_path}",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    def _record_missing_manifest_lines(self) -> None:
+        """Tasks that finished just before a crash may lack their manifest line."""
+        unrecorded = self.broker.unrecorded()
+        if not unrecorded:
+            return
+        offset = self.broker.recorded_manifest_bytes()
+        present = (
+            self.manifest.recent_urls() if offset is None else self.manifest.urls_after(offset)
+        )
+        with self.manifest.batch():
+            for task in unrecorded:
+                if task.url not in present:
+                    self._record_task(task)
+        self.broker.mark_recorded(unrecorded, self.manifest.size())
+
+    # -- the main loop -------------------------------------------------------------
+
+    def _crawl(self, pages: ThreadPoolExecutor) -> None:
+        last_totals = last_maintained = time.monotonic()
+        while not self.stopping:
+            self._start_pages(pages)
+            if self.in_flight:
+                finished, _ = wait(self.in_flight, timeout=LOOP_TICK, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    del self.in_flight[future]
+                    page = future.result()
+                    self.broker.release_page_slot(host_of(page.url), *_page_outcome(page))
+                    self._handle_page(page)
+            else:
+                # Woken by the next result batch: the manifest follows the nodes at once,
+                # and the crawl's end is seen when its last result arrives.
+                self.broker.wait_for_updates(LOOP_TICK)
+            if self.broker.storage_fault is not None:  # a node's call could not be stored
+                raise self.broker.storage_fault
+            now = time.monotonic()
+            if now - last_maintained >= LOOP_TICK:
+                self.broker.maintain()
+                last_maintained = now
+            self._record_updates()
+            if now - last_totals >= self.config.output.totals_interval:
+                self._log_totals(now - last_totals)
+                last_totals = now
+            if not self.in_flight and self._pages_exhausted() and self.broker.all_final():
+                self.broker.close()
+                return
+
+    def _page_budget(self) -> float:
+        """Pages that may still be started (``max_pages`` counts every page begun)."""
+        if not self.crawl.max_pages:
+            return float("inf")
+        return self.crawl.max_pages - self.pages_begun
+
+    def _image_budget(self) -> float:
+        """New image URLs that may still be queued (``max_images`` counts every URL)."""
+        if not self.crawl.max_images:
+            return float("inf")
+        return max(0, self.crawl.max_images - self.broker.counts()["tasks"])
+
+    def _pages_exhausted(self) -> bool:
+        """No page is left to start (pages waiting for another try count as left), and
+        no image waits for its host's robots.txt: held images are decided before the
+        crawl ends, whatever the budgets."""
+        if not self.state.held.empty():
+            return False
+        if self._page_budget() <= 0 or self._image_budget() <= 0:
+            return True
+        return not self.deferred and not self.state.frontier.count("queued")
+
+    def _start_pages(self, pages: ThreadPoolExecutor) -> None:
+        """Start pages while workers are free, each only when its host has a slot
+        (pages count against the same per-host limits as the downloaders' requests),
+        and the robots.txt checks of held images that are due."""
+        now = time.monotonic()
+        room = self._start_robots_checks(
+            pages, self.crawl.page_workers * 2 - len(self.in_flight), now
+        )
+        if room <= 0 or self._image_budget() <= 0:
+            return
+        want = int(min(room, self._page_budget() - len(self.deferred)))
+        if want > 0 and len(self.deferred) < MAX_DEFERRED_PAGES:
+            self.deferred += self._not_waiting_for_robots(self.state.frontier.take(want, now), now)
+        waiting = []
+        for url, depth in self.deferred:
+            granted, start_in = (
+                (False, None) if room <= 0 else self.broker.take_page_slot(host_of(url))
+            )
+            if not granted:
+                waiting.append((url, depth))
+                continue
+            room -= 1
+            self.pages_begun += 1
+            future = pages.submit(self._fetch_page, url, depth, start_in)
+            self.in_flight[future] = url
+        self.deferred = waiting
+        self.broker.set_page_hosts({host_of(url) for url, _ in waiting})
+
+    def _not_waiting_for_robots(
+        self, taken: list[tuple[str, int]], now: float
+    ) -> list[tuple[str, int]]:
+        """The pages of ``taken`` that may start; a page whose host's robots.txt could not
+        be read goes back to the frontier until that robots.txt's next try (RFC 9309:
+        complete disallow meanwhile), which costs it no try of its own."""
+        if self.robots is None:
+            return taken
+        ready = []
+        for url, depth in taken:
+            failure = self.robots.failure(url)
+            if failure is not None and failure.retry_at > now:
+                self.state.frontier.requeue(url, failure.retry_at)
+            else:
+                ready.append((url, depth))
+        return ready
+
+    def _start_robots_checks(self, pages: ThreadPoolExecutor, room: int, now: float) -> int:
+        """Check again, in the page threads, the robots.txt of held images that are due
+        (a robots.txt read meanwhile decides them at once, and so does a run that
+        ignores robots.txt); returns the room left."""
+        checking = set(self.in_flight.values())
+        for robots in self.state.held.due(now):
+            if room <= 0:
+                break
+            if robots in checking:
+                continue
+            if self.robots is None:
+                self._release_held(robots, None)
+                continue
+            failure = self.robots.failure(robots)
+            if self.robots.has_rules(robots):
+                self._decide_held(robots, now)
+            elif failure is not None and failure.retry_at > now:
+                self.state.held.postpone(robots, failure.retry_at)
+            else:
+                granted, start_in = self.broker.take_page_slot(host_of(robots))
+                if granted:
+                    future = pages.submit(self._check_robots, robots, start_in)
+                    self.in_flight[future] = robots
+                    room -= 1
+        return room
+
+    def _fetch_page(self, url: str, depth: int, start_in: float | None) -> PageResult:
+        if start_in:
+            time.sleep(start_in)
+        return fetch_page(url, depth, self.crawl, self.robots, self.sheets, self.parser.parse)
+
+    def _check_robots(self, robots: str, start_in: float | None) -> PageResult:
+        if start_in:
+            time.sleep(start_in)
+        assert self.robots is not None  # checks start only when robots.txt is obeyed
+        return check_robots(robots, self.robots)
+
+    def _handle_page(self, page: PageResult) -> None:
+        if page.robots_only:
+            self._decide_held(page.url, time.monotonic())
+            return
+        frontier = self.state.frontier
+        if page.final_url and page.final_url != page.url:
+            if page.depth == 0:  # a seed that redirects (http -> https, say) moves the scope
+                self.scope.add_host(page.final_url)
+            frontier.mark_seen(page.final_url)
+        if page.is_image:
+            frontier.finish(page.url, "skipped")
+            if self.scope.image_allowed(page.url):
+                self._queue_images([(page.url, page.url, "link")], page.url)
+            return
+        if page.retryable and self._try_page_again(page):
+            return
+        if page.error in ("not_html", DISALLOWED):
+            frontier.finish(page.url, "skipped")
+            if page.depth == 0 and page.error == DISALLOWED:
+                print(
+                    f"harvester: seed {page.url} is disallowed by robots.txt "
+                    "(--ignore-robots to crawl it anyway)",
+                    file=sys.stderr,
+                )
+            reason = "robots.txt" if page.error == DISALLOWED else page.content_type
+            self.log.event("page_skipped", url=page.url, reason=reason)
+            return
+        if page.error:
+            frontier.finish(page.url, "failed")
+            if page.depth == 0:  # a seed: the user should hear about it at once
+                print(f"harvester: seed {page.url} failed: {page.error}", file=sys.stderr)
+            self.totals["page_errors"] += 1
+            self.log.event("page_failed", url=page.url, status=page.status, error=page.error)
+            return
+        self.totals["pages"] += 1
+        images = [ref for ref in page.images if self.scope.image_allowed(ref.url)]
+        links = page.links + ([] if self.crawl.obey_nofollow else page.nofollow_links)
+        self.log.event(
+            "page_fetched",
+            url=page.url,
+            status=page.status,
+            depth=page.depth,
+            images=len(images),
+            links=len(links),
+            off_host_images=len(page.images) - len(images) or None,
+            nofollow_links=(len(page.nofollow_links) if self.crawl.obey_nofollow else 0) or None,
+            truncated=page.truncated or None,
+        )
+        self._learn_crawl_delays([page.url, *(ref.url for ref in images)])
+        # Tasks first, then the page is done: a crash in between re-fetches the page,
+        # and the image URLs it queues again are de-duplicated.
+        self._queue_images([(ref.url, page.url, ref.kind) for ref in images], page.url)
+        refused = [(ref.url, page.url, ref.kind) for ref in page.refused_images]
+        self.broker.add_refused(refused, DISALLOWED)
+        self._hold_images(
+            [
+                (ref.url, page.url, ref.kind)
+                for ref in page.held_images
+                if self.scope.image_allowed(ref.url)
+            ]
+        )
+        if page.depth < self.crawl.max_depth:
+            frontier.add_many(
+                [(link, page.depth + 1) for link in links if self.scope.page_allowed(link)]
+            )
+        frontier.finish(page.url, "done")
+
+    def _try_page_again(self, page: PageResult) -> bool:
+        """Put a page that failed for a passing reason back in the frontier, due after
+        a pause (``failures.next_try_in``: 1, 2, 4 ... 120 s; ``host_down_timeout`` long
+        for a host that gives no answer or a robots.txt that cannot be read, else
+        ``max_attempts`` tries). False when its tries are used up: it fails for good.
+        The tries are counted in the state, so restarts do not renew them."""
+        failures = self.state.frontier.record_failure(page.url)
+        long_wait = page.unreachable or (page.error or "").startswith(UNREACHABLE)
+        settings = (self.config.queue.max_attempts, self.config.politeness.host_down_timeout)
+        pause = next_try_in(failures, long_wait, *settings)
+        if pause is None:
+            return False
+        self.state.frontier.requeue(page.url, time.monotonic() + pause)
+        self.pages_begun -= 1  # begun again when it is taken again
+        self.log.event(
+            "page_retry", url=page.url, error=page.error, failures=failures, retry_in=pause
+        )
+        if page.depth == 0 and failures == 1:
+            print(
+                f"harvester: seed {page.url} failed: {page.error}; trying it again "
+                f"({tries_allowed(long_wait, *settings)} tries at most)",
+                file=sys.stderr,
+            )
+        return True
+
+    def _hold_images(self, items: list[tuple[str, str, str]]) -> None:
+        """Hold images whose host's robots.txt could not be read, in the state, until
+        it is checked again (``_decide_held``)."""
+        by_robots: dict[str, list[tuple[str, str, str]]] = {}
+        for item in items:
+            by_robots.setdefault(robots_url(item[0]), []).append(item)
+        for robots, held in by_robots.items():
+            failure = self.robots.failure(robots) if self.robots else None
+            due = failure.retry_at if failure is not None else 0.0
+            if self.state.held.hold(robots, held, due):
+                reason = failure.reason if failure is not None else None
+                self.log.event("images_held", robots=robots, images=len(held), error=reason)
+
+    def _decide_held(self, robots: str, now: float) -> None:
+        """After a check of ``robots``: its held images are queued or refused once it has
+        been read; after a failed read they wait for its next try, and once
+        ``failures.tries_allowed`` reads have failed (as for a page of a host that gives no
+        answer), or at once for a failure trying again cannot help (a TLS failure), they
+        are final failures ``robots_unreachable: REASON``, each with its manifest line."""
+        assert self.robots is not None
+        failure = self.robots.failure(robots)
+        if failure is None:
+            self._release_held(robots, None)
+            return
+        checks = self.state.held.record_failed_check(robots, failure.retry_at)
+        settings = (self.config.queue.max_attempts, self.config.politeness.host_down_timeout)
+        if failure.retryable and checks < tries_allowed(True, *settings):
+            retry_in = round(failure.retry_at - now, 1)
+            self.log.event(
+                "robots_retry",
+                robots=robots,
+                error=failure.reason,
+                checks=checks,
+                retry_in=retry_in,
+            )
+            return
+        self._release_held(robots, f"{UNREACHABLE}: {failure.reason}")
+
+    def _release_held(self, robots: str, error: str | None) -> None:
+        """Queue or refuse the images held for a robots.txt now read (``error`` None), or
+        record them as failed with ``error``; each batch is let go only once recorded."""
+        released = 0
+        while batch := self.state.held.batch(robots):
+            if error is None:
+                verdicts = [
+                    self.robots.cached_verdict(url) if self.robots else ALLOWED
+                    for url, _, _ in batch
+                ]
+                allowed = [item for item, v in zip(batch, verdicts, strict=True) if v == ALLOWED]
+                refused = [item for item, v in zip(batch, verdicts, strict=True) if v != ALLOWED]
+                self._learn_crawl_delays([url for url, _, _ in allowed[:1]])
+                self._queue_images(allowed)
+                self.broker.add_refused(refused, DISALLOWED)
+            else:
+                self.broker.add_refused(batch, error)
+            self.state.held.release(robots, [url for url, _, _ in batch])
+            released += len(batch)
+        self.log.event("images_released", robots=robots, images=released, error=error)
+
+    def _learn_crawl_delays(self, urls: list[str]) -> None:
+        """Pass each new host's robots.txt Crawl-delay to the broker before its tasks
+        are queued (the rules were fetched already, to check the URLs; a host whose
+        robots.txt could not be read yet is learnt once it has been)."""
+        if self.robots is None:
+            return
+        for url in urls:
+            host = host_of(url)
+            if host not in self.delay_known and self.robots.has_rules(url):
+                self.delay_known.add(host)
+                delay = self.robots.crawl_delay(url)
+                if delay:
+                    self.broker.set_crawl_delay(host, delay)
+                    self.log.event("crawl_delay", host=host, seconds=delay)
+
+    def _queue_images(self, items: list[tuple[str, str, str]], page: str | None = None) -> None:
+        budget = self._image_budget()
+        added, left_out = self.broker.add_tasks(items, budget)
+        with self.log.batch():
+            for task in added:
+                self.log.event("queued", url=task.url, page=task.page, kind=task.kind)
+        if left_out:
+            if not self.images_left_out:
+                self.log.event("image_limit_reached", max_images=self.crawl.max_images)
+            self.images_left_out += left_out
+            self.log.event("images_left_out", page=page, count=left_out)
+
+    # -- results -------------------------------------------------------------------
+
+    def _record_updates(self) -> None:
+        finished, events = self.broker.take_updates()
+        # One flush of each file per batch: a line per image flushed one by one was a
+        # fifth of the harvester's time. The broker's watermark below is written only
+        # after the flush, so a crash loses no line the database thinks recorded.
+        crash_point("before_manifest")  # the tasks are final in the database only
+        with self.log.batch(), self.manifest.batch():
+            for name, fields in events:
+                self.log.event(name, **fields)
+            for task in finished:
+                self._record_task(task)
+                self._count_task(task)
+        if finished:
+            crash_point("after_manifest")  # their lines are written, the watermark is not
+            self.broker.mark_recorded(finished, self.manifest.size())
+            crash_point("after_state")
+
+    def _count_task(self, task: Task) -> None:
+        if task.state == "stored":
+            self.totals["stored"] += 1
+            self.totals["bytes"] += (task.result or {}).get("bytes") or 0
+        else:
+            self.totals["failed"] += 1
+
+    def _record_task(self, task: Task) -> None:
+        """Manifest line and log event for a final task (the totals are counted apart:
+        at a resume they come from the database)."""
+        if task.line is not None:
+            self.manifest.write_line(task.line)
+        else:  # read back from the database at a resume
+            self.manifest.write(final_record(task))
+        result = task.result or {}
+        if task.state == "stored":
+            self.log.event(
+                "stored",
+                url=task.url,
+                bytes=result.get("bytes"),
+                node=result.get("node"),
+                path=result.get("path"),
+                elapsed=result.get("elapsed"),
+            )
+        else:
+            self.log.event(
+                "failed",
+                url=task.url,
+                status=result.get("status"),
+                error=result.get("error"),
+                node=result.get("node"),
+                attempts=counted_attempts(task),
+            )
+
+    def _log_totals(self, interval: float) -> None:
+        counts = self.broker.counts()
+        rate = (self.totals["stored"] - self._stored_at_last_totals) / interval if interval else 0.0
+        self._stored_at_last_totals = self.totals["stored"]
+        self.log.event(
+            "totals",
+            pages=self.totals["pages"],
+            page_errors=self.totals["page_errors"],
+            frontier=self.state.frontier.count("queued") + len(self.in_flight),
+            queued=counts["tasks"],
+            leased=counts["leased"],
+            waiting=counts["waiting"],
+            stored=self.totals["stored"],
+            failed=self.totals["failed"],
+            bytes=self.totals["bytes"],
+            nodes=counts["nodes"],
+            images_per_s=round(rate, 1),
+        )
+        self.broker.set_crawl_info(
+            {
+                "seeds": " ".join(self.seeds),
+                "pages": self.totals["pages"],
+                "page_errors": self.totals["page_errors"],
+                "frontier": self.state.frontier.count("queued") + len(self.in_flight),
+                "bytes": self.totals["bytes"],
+                "images_per_s": round(rate, 1),
+                "images_left_out": self.images_left_out,
+                "stopping": self.stopping,
+            }
+        )
+        hosts = self.broker.host_snapshot()
+        if hosts or self._hosts_logged:  # an empty one says the last busy host is done
+            self.log.event("hosts", **host_fields(hosts))
+        self._hosts_logged = bool(hosts)
+
+    def _linger(self) -> None:
+        """Give connected downloaders up to ``linger_seconds`` to hear that work is done
+        and say goodbye."""
+        deadline = time.monotonic() + self.config.queue.linger_seconds
+        while time.monotonic() < deadline and self.broker.counts()["nodes"]:
+            time.sleep(LOOP_TICK)
+            self.broker.maintain()
+            self._record_updates()
+        self._record_updates()
+
+    def summary(self, elapsed: float | None) -> str:
+        """One line of figures; ``elapsed`` None for a crawl that finished earlier."""
+        frontier = self.state.frontier
+        counts = dict(
+            self.state.pages_db.execute("SELECT state, COUNT(*) FROM tasks GROUP BY state")
+        )
+        stored, failed = counts.get("stored", 0), counts.get("failed", 0)
+        ended = (
+            "crawl finished"
+            if frontier.count("done")
+            else "crawl ended without fetching a page (every seed failed)"
+        )
+        line = (
+            f"{ended}: {frontier.count('done')} pages ({frontier.count('failed')} failed), "
+            f"{sum(counts.values())} images found, {stored} stored, {failed} failed, "
+            f"{self.state.stored_bytes() / 1e6:.1f} MB"
+        )
+        if self.images_left_out:
+            line += f", {self.images_left_out} more image URLs left out (max_images)"
+        if elapsed is None:
+            return line
+        rate = self.totals["stored"] / elapsed if elapsed > 0 else 0.0
+        return f"{line}, {elapsed:.1f} s, {rate:.1f} images/s"

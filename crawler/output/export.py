@@ -1,0 +1,127 @@
+"""The manifest as a table: one row per image URL, as CSV or JSON Lines.
+
+Rows carry the manifest's fields in a fixed order (``COLUMNS``), with the image's
+dimensions filled in from the stored file when an older manifest lacks them, and
+``file``: the absolute path of the stored file when it exists. The manifest is streamed,
+so a manifest of any length is exported in constant memory. ``report`` reads the
+manifest with the same helpers.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, TextIO
+
+from PIL import Image
+
+from crawler.errors import ConfigError, StateError
+from crawler.output.manifest import MANIFEST_NAME, ManifestRecords
+from crawler.web.verify import PILLOW_FAILURES
+
+# The CSV header and the key order of each JSON line; a field the manifest lacks is
+# empty (CSV) or null (JSON).
+COLUMNS = (
+    "url",
+    "page",
+    "kind",
+    "outcome",
+    "status",
+    "error",
+    "attempts",
+    "bytes",
+    "content_type",
+    "width",
+    "height",
+    "sha256",
+    "path",
+    "file",
+    "node",
+    "elapsed",
+)
+FORMATS = ("csv", "jsonl")
+
+
+def manifest_records(out: Path, action: str) -> ManifestRecords:
+    """The manifest of OUT, or a StateError saying there is nothing to ``action``."""
+    path = out / MANIFEST_NAME
+    if not path.is_file():
+        raise StateError(f"no {MANIFEST_NAME} in {out}: nothing to {action}")
+    return ManifestRecords(path)
+
+
+def stored_file(out: Path, relative: Any) -> str | None:
+    """The absolute path of the stored file a record's ``path`` names, if it exists.
+
+    Storage writes only plain relative paths under OUT (no symlinks); refusing absolute
+    paths and ``..`` keeps a hand-edited manifest from pointing anywhere else. Plain
+    strings and one ``stat``, as this runs once per record.
+    """
+    if not isinstance(relative, str) or not relative or relative.startswith("/"):
+        return None
+    if ".." in relative.split("/"):
+        return None
+    candidate = os.path.join(os.path.abspath(out), relative)
+    return candidate if os.path.isfile(candidate) else None
+
+
+def image_size(path: str) -> tuple[int, int] | None:
+    """Width and height from the file's header (pixels are not decoded), or None."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(path) as image:
+                return image.size
+    except (*PILLOW_FAILURES, Image.DecompressionBombError):
+        return None
+
+
+def export_row(out: Path, record: dict[str, Any]) -> dict[str, Any]:
+    """A manifest record as an export row: ``COLUMNS`` in order, dimensions joined."""
+    row = {column: record.get(column) for column in COLUMNS}
+    file = stored_file(out, record.get("path")) if record.get("outcome") == "stored" else None
+    row["file"] = file
+    if file and (row["width"] is None or row["height"] is None):
+        size = image_size(file)
+        if size:
+            row["width"], row["height"] = size
+    return row
+
+
+def export_manifest(out: Path, fmt: str, dest: TextIO | Path | None) -> int:
+    """Write every manifest record of OUT as ``fmt`` (csv or jsonl); rows written.
+
+    ``dest`` is an open text stream, a file to create, or None for standard output.
+    """
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    records = manifest_records(out, "export")
+    if dest is None:
+        return _write_rows(out, records, fmt, sys.stdout)
+    if isinstance(dest, Path):
+        try:
+            handle = dest.open("w", encoding="utf-8", newline="")
+        except OSError as error:
+            raise ConfigError(f"cannot write {dest}: {error.strerror}") from error
+        with handle:
+            return _write_rows(out, records, fmt, handle)
+    return _write_rows(out, records, fmt, dest)
+
+
+def _write_rows(out: Path, records: ManifestRecords, fmt: str, handle: TextIO) -> int:
+    writer = csv.writer(handle) if fmt == "csv" else None
+    if writer:
+        writer.writerow(COLUMNS)
+    count = 0
+    for record in records:
+        row = export_row(out, record)
+        if writer:
+            writer.writerow(row.values())
+        else:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        count += 1
+    return count

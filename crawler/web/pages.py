@@ -1,0 +1,269 @@
+"""Fetch one HTML page and extract what it references (runs in the harvester's page threads).
+
+Whatever a server sends, this returns a ``PageResult``, never raises: a hostile page
+must not take the harvester down. A page whose host gave no answer, or whose
+robots.txt could not be read, is ``retryable``: the harvester tries it again later.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import requests
+
+from crawler.config import CrawlConfig
+from crawler.errors import BadEncoding, UnsafeTarget
+from crawler.urls import host_of, normalize, resolve
+from crawler.web.css import import_urls, stylesheet_image_urls
+from crawler.web.extract import ImageRef, PageContent, extract_page
+from crawler.web.failures import describe_request_error
+from crawler.web.retries import is_no_answer
+from crawler.web.robots import (
+    DISALLOWED,
+    ROBOTS_MAX_BYTES,
+    UNREACHABLE,
+    RobotsCache,
+    RobotsFailure,
+    RobotsResponse,
+    robots_url,
+)
+from crawler.web.safehttp import AddressPolicy, body_chunks, make_session, open_url
+from crawler.web.verify import sniff_image_type
+
+HTML_TYPES = ("text/html", "application/xhtml+xml")
+PAGE_POOL_SIZE = 4
+
+
+@dataclass
+class PageResult:
+    url: str
+    depth: int
+    final_url: str | None = None
+    status: int | None = None
+    content_type: str = ""
+    error: str | None = None
+    truncated: bool = False
+    is_image: bool = False
+    images: list[ImageRef] = field(default_factory=list)
+    refused_images: list[ImageRef] = field(default_factory=list)  # robots.txt says no
+    held_images: list[ImageRef] = field(default_factory=list)  # robots.txt unreadable yet
+    links: list[str] = field(default_factory=list)
+    nofollow_links: list[str] = field(default_factory=list)
+    unreachable: bool = False  # the host gave no answer at all
+    retryable: bool = False  # worth another try later (no answer, robots.txt unreadable)
+    robots_only: bool = False  # not a page: ``check_robots`` of url, a robots.txt
+
+
+_local = threading.local()
+
+
+def _session(config: CrawlConfig) -> requests.Session:
+    """One Session per page thread and policy: connection reuse without sharing across
+    threads, and never a session made for another address policy or User-Agent."""
+    sessions: dict = _local.__dict__.setdefault("sessions", {})
+    policy = AddressPolicy.from_config(config)
+    key = (policy, config.user_agent)
+    if key not in sessions:
+        sessions[key] = make_session(PAGE_POOL_SIZE, config.user_agent, policy)
+    return sessions[key]
+
+
+MAX_STYLESHEET_BYTES = 2 * 1024 * 1024
+MAX_IMPORT_DEPTH = 4
+
+
+class StylesheetCache:
+    """Image URLs of each style sheet, fetched once per crawl and shared by the page
+    threads; ``@import`` is followed (same host, a few levels, no cycles)."""
+
+    def __init__(self, config: CrawlConfig, robots: RobotsCache | None) -> None:
+        self.config = config
+        self.robots = robots
+        self._images: dict[str, list[str]] = {}
+        self._lock = threading.Lock()
+
+    def image_urls(self, url: str, visiting: frozenset[str] = frozenset()) -> list[str]:
+        with self._lock:
+            if url in self._images:
+                return self._images[url]
+        css = self._fetch(url)
+        images = [u for u in (resolve(url, ref) for ref in stylesheet_image_urls(css)) if u]
+        if len(visiting) < MAX_IMPORT_DEPTH:
+            for imported in (resolve(url, ref) for ref in import_urls(css)):
+                if imported and imported not in visiting and host_of(imported) == host_of(url):
+                    images += self.image_urls(imported, visiting | {url})
+        with self._lock:
+            self._images[url] = images
+        return images
+
+    def _fetch(self, url: str) -> str:
+        """The sheet's text; empty when it is missing, refused or not CSS."""
+        if self.robots is not None and not self.robots.allowed(url):
+            return ""
+        try:
+            status, mime, body = _get_small(url, self.config, MAX_STYLESHEET_BYTES)
+        except (UnsafeTarget, requests.RequestException):
+            return ""
+        if status >= 400 or mime not in ("", "text/css", "text/plain"):
+            return ""
+        return body.decode("utf-8", errors="replace")
+
+
+def _open(url: str, config: CrawlConfig) -> requests.Response:
+    """GET ``url`` as a checked stream with the page settings; the caller closes it."""
+    return open_url(_session(config), url, config.page_timeout, config.max_redirects)
+
+
+def _get_small(url: str, config: CrawlConfig, limit: int) -> tuple[int, str, bytes]:
+    """GET at most ``limit`` bytes of ``url``: (status, lower-case MIME type, body)."""
+    with _open(url, config) as response:
+        mime = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        return response.status_code, mime, _read_limited(response, limit)
+
+
+def fetch_robots(url: str, config: CrawlConfig) -> RobotsResponse:
+    """GET a robots.txt: its status and body, or no status and why it could not be read.
+
+    A host we may not contact at all counts as having none: the page fetch that
+    follows then reports the real reason (``blocked_address``). So do redirect loops
+    (RFC 9309 lets a crawler take them for a missing file); a body we cannot decode
+    is a file we cannot read.
+    """
+    try:
+        status, _mime, body = _get_small(url, config, ROBOTS_MAX_BYTES)
+    except BadEncoding as exc:
+        return RobotsResponse(None, b"", f"{exc.code}: {exc}")
+    except UnsafeTarget:
+        return RobotsResponse(404)
+    except requests.RequestException as exc:
+        return RobotsResponse(None, b"", *describe_request_error(exc))
+    return RobotsResponse(status, body)
+
+
+def check_robots(url: str, robots: RobotsCache) -> PageResult:
+    """Read the robots.txt of ``url``'s host again if its next try is due (for images
+    held on it), as a ``robots_only`` result the harvester's page loop takes: its
+    ``error`` and ``unreachable`` say what a page of the host would have met."""
+    page = PageResult(url=robots_url(url), depth=0, robots_only=True)
+    failure = robots.judge(url)[1]
+    if failure is not None:
+        _note_unreadable_robots(page, failure)
+    return page
+
+
+def _note_unreadable_robots(page: PageResult, failure: RobotsFailure) -> None:
+    page.error = f"{UNREACHABLE}: {failure.reason}"
+    page.retryable = failure.retryable
+    page.unreachable = failure.no_answer  # so politeness pauses the host, as for a page
+
+
+def fetch_page(
+    url: str,
+    depth: int,
+    config: CrawlConfig,
+    robots: RobotsCache | None = None,
+    stylesheets: StylesheetCache | None = None,
+    parse: Callable[[bytes, str, str | None], PageContent] = extract_page,
+) -> PageResult:
+    """GET a page (at most ``max_page_bytes`` of it) and extract images and links.
+
+    A response that is an image (a link without an image extension) is flagged so the
+    harvester queues it as an image; other non-HTML responses are skipped. With
+    ``robots``, a disallowed page is not fetched, and disallowed images are set apart;
+    while the robots.txt of the page's host cannot be read the page is not fetched
+    (``robots_unreachable``, retryable unless it is a TLS failure), and images on such
+    hosts are ``held_images``.
+    ``parse`` is ``extract_page`` or its stand-in (the harvester's ``PageParser``
+    runs it in worker processes).
+    """
+    page = PageResult(url=url, depth=depth)
+    verdict, failure = (None, None) if robots is None else robots.judge(url)
+    if verdict == DISALLOWED:
+        page.error = DISALLOWED
+        return page
+    if failure is not None:
+        _note_unreadable_robots(page, failure)
+        return page
+    try:
+        with _open(url, config) as response:
+            page.status = response.status_code
+            page.final_url = normalize(response.url) or url
+            page.content_type = response.headers.get("Content-Type", "")
+            mime = page.content_type.split(";")[0].strip().lower()
+            if response.status_code >= 400:
+                page.error = f"http_{response.status_code}"
+                return page
+            if mime.startswith("image/"):
+                page.is_image = True
+                return page
+            if mime and mime not in HTML_TYPES:
+                page.error = "not_html"
+                return page
+            body = _read_limited(response, config.max_page_bytes)
+            page.truncated = len(body) >= config.max_page_bytes
+    except UnsafeTarget as exc:
+        page.error = f"{exc.code}: {exc}"
+        return page
+    except requests.RequestException as exc:
+        page.error, page.retryable = describe_request_error(exc)
+        # No answer at all (refused, reset, timed out): politeness pauses such a host.
+        page.unreachable = page.status is None and is_no_answer(page.error)
+        return page
+    if _looks_binary(body):
+        page.error = "not_html"
+        return page
+    try:
+        content = parse(body, page.final_url, page.content_type)
+    except Exception as exc:  # hostile markup must not stop the crawl
+        page.error = f"parse_error: {type(exc).__name__}"
+        return page
+    page.images, page.links = content.images, content.links
+    page.nofollow_links = content.nofollow_links
+    if stylesheets is not None:
+        page.images += _stylesheet_images(content, page.final_url or url, stylesheets)
+    if robots is not None:
+        verdicts = [robots.verdict(ref.url) for ref in page.images]
+        found = list(zip(page.images, verdicts, strict=True))
+        page.refused_images = [ref for ref, verdict in found if verdict == DISALLOWED]
+        page.held_images = [ref for ref, verdict in found if verdict == UNREACHABLE]
+        page.images = [ref for ref, verdict in found if verdict not in (DISALLOWED, UNREACHABLE)]
+    return page
+
+
+def _stylesheet_images(
+    content: PageContent, page_url: str, stylesheets: StylesheetCache
+) -> list[ImageRef]:
+    """Images from the page's own-host style sheets that the page did not name itself."""
+    seen = {ref.url for ref in content.images}
+    found = []
+    for sheet in content.stylesheets:
+        if host_of(sheet) != host_of(page_url):
+            continue
+        for image in stylesheets.image_urls(sheet):
+            if image not in seen:
+                seen.add(image)
+                found.append(ImageRef(image, "stylesheet"))
+    return found
+
+
+def _looks_binary(body: bytes) -> bool:
+    """An image or binary junk served as (or without) text/html."""
+    head = body[:1024]
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return False  # UTF-16 text has NUL bytes and a byte order mark
+    if b"\x00" in head:
+        return True
+    sniffed = sniff_image_type(head)
+    return sniffed is not None and sniffed[1] != "svg"
+
+
+def _read_limited(response: requests.Response, limit: int) -> bytes:
+    chunks, size = [], 0
+    for chunk in body_chunks(response):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size >= limit:
+            break
+    return b"".join(chunks)[:limit]

@@ -1,0 +1,179 @@
+"""Fetching a page with its style sheets, against a real server on 127.0.0.1."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from crawler.config import CrawlConfig
+from crawler.demo.site import serve as serve_files
+from crawler.web.css import import_urls
+from crawler.web.pages import StylesheetCache, check_robots, fetch_page, fetch_robots
+from crawler.web.robots import RobotsCache
+from tests.e2e.cluster import free_port
+from tests.web.test_failures import self_signed, serve
+
+__all__ = ["self_signed", "serve"]  # fixtures shared with test_failures
+
+CONFIG = CrawlConfig(allow_private=True)
+
+FILES = {
+    "a/page.html": (
+        '<html><head><link rel="stylesheet" href="../css/main.css">'
+        '<link rel="alternate stylesheet" href="../css/alt.css">'
+        '<link rel="stylesheet" href="../css/missing.css"></head>'
+        '<body><img src="../img/inline.png"></body></html>'
+    ),
+    "a/other.html": '<link rel="stylesheet" href="/css/main.css"><p>same sheet again</p>',
+    "css/main.css": (
+        '@import url("parts/more.css");\n'
+        ".hero { background: url(../img/hero.png) }\n"
+        '.logo { background-image: url("/img/inline.png") }\n'
+        "@font-face { font-family: x; src: url(../fonts/x.svg#x) format('svg') }\n"
+        ".gone { background: url(../img/overridden.png); background: linear-gradient(red, blue) }"
+    ),
+    "css/parts/more.css": '@import "../main.css";\n.card { background: url(card.png) }',
+    "css/alt.css": ".x { background: url(../img/alternate.png) }",
+}
+
+
+@pytest.fixture
+def site(tmp_path: Path):
+    for name, text in FILES.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    server = serve_files(tmp_path, access_log=tmp_path / "access.log")
+    yield server
+    server.close()
+
+
+def test_images_of_linked_and_imported_style_sheets_are_found(site, tmp_path):
+    sheets = StylesheetCache(CONFIG, robots=None)
+    page = fetch_page(site.url + "a/page.html", 0, CONFIG, stylesheets=sheets)
+    assert page.error is None
+    base = site.url.rstrip("/")
+    assert sorted((ref.url, ref.kind) for ref in page.images) == [
+        (base + "/css/parts/card.png", "stylesheet"),  # from the @import-ed sheet
+        (base + "/img/hero.png", "stylesheet"),
+        (base + "/img/inline.png", "img_src"),  # named by the page too: the page's kind
+    ]
+    again = fetch_page(site.url + "a/other.html", 0, CONFIG, stylesheets=sheets)
+    assert {ref.url for ref in again.images} == {
+        base + "/css/parts/card.png",
+        base + "/img/hero.png",
+        base + "/img/inline.png",
+    }
+    gets = [line.split()[1] for line in (tmp_path / "access.log").read_text().splitlines()]
+    assert gets.count("/css/main.css") == 1, "each sheet is fetched once per crawl"
+    assert gets.count("/css/parts/more.css") == 1
+    assert "/css/alt.css" not in gets, "alternate style sheets are not applied"
+
+
+def test_without_a_stylesheet_cache_no_sheet_is_fetched(site, tmp_path):
+    page = fetch_page(site.url + "a/page.html", 0, CONFIG)
+    assert [ref.kind for ref in page.images] == ["img_src"]
+    gets = (tmp_path / "access.log").read_text()
+    assert ".css" not in gets
+
+
+def test_import_urls():
+    css = (
+        '@import url("a.css"); @import \'b.css\' screen; /* @import "no.css"; */'
+        " @import url(c.css);"
+    )
+    assert import_urls(css) == ["a.css", "b.css", "c.css"]
+
+
+def test_a_host_that_does_not_answer_is_unreachable_and_a_404_is_not(site):
+    nobody = f"http://127.0.0.1:{free_port()}/page.html"
+    down = fetch_page(nobody, 0, CONFIG)
+    assert (down.error, down.unreachable) == ("connection_error: connection refused", True)
+    assert down.retryable, "the harvester tries such a page again later"
+    missing = fetch_page(site.url + "nothing.html", 0, CONFIG)
+    assert (missing.error, missing.unreachable, missing.retryable) == ("http_404", False, False)
+
+
+def robots_cache() -> RobotsCache:
+    return RobotsCache(CONFIG.user_agent, lambda url: fetch_robots(url, CONFIG))
+
+
+def test_a_self_signed_page_is_a_final_tls_error(serve, self_signed):
+    def tls(conn) -> None:
+        with self_signed.wrap_socket(conn, server_side=True) as wrapped:
+            wrapped.recv(65536)
+
+    url = serve(tls, "https")
+    page = fetch_page(url, 0, CONFIG)
+    assert page.error == "tls_error: certificate verify failed: self-signed certificate"
+    assert (page.retryable, page.unreachable) == (False, False), "not a host that is down"
+    behind = fetch_page(url, 0, CONFIG, robots_cache())
+    assert behind.error == "robots_unreachable: " + page.error, "its robots.txt cannot be read"
+    assert (behind.retryable, behind.unreachable) == (False, False), "and will not be"
+
+
+def answer_503(requests_seen: list[bytes]):
+    def answer(conn) -> None:
+        requests_seen.append(conn.recv(65536).split(b"\r\n")[0])
+        conn.sendall(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    return answer
+
+
+def test_a_page_whose_robots_txt_cannot_be_read_is_not_fetched_and_not_disallowed(serve):
+    seen: list[bytes] = []
+    url = serve(answer_503(seen))
+    page = fetch_page(url, 0, CONFIG, robots_cache())
+    assert (page.error, page.retryable, page.unreachable) == (
+        "robots_unreachable: http_503",
+        True,
+        False,
+    )
+    assert seen == [b"GET /robots.txt HTTP/1.1"], "only the robots.txt was asked for"
+    down = fetch_page(f"http://127.0.0.1:{free_port()}/page.html", 0, CONFIG, robots_cache())
+    assert down.error == "robots_unreachable: connection_error: connection refused"
+    assert down.retryable and down.unreachable, "politeness pauses a host that gives no answer"
+
+
+def test_images_on_a_host_whose_robots_txt_cannot_be_read_are_held(tmp_path, serve):
+    seen: list[bytes] = []
+    cdn = serve(answer_503(seen)).removesuffix("/x")
+    (tmp_path / "robots.txt").write_text("User-agent: *\nDisallow: /private/\n")
+    (tmp_path / "page.html").write_text(
+        f'<img src="{cdn}/a.png"><img src="/own.png"><img src="/private/no.png">'
+    )
+    server = serve_files(tmp_path)
+    try:
+        page = fetch_page(server.url + "page.html", 0, CONFIG, robots_cache())
+    finally:
+        server.close()
+    assert page.error is None
+    assert [ref.url for ref in page.held_images] == [cdn + "/a.png"]
+    assert [ref.url for ref in page.images] == [server.url + "own.png"]
+    assert [ref.url for ref in page.refused_images] == [server.url + "private/no.png"]
+    assert seen == [b"GET /robots.txt HTTP/1.1"], "the held image itself is not fetched"
+
+
+def test_check_robots_reads_a_robots_txt_again_only_when_its_try_is_due(serve):
+    seen: list[bytes] = []
+    url = serve(answer_503(seen))
+    robots = robots_cache()
+    first = check_robots(url, robots)
+    assert first.robots_only and first.url == url.removesuffix("x") + "robots.txt"
+    assert (first.error, first.unreachable) == ("robots_unreachable: http_503", False)
+    assert check_robots(url, robots).error == first.error and len(seen) == 1, "within the pause"
+
+
+def test_a_robots_txt_that_cannot_be_decoded_is_unreadable(serve):
+    def bad_gzip(conn) -> None:
+        conn.recv(65536)
+        conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: 4\r\n\r\nnope")
+
+    response = fetch_robots(serve(bad_gzip), CONFIG)
+    assert response.status is None and response.error.startswith("bad_encoding: ")
+    assert fetch_robots(f"http://127.0.0.1:{free_port()}/robots.txt", CONFIG) == (
+        None,
+        b"",
+        "connection_error: connection refused",
+        True,
+    )

@@ -1,0 +1,96 @@
+"""The address policy (pure) and the redirect/encoding rules of crawler.web.safehttp."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+
+import gevent.socket
+import pytest
+
+from crawler.config import CrawlConfig, load_config
+from crawler.errors import ConfigError
+from crawler.web.safehttp import AddressPolicy, _pool_classes
+
+PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "1.1.1.1"]
+NOT_PUBLIC = [
+    "127.0.0.1",
+    "127.8.9.10",
+    "10.1.2.3",
+    "172.16.0.1",
+    "172.31.255.254",
+    "192.168.1.1",
+    "169.254.169.254",
+    "100.64.0.1",
+    "0.0.0.0",
+    "224.0.0.1",
+    "239.255.255.250",
+    "255.255.255.255",
+    "::1",
+    "::",
+    "fe80::1",
+    "fe80::1%eth0",
+    "fc00::1",
+    "fd12:3456::1",
+    "ff02::1",
+    "::ffff:127.0.0.1",
+    "::ffff:10.0.0.1",
+    "::ffff:169.254.169.254",
+]
+
+
+@pytest.mark.parametrize("address", PUBLIC)
+def test_public_addresses_are_allowed(address):
+    assert AddressPolicy().allows(address)
+
+
+@pytest.mark.parametrize("address", NOT_PUBLIC)
+def test_non_public_addresses_are_refused_by_default(address):
+    assert not AddressPolicy().allows(address)
+
+
+@pytest.mark.parametrize("address", NOT_PUBLIC + PUBLIC)
+def test_allow_private_allows_everything(address):
+    assert AddressPolicy(allow_private=True).allows(address)
+
+
+def test_allowed_networks_open_only_themselves():
+    policy = AddressPolicy(allowed_networks=(ipaddress.ip_network("10.1.0.0/16"),))
+    assert policy.allows("10.1.200.3")
+    assert policy.allows("::ffff:10.1.0.9")
+    assert not policy.allows("10.2.0.1")
+    assert not policy.allows("127.0.0.1")
+    assert policy.allows("93.184.216.34")
+
+
+def test_policy_from_config():
+    config = CrawlConfig(allow_networks=("127.0.0.2/32", "fd00::/8"))
+    policy = AddressPolicy.from_config(config)
+    assert policy.allows("127.0.0.2") and policy.allows("fd00::5")
+    assert not policy.allows("127.0.0.1")
+
+
+def test_a_bad_network_in_the_config_names_the_key():
+    with pytest.raises(ConfigError, match="CRAWLER_ALLOW_NETWORKS"):
+        load_config(environ={"CRAWLER_ALLOW_NETWORKS": "10.0.0.0/8,not-a-net"})
+
+
+@pytest.mark.parametrize("socketpair", [socket.socketpair, gevent.socket.socketpair])
+def test_a_pooled_connection_is_reused_only_while_its_peer_is_silent(socketpair):
+    """Both paths of the reuse check (a peek on the socket gevent wraps, urllib3's own
+    for plain sockets): idle is reusable; bytes no request asked for, or the peer's
+    close, are not; the check consumes nothing."""
+    connection_class = _pool_classes(AddressPolicy())["http"].ConnectionCls
+    ours, peer = socketpair()
+    connection = connection_class("images.example", 80)
+    connection.sock = ours
+    assert connection.is_connected
+    peer.sendall(b"x")
+    assert not connection.is_connected
+    assert ours.recv(1) == b"x"
+    assert connection.is_connected
+    peer.close()
+    assert not connection.is_connected
+    ours.close()
+    connection.sock = None
+    assert not connection.is_connected

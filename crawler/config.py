@@ -116,6 +116,9 @@ class QueueConfig:
     node_timeout: float = _setting(30.0, _positive, "must be > 0")
     linger_seconds: float = _setting(10.0, _not_negative, "must be >= 0")
     authkey_file: str = ""
+    max_connections: int = _setting(256, _positive, "must be > 0")
+    handshake_timeout: float = _setting(10.0, _positive, "must be > 0")
+    max_lease_wait: float = _setting(2.0, _positive, "must be > 0")
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,8 @@ class DownloadConfig:
     min_height: int = _setting(0, _not_negative, "must be >= 0")
     wait_for_harvester: float = _setting(0.0, _not_negative, "must be >= 0 (0 means forever)")
     sync_files: bool = True
+    report_interval: float = _setting(0.25, _positive, "must be > 0")
+    shutdown_grace: float = _setting(10.0, _positive, "must be > 0")
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,31 @@ def test_defaults():
     assert config.output.out == "downloads"
 
 
+def test_operator_limits_default_to_the_values_that_were_constants():
+    queue, download = Config().queue, Config().download
+    assert queue.max_connections == 256  # the harvester server's connection threads
+    assert queue.handshake_timeout == 10.0
+    assert queue.max_lease_wait == 2.0
+    assert download.report_interval == 0.25
+    assert download.shutdown_grace == 10.0
+
+
+def test_operator_limits_come_from_the_environment():
+    environ = {
+        "CRAWLER_MAX_CONNECTIONS": "512",
+        "CRAWLER_HANDSHAKE_TIMEOUT": "3",
+        "CRAWLER_MAX_LEASE_WAIT": "0.5",
+        "CRAWLER_REPORT_INTERVAL": "1",
+        "CRAWLER_SHUTDOWN_GRACE": "30",
+    }
+    config = load_config(environ=environ)
+    assert config.queue.max_connections == 512
+    assert config.queue.handshake_timeout == 3.0
+    assert config.queue.max_lease_wait == 0.5
+    assert config.download.report_interval == 1.0
+    assert config.download.shutdown_grace == 30.0
+
+
 def test_load_config_without_file_environment_or_flags_gives_defaults():
     assert load_config(environ={}) == Config()
 
@@ -202,6 +227,8 @@ def test_known_key_in_the_wrong_section(tmp_path: Path):
         ("crawl", "allow_hosts", "[1, 2]"),  # list of ints for list of strings
         ("crawl", "allow_hosts", '["a.example", 2]'),  # mixed list
         ("queue", "listen", "5599"),  # int for string
+        ("queue", "max_connections", "256.0"),  # float for int
+        ("download", "shutdown_grace", '"10"'),  # string for float
     ],
 )
 def test_wrong_type_names_the_key(tmp_path: Path, section: str, key: str, toml_value: str):
@@ -242,6 +269,11 @@ def test_list_becomes_a_tuple(tmp_path: Path):
         ("queue", "max_attempts", "0"),
         ("queue", "node_timeout", "0"),
         ("queue", "linger_seconds", "-0.1"),
+        ("queue", "max_connections", "0"),
+        ("queue", "handshake_timeout", "0"),
+        ("queue", "max_lease_wait", "-1"),
+        ("download", "report_interval", "0"),
+        ("download", "shutdown_grace", "-2.5"),
         ("download", "processes", "-1"),
         ("download", "concurrency", "0"),
         ("download", "batch_size", "-1"),

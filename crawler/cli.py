@@ -1,6 +1,7 @@
 """Command line: parse arguments, build a config, call the package. No logic lives here.
 
-Errors a user can fix (``CrawlerError``) become one line on stderr and exit code 2.
+Errors a user can fix (``CrawlerError``) become one line on stderr and the exit code
+of their class (listed in ``errors.py``).
 This module imports nothing that opens sockets: the ``download`` command must
 monkey-patch with gevent before ``socket`` or ``ssl`` is imported anywhere.
 """
@@ -425,7 +426,7 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_keygen(args)
     except CrawlerError as exc:
         print(f"crawler {args.command}: error: {exc}", file=sys.stderr)
-        return exc.exit_code  # 2, or what the error's class says (errors.py)
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"crawler {args.command}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from crawler import cli, errors
 from crawler.cli import build_parser
 from crawler.demo.site import generate_site, serve
 from tests.e2e.cluster import crawler_env, free_port
@@ -486,3 +487,49 @@ def test_verify_of_a_crawl_whose_files_all_match_exits_0(tmp_path: Path):
     assert done.returncode == 1 and "1 wrong content" in done.stdout, done.stdout
     assert "nothing was re-queued (give --state)" in done.stdout
     assert not (tmp_path / "ab" / "x.png").exists()
+
+
+# Every CrawlerError class and the exit code a user (or a script) meets; 2 and 4 are
+# also asserted by the end-to-end tests (tests/e2e), for real processes.
+EXIT_CODES = {
+    errors.ConfigError: 2,
+    errors.AuthKeyError: 2,
+    errors.BrokerUnavailable: 2,
+    errors.NotAHarvester: 2,
+    errors.StateError: 2,
+    errors.OtherCrawl: 4,
+}
+
+
+def _subclasses(root: type) -> set[type]:
+    found = set(root.__subclasses__())
+    return found.union(*(_subclasses(cls) for cls in found))
+
+
+def test_every_error_class_has_its_exit_code():
+    assert _subclasses(errors.CrawlerError) == set(EXIT_CODES), "a class without a code here"
+    assert not _subclasses(errors.CrawlerError) & _subclasses(errors.OutcomeError)
+
+
+@pytest.mark.parametrize("error", list(EXIT_CODES), ids=lambda cls: cls.__name__)
+def test_each_error_class_exits_with_its_code_and_one_line(error, monkeypatch, capsys):
+    def refuse(args):
+        raise error("what went wrong, and what to do")
+
+    monkeypatch.setattr(cli, "cmd_keygen", refuse)
+    assert cli.main(["keygen", "unused"]) == EXIT_CODES[error]
+    captured = capsys.readouterr()
+    assert captured.err == "crawler keygen: error: what went wrong, and what to do\n"
+    assert captured.out == ""
+
+
+def test_one_urls_outcome_is_no_user_error(monkeypatch):
+    """An outcome that escaped the code fetching the URL is a bug: it keeps its traceback."""
+
+    def escape(args):
+        raise errors.BlockedAddress("127.0.0.1 is a private address")
+
+    monkeypatch.setattr(cli, "cmd_keygen", escape)
+    assert not issubclass(errors.UnsafeTarget, errors.CrawlerError)
+    with pytest.raises(errors.BlockedAddress):
+        cli.main(["keygen", "unused"])

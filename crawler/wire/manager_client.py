@@ -21,14 +21,12 @@ choices matter:
 
 And one guarantee: a client's handshake ends within a deadline (``HANDSHAKE_TIMEOUT``),
 whatever the peer does, patched or not, with an error that says what the peer is; an
-authenticated connection may then idle for ever. This overrides ``Connection._recv``
-and ``Connection._send``, private to ``multiprocessing.connection``, and cancels
-``BaseProxy._close`` (the proxies' decref at exit), private to ``managers``.
+authenticated connection may then idle for ever. The internals of ``multiprocessing``
+all this needs are in ``crawler.compat.multiprocessing``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
 import math
@@ -39,17 +37,21 @@ import time
 from contextvars import ContextVar
 from dataclasses import dataclass
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import (
-    CHALLENGE,
-    Connection,
-    ConnectionWrapper,
-    Listener,
-    answer_challenge,
-    deliver_challenge,
-)
-from multiprocessing.managers import BaseManager, BaseProxy, listener_client
+from multiprocessing.connection import Listener
+from multiprocessing.managers import BaseManager, BaseProxy
 from typing import Any
 
+from crawler.compat.multiprocessing import (
+    NotAChallenge,
+    RawIOConnection,
+    SerializingConnection,
+    client_handshake,
+    forget_thread_connection,
+    never_decref,
+    register_serializer,
+    starts_like_a_challenge,
+    with_serializer,
+)
 from crawler.errors import AuthKeyError, BrokerUnavailable, NotAHarvester
 
 SERIALIZER = "crawler-json"
@@ -61,7 +63,6 @@ TRANSIENT_ERRORS = (OSError, EOFError)
 # Seconds to connect and pass the key handshake (and, for BrokerClient, get the proxies).
 HANDSHAKE_TIMEOUT = 10.0
 GREETING_BYTES = 48  # of a peer's first message, peeked at to tell what it is
-MAX_CHALLENGE_LENGTH = 256  # what answer_challenge reads at most
 
 
 # Built once: json.dumps with options builds a new encoder per call.
@@ -115,7 +116,7 @@ class _DeadlinePassed(Exception):
 _current_setup: ContextVar[_Setup | None] = ContextVar("current_setup", default=None)
 
 
-class _BoundedConnection(Connection):
+class _BoundedConnection(RawIOConnection):
     """A ``Connection`` whose reads stop at a deadline while there is one: its own
     (``deadline``, during the key handshake) or the setup's; else they wait for ever.
 
@@ -126,14 +127,11 @@ class _BoundedConnection(Connection):
     deadline: _Deadline | None = None
     _read = staticmethod(os.read)
 
-    def _recv(self, size: int, read: Any = None) -> Any:
+    def read_raw(self, handle: int, size: int) -> bytes:
         setup = _current_setup.get()
         deadline = self.deadline or (setup.deadline if setup else None)
         if deadline is None:
-            return super()._recv(size, self._read)
-        return super()._recv(size, functools.partial(self._read_before, deadline))
-
-    def _read_before(self, deadline: _Deadline, handle: int, size: int) -> bytes:
+            return self._read(handle, size)
         remaining = deadline.remaining()
         if remaining <= 0:
             raise _DeadlinePassed
@@ -156,8 +154,8 @@ def _cooperative_connection_class() -> type[_BoundedConnection]:
     class CooperativeConnection(_BoundedConnection):
         _read = staticmethod(gevent.os.nb_read)
 
-        def _send(self, buf: bytes, write: Any = gevent.os.nb_write) -> None:
-            super()._send(buf, write)
+        def write_raw(self, handle: int, data: bytes) -> int:
+            return gevent.os.nb_write(handle, data)
 
         @staticmethod
         def _read_within(handle: int, size: int, seconds: float) -> bytes:
@@ -171,7 +169,7 @@ def _where(address: tuple[str, int]) -> str:
     return f"{address[0]}:{address[1]}"
 
 
-def _client(address: tuple[str, int], authkey: bytes | None = None) -> ConnectionWrapper:
+def _client(address: tuple[str, int], authkey: bytes | None = None) -> SerializingConnection:
     """Open an authenticated, JSON-speaking connection to a manager.
 
     Connecting and the key handshake both ways end by a deadline: ``HANDSHAKE_TIMEOUT``
@@ -206,7 +204,7 @@ def _client(address: tuple[str, int], authkey: bytes | None = None) -> Connectio
         raise
     if setup:
         setup.answered = True
-    return ConnectionWrapper(connection, _json_dumps, _json_loads)
+    return with_serializer(connection, _json_dumps, _json_loads)
 
 
 def _check_greeting(
@@ -230,29 +228,18 @@ def _check_greeting(
         raise NotAHarvester(f"{where} is not a crawler harvester (it answered {shown})")
 
 
-def starts_like_a_challenge(greeting: bytes) -> bool:
-    """Whether a peer's first bytes can begin a manager's challenge message: a length
-    that ``answer_challenge`` accepts, then ``#CHALLENGE#`` (as far as they go)."""
-    header, body = greeting[:4], greeting[4 : 4 + len(CHALLENGE)]
-    smallest_length = int.from_bytes(header.ljust(4, b"\0"), "big", signed=True)
-    if len(header) == 4 and smallest_length < len(CHALLENGE):
-        return False
-    return 0 <= smallest_length <= MAX_CHALLENGE_LENGTH and CHALLENGE.startswith(body)
-
-
 def _answer_and_ask(
-    connection: Connection, authkey: bytes, where: str, deadline: _Deadline
+    connection: RawIOConnection, authkey: bytes, where: str, deadline: _Deadline
 ) -> None:
     """The manager's HMAC handshake both ways, its failures named for the user."""
     try:
-        answer_challenge(connection, authkey)
-        deliver_challenge(connection, authkey)
+        client_handshake(connection, authkey)
     except AuthenticationError:
         raise AuthKeyError(
             f"the harvester at {where} rejected our authkey: "
             "every node needs the same key (CRAWLER_AUTHKEY or --authkey-file)"
         ) from None
-    except AssertionError:  # what followed a plausible start was not a challenge
+    except NotAChallenge:  # what followed a plausible start was not a challenge
         raise NotAHarvester(f"{where} is not a crawler harvester (a broken challenge)") from None
     except _DeadlinePassed:
         raise TimeoutError(f"handshake stalled: no answer within {deadline.seconds:g} s") from None
@@ -268,13 +255,11 @@ class _DeepQueueListener(Listener):
     def __init__(self, address: Any = None, family: Any = None, backlog: int = 1) -> None:
         super().__init__(address, family, max(backlog, LISTEN_BACKLOG))
 
-    def accept(self) -> ConnectionWrapper:  # type: ignore[override]
-        return ConnectionWrapper(super().accept(), _json_dumps, _json_loads)
+    def accept(self) -> SerializingConnection:  # type: ignore[override]
+        return with_serializer(super().accept(), _json_dumps, _json_loads)
 
 
-# Managers look the serializer name up in this table; ours pairs the JSON listener
-# above with the client above.
-listener_client.setdefault(SERIALIZER, (_DeepQueueListener, _client))
+register_serializer(SERIALIZER, _DeepQueueListener, _client)
 
 
 class TaskQueueProxy(BaseProxy):
@@ -311,18 +296,6 @@ _ClientManager.register("get_task_queue", proxytype=TaskQueueProxy)
 _ClientManager.register("get_result_queue", proxytype=ResultQueueProxy)
 
 
-def _never_decref(*proxies: BaseProxy) -> None:
-    """Cancel the finalizer each proxy registers (``BaseProxy._close``) to tell the
-    server, from a new connection, that it is gone: run when the proxy is collected or
-    the process exits, it waited for ever on a harvester that hangs (a node stopped
-    with SIGTERM then never exited). The harvester serves the same two objects to every
-    node for the whole crawl, so it has nothing to free."""
-    for proxy in proxies:
-        finalizer = getattr(proxy, "_close", None)
-        if finalizer is not None:
-            finalizer.cancel()
-
-
 class BrokerClient:
     """A downloader node's view of the harvester: a narrow interface over the proxies.
 
@@ -343,7 +316,10 @@ class BrokerClient:
             self._manager.connect()
             self._tasks: TaskQueueProxy = self._manager.get_task_queue()
             self._results: ResultQueueProxy = self._manager.get_result_queue()
-            _never_decref(self._tasks, self._results)
+            # The proxies' decref at exit waited for ever on a harvester that hangs (a
+            # node stopped with SIGTERM then never exited); the harvester serves the
+            # same two objects to every node for the whole crawl: nothing to free.
+            never_decref(self._tasks, self._results)
         except _DeadlinePassed:
             raise BrokerUnavailable(
                 f"harvester at {self.where} did not finish connecting within "
@@ -369,15 +345,10 @@ class BrokerClient:
         """Forget this thread's (greenlet's) broken connection to the harvester.
 
         Proxies cache one connection per address and thread in state shared by every
-        proxy of that address (``BaseProxy._address_to_local``), so a new client would
-        otherwise reuse the dead socket after the harvester restarts.
+        proxy of that address, so a new client would otherwise reuse the dead socket
+        after the harvester restarts.
         """
-        local = getattr(self._tasks, "_tls", None)
-        connection = getattr(local, "connection", None)
-        if connection is not None:
-            with contextlib.suppress(OSError):
-                connection.close()
-            del local.connection
+        forget_thread_connection(self._tasks)
 
     def join(self, node: str, info: dict[str, Any]) -> dict[str, Any]:
         return self._call(self._tasks.join, node, info)

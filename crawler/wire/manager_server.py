@@ -16,12 +16,11 @@ import time
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from multiprocessing import AuthenticationError
-from multiprocessing.connection import answer_challenge, deliver_challenge
-from multiprocessing.managers import BaseManager, Server
-from traceback import format_exc
+from multiprocessing.managers import BaseManager
 from typing import Any
 
 from crawler.broker.broker import Broker
+from crawler.compat.multiprocessing import ManagerServer, server_handshake
 from crawler.errors import ConfigError
 from crawler.wire.manager_client import RESULT_QUEUE_METHODS, SERIALIZER, TASK_QUEUE_METHODS
 
@@ -133,7 +132,7 @@ def _set_io_timeout(sock: socket.socket, seconds: float) -> None:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
 
 
-class _GuardedServer(Server):
+class _GuardedServer:
     """The manager's server, hardened against hostile peers, with TCP_NODELAY and a clean stop.
 
     * The key handshake runs in the connection's thread with a time bound, so a peer
@@ -151,14 +150,15 @@ class _GuardedServer(Server):
 
     def __init__(
         self,
-        registry: dict[str, Any],
+        manager_class: type[BaseManager],
         address: tuple[str, int],
         authkey: bytes,
         limits: ServerLimits,
         note_event: Callable[[str, dict[str, Any]], None],
     ) -> None:
-        super().__init__(registry, address, authkey, SERIALIZER)
-        self.stop_event = threading.Event()  # read by serve_client; serve_forever is unused
+        self._manager = ManagerServer(manager_class, address, authkey, SERIALIZER)
+        self.address: tuple[str, int] = self._manager.address
+        self._authkey = authkey
         self.limits = limits
         self._note_event = note_event
         self._throttle = EventThrottle(limits.event_interval)
@@ -166,7 +166,7 @@ class _GuardedServer(Server):
         self._in_handshake: dict[socket.socket, None] = {}  # insertion order: oldest first
         self._lock = threading.Lock()
 
-    def accepter(self) -> None:
+    def accept_connections(self) -> None:
         while not self.closing:
             accepted = self._accept()
             if accepted is None:
@@ -182,7 +182,7 @@ class _GuardedServer(Server):
     def _accept(self) -> tuple[Any, socket.socket, str, str] | None:
         """The next connection, its socket duplicate and its peer; None if that failed."""
         try:
-            connection = self.listener.accept()
+            connection = self._manager.accept()
         except OSError:
             return None
         sock = None
@@ -225,9 +225,7 @@ class _GuardedServer(Server):
     def _serve(self, connection: Any, sock: socket.socket, host: str, peer: str) -> None:
         try:
             if self._authenticate(connection, sock, host, peer):
-                self._answer_first_request(connection)
-        except SystemExit:  # serve_client exits this way when the client hangs up
-            pass
+                self._manager.answer_requests(connection)
         finally:
             with self._lock:
                 self._open_sockets.discard(sock)
@@ -239,8 +237,7 @@ class _GuardedServer(Server):
         """The manager's HMAC handshake, both ways, each read and write time-bounded."""
         try:
             _set_io_timeout(sock, self.limits.handshake_timeout)
-            deliver_challenge(connection, self.authkey)
-            answer_challenge(connection, self.authkey)
+            server_handshake(connection, self._authkey)
             _set_io_timeout(sock, 0)  # downloaders keep connections idle for the whole crawl
         except Exception as exc:
             with self._lock:
@@ -254,22 +251,6 @@ class _GuardedServer(Server):
                 return False  # cut at the connection limit meanwhile
             del self._in_handshake[sock]
         return True
-
-    def _answer_first_request(self, c: Any) -> None:
-        # Server._handle_request after its handshake, reproduced because the stdlib runs
-        # the handshake there without a time bound and offers no hook between the two.
-        try:
-            _ident, funcname, args, kwds = c.recv()
-            if funcname not in self.public:
-                raise ValueError(f"{funcname!r} unrecognized")
-            msg = ("#RETURN", getattr(self, funcname)(c, *args, **kwds))
-        except Exception:
-            msg = ("#TRACEBACK", format_exc())
-        try:
-            c.send(msg)
-        except Exception:
-            with contextlib.suppress(Exception):  # the peer may be gone already
-                c.send(("#TRACEBACK", format_exc()))
 
     def _note(self, name: str, per: str, fields: dict[str, Any]) -> None:
         """Record an event unless one of the same name and ``per`` was recorded lately."""
@@ -285,8 +266,7 @@ class _GuardedServer(Server):
         with self._lock:
             self.closing = True
             open_sockets = list(self._open_sockets)
-        self.stop_event.set()
-        self.listener.close()
+        self._manager.stop()
         for sock in open_sockets:
             with contextlib.suppress(OSError):  # the peer may be gone already
                 sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading it
@@ -314,7 +294,7 @@ class BrokerServer:
         )
         try:
             self._server = _GuardedServer(
-                ServingManager._registry,
+                ServingManager,
                 address,
                 authkey,
                 limits or ServerLimits(),
@@ -325,7 +305,7 @@ class BrokerServer:
                 f"cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
             ) from None
         self.address: tuple[str, int] = self._server.address
-        self._thread = threading.Thread(target=self._server.accepter, daemon=True)
+        self._thread = threading.Thread(target=self._server.accept_connections, daemon=True)
 
     def start(self) -> None:
         self._thread.start()

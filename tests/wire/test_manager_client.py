@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from crawler.broker.broker import Broker
+from crawler.compat.multiprocessing import starts_like_a_challenge
 from crawler.errors import AuthKeyError, BrokerUnavailable, NotAHarvester
-from crawler.wire.manager_client import BrokerClient, starts_like_a_challenge
+from crawler.wire.manager_client import BrokerClient
 from crawler.wire.manager_server import BrokerServer, EventThrottle, ServerLimits, handshake_failure
 
 KEY = b"test-key-0123456789abcdef"

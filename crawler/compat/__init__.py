@@ -1,0 +1,1 @@
+"""Private internals of other libraries, one module per library (see each docstring)."""

@@ -18,7 +18,7 @@ import contextlib
 import fcntl
 import json
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -27,65 +27,92 @@ from crawler.urls import host_of
 
 DATABASE_NAME = "crawl.db"
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS pages (
-    id INTEGER PRIMARY KEY,
-    url TEXT NOT NULL UNIQUE,
-    depth INTEGER NOT NULL,
-    state TEXT NOT NULL,  -- queued | fetching | done | failed | skipped
-    attempts INTEGER NOT NULL DEFAULT 0,  -- failed tries that are tried again
-    due REAL NOT NULL DEFAULT 0  -- a queued page is not taken before this
-);
-CREATE INDEX IF NOT EXISTS pages_by_state ON pages (state, id);
-CREATE TABLE IF NOT EXISTS held_images (
-    id INTEGER PRIMARY KEY,
-    url TEXT NOT NULL UNIQUE,
-    page TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    robots TEXT NOT NULL  -- the robots.txt URL they wait for
-);
-CREATE INDEX IF NOT EXISTS held_by_robots ON held_images (robots, id);
-CREATE TABLE IF NOT EXISTS held_robots (
-    robots TEXT PRIMARY KEY,
-    checks INTEGER NOT NULL DEFAULT 1,  -- failed reads, the one that held its images first
-    due REAL NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS tasks (
-    id INTEGER PRIMARY KEY,
-    url TEXT NOT NULL UNIQUE,
-    page TEXT NOT NULL,
-    kind TEXT NOT NULL,
-    state TEXT NOT NULL,  -- pending | leased | stored | failed
-    attempts INTEGER NOT NULL DEFAULT 0,  -- times leased
-    failures INTEGER NOT NULL DEFAULT 0,  -- retryable failures reported
-    owner TEXT,
-    deadline REAL NOT NULL DEFAULT 0,
-    due REAL NOT NULL DEFAULT 0,
-    result TEXT,
-    recorded INTEGER NOT NULL DEFAULT 0,  -- (older crawls) 1 once in the manifest
-    host TEXT NOT NULL DEFAULT '',  -- host[:port] of url, the unit of politeness
-    finished_seq INTEGER NOT NULL DEFAULT 0  -- order of becoming final, 1, 2, 3 ...
-);
-"""
-# One secondary index on tasks, on purpose: every lease and every result rewrites a
-# task's state, and each index on state doubles that write. Leases are looked up per
-# host (and the few leased tasks by state); unrecorded tasks only at a resume.
-# Made after the columns it needs exist (a database from an older version gains them).
-INDEXES = """
-DROP INDEX IF EXISTS tasks_waiting;
-DROP INDEX IF EXISTS tasks_leased;
-DROP INDEX IF EXISTS tasks_unrecorded;
-CREATE INDEX IF NOT EXISTS tasks_by_host ON tasks (state, host, due, id);
-"""
+# The layout, versioned with ``PRAGMA user_version``: ``MIGRATIONS[n]`` takes a database
+# from version n to n + 1, each step in its own transaction. A new database runs them
+# all; to change the layout, append a step (never edit one a crawl may have run).
+SCHEMA_VERSION_1 = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    """CREATE TABLE IF NOT EXISTS pages (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL UNIQUE,
+        depth INTEGER NOT NULL,
+        state TEXT NOT NULL,  -- queued | fetching | done | failed | skipped
+        attempts INTEGER NOT NULL DEFAULT 0,  -- failed tries that are tried again
+        due REAL NOT NULL DEFAULT 0  -- a queued page is not taken before this
+    )""",
+    "CREATE INDEX IF NOT EXISTS pages_by_state ON pages (state, id)",
+    """CREATE TABLE IF NOT EXISTS held_images (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL UNIQUE,
+        page TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        robots TEXT NOT NULL  -- the robots.txt URL they wait for
+    )""",
+    "CREATE INDEX IF NOT EXISTS held_by_robots ON held_images (robots, id)",
+    """CREATE TABLE IF NOT EXISTS held_robots (
+        robots TEXT PRIMARY KEY,
+        checks INTEGER NOT NULL DEFAULT 1,  -- failed reads, the one that held its images first
+        due REAL NOT NULL DEFAULT 0
+    )""",
+    """CREATE TABLE IF NOT EXISTS tasks (
+        id INTEGER PRIMARY KEY,
+        url TEXT NOT NULL UNIQUE,
+        page TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        state TEXT NOT NULL,  -- pending | leased | stored | failed
+        attempts INTEGER NOT NULL DEFAULT 0,  -- times leased
+        failures INTEGER NOT NULL DEFAULT 0,  -- retryable failures reported
+        owner TEXT,
+        deadline REAL NOT NULL DEFAULT 0,
+        due REAL NOT NULL DEFAULT 0,
+        result TEXT,
+        recorded INTEGER NOT NULL DEFAULT 0,  -- (older crawls) 1 once in the manifest
+        host TEXT NOT NULL DEFAULT '',  -- host[:port] of url, the unit of politeness
+        finished_seq INTEGER NOT NULL DEFAULT 0  -- order of becoming final, 1, 2, 3 ...
+    )""",
+    # One secondary index on tasks, on purpose: every lease and every result rewrites a
+    # task's state, and each index on state doubles that write. Leases are looked up per
+    # host (and the few leased tasks by state); unrecorded tasks only at a resume.
+    "DROP INDEX IF EXISTS tasks_waiting",
+    "DROP INDEX IF EXISTS tasks_leased",
+    "DROP INDEX IF EXISTS tasks_unrecorded",
+)
+# Columns that crawls from before the version number gained later, in that order.
+_UNVERSIONED_ADDITIONS = (
+    ("pages", "attempts", "INTEGER NOT NULL DEFAULT 0"),
+    ("pages", "due", "REAL NOT NULL DEFAULT 0"),
+    ("tasks", "failures", "INTEGER NOT NULL DEFAULT 0"),
+    ("tasks", "host", "TEXT NOT NULL DEFAULT ''"),
+    ("tasks", "finished_seq", "INTEGER NOT NULL DEFAULT 0"),
+)
+
+
+def _to_version_1(db: sqlite3.Connection) -> None:
+    """Version 0 is a new database or one from before the version number, of any
+    earlier layout: create what is missing, add the columns it lacks (filling in
+    each task's host), and index tasks by host only."""
+    for statement in SCHEMA_VERSION_1:
+        db.execute(statement)
+    for table, column, definition in _UNVERSIONED_ADDITIONS:
+        if column not in {row[1] for row in db.execute(f"PRAGMA table_info({table})")}:
+            db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {definition}")
+            if (table, column) == ("tasks", "host"):
+                db.create_function("host_of", 1, host_of, deterministic=True)
+                db.execute("UPDATE tasks SET host = host_of(url)")
+    db.execute("CREATE INDEX IF NOT EXISTS tasks_by_host ON tasks (state, host, due, id)")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_version_1,)
+SCHEMA_VERSION = len(MIGRATIONS)
 
 
 def open_database(path: Path | str) -> sqlite3.Connection:
-    """Open (creating) a crawl database; ``":memory:"`` for tests.
+    """Open (creating or migrating) a crawl database; ``":memory:"`` for tests.
 
     WAL with ``synchronous=NORMAL``: a crash of the process loses nothing committed;
     a power failure may lose the last transactions, which the leases make safe.
     The connection may be used from several threads, one at a time (callers lock).
+    A database of a newer layout than this code knows is refused (``StateError``).
     """
     db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None)
     db.execute("PRAGMA journal_mode=WAL")
@@ -94,24 +121,34 @@ def open_database(path: Path | str) -> sqlite3.Connection:
     # Checkpoints (which copy the WAL into the file and fsync it) every 64 MiB of WAL
     # rather than every 4 MiB: a busy queue commits many small batches.
     db.execute("PRAGMA wal_autocheckpoint=16384")
-    db.executescript(SCHEMA)
-    page_columns = {row[1] for row in db.execute("PRAGMA table_info(pages)")}
-    if "attempts" not in page_columns:
-        db.executescript(
-            "BEGIN; ALTER TABLE pages ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0; "
-            "ALTER TABLE pages ADD COLUMN due REAL NOT NULL DEFAULT 0; COMMIT;"
-        )
-    columns = {row[1] for row in db.execute("PRAGMA table_info(tasks)")}
-    if "host" not in columns:
-        db.create_function("host_of", 1, host_of, deterministic=True)
-        db.executescript(
-            "BEGIN; ALTER TABLE tasks ADD COLUMN host TEXT NOT NULL DEFAULT ''; "
-            "UPDATE tasks SET host = host_of(url); COMMIT;"
-        )
-    if "finished_seq" not in columns:
-        db.execute("ALTER TABLE tasks ADD COLUMN finished_seq INTEGER NOT NULL DEFAULT 0")
-    db.executescript(INDEXES)
+    try:
+        migrate(db, path)
+    except BaseException:
+        db.close()
+        raise
     return db
+
+
+def _schema_version(db: sqlite3.Connection) -> int:
+    return db.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(db: sqlite3.Connection, path: Path | str = "the crawl database") -> None:
+    """Bring ``db`` to ``SCHEMA_VERSION`` one step at a time; a step that fails leaves
+    the database as it was before that step (the version is part of the step's
+    transaction). Two processes opening the same database migrate it once."""
+    while _schema_version(db) != SCHEMA_VERSION:
+        with Transaction(db):
+            version = _schema_version(db)  # again, under the write lock
+            if version > SCHEMA_VERSION:
+                raise StateError(
+                    f"the crawl state {path} has layout version {version}, newer than "
+                    f"this crawler knows ({SCHEMA_VERSION}): resume it with the newer "
+                    "crawler that wrote it, or give another --state for a new crawl"
+                )
+            if version < SCHEMA_VERSION:
+                MIGRATIONS[version](db)
+                db.execute(f"PRAGMA user_version = {version + 1}")
 
 
 class Transaction:

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from crawler.broker import state as state_module
 from crawler.broker.broker import TaskBoard
-from crawler.broker.state import CrawlState, PageFrontier, open_database
+from crawler.broker.state import SCHEMA_VERSION, CrawlState, PageFrontier, open_database
 from crawler.errors import StateError
 
 SEEDS = ["http://site.test/"]
@@ -179,3 +180,116 @@ def test_recorded_watermark_survives_a_restart_and_never_goes_back(tmp_path: Pat
     refused = reopened.add_refused("http://img.test/x.png", "http://site.test/", "img", "robots")
     assert refused is not None and refused.seq == 4
     assert [task.seq for task in reopened.unrecorded()] == [3, 4]
+
+
+# The first layout a crawl ever wrote (before pages kept their failures, before hosts,
+# the finished order and held images), with its three task indexes; no version number.
+FIRST_LAYOUT = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE pages (id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE,
+    depth INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE INDEX pages_by_state ON pages (state, id);
+CREATE TABLE tasks (id INTEGER PRIMARY KEY, url TEXT NOT NULL UNIQUE, page TEXT NOT NULL,
+    kind TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    owner TEXT, deadline REAL NOT NULL DEFAULT 0, due REAL NOT NULL DEFAULT 0, result TEXT,
+    recorded INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX tasks_waiting ON tasks (state, due, id);
+CREATE INDEX tasks_leased ON tasks (state, deadline);
+CREATE INDEX tasks_unrecorded ON tasks (recorded, state);
+INSERT INTO meta VALUES ('seeds', '["http://site.test/"]');
+INSERT INTO pages (url, depth, state) VALUES ('http://site.test/', 0, 'done');
+INSERT INTO tasks (url, page, kind, state) VALUES
+    ('http://img.test:8080/a.png', 'http://site.test/', 'img_src', 'pending');
+"""
+
+
+def schema_of(db: sqlite3.Connection) -> dict[str, list[str]]:
+    """Each table's columns (in any order) and the names of the indexes made by hand."""
+    tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+    layout = {
+        table: sorted(row[1] for row in db.execute(f"PRAGMA table_info({table})"))
+        for table in tables
+    }
+    layout["indexes"] = sorted(
+        row[0]
+        for row in db.execute("SELECT name FROM sqlite_master WHERE type='index'")
+        if not row[0].startswith("sqlite_autoindex")
+    )
+    return layout
+
+
+def user_version(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("PRAGMA user_version").fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_a_new_database_has_the_current_version_and_keeps_it(tmp_path: Path):
+    CrawlState(tmp_path, SEEDS).close()
+    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION
+    CrawlState(tmp_path, SEEDS).close()
+    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION
+
+
+def test_the_first_layout_is_migrated_to_the_current_one(tmp_path: Path):
+    old = sqlite3.connect(tmp_path / "crawl.db")
+    old.executescript(FIRST_LAYOUT)
+    old.close()
+    state = CrawlState(tmp_path, SEEDS)
+    assert state.resumed
+    migrated = schema_of(state.pages_db)
+    state.close()
+    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION
+    assert migrated == schema_of(open_database(":memory:")), "the same as a new database"
+    assert migrated["indexes"] == ["held_by_robots", "pages_by_state", "tasks_by_host"]
+    with sqlite3.connect(tmp_path / "crawl.db") as db:
+        task = db.execute("SELECT url, host, failures, finished_seq FROM tasks").fetchone()
+    db.close()
+    assert task == ("http://img.test:8080/a.png", "img.test:8080", 0, 0), "hosts filled in"
+
+
+def test_a_database_of_the_current_layout_without_a_version_is_adopted(tmp_path: Path):
+    before = sqlite3.connect(tmp_path / "crawl.db", isolation_level=None)
+    for statement in state_module.SCHEMA_VERSION_1:
+        before.execute(statement)
+    before.execute("CREATE INDEX tasks_by_host ON tasks (state, host, due, id)")
+    before.execute("""INSERT INTO meta VALUES ('seeds', '["http://site.test/"]')""")
+    before.execute(
+        "INSERT INTO pages (url, depth, state, attempts) "
+        "VALUES ('http://site.test/', 0, 'fetching', 2)"
+    )
+    before.close()
+    state = CrawlState(tmp_path, SEEDS)
+    assert state.resumed and state.frontier.take(5) == [("http://site.test/", 0)]
+    assert state.frontier.attempts("http://site.test/") == 2
+    state.close()
+    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION
+
+
+def test_a_database_newer_than_the_code_is_refused_untouched(tmp_path: Path):
+    CrawlState(tmp_path, SEEDS).close()
+    newer = sqlite3.connect(tmp_path / "crawl.db")
+    newer.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    newer.close()
+    with pytest.raises(StateError, match="newer than this crawler knows"):
+        CrawlState(tmp_path, SEEDS)
+    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION + 1
+
+
+def test_a_step_that_fails_leaves_the_database_at_the_step_before(tmp_path: Path, monkeypatch):
+    CrawlState(tmp_path, SEEDS).close()
+
+    def half_done(db: sqlite3.Connection) -> None:
+        db.execute("ALTER TABLE pages ADD COLUMN half TEXT")
+        raise sqlite3.OperationalError("disk I/O error")
+
+    monkeypatch.setattr(state_module, "MIGRATIONS", (*state_module.MIGRATIONS, half_done))
+    monkeypatch.setattr(state_module, "SCHEMA_VERSION", SCHEMA_VERSION + 1)
+    with pytest.raises(sqlite3.OperationalError):
+        CrawlState(tmp_path, SEEDS)
+    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION
+    db = sqlite3.connect(tmp_path / "crawl.db")
+    assert "half" not in schema_of(db)["pages"]
+    db.close()

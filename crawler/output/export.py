@@ -72,6 +72,8 @@ def stored_file(out: Path, relative: Any) -> str | None:
 def image_size(path: str) -> tuple[int, int] | None:
     """Width and height from the file's header (pixels are not decoded), or None."""
     try:
+        # catch_warnings changes the whole process's filters: fine here, since only
+        # ``crawler export`` calls this, on its one thread.
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             with Image.open(path) as image:

@@ -28,6 +28,15 @@ from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWar
 from crawler.urls import looks_like_image, resolve
 from crawler.web.css import import_urls, style_attribute_image_urls, stylesheet_image_urls
 
+# A page that is one short line of text (it "looks like a URL"), or XML parsed as
+# HTML (XHTML, feeds), is still a page: BeautifulSoup's warnings about them would be
+# printed once per such page. Filtered once, for the calls from this module only:
+# ``warnings.catch_warnings`` around the parse would change the process's filters
+# from every page thread at once, and it is not thread-safe.
+_THIS_MODULE = re.escape(__name__) + r"\Z"
+warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning, module=_THIS_MODULE)
+warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning, module=_THIS_MODULE)
+
 # Attributes lazy-loading libraries use to hold the real image URL.
 LAZY_SRC_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
 LAZY_SRCSET_ATTRIBUTES = ("data-srcset", "data-lazy-srcset")
@@ -216,12 +225,9 @@ def _elements(text: str) -> list[_Element]:
     """
     if not text.strip():
         return []
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", MarkupResemblesLocatorWarning)
-        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML pages are fine
-        # Attribute values as written: splitting class/rel/... into lists (the default)
-        # cost a tenth of the parse, and rel is split where it is read.
-        soup = BeautifulSoup(text.replace("\x00", "\ufffd"), "lxml", multi_valued_attributes=None)
+    # Attribute values as written: splitting class/rel/... into lists (the default) is a
+    # share of the parse worth saving (docs/design-notes.md); rel is split where it is read.
+    soup = BeautifulSoup(text.replace("\x00", "\ufffd"), "lxml", multi_valued_attributes=None)
     # <template> content is inert: a browser shows none of it until a script copies it.
     inert = {id(node) for template in soup.find_all("template") for node in template.find_all(True)}
     return [

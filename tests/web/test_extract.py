@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from crawler.web.css import style_attribute_image_urls, stylesheet_image_urls
@@ -551,6 +554,9 @@ def test_decode_html_ignores_unknown_labels_and_a_meta_claiming_utf16():
     assert decode_html("é".encode(), "text/html; charset=no-such-charset") == "é"
 
 
+# pytest resets the warning filters around each test, dropping the one extract.py sets
+# at import; the test below checks that filter in a process of its own.
+@pytest.mark.filterwarnings("ignore::bs4.XMLParsedAsHTMLWarning")
 def test_xml_declaration_does_not_override_the_detected_encoding():
     html = '<?xml version="1.0" encoding="iso-8859-1"?><html><img src="фото.jpg">'.encode()
     assert images(html, "text/html; charset=utf-8") == [
@@ -683,3 +689,39 @@ def test_template_content_is_inert():
         <img src="shown.png">
     """
     assert images(html) == [(BASE + "shown.png", "img_src")]
+
+
+def test_pages_that_look_like_a_url_or_xml_print_no_warning_in_any_thread():
+    """BeautifulSoup warns about such markup; extract.py filters those two warnings for
+    its own calls, once at import (``catch_warnings`` in page threads is not thread-safe)."""
+    script = """
+import threading
+import warnings
+
+from bs4 import BeautifulSoup
+from crawler.web.extract import extract_page
+
+pages = [
+    b"http://example.org/a.png",
+    b"gallery.html",
+    b'<?xml version="1.0"?><rss><channel><item><img src="b.png"/></item></channel></rss>',
+]
+def parse():
+    for page in pages:
+        extract_page(page, "http://example.org/", "text/html")
+threads = [threading.Thread(target=parse) for _ in range(4)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+try:
+    BeautifulSoup("http://example.org/", "lxml")
+except Warning:
+    print("other callers still get the warning")
+"""
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script], capture_output=True, text=True, timeout=60
+    )
+    errors = [line for line in done.stderr.splitlines() if "Warning" in line]
+    assert (done.returncode, errors) == (0, []), done.stderr
+    assert done.stdout == "other callers still get the warning\n"

@@ -27,7 +27,6 @@ from crawler.broker.broker import Broker, Task, counted_attempts, final_record
 from crawler.broker.politeness import Politeness, parse_host_rule
 from crawler.broker.state import DATABASE_NAME, CrawlState, lock_state, unwritable_is_a_state_error
 from crawler.config import Config, parse_address
-from crawler.crashpoints import crash_point
 from crawler.errors import ConfigError, OtherCrawl
 from crawler.harvest.parsing import PageParser
 from crawler.harvest.scope import Scope
@@ -637,7 +636,6 @@ class Harvester:
         # One flush of each file per batch: a line per image flushed one by one was a
         # fifth of the harvester's time. The broker's watermark below is written only
         # after the flush, so a crash loses no line the database thinks recorded.
-        crash_point("before_manifest")  # the tasks are final in the database only
         with self.log.batch(), self.manifest.batch():
             for name, fields in events:
                 self.log.event(name, **fields)
@@ -645,9 +643,7 @@ class Harvester:
                 self._record_task(task)
                 self._count_task(task)
         if finished:
-            crash_point("after_manifest")  # their lines are written, the watermark is not
             self.broker.mark_recorded(finished, self.manifest.size())
-            crash_point("after_state")
 
     def _count_task(self, task: Task) -> None:
         if task.state == "stored":

@@ -12,6 +12,7 @@ import pytest
 
 from tests.e2e.cluster import Cluster, wait_for_text
 from tests.e2e.conftest import needs_root
+from tests.support.crashpoints import crash_at
 
 RUN_BOUND = 120.0
 
@@ -27,7 +28,7 @@ def test_a_harvester_killed_at_each_crash_point_resumes_with_one_line_per_url(
     truth = cluster.serve_site(image_delay=0.02, pages=6, images=60, seed=41)
     out = tmp_path / "downloads"
     # Killed (SIGKILL) the third time it passes the point: some batches are recorded.
-    cluster.harvester(out, env={**cluster.env, "CRAWLERTEST_CRASH_AT": f"{point}:3"})
+    cluster.harvester(out, env=crash_at(cluster.env, point, 3))
     cluster.downloader("node", out, concurrency=4)
     assert cluster.wait_all(["harvester"], timeout=RUN_BOUND) == {"harvester": -9}
     before = manifest_urls(out)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from crawler.config import DownloadConfig, PolitenessConfig
 from tests.e2e.cluster import Cluster
 from tests.support.hosts_server import HostBehaviour, Hosts
 
@@ -67,8 +68,15 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--fast-hosts", type=int, default=6)
     parser.add_argument("--images", type=int, default=60, help="images per host")
-    parser.add_argument("--limit", type=int, default=8, help="host_concurrency")
-    parser.add_argument("--concurrency", type=int, default=32, help="per downloader process")
+    parser.add_argument(
+        "--limit", type=int, default=PolitenessConfig().host_concurrency, help="host_concurrency"
+    )
+    parser.add_argument(
+        "--concurrency",
+        type=int,
+        default=DownloadConfig().concurrency,
+        help="per downloader process",
+    )
     args = parser.parse_args()
     rows = [
         run(args.fast_hosts, args.images, slow, args.limit, args.concurrency)

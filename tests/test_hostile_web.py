@@ -10,11 +10,12 @@ from __future__ import annotations
 import ipaddress
 import time
 import tracemalloc
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from crawler.config import CrawlConfig
+from crawler.config import Config, CrawlConfig
 from crawler.download.fetch import FetchLimits, fetch_image
 from crawler.web.pages import fetch_page
 from crawler.web.safehttp import AddressPolicy, make_session
@@ -22,8 +23,13 @@ from tests.support.hostile_server import PNG, HostileServer
 
 ALLOWED = "127.0.0.2"
 POLICY = AddressPolicy(allowed_networks=(ipaddress.ip_network(f"{ALLOWED}/32"),))
-LIMITS = FetchLimits(
-    connect_timeout=2, read_timeout=2, total_timeout=20, max_bytes=1024 * 1024, max_redirects=10
+LIMITS = replace(
+    FetchLimits.from_config(Config()),
+    connect_timeout=2,
+    read_timeout=2,
+    total_timeout=20,
+    max_bytes=1024 * 1024,
+    max_redirects=10,
 )
 
 
@@ -139,7 +145,7 @@ def test_a_url_that_climbs_directories_cannot_choose_the_path(hostile, fetch, tm
 
 
 def test_a_server_that_trickles_hits_the_total_deadline(hostile, fetch):
-    limits = FetchLimits(connect_timeout=2, read_timeout=2, total_timeout=1, max_bytes=1 << 20)
+    limits = replace(LIMITS, total_timeout=1, max_bytes=1 << 20)
     started = time.monotonic()
     result = fetch(hostile.url + "/trickle", limits)
     assert result["error"].startswith("too_slow"), result["error"]

@@ -23,15 +23,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from crawler.errors import ConfigError
 from crawler.urls import host_matches
 from crawler.web.retries import down_pause, is_no_answer
 
+if TYPE_CHECKING:  # crawler.config imports this module, for parse_host_rule
+    from crawler.config import PolitenessConfig
+
 MAX_PENALTY = 60.0  # seconds between requests at most, however often a host says 429
 MIN_PENALTY = 0.25  # the first 429/503 spaces requests at least this far apart
 PENALTY_RECOVERY = 0.8  # each success multiplies the penalty by this
 MAX_CRAWL_DELAY = 60.0  # a larger robots.txt Crawl-delay is cut to this
+LOOKAHEAD = 1.0  # seconds ahead a delayed host's requests are scheduled (and leased)
 _RULE = re.compile(r"^\s*(\S+)((?:\s+\w+\s*=\s*\S+)*)\s*$")
 _FIELD = re.compile(r"(\w+)\s*=\s*(\S+)")
 
@@ -98,15 +103,28 @@ class HostState:
 
 @dataclass
 class Politeness:
-    """Cluster-wide per-host limits. ``lookahead``: how far ahead a delayed host's
-    requests are scheduled (and so leased) at most."""
+    """Cluster-wide per-host limits, built from the ``[politeness]`` settings with
+    ``from_config`` (the settings are the one place their defaults live).
+    ``lookahead``: how far ahead a delayed host's requests are scheduled (and so
+    leased) at most."""
 
-    concurrency: int = 8
-    delay: float = 0.0
-    rules: tuple[HostRule, ...] = ()
-    down_timeout: float = 600.0
-    lookahead: float = 1.0
+    concurrency: int
+    delay: float
+    rules: tuple[HostRule, ...]
+    down_timeout: float
+    lookahead: float = LOOKAHEAD
     hosts: dict[str, HostState] = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, settings: PolitenessConfig, lookahead: float = LOOKAHEAD) -> Politeness:
+        """The limits ``settings`` (``config.politeness``) describe, no host seen yet."""
+        return cls(
+            concurrency=settings.host_concurrency,
+            delay=settings.host_delay,
+            rules=tuple(parse_host_rule(rule) for rule in settings.host_limits),
+            down_timeout=settings.host_down_timeout,
+            lookahead=lookahead,
+        )
 
     def limits(self, host: str) -> tuple[int, float]:
         """``(concurrency, delay)`` for a host now, penalties and Crawl-delay included."""

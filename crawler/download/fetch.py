@@ -25,6 +25,7 @@ from typing import Any
 import requests
 
 from crawler.broker.broker import LOCAL_STORAGE
+from crawler.config import Config
 from crawler.errors import UnsafeTarget
 from crawler.storage import (
     check_temporary,
@@ -55,13 +56,29 @@ Keep = Callable[[int, str, str, int, str], None]
 
 @dataclass(frozen=True)
 class FetchLimits:
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    total_timeout: float = 300.0
-    max_bytes: int = 64 * 1024 * 1024
-    max_redirects: int = 10
-    min_width: int = 0
-    min_height: int = 0
+    """What one image fetch may take, built from the config (``from_config``), which is
+    the one place the defaults live."""
+
+    connect_timeout: float
+    read_timeout: float
+    total_timeout: float
+    max_bytes: int
+    max_redirects: int
+    min_width: int
+    min_height: int
+
+    @classmethod
+    def from_config(cls, config: Config) -> FetchLimits:
+        download = config.download
+        return cls(
+            connect_timeout=download.connect_timeout,
+            read_timeout=download.read_timeout,
+            total_timeout=download.total_timeout,
+            max_bytes=download.max_image_bytes,
+            max_redirects=config.crawl.max_redirects,
+            min_width=download.min_width,
+            min_height=download.min_height,
+        )
 
 
 class TooSlow(Exception):

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from crawler.broker.broker import TaskBoard
 from crawler.broker.politeness import (
+    LOOKAHEAD,
     MIN_PENALTY,
     HostRule,
     Politeness,
@@ -13,6 +16,7 @@ from crawler.broker.politeness import (
     is_unreachable,
     parse_host_rule,
 )
+from crawler.config import PolitenessConfig
 from crawler.errors import ConfigError
 from crawler.web.retries import MAX_DOWN_PAUSE
 
@@ -21,6 +25,11 @@ T0 = 1000.0
 OK = {"status": 200, "outcome": "stored"}
 THROTTLED = {"status": 429, "retry_after": 2.0, "retryable": True}
 DOWN = {"status": None, "error": "connection_error: refused", "retryable": True}
+
+
+def politeness(**settings: Any) -> Politeness:
+    """A policy built from ``[politeness]`` settings (the config's defaults for the rest)."""
+    return Politeness.from_config(PolitenessConfig(**settings), lookahead=1.0)
 
 
 def take(policy: Politeness, host: str, now: float, count: int) -> list[float | None]:
@@ -52,8 +61,23 @@ def test_result_classes():
     assert not is_unreachable({"status": None, "error": "bad_response: bad status line 'x'"})
 
 
+def test_built_from_the_politeness_settings():
+    settings = PolitenessConfig(
+        host_concurrency=3,
+        host_delay=0.5,
+        host_limits=("x.test concurrency=1",),
+        host_down_timeout=60.0,
+    )
+    policy = Politeness.from_config(settings)
+    assert (policy.concurrency, policy.delay, policy.down_timeout) == (3, 0.5, 60.0)
+    assert policy.rules == (HostRule("x.test", 1),)
+    assert policy.lookahead == LOOKAHEAD and policy.hosts == {}
+    defaults = Politeness.from_config(PolitenessConfig())
+    assert defaults.limits(A) == (8, 0.0), "the config's defaults, none of its own"
+
+
 def test_concurrency_is_per_host_and_freed_by_release():
-    policy = Politeness(concurrency=2)
+    policy = politeness(host_concurrency=2)
     assert take(policy, A, T0, 2) == [None, None]  # no delay: start at once, untimed
     assert policy.room(A, T0) == 0
     assert policy.room(B, T0) == 2, "another host is not held up"
@@ -62,10 +86,10 @@ def test_concurrency_is_per_host_and_freed_by_release():
 
 
 def test_rules_first_match_wins_and_fill_in_defaults():
-    policy = Politeness(
-        concurrency=8,
-        delay=0.0,
-        rules=(HostRule("*.a.test", concurrency=1), HostRule("x.a.test", 5, 2.0)),
+    policy = politeness(
+        host_concurrency=8,
+        host_delay=0.0,
+        host_limits=("*.a.test concurrency=1", "x.a.test concurrency=5 delay=2.0"),
     )
     assert policy.limits("x.a.test") == (1, 0.0)
     assert policy.limits("a.test") == (1, 0.0)
@@ -73,7 +97,7 @@ def test_rules_first_match_wins_and_fill_in_defaults():
 
 
 def test_delay_spaces_start_times_within_the_lookahead():
-    policy = Politeness(concurrency=8, delay=0.4, lookahead=1.0)
+    policy = politeness(host_concurrency=8, host_delay=0.4)
     assert policy.room(A, T0) == 3  # starts at +0, +0.4, +0.8 fit in one second
     assert take(policy, A, T0, 3) == [0.0, 0.4, 0.8]
     assert policy.room(A, T0) == 0
@@ -82,7 +106,7 @@ def test_delay_spaces_start_times_within_the_lookahead():
 
 
 def test_crawl_delay_raises_the_delay_and_is_capped():
-    policy = Politeness(delay=0.1)
+    policy = politeness(host_delay=0.1)
     policy.set_crawl_delay(A, 2.0)
     assert policy.limits(A) == (8, 2.0)
     policy.set_crawl_delay(B, 0.01)
@@ -92,7 +116,7 @@ def test_crawl_delay_raises_the_delay_and_is_capped():
 
 
 def test_throttle_pauses_the_host_for_retry_after_and_adds_a_decaying_penalty():
-    policy = Politeness(concurrency=4)
+    policy = politeness(host_concurrency=4)
     take(policy, A, T0, 1)
     policy.release(A)
     assert policy.feedback(A, THROTTLED, T0) is False, "a 429 counts as an attempt"
@@ -108,7 +132,7 @@ def test_throttle_pauses_the_host_for_retry_after_and_adds_a_decaying_penalty():
 
 
 def test_an_unreachable_host_is_paused_longer_each_time_and_spared_until_the_timeout():
-    policy = Politeness(down_timeout=600)
+    policy = politeness(host_down_timeout=600)
     assert policy.feedback(A, DOWN, T0) is False, "the first failure of a run counts"
     assert policy.hosts[A].paused_until == T0 + 1
     assert policy.feedback(A, DOWN, T0 + 1) is True
@@ -125,7 +149,7 @@ def test_an_unreachable_host_is_paused_longer_each_time_and_spared_until_the_tim
 
 
 def test_a_tls_failure_is_an_answer_and_does_not_pause_the_host():
-    policy = Politeness(down_timeout=600)
+    policy = politeness(host_down_timeout=600)
     tls = {"status": None, "error": "tls_error: certificate verify failed: self-signed"}
     for step in range(3):
         assert policy.feedback(A, tls, T0 + step) is False
@@ -137,7 +161,7 @@ def test_a_tls_failure_is_an_answer_and_does_not_pause_the_host():
 
 
 def test_wake_time_is_when_a_delayed_or_paused_host_frees_up():
-    policy = Politeness(concurrency=1, delay=5.0, lookahead=1.0)
+    policy = politeness(host_concurrency=1, host_delay=5.0)
     assert policy.wake_time([A], T0) is None
     policy.grant(A, T0)
     assert policy.wake_time([A], T0) is None, "full on concurrency: woken by a release"
@@ -146,7 +170,7 @@ def test_wake_time_is_when_a_delayed_or_paused_host_frees_up():
 
 
 def test_snapshot_lists_busy_and_throttled_hosts():
-    policy = Politeness(concurrency=3)
+    policy = politeness(host_concurrency=3)
     take(policy, A, T0, 2)
     policy.feedback(B, THROTTLED, T0)
     rows = {row["host"]: row for row in policy.snapshot(T0 + 1)}
@@ -170,7 +194,7 @@ def hosts_of(tasks) -> list[str]:
 
 def test_leases_across_nodes_never_exceed_a_host_limit_and_hosts_take_turns():
     urls = [f"http://{host}/{n}.png" for host in (A, B) for n in range(10)]
-    tasks = board(Politeness(concurrency=3), urls)
+    tasks = board(politeness(host_concurrency=3), urls)
     first = tasks.lease("n1", 4, T0)
     second = tasks.lease("n2", 10, T0)
     leased = hosts_of(first + second)
@@ -183,7 +207,7 @@ def test_leases_across_nodes_never_exceed_a_host_limit_and_hosts_take_turns():
 
 
 def test_taken_back_leases_free_their_host_slots():
-    tasks = board(Politeness(concurrency=2), [f"http://{A}/{n}.png" for n in range(5)])
+    tasks = board(politeness(host_concurrency=2), [f"http://{A}/{n}.png" for n in range(5)])
     assert len(tasks.lease("n1", 5, T0)) == 2
     tasks.release_node("n1", T0 + 1)
     assert len(tasks.lease("n2", 5, T0 + 1)) == 2
@@ -193,7 +217,7 @@ def test_taken_back_leases_free_their_host_slots():
 
 def test_a_delayed_host_gets_start_times_and_others_are_not_timed():
     urls = [f"http://{A}/{n}.png" for n in range(4)] + [f"http://{C}/{n}.png" for n in range(2)]
-    policy = Politeness(concurrency=8, rules=(HostRule(A, delay=0.5),), lookahead=1.0)
+    policy = politeness(host_concurrency=8, host_limits=(f"{A} delay=0.5",))
     leased = board(policy, urls).lease("n1", 10, T0)
     timing = {task.url: task.start_in for task in leased}
     assert sorted(t for u, t in timing.items() if A in u) == [0.0, 0.5, 1.0]
@@ -201,7 +225,7 @@ def test_a_delayed_host_gets_start_times_and_others_are_not_timed():
 
 
 def test_tasks_of_a_host_that_is_down_keep_their_attempts():
-    tasks = board(Politeness(concurrency=8), [f"http://{A}/{n}.png" for n in range(3)])
+    tasks = board(politeness(host_concurrency=8), [f"http://{A}/{n}.png" for n in range(3)])
     leased = tasks.lease("n1", 3, T0)
     for task in leased:
         tasks.complete("n1", {"id": task.id, "outcome": "failed", **DOWN}, T0, 0.0)
@@ -213,7 +237,7 @@ def test_tasks_of_a_host_that_is_down_keep_their_attempts():
 
 
 def test_a_delayed_host_goes_to_one_node_at_a_time_and_restarts_a_delay_after_a_result():
-    policy = Politeness(concurrency=4, delay=0.5, lookahead=1.0)
+    policy = politeness(host_concurrency=4, host_delay=0.5)
     assert policy.room(A, T0, "n1") == 3
     policy.grant(A, T0, "n1")
     assert policy.room(A, T0, "n2") == 0, "another node must wait for n1's requests"
@@ -224,13 +248,13 @@ def test_a_delayed_host_goes_to_one_node_at_a_time_and_restarts_a_delay_after_a_
 
 
 def test_a_host_without_delay_is_shared_by_every_node():
-    policy = Politeness(concurrency=4)
+    policy = politeness(host_concurrency=4)
     policy.grant(A, T0, "n1")
     assert policy.room(A, T0, "n2") == 3
 
 
 def test_nodes_get_a_fair_share_of_a_host():
-    policy = Politeness(concurrency=8)
+    policy = politeness(host_concurrency=8)
     assert policy.room(A, T0, "n1", nodes=2) == 4
     take(policy, A, T0, 4)  # granted to the default node ""
     for _ in range(4):
@@ -243,7 +267,7 @@ def test_nodes_get_a_fair_share_of_a_host():
 
 
 def test_board_shares_one_host_between_two_nodes():
-    tasks = board(Politeness(concurrency=8), [f"http://{A}/{n}.png" for n in range(20)])
+    tasks = board(politeness(host_concurrency=8), [f"http://{A}/{n}.png" for n in range(20)])
     first = tasks.lease("n1", 16, T0, nodes=2)
     second = tasks.lease("n2", 16, T0, nodes=2)
     assert (len(first), len(second)) == (4, 4)
@@ -253,10 +277,10 @@ def test_board_shares_one_host_between_two_nodes():
 
 
 def test_a_slot_is_kept_free_for_pages_waiting_on_the_host():
-    policy = Politeness(concurrency=4)
+    policy = politeness(host_concurrency=4)
     assert policy.room(A, T0, "n1", reserve=1) == 3
-    assert Politeness(concurrency=1).room(A, T0, "n1", reserve=1) == 1, "1 stays shared"
-    tasks = board(Politeness(concurrency=4), [f"http://{A}/{n}.png" for n in range(10)])
+    assert politeness(host_concurrency=1).room(A, T0, "n1", reserve=1) == 1, "1 stays shared"
+    tasks = board(politeness(host_concurrency=4), [f"http://{A}/{n}.png" for n in range(10)])
     tasks.page_hosts = {A}
     assert len(tasks.lease("n1", 10, T0)) == 3
     assert tasks.politeness.room(A, T0, "(harvester pages)") == 1, "the page gets the last"

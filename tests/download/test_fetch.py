@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import responses
 from PIL import Image
 
 from crawler.broker.politeness import Politeness
+from crawler.config import Config, CrawlConfig, DownloadConfig, PolitenessConfig
 from crawler.download.fetch import (
     MAX_RETRY_AFTER,
     MEMORY_BODY_BYTES,
@@ -29,7 +31,8 @@ __all__ = ["self_signed", "serve"]  # fixtures shared with test_failures
 
 HOST = "http://images.example"
 USER_AGENT = "ua"
-LIMITS = FetchLimits(connect_timeout=1.0, read_timeout=1.0, max_bytes=64 * 1024)
+DEFAULT_LIMITS = FetchLimits.from_config(Config())
+LIMITS = replace(DEFAULT_LIMITS, connect_timeout=1.0, read_timeout=1.0, max_bytes=64 * 1024)
 SVG = b'<?xml version="1.0"?>\n<svg xmlns="http://www.w3.org/2000/svg" width="4" height="4"/>'
 
 
@@ -78,6 +81,27 @@ def assert_failed(result: dict[str, Any], out: Path, error: str, retryable: bool
     assert (result["outcome"], result["error"], result["retryable"]) == ("failed", error, retryable)
     assert (result["path"], result["sha256"]) == (None, None)
     assert stored_files(out) == []
+
+
+def test_limits_are_built_from_the_config() -> None:
+    download = DownloadConfig(
+        connect_timeout=1.5,
+        read_timeout=2.5,
+        total_timeout=9.0,
+        max_image_bytes=1000,
+        min_width=4,
+        min_height=5,
+    )
+    limits = FetchLimits.from_config(Config(crawl=CrawlConfig(max_redirects=3), download=download))
+    assert limits == FetchLimits(
+        connect_timeout=1.5,
+        read_timeout=2.5,
+        total_timeout=9.0,
+        max_bytes=1000,
+        max_redirects=3,
+        min_width=4,
+        min_height=5,
+    )
 
 
 @pytest.mark.parametrize(
@@ -271,7 +295,7 @@ def test_retry_after_on_a_final_failure_or_a_success_is_not_reported(
 def test_declared_length_above_limit_is_refused_before_writing(
     mocked: responses.RequestsMock, out: Path
 ) -> None:
-    limits = FetchLimits(max_bytes=1000)
+    limits = replace(DEFAULT_LIMITS, max_bytes=1000)
     body = PNG + b"\0" * (2000 - len(PNG))
     mocked.get(f"{HOST}/huge.png", body=body, auto_calculate_content_length=True)
 
@@ -286,7 +310,7 @@ def test_declared_length_above_limit_is_refused_before_writing(
 def test_body_longer_than_limit_without_length_is_too_large(
     mocked: responses.RequestsMock, out: Path
 ) -> None:
-    limits = FetchLimits(max_bytes=1000)
+    limits = replace(DEFAULT_LIMITS, max_bytes=1000)
     body = PNG + b"\0" * (8 * CHUNK_BYTES)
     mocked.get(f"{HOST}/sneaky.png", body=body)
 
@@ -301,7 +325,7 @@ def test_body_longer_than_limit_without_length_is_too_large(
 def test_body_of_exactly_the_limit_is_stored(mocked: responses.RequestsMock, out: Path) -> None:
     mocked.get(f"{HOST}/a.png", body=PNG)
 
-    result = fetch(f"{HOST}/a.png", out, FetchLimits(max_bytes=len(PNG)))
+    result = fetch(f"{HOST}/a.png", out, replace(DEFAULT_LIMITS, max_bytes=len(PNG)))
 
     assert result["outcome"] == "stored"
 
@@ -357,7 +381,7 @@ def test_failure_while_streaming_leaves_no_temporary_file(
     body = PNG + b"\0" * (MEMORY_BODY_BYTES if spilled else 0)
     mocked.get(f"{HOST}/cut.png", body=body, headers={"Content-Length": str(len(body) + 100)})
 
-    result = fetch(f"{HOST}/cut.png", out, FetchLimits(max_bytes=4 * MEMORY_BODY_BYTES))
+    result = fetch(f"{HOST}/cut.png", out, replace(DEFAULT_LIMITS, max_bytes=4 * MEMORY_BODY_BYTES))
 
     assert (out / TMP_DIR).exists() is spilled  # fetch() asserts that it is empty
     assert (result["outcome"], result["retryable"]) == ("failed", True)
@@ -366,7 +390,9 @@ def test_failure_while_streaming_leaves_no_temporary_file(
 
 def test_image_below_the_minimum_size_is_refused(mocked, out):
     mocked.get(f"{HOST}/small.png", body=PNG, content_type="image/png")
-    result = fetch(f"{HOST}/small.png", out, FetchLimits(max_bytes=64 * 1024, min_width=8))
+    result = fetch(
+        f"{HOST}/small.png", out, replace(DEFAULT_LIMITS, max_bytes=64 * 1024, min_width=8)
+    )
     assert_failed(result, out, "too_small", retryable=False)
     assert (result["width"], result["height"]) == (7, 5)
 
@@ -377,7 +403,7 @@ def test_decompression_bomb_is_refused_and_not_stored(mocked, out):
     bomb = io.BytesIO()
     Image.new("1", (30000, 30000)).save(bomb, format="PNG")
     mocked.get(f"{HOST}/bomb.png", body=bomb.getvalue(), content_type="image/png")
-    result = fetch(f"{HOST}/bomb.png", out, FetchLimits(max_bytes=16 * 1024 * 1024))
+    result = fetch(f"{HOST}/bomb.png", out, replace(DEFAULT_LIMITS, max_bytes=16 * 1024 * 1024))
     assert_failed(result, out, "decompression_bomb", retryable=False)
 
 
@@ -441,6 +467,6 @@ def test_an_untrusted_certificate_is_a_final_tls_error_not_a_down_host(out, serv
     assert result["error"].startswith("tls_error: certificate verify failed"), result
     assert result["retryable"] is False and result["status"] is None
     assert "Max retries" not in result["error"] and "0x" not in result["error"]
-    politeness = Politeness()
+    politeness = Politeness.from_config(PolitenessConfig())
     assert politeness.feedback("127.0.0.1", result, 0.0) is False
     assert politeness.state("127.0.0.1").down_errors == 0  # an answer: not a down host

@@ -15,10 +15,12 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from crawler.config import Config
 from crawler.download.fetch import FetchLimits, fetch_image
 from crawler.output.manifest import read_manifest
 from crawler.output.progress import parse_line
@@ -34,7 +36,9 @@ FAST_TIMEOUTS = {
     "CRAWLER_READ_TIMEOUT": "1",
     "CRAWLER_TOTAL_TIMEOUT": "3",
 }
-LIMITS = FetchLimits(connect_timeout=1, read_timeout=1, total_timeout=3)
+LIMITS = replace(
+    FetchLimits.from_config(Config()), connect_timeout=1, read_timeout=1, total_timeout=3
+)
 # What each failing request looks like to the downloader (error prefix, retry_after).
 FAULT_RESULTS = {
     "flaky500": ("http_500", None),

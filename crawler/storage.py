@@ -90,7 +90,7 @@ def open_temporary(out: Path) -> IO[bytes]:
     Its name carries this host and process id, so that ``remove_stale_temporaries``
     can tell the leftovers of a killed process from files still being written; a
     counter makes it unique within the process (cheaper than ``tempfile``'s random
-    names, which took 5% of the downloader's time).
+    names, a share of the downloader's time worth saving: docs/design-notes.md).
     """
     tmp = os.path.join(out, TMP_DIR)
     prefix = _owner_prefix(os.getpid())

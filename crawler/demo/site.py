@@ -187,7 +187,7 @@ def _draw_sized(rng: random.Random, fmt: _Format, target: int) -> tuple[bytes, i
     pixels = target / _NOISE_BYTES_PER_PIXEL[fmt.pil]
     noise_seed = rng.getrandbits(64)
     shapes = [(_color(rng), rng.random() < 0.5, [rng.random() for _ in range(4)]) for _ in range(3)]
-    # GIF: noise drawn straight in palette indices (quantizing RGB noise is 30x slower).
+    # GIF: noise drawn straight in palette indices (quantizing RGB noise is much slower).
     mode, depth = ("P", 1) if fmt.pil == "GIF" else ("RGB", 3)
     palette = random.Random(noise_seed).randbytes(768)
     for _attempt in range(2):
@@ -204,7 +204,7 @@ def _draw_sized(rng: random.Random, fmt: _Format, target: int) -> tuple[bytes, i
             fill = color[0] if mode == "P" else color
             (draw.ellipse if ellipse else draw.rectangle)(box, fill=fill)
         buf = io.BytesIO()
-        # WebP's fastest method: its default takes 30 ms on 40 KB of noise.
+        # WebP's fastest method: its default is slow on noise (docs/design-notes.md).
         img.save(
             buf,
             format=fmt.pil,

@@ -52,8 +52,9 @@ class Committer:
     downloader does this just before it reports the batch, so a result says "stored"
     only of a file that is on disk under its final name, with the size and SHA-256
     the result gives). A batch costs two syncs of the file system, one before the
-    renames (the data) and one after (the names), where one fsync per file cost
-    about 8% of the downloader's time, and one read of its files to check them.
+    renames (the data) and one after (the names), where one fsync per file was a
+    share of the downloader's time (docs/design-notes.md), and one read of its files
+    to check them.
     """
 
     def __init__(self, out: Path, sync: bool = True) -> None:
@@ -81,7 +82,7 @@ class Committer:
         which wait for the disk: the downloader passes its threadpool's, so the event
         loop keeps running. The renames
         stay in the caller's thread: done in the pool too, every one of them handed the
-        GIL back and forth with the busy loop (six futex calls per image).
+        GIL back and forth with the busy loop (futex calls: docs/design-notes.md).
         """
         staged = list(staged)
         if not staged:

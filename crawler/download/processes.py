@@ -2,7 +2,7 @@
 
 Kept apart from ``downloader.py`` so that the parent of a multi-process node only
 starts and waits: it never imports gevent, requests or Pillow, nor monkey-patches,
-which cost each process about half a second of CPU.
+which costs every process CPU time at its start (docs/design-notes.md).
 """
 
 from __future__ import annotations

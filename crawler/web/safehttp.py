@@ -114,8 +114,8 @@ def _pool_classes(policy: AddressPolicy) -> dict[str, type]:
 
 class _CheckedAdapter(HTTPAdapter):
     """requests' adapter with our connection classes, and two shortcuts for the common
-    request (no proxy, default TLS settings) that skip re-parsing the URL: they were a
-    tenth of the adapter's time per image."""
+    request (no proxy, default TLS settings) that skip re-parsing the URL, paid on
+    every image otherwise (docs/design-notes.md)."""
 
     def __init__(self, policy: AddressPolicy, **kwargs) -> None:  # type: ignore[no-untyped-def]
         self._policy = policy
@@ -145,7 +145,7 @@ class _CheckedAdapter(HTTPAdapter):
     def build_response(self, req, resp):  # type: ignore[no-untyped-def]
         """For a lean request, requests' own steps minus the two an image GET needs
         not: copying the headers (urllib3's are case-insensitive already) and reading
-        cookies into a jar no one sends. A sixteenth of the adapter's time per image."""
+        cookies into a jar no one sends, paid on every image (docs/design-notes.md)."""
         if not isinstance(req, _LeanRequest):
             return super().build_response(req, resp)
         response = requests.Response()
@@ -198,8 +198,8 @@ def open_url(
 
     ``lean`` (for images) hands a request built once straight to the session's
     adapter: no cookie jar, hooks or per-request merging of settings, which made
-    ``Session.get`` cost twice the adapter's own work (1.2 ms against 0.67 ms of CPU
-    per 40 KB image, measured against nginx). Same pool, same checks, same errors.
+    ``Session.get`` cost more than the adapter's own work (docs/design-notes.md).
+    Same pool, same checks, same errors.
     """
     for _hop in range(max_redirects + 1):
         if lean:

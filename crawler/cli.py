@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crawler.config import Config, load_config, parse_address
+from crawler.config import Config, load_config
 from crawler.errors import ConfigError, CrawlerError
 
 EXIT_MISMATCH = 1  # crawler verify: a stored file was wrong or missing
@@ -351,8 +351,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     flags = {"connect": args.connect, "authkey_file": args.authkey_file}
     config = load_config(args.config, os.environ, flags)
-    address = parse_address(config.download.connect, "connect")
-    status = fetch_status(address, _authkey(config))
+    status = fetch_status(config.download.connect, _authkey(config))
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
     else:

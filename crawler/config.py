@@ -201,8 +201,9 @@ KEYS = _key_index()
 
 
 def parse_address(text: str, key: str = "address") -> tuple[str, int]:
-    """``"HOST:PORT"`` -> ``(host, port)``; IPv6 hosts go in brackets."""
-    host, sep, port = text.rpartition(":")
+    """``"HOST:PORT"`` (or ``"tcp://HOST:PORT"``) -> ``(host, port)``; IPv6 hosts go in
+    brackets."""
+    host, sep, port = text.removeprefix("tcp://").rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     host = host[1:-1] if bracketed else host
     # Without brackets "::1:5599" is ambiguous; a leftover bracket is a typo; a host

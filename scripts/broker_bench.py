@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from crawler.broker.broker import Broker
 from crawler.broker.state import open_database
 from crawler.download.fetch import new_result
-from crawler.wire.manager_client import BrokerClient
+from crawler.wire.manager_client import ManagerWire
 from crawler.wire.manager_server import BrokerServer
 
 
@@ -70,7 +70,7 @@ def stored_result(task_id: int, url: str, node: str) -> dict:
     """What a downloader reports for a stored image, every field filled as it would be."""
     digest = f"{task_id:064x}"
     return {
-        **new_result(task_id, url, node),
+        **new_result(task_id, url, node).to_wire(),
         "outcome": "stored",
         "status": 200,
         "bytes": 40_000 + task_id % 40_000,
@@ -85,7 +85,7 @@ def stored_result(task_id: int, url: str, node: str) -> dict:
 
 
 def client(port: int, authkey: bytes, batch: int, node: str, counts) -> None:
-    broker = BrokerClient(("127.0.0.1", port), authkey)
+    broker = ManagerWire(("127.0.0.1", port), authkey)
     broker.join(node, {"host": "bench", "pid": os.getpid(), "concurrency": batch})
     handled = 0
     while True:

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from crawler.errors import ConfigError
+from crawler.records import Result
 from crawler.urls import host_matches
 from crawler.web.retries import down_pause, is_no_answer
 
@@ -76,14 +77,14 @@ def parse_host_rule(text: str) -> HostRule:
     )
 
 
-def is_throttle(result: dict) -> bool:
+def is_throttle(result: Result) -> bool:
     """A 429 or 503: the host asks us to slow down."""
-    return result.get("status") in (429, 503)
+    return result.status in (429, 503)
 
 
-def is_unreachable(result: dict) -> bool:
+def is_unreachable(result: Result) -> bool:
     """No response at all: refused, reset, DNS failure or timed out before headers."""
-    return result.get("status") is None and is_no_answer(str(result.get("error") or ""))
+    return result.status is None and is_no_answer(result.error or "")
 
 
 @dataclass
@@ -215,7 +216,7 @@ class Politeness:
             # ``now`` is after the request ended: the next one starts a delay later.
             state.next_start = max(state.next_start, now + delay)
 
-    def feedback(self, host: str, result: dict, now: float) -> bool:
+    def feedback(self, host: str, result: Result, now: float) -> bool:
         """Learn from a result. Returns True when its failure should not count against
         the task's attempts (the host is down, and not for longer than ``down_timeout``)."""
         state = self.state(host)
@@ -231,7 +232,7 @@ class Politeness:
         if is_throttle(result):
             state.throttled += 1
             state.penalty = min(max(state.penalty * 2, MIN_PENALTY), MAX_PENALTY)
-            wait = max(float(result.get("retry_after") or 0.0), state.penalty)
+            wait = max(result.retry_after or 0.0, state.penalty)
             state.paused_until = max(state.paused_until, now + wait)
         elif state.penalty:
             state.penalty *= PENALTY_RECOVERY

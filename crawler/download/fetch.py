@@ -24,9 +24,9 @@ from typing import Any
 
 import requests
 
-from crawler.broker.broker import LOCAL_STORAGE
 from crawler.config import Config
 from crawler.errors import UnsafeTarget
+from crawler.records import LOCAL_STORAGE, STORED, Result
 from crawler.storage import (
     check_temporary,
     commit_file,
@@ -85,25 +85,9 @@ class TooSlow(Exception):
     """The body did not arrive within ``total_timeout``."""
 
 
-def new_result(task_id: int, url: str, node: str) -> dict[str, Any]:
-    return {
-        "id": task_id,
-        "url": url,
-        "node": node,
-        "outcome": "failed",
-        "status": None,
-        "bytes": 0,
-        "sha256": None,
-        "content_type": None,
-        "declared_type": None,
-        "path": None,
-        "width": None,
-        "height": None,
-        "error": None,
-        "retryable": False,
-        "retry_after": None,
-        "elapsed": 0.0,
-    }
+def new_result(task_id: int, url: str, node: str) -> Result:
+    """A failure with nothing fetched yet, which ``fetch_image`` fills in."""
+    return Result(task_id, url, node, bytes=0, elapsed=0.0)
 
 
 def retry_after_seconds(
@@ -152,7 +136,7 @@ def fetch_image(
     node: str,
     limits: FetchLimits,
     keep: Keep | None = None,
-) -> dict[str, Any]:
+) -> Result:
     """Fetch ``url`` into ``out`` and describe what happened (see ``new_result``).
 
     A verified image is written to a temporary file and handed to ``keep``, which
@@ -175,13 +159,13 @@ def fetch_image(
         with open_url(
             session, url, timeout, limits.max_redirects, IMAGE_REQUEST_HEADERS, lean=True
         ) as response:
-            result["status"] = response.status_code
-            result["declared_type"] = response.headers.get("Content-Type")
+            result.status = response.status_code
+            result.declared_type = response.headers.get("Content-Type")
             if not 200 <= response.status_code < 300 or response.status_code == 204:
-                result["error"] = f"http_{response.status_code}"
+                result.error = f"http_{response.status_code}"
                 if response.status_code in RETRYABLE_STATUS:
-                    result["retryable"] = True
-                    result["retry_after"] = retry_after_seconds(
+                    result.retryable = True
+                    result.retry_after = retry_after_seconds(
                         response.headers.get("Retry-After"),
                         response.headers.get("Date"),
                         time.time(),
@@ -189,7 +173,7 @@ def fetch_image(
                 return result
             declared = _declared_length(response)
             if declared is not None and declared > limits.max_bytes:
-                result["error"] = "too_large"
+                result.error = "too_large"
                 return result
             deadline = started + limits.total_timeout
             body = _Body(out)
@@ -197,47 +181,56 @@ def fetch_image(
         body.close()
         size = body.size
         if size > limits.max_bytes:
-            result.update(error="too_large", bytes=min(size, MAX_WIRE_INT))
+            result.error = "too_large"
+            result.bytes = min(size, MAX_WIRE_INT)
             return result
         if declared is not None and size != declared:
-            result.update(error="truncated", retryable=True, bytes=size)
+            result.error = "truncated"
+            result.retryable = True
+            result.bytes = size
             return result
         sniffed = sniff_image_type(body.head)
         if sniffed is None:
-            result.update(error="not_an_image", bytes=size)
+            result.error = "not_an_image"
+            result.bytes = size
             return result
         mime, extension = sniffed
         source = Path(body.temporary) if body.temporary is not None else body.data
         check = check_image(source, extension, limits.min_width, limits.min_height)
-        result.update(bytes=size, content_type=mime, width=check.width, height=check.height)
+        result.bytes = size
+        result.content_type = mime
+        result.width = check.width
+        result.height = check.height
         if check.error is not None:
-            result["error"] = check.error
+            result.error = check.error
             return result
         temporary = body.temporary or body.write_out()
         digest = body.digest.hexdigest()
         relative = image_relative_name(url, digest, extension)
         keep(task_id, temporary, relative, size, digest)
         kept = True
-        result.update(outcome="stored", sha256=digest, path=relative)
+        result.outcome = STORED
+        result.sha256 = digest
+        result.path = relative
     except UnsafeTarget as exc:
-        result.update(error=f"{exc.code}: {exc}")
+        result.error = f"{exc.code}: {exc}"
         if getattr(exc, "address", None):
-            result["peer"] = exc.address  # which address this node's policy refused
+            result.peer = exc.address  # which address this node's policy refused
     except TooSlow:
-        result.update(error=f"too_slow: over {limits.total_timeout:g} s")
+        result.error = f"too_slow: over {limits.total_timeout:g} s"
     except requests.RequestException as exc:
         # timeout, connection_error, bad_response: retryable; tls_error, request_error: final
         error, retryable = describe_request_error(exc)
-        result.update(error=error, retryable=retryable)
+        result.error = error
+        result.retryable = retryable
     except OSError as exc:  # after the requests errors, which are OSErrors too
         # Our side failed (disk full, permissions): not the URL's fault; the node hands
         # the task back without using an attempt (see ``LOCAL_STORAGE``).
-        error = f"store_error: {exception_reason(exc)}"
-        result.update(error=error, retryable=True, local=LOCAL_STORAGE)
+        result.failed_locally(f"store_error: {exception_reason(exc)}", LOCAL_STORAGE)
     finally:
         if body is not None and not kept:
             body.discard()
-        result["elapsed"] = round(time.monotonic() - started, 4)
+        result.elapsed = round(time.monotonic() - started, 4)
     return result
 
 

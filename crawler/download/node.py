@@ -18,10 +18,9 @@ import sys
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from multiprocessing.managers import RemoteError
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import gevent
 import gevent.event
@@ -29,23 +28,57 @@ import gevent.lock
 import gevent.queue
 from gevent.pool import Group, Pool
 
-from crawler.broker.broker import LOCAL_ERROR, LOCAL_POLICY, LOCAL_STORAGE
+from crawler import wire
 from crawler.broker.politeness import MIN_PENALTY, is_throttle
-from crawler.config import Config, parse_address
+from crawler.config import Config
 from crawler.download.committer import Committer
 from crawler.download.fetch import FetchLimits, fetch_image, new_result
 from crawler.download.processes import SHARED_TERMINAL
 from crawler.errors import BrokerUnavailable, CrawlerError, NotAHarvester, StateError
+from crawler.records import (
+    LOCAL_ERROR,
+    LOCAL_POLICY,
+    LOCAL_STORAGE,
+    STORED,
+    AddressPolicyRecord,
+    LeasedTask,
+    Result,
+)
 from crawler.storage import probe_storage, remove_stale_temporaries
 from crawler.urls import host_of
 from crawler.web.safehttp import AddressPolicy, make_session
-from crawler.wire.manager_client import BrokerClient
+from crawler.wire.base import BrokerClient, CallFailed
 
-REPORT_INTERVAL = 0.25
-SHUTDOWN_GRACE = 10.0
 PROGRESS_SHARED_EVERY = 5.0
 STORAGE_PROBE_INTERVAL = 2.0  # seconds between checks of a node's storage after a fault
 START_PROBE_BYTES = 4096  # a node that cannot write this much to OUT does not start
+
+
+LEASE_WAIT = 1.0  # seconds a lease call waits for work to appear
+# A leased task and the clock time at which it may start (None: at once).
+Leased = tuple[LeasedTask, "float | None"]
+Reply = TypeVar("Reply")
+# Fetches one image: (session, task id, url) -> its result (``fetch.fetch_image``).
+Fetch = Callable[[Any, int, str], Result]
+
+
+class Clock(Protocol):
+    """The node's time: gevent's in a node, a fake one in tests of the loop."""
+
+    def now(self) -> float: ...
+    def sleep(self, seconds: float) -> None: ...
+    def wait(self, event: gevent.event.Event, seconds: float) -> None: ...
+
+
+class GeventClock:
+    def now(self) -> float:
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        gevent.sleep(seconds)
+
+    def wait(self, event: gevent.event.Event, seconds: float) -> None:
+        event.wait(seconds)
 
 
 class StopRequested(Exception):
@@ -64,15 +97,15 @@ class NodeStats:
     failed: int = 0
     handed_back: int = 0  # tasks given back for a fault of this node (no attempt used)
     bytes: int = 0
-    started: float = field(default_factory=time.monotonic)
+    started: float = 0.0
 
-    def count(self, result: dict[str, Any]) -> None:
-        if result.get("local"):
+    def count(self, result: Result) -> None:
+        if result.local:
             self.handed_back += 1
-        elif result["outcome"] == "stored":
+        elif result.outcome == STORED:
             self.stored += 1
-            self.bytes += result["bytes"]
-        elif not result["retryable"]:
+            self.bytes += result.bytes or 0
+        elif not result.retryable:
             self.failed += 1
 
 
@@ -84,13 +117,18 @@ class DownloaderNode:
         config: Config,
         authkey: bytes,
         node_id: str,
-        connect: Callable[[tuple[str, int], bytes], BrokerClient] = BrokerClient,
+        connect: Callable[[], BrokerClient] | None = None,
+        fetch: Fetch | None = None,
+        clock: Clock | None = None,
     ) -> None:
+        """``connect``, ``fetch`` and ``clock`` replace the broker's wire (``wire.connect``
+        of ``download.connect``), the image fetch (``fetch_image``) and gevent's time, for
+        tests of this loop."""
         self.config = config
         self.download = config.download
         self.authkey = authkey
         self.node = node_id
-        self.address = parse_address(config.download.connect, "connect")
+        self.clock = clock or GeventClock()
         self.out = Path(config.output.out)
         self.batch_size = self.download.batch_size or self.download.concurrency
         self.limits = FetchLimits(
@@ -102,20 +140,21 @@ class DownloaderNode:
             min_width=self.download.min_width,
             min_height=self.download.min_height,
         )
-        self._connect = connect
+        self._connect = connect or (lambda: wire.connect(config.download.connect, authkey))
+        self._fetch = fetch or self._fetch_image
         self._client: BrokerClient | None = None
         self._client_lock = gevent.lock.RLock()
         self._heartbeat = 10.0
         self.user_agent = config.crawl.user_agent
-        self.inbox: gevent.queue.Queue = gevent.queue.Queue()
+        self.inbox: gevent.queue.Queue[Leased | None] = gevent.queue.Queue()
         self.held: set[int] = set()  # leased and not yet reported
         self.active = 0  # leased and not yet finished
-        self.outbox: list[dict[str, Any]] = []
+        self.outbox: list[Result] = []
         self.done = False
         self.stopping = False
         self.pool_finished = False
         self._stop_event = gevent.event.Event()
-        self.stats = NodeStats()
+        self.stats = NodeStats(started=self.clock.now())
         self.paused: dict[str, float] = {}  # host -> monotonic time it may be asked again
         self.last_end: dict[str, float] = {}  # delayed host -> when its last request ended
         self.host_locks: dict[str, gevent.lock.Semaphore] = {}
@@ -138,18 +177,18 @@ class DownloaderNode:
         with self._client_lock:
             if self._client is not None:
                 return self._client
-            wait, started, next_message = 0.1, time.monotonic(), 0.0
+            wait, started, next_message = 0.1, self.clock.now(), 0.0
             limit = self.download.wait_for_harvester
             while True:
                 if self.stopping:
                     raise StopRequested
                 try:
-                    client = self._connect(self.address, self.authkey)
+                    client = self._connect()
                     reply = client.join(self.node, self._describe())
-                    self._heartbeat = float(reply.get("heartbeat_seconds", 10.0))
+                    self._heartbeat = reply.heartbeat_seconds
                     # One User-Agent for the whole crawl, pages and images alike.
-                    self.user_agent = str(reply.get("user_agent") or self.user_agent)
-                    self._learn_crawl_policy(reply.get("address_policy"))
+                    self.user_agent = reply.user_agent or self.user_agent
+                    self._learn_crawl_policy(reply.address_policy)
                     self._client = client
                     self._connected_once = True
                     say(f"node {self.node}: connected to harvester at {client.where}")
@@ -158,20 +197,21 @@ class DownloaderNode:
                     if isinstance(exc, NotAHarvester) and not self._connected_once:
                         raise
                     # (Not a harvester after it was one: a harvester restarting.)
-                    now = time.monotonic()
+                    now = self.clock.now()
                     if limit and now - started >= limit:
                         raise BrokerUnavailable(f"{exc} (gave up after {limit:g} s)") from None
                     if now >= next_message:
                         say(f"node {self.node}: {exc}; waiting for it (retrying)")
                         next_message = now + 10
-                    self._stop_event.wait(wait)
+                    self.clock.wait(self._stop_event, wait)
                     wait = min(wait * 2, 5.0)
 
-    def _call(self, method: str, *args: Any) -> Any:
+    def _call(self, what: str, call: Callable[[BrokerClient], Reply]) -> Reply:
+        """``call(client)``, again after a reconnect or a pause until it is taken."""
         while True:
             client = self._broker()
             try:
-                reply = getattr(client, method)(self.node, *args)
+                reply = call(client)
                 self._remote_errors = 0
                 return reply
             except BrokerUnavailable as exc:
@@ -179,28 +219,32 @@ class DownloaderNode:
                 with self._client_lock:
                     if self._client is client:
                         self._client = None
-            except RemoteError as exc:
+                client.close()
+            except CallFailed as exc:
                 # The harvester failed to take the call (its disk full, say): it keeps
                 # nothing of it, so the same call goes again after a pause.
                 self._remote_errors += 1
                 wait = min(0.5 * 2 ** min(self._remote_errors - 1, 4), 5.0)
                 if self._remote_errors == 1:
                     say(
-                        f"node {self.node}: the harvester failed to take {method} "
-                        f"({_last_line(exc)}); trying again"
+                        f"node {self.node}: the harvester failed to take {what} "
+                        f"({exc}); trying again"
                     )
                 if self.stopping:
                     raise StopRequested from None
-                self._stop_event.wait(wait)
+                self.clock.wait(self._stop_event, wait)
 
-    def _learn_crawl_policy(self, policy: Any) -> None:
+    def _learn_crawl_policy(self, policy: AddressPolicyRecord | None) -> None:
         """The harvester's address policy: an address it allows and this node refuses
         is this node's fault, handed back for another node (said once, here)."""
-        if not isinstance(policy, dict):
+        if policy is None:
             return
-        networks = tuple(ipaddress.ip_network(n) for n in policy.get("allow_networks") or ())
+        networks = []
+        for text in policy.allow_networks:
+            with contextlib.suppress(ValueError):  # (the harvester checked them)
+                networks.append(ipaddress.ip_network(text))
         first = self.crawl_policy is None
-        self.crawl_policy = AddressPolicy(bool(policy.get("allow_private")), networks)
+        self.crawl_policy = AddressPolicy(policy.allow_private, tuple(networks))
         own = self.own_policy
         refuses_more = (
             first
@@ -237,25 +281,26 @@ class DownloaderNode:
     def _feed(self, capacity: int) -> None:
         while not self.done and not self.stopping:
             if self.fault is not None:  # nothing new while this node cannot store
-                gevent.sleep(0.2)
+                self.clock.sleep(0.2)
                 continue
             # Finished tasks waiting for the reporter (which may be syncing the disk)
             # do not take a place in the pool; held tasks stay under twice the capacity.
             room = min(capacity - self.active, 2 * capacity - len(self.held))
             if room < min(self.batch_size, capacity) and self.held:
-                gevent.sleep(0.02)
+                self.clock.sleep(0.02)
                 continue
-            reply = self._call("lease_batch", room, 1.0)
-            received = time.monotonic()
-            for task_id, url, *timing in reply["tasks"]:
-                self.held.add(task_id)
+            reply = self._call(
+                "lease", lambda c, limit=room: c.lease_batch(self.node, limit, LEASE_WAIT)
+            )
+            received = self.clock.now()
+            for task in reply.tasks:
+                self.held.add(task.id)
                 self.active += 1
                 # A host with a delay: the harvester says when this request may start,
                 # and how far apart this node must keep its requests to the host.
-                start_at = received + float(timing[0]) if timing else None
-                spacing = float(timing[1]) if len(timing) > 1 else 0.0
-                self.inbox.put((task_id, url, start_at, spacing))
-            if reply["done"]:
+                start_at = None if task.start_in is None else received + task.start_in
+                self.inbox.put((task, start_at))
+            if reply.done:
                 self.done = True
 
     def report(self) -> None:
@@ -279,7 +324,7 @@ class DownloaderNode:
         self._stop_event.set()
 
     def _report(self) -> None:
-        last_beat = time.monotonic()
+        last_beat = self.clock.now()
         while True:
             finished = self.pool_finished
             if self.outbox:
@@ -289,17 +334,18 @@ class DownloaderNode:
                 staged = self.committer.take()
                 failed = self.committer.commit(staged, self._in_thread)
                 for result in batch:
-                    if result["id"] in failed:
-                        self._store_failed(result, failed[result["id"]])
-                self._call("report_results", batch)
+                    if result.id in failed:
+                        self._store_failed(result, failed[result.id])
+                self._call("results", lambda c, done=batch: c.report_results(self.node, done))
                 for result in batch:
-                    self.held.discard(result["id"])
-            if time.monotonic() - last_beat >= self._heartbeat:
-                self._call("extend_leases", sorted(self.held))
-                last_beat = time.monotonic()
+                    self.held.discard(result.id)
+            if self.clock.now() - last_beat >= self._heartbeat:
+                held = sorted(self.held)
+                self._call("extend", lambda c, ids=held: c.extend_leases(self.node, ids))
+                last_beat = self.clock.now()
             if finished and not self.outbox:
                 return
-            self._report_now.wait(REPORT_INTERVAL)
+            self.clock.wait(self._report_now, self.download.report_interval)
             self._report_now.clear()
 
     @staticmethod
@@ -307,18 +353,11 @@ class DownloaderNode:
         """Run a call that waits for the disk in gevent's threadpool (the loop goes on)."""
         return gevent.get_hub().threadpool.apply(function, args)
 
-    def _store_failed(self, result: dict[str, Any], error: str) -> None:
+    def _store_failed(self, result: Result, error: str) -> None:
         self.stats.stored -= 1
-        self.stats.bytes -= result["bytes"]
+        self.stats.bytes -= result.bytes or 0
         self.stats.handed_back += 1
-        result.update(
-            outcome="failed",
-            error=error,
-            retryable=True,
-            path=None,
-            sha256=None,
-            local=LOCAL_STORAGE,
-        )
+        result.failed_locally(error, LOCAL_STORAGE)
         self._storage_failed(error)
 
     def _storage_failed(self, error: str) -> None:
@@ -335,7 +374,7 @@ class DownloaderNode:
 
     def _wait_for_storage(self) -> None:
         while not self.stopping:
-            self._stop_event.wait(STORAGE_PROBE_INTERVAL)
+            self.clock.wait(self._stop_event, STORAGE_PROBE_INTERVAL)
             try:
                 self._in_thread(probe_storage, self.out)
             except OSError:
@@ -344,23 +383,22 @@ class DownloaderNode:
             say(f"node {self.node}: can store images in {self.out} again; resuming")
             return
 
-    def fetch(self, task: tuple[int, str, float | None, float], session: Any) -> None:
-        task_id, url, _start_at, _spacing = task
-        host = host_of(url)
+    def fetch(self, leased: Leased, session: Any) -> None:
+        task, start_at = leased
+        host = host_of(task.url)
         try:
-            result = self._fetch_task(task, host, session)
+            result = self._fetch_task(task, start_at, host, session)
         except Exception as exc:  # a bug of ours: the task goes back, never lost or final
             traceback.print_exc()
-            result = new_result(task_id, url, self.node)
-            text = f"node_error: {type(exc).__name__}: {exc}"[:300]
-            result.update(error=text, retryable=True, local=LOCAL_ERROR)
+            result = new_result(task.id, task.url, self.node)
+            result.failed_locally(f"node_error: {type(exc).__name__}: {exc}"[:300], LOCAL_ERROR)
         self._note_local_fault(result)
         self.stats.count(result)
         if is_throttle(result):
             # Hold this node's other requests to the host at once, and tell the
             # harvester now, not at the next report, so that it pauses the host for all.
-            wait = max(float(result.get("retry_after") or 0.0), MIN_PENALTY)
-            self.paused[host] = max(self.paused.get(host, 0.0), time.monotonic() + wait)
+            wait = max(result.retry_after or 0.0, MIN_PENALTY)
+            self.paused[host] = max(self.paused.get(host, 0.0), self.clock.now() + wait)
             self._report_now.set()
         self.outbox.append(result)
         self.active -= 1
@@ -370,37 +408,35 @@ class DownloaderNode:
             self._report_now.set()
 
     def _fetch_task(
-        self, task: tuple[int, str, float | None, float], host: str, session: Any
-    ) -> dict[str, Any]:
-        task_id, url, start_at, spacing = task
+        self, task: LeasedTask, start_at: float | None, host: str, session: Any
+    ) -> Result:
         if self.fault is not None:  # leased before the fault: back, unfetched
-            return self._handed_back(task_id, url, self.fault)
+            return self._handed_back(task, self.fault)
         start_at = max(start_at or 0.0, self.paused.get(host, 0.0))
-        gevent.sleep(max(0.0, start_at - time.monotonic()))
-        if spacing:
-            return self._fetch_spaced(task_id, url, host, spacing, session)
-        return self._fetch_image(session, task_id, url)
+        self.clock.sleep(max(0.0, start_at - self.clock.now()))
+        if task.spacing:
+            return self._fetch_spaced(task, host, session)
+        return self._fetch(session, task.id, task.url)
 
-    def _handed_back(self, task_id: int, url: str, fault: str) -> dict[str, Any]:
-        result = new_result(task_id, url, self.node)
-        result.update(error=fault, retryable=True, local=LOCAL_STORAGE)
+    def _handed_back(self, task: LeasedTask, fault: str) -> Result:
+        result = new_result(task.id, task.url, self.node)
+        result.failed_locally(fault, LOCAL_STORAGE)
         return result
 
-    def _note_local_fault(self, result: dict[str, Any]) -> None:
+    def _note_local_fault(self, result: Result) -> None:
         """Mark a result that failed through this node's fault (``local``), and act."""
-        if result.get("local") == LOCAL_STORAGE:
-            self._storage_failed(str(result["error"]))
+        if result.local == LOCAL_STORAGE:
+            self._storage_failed(str(result.error))
             return
-        peer = result.pop("peer", None)
+        peer, result.peer = result.peer, None
         policy = self.crawl_policy
         if peer and policy is not None and policy.allows(peer):
-            result["local"] = LOCAL_POLICY
-            result["error"] = (
-                f"{result['error']}; the crawl allows it: start node {self.node} "
-                "with --allow-private"
+            result.local = LOCAL_POLICY
+            result.error = (
+                f"{result.error}; the crawl allows it: start node {self.node} with --allow-private"
             )
 
-    def _fetch_image(self, session: Any, task_id: int, url: str) -> dict[str, Any]:
+    def _fetch_image(self, session: Any, task_id: int, url: str) -> Result:
         return fetch_image(
             session, task_id, url, self.out, self.node, self.limits, self.committer.stage
         )
@@ -411,12 +447,12 @@ class DownloaderNode:
         one another). Never on a pipe or a file."""
         shared = os.environ.get(SHARED_TERMINAL) == "1"
         while True:
-            gevent.sleep(PROGRESS_SHARED_EVERY if shared else 1.0)
+            self.clock.sleep(PROGRESS_SHARED_EVERY if shared else 1.0)
             self._progress_line(end="\n" if shared else "")
 
     def _progress_line(self, end: str) -> None:
         stats = self.stats
-        elapsed = max(time.monotonic() - stats.started, 1e-9)
+        elapsed = max(self.clock.now() - stats.started, 1e-9)
         line = (
             f"node {self.node}: stored {stats.stored}, failed {stats.failed}, "
             + (f"handed back {stats.handed_back}, " if stats.handed_back else "")
@@ -426,23 +462,30 @@ class DownloaderNode:
         sys.stderr.write(f"\r\x1b[K{line}{end}")
         sys.stderr.flush()
 
-    def _fetch_spaced(
-        self, task_id: int, url: str, host: str, spacing: float, session: Any
-    ) -> dict[str, Any]:
+    def _fetch_spaced(self, task: LeasedTask, host: str, session: Any) -> Result:
         """A delayed host's requests go one at a time from this node, each starting
         ``spacing`` after the previous one ended: the end of a response is the one
         moment known to follow the server's receipt of the request, so the server
         sees them at least that far apart however late a greenlet was scheduled."""
         lock = self.host_locks.setdefault(host, gevent.lock.Semaphore())
         with lock:
-            gevent.sleep(max(0.0, self.last_end.get(host, 0.0) + spacing - time.monotonic()))
+            last_end = self.last_end.get(host, 0.0)
+            self.clock.sleep(max(0.0, last_end + task.spacing - self.clock.now()))
             try:
-                return self._fetch_image(session, task_id, url)
+                return self._fetch(session, task.id, task.url)
             finally:
-                self.last_end[host] = time.monotonic()
+                self.last_end[host] = self.clock.now()
 
     def run(self) -> int:
         """Work until the harvester says there is no more; returns the exit code."""
+        self.prepare_output()
+        gevent.signal_handler(signal.SIGTERM, self.stop)
+        gevent.signal_handler(signal.SIGINT, self.stop)
+        return self.work()
+
+    def prepare_output(self) -> None:
+        """Refuse to start on an output folder this node cannot write (``StateError``),
+        and remove what killed processes left there."""
         try:
             self.out.mkdir(parents=True, exist_ok=True)
             stale = remove_stale_temporaries(self.out)
@@ -453,43 +496,20 @@ class DownloaderNode:
             ) from None
         if stale:
             say(f"node {self.node}: removed {stale} partial files left by a killed process")
-        gevent.signal_handler(signal.SIGTERM, self.stop)
-        gevent.signal_handler(signal.SIGINT, self.stop)
+
+    def work(self) -> int:
+        """Lease, fetch and report until the broker has no more work or a stop."""
         try:
             self._broker()
         except StopRequested:
             return 0
         crawl = self.config.crawl
         policy = AddressPolicy.from_config(crawl)
-        session = make_session(self.download.concurrency, self.user_agent, policy)
-        pool = Pool(self.download.concurrency)
-        # Timed tasks start on the harvester's schedule, not when a pool slot frees up:
-        # a late start could bring two requests to a host closer than its delay.
-        # The harvester's per-host limits keep their number small.
-        timed = Group()
-        feeder = gevent.spawn(self.feed)
-        reporter = gevent.spawn(self.report)
-        progress = gevent.spawn(self.show_progress) if sys.stderr.isatty() else None
-        while not self.stopping:
-            task = self.inbox.get()
-            if task is None:
-                break
-            (pool if task[2] is None else timed).spawn(self.fetch, task, session)
-        for group in (pool, timed):
-            if not group.join(timeout=self._grace_left()):
-                group.kill()
-        self.done = self.pool_finished = True
-        feeder.kill()
-        self._report_now.set()  # the last results go now, not at the next tick
-        # Stopping, a harvester that does not answer must not hold the node for ever:
-        # what it did not get comes back to it when the leases run out.
-        reporter.join(timeout=self._grace_left())
-        reporter.kill()
-        if progress is not None:
-            progress.kill()
-            self._progress_line(end="\n")
-        self._say_goodbye()
-        elapsed = time.monotonic() - self.stats.started
+        with contextlib.closing(
+            make_session(self.download.concurrency, self.user_agent, policy)
+        ) as session:
+            self._serve(session)
+        elapsed = self.clock.now() - self.stats.started
         if self.fatal is not None:
             raise self.fatal
         handed_back = self.stats.handed_back
@@ -500,6 +520,41 @@ class DownloaderNode:
             + f"{self.stats.bytes / 1e6:.1f} MB in {elapsed:.1f} s"
         )
         return 0
+
+    def _serve(self, session: Any) -> None:
+        """The feeder, the pool and the reporter, until the work is done or a stop."""
+        pool = Pool(self.download.concurrency)
+        # Timed tasks start on the harvester's schedule, not when a pool slot frees up:
+        # a late start could bring two requests to a host closer than its delay.
+        # The harvester's per-host limits keep their number small.
+        timed = Group()
+        feeder = gevent.spawn(self.feed)
+        reporter = gevent.spawn(self.report)
+        progress = gevent.spawn(self.show_progress) if sys.stderr.isatty() else None
+        while not self.stopping:
+            leased = self.inbox.get()
+            if leased is None:
+                break
+            group = pool if leased[1] is None else timed
+            if group is pool:
+                pool.wait_available()
+            if self.stopping:
+                break  # not started: it goes back when the node leaves
+            group.spawn(self.fetch, leased, session)
+        for group in (pool, timed):
+            if not self._join(group, self._grace_left()):
+                group.kill()
+        self.done = self.pool_finished = True
+        feeder.kill()
+        self._report_now.set()  # the last results go now, not at the next tick
+        # Stopping, a harvester that does not answer must not hold the node for ever:
+        # what it did not get comes back to it when the leases run out.
+        self._join(reporter, self._grace_left())
+        reporter.kill()
+        if progress is not None:
+            progress.kill()
+            self._progress_line(end="\n")
+        self._say_goodbye()
 
     def _say_goodbye(self) -> None:
         """Tell the harvester we are leaving, without waiting for it if it is gone.
@@ -513,18 +568,34 @@ class DownloaderNode:
         # Bounded: a harvester that hangs must not keep a stopping node (it declares
         # the node lost after node_timeout anyway).
         grace = self._grace_left()
-        with gevent.Timeout(SHUTDOWN_GRACE if grace is None else max(grace, 1.0), False):
+        grace = self.download.shutdown_grace if grace is None else max(grace, 1.0)
+        with gevent.Timeout(grace, False):
             for _attempt in range(2):
-                with contextlib.suppress(BrokerUnavailable, RemoteError):
+                with contextlib.suppress(BrokerUnavailable, CallFailed):
                     client.leave(self.node)
-                    return
+                    break
+        client.close()
+
+    def _join(self, work: Group | gevent.Greenlet, seconds: float | None) -> bool:
+        """Wait for ``work`` to finish, at most ``seconds`` of the node's clock (None:
+        as long as it takes); returns whether it finished."""
+        finished = gevent.event.Event()
+        waiter = gevent.spawn(lambda: (work.join(), finished.set()))
+        try:
+            if seconds is None:
+                finished.wait()
+            else:
+                self.clock.wait(finished, seconds)
+        finally:
+            waiter.kill()
+        return finished.is_set()
 
     def _grace_left(self) -> float | None:
         """Seconds left of the shutdown grace (one for the whole stop: in-flight
         downloads, the last report, the goodbye), None while not stopping."""
         if not self.stopping:
             return None
-        return max(self._stop_deadline - time.monotonic(), 0.0)
+        return max(self._stop_deadline - self.clock.now(), 0.0)
 
     def stop(self) -> None:
         """First signal: stop leasing, finish or hand back what is in flight. Second: exit."""
@@ -532,12 +603,6 @@ class DownloaderNode:
             os._exit(130)
         say(f"node {self.node}: stopping (finishing in-flight downloads; again to quit now)")
         self.stopping = True
-        self._stop_deadline = time.monotonic() + SHUTDOWN_GRACE
+        self._stop_deadline = self.clock.now() + self.download.shutdown_grace
         self._stop_event.set()
         self.inbox.put(None)
-
-
-def _last_line(exc: BaseException) -> str:
-    """The last line of a remote traceback: the error, without the stack."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip(" -")]
-    return (lines[-1] if lines else type(exc).__name__)[:200]

@@ -23,7 +23,8 @@ import time
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
-from crawler.broker.broker import Broker, Task, counted_attempts, final_record
+from crawler.broker.board import Task, counted_attempts, final_record
+from crawler.broker.broker import Broker
 from crawler.broker.politeness import Politeness, parse_host_rule
 from crawler.broker.state import DATABASE_NAME, CrawlState, lock_state, unwritable_is_a_state_error
 from crawler.config import Config, parse_address
@@ -32,6 +33,7 @@ from crawler.harvest.parsing import PageParser
 from crawler.harvest.scope import Scope
 from crawler.output.manifest import MANIFEST_NAME, Manifest
 from crawler.output.progress import ProgressLog
+from crawler.records import STORED, AddressPolicyRecord, Result
 from crawler.urls import host_of, normalize
 from crawler.web.pages import PageResult, StylesheetCache, check_robots, fetch_page, fetch_robots
 from crawler.web.retries import next_try_in, tries_allowed
@@ -159,10 +161,10 @@ class Harvester:
             db=self.state.tasks_db,
             politeness=politeness_from_config(self.config),
             user_agent=self.crawl.user_agent,
-            address_policy={
-                "allow_private": self.crawl.allow_private,
-                "allow_networks": list(self.crawl.allow_networks),
-            },
+            address_policy=AddressPolicyRecord(
+                self.crawl.allow_private, tuple(self.crawl.allow_networks)
+            ),
+            max_lease_wait=queue.max_lease_wait,
         )
         try:
             server = BrokerServer(self.broker, address, self.authkey)
@@ -647,9 +649,9 @@ class Harvester:
             self.broker.mark_recorded(finished, self.manifest.size())
 
     def _count_task(self, task: Task) -> None:
-        if task.state == "stored":
+        if task.state == STORED:
             self.totals["stored"] += 1
-            self.totals["bytes"] += (task.result or {}).get("bytes") or 0
+            self.totals["bytes"] += (task.result and task.result.bytes) or 0
         else:
             self.totals["failed"] += 1
 
@@ -659,24 +661,24 @@ class Harvester:
         if task.line is not None:
             self.manifest.write_line(task.line)
         else:  # read back from the database at a resume
-            self.manifest.write(final_record(task))
-        result = task.result or {}
-        if task.state == "stored":
+            self.manifest.write(final_record(task).to_wire())
+        result = task.result or Result(task.id, task.url)
+        if task.state == STORED:
             self.log.event(
                 "stored",
                 url=task.url,
-                bytes=result.get("bytes"),
-                node=result.get("node"),
-                path=result.get("path"),
-                elapsed=result.get("elapsed"),
+                bytes=result.bytes,
+                node=result.node or None,
+                path=result.path,
+                elapsed=result.elapsed,
             )
         else:
             self.log.event(
                 "failed",
                 url=task.url,
-                status=result.get("status"),
-                error=result.get("error"),
-                node=result.get("node"),
+                status=result.status,
+                error=result.error,
+                node=result.node or None,
                 attempts=counted_attempts(task),
             )
 

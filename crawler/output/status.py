@@ -8,14 +8,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from crawler.wire.manager_client import BrokerClient
+from crawler import wire
 
 
-def fetch_status(address: tuple[str, int], authkey: bytes) -> dict[str, Any]:
-    """The harvester's ``Broker.status()``. Raises ``BrokerUnavailable`` (nothing there,
-    or gone), ``AuthKeyError`` (another key) or ``NotAHarvester`` (another server, or
-    one that said nothing within ``HANDSHAKE_TIMEOUT``)."""
-    return BrokerClient(address, authkey).status()
+def fetch_status(url: str, authkey: bytes) -> dict[str, Any]:
+    """The broker's ``status()`` at ``url`` (``wire.connect``). Raises
+    ``BrokerUnavailable`` (nothing there, or gone), ``AuthKeyError`` (another key) or
+    ``NotAHarvester`` (another server, or one that said nothing in time)."""
+    client = wire.connect(url, authkey)
+    try:
+        return client.status()
+    finally:
+        client.close()
 
 
 def format_status(status: dict[str, Any], where: str) -> str:

@@ -2,7 +2,7 @@
 
 The classic master/worker design: the harvester's manager registers
 ``get_task_queue`` and ``get_result_queue`` (``serving.py``); downloader nodes connect
-with the same authkey and call methods on the proxies (``BrokerClient``, here). Three
+with the same authkey and call methods on the proxies (``ManagerWire``, here). Three
 choices matter:
 
 * JSON: only plain data crosses the wire in both directions, never pickles, so
@@ -39,7 +39,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import Listener
-from multiprocessing.managers import BaseManager, BaseProxy
+from multiprocessing.managers import BaseManager, BaseProxy, RemoteError
 from typing import Any
 
 from crawler.compat.multiprocessing import (
@@ -54,6 +54,7 @@ from crawler.compat.multiprocessing import (
     with_serializer,
 )
 from crawler.errors import AuthKeyError, BrokerUnavailable, NotAHarvester
+from crawler.wire.base import CallFailed
 
 SERIALIZER = "crawler-json"
 TASK_QUEUE_METHODS = ("join", "lease", "extend", "leave", "status")
@@ -61,7 +62,7 @@ RESULT_QUEUE_METHODS = ("put_results",)
 LISTEN_BACKLOG = 1024
 # Failures of the network or of a harvester that went away: worth a retry.
 TRANSIENT_ERRORS = (OSError, EOFError)
-# Seconds to connect and pass the key handshake (and, for BrokerClient, get the proxies).
+# Seconds to connect and pass the key handshake (and, for ManagerWire, get the proxies).
 HANDSHAKE_TIMEOUT = 10.0
 GREETING_BYTES = 48  # of a peer's first message, peeked at to tell what it is
 
@@ -101,7 +102,7 @@ class _Deadline:
 
 @dataclass
 class _Setup:
-    """A ``BrokerClient`` being set up: its deadline, and whether the peer has passed a
+    """A ``ManagerWire`` being set up: its deadline, and whether the peer has passed a
     handshake yet (once it has, silence means a harvester that stalls, not a stranger)."""
 
     deadline: _Deadline
@@ -174,7 +175,7 @@ def _client(address: tuple[str, int], authkey: bytes | None = None) -> Serializi
     """Open an authenticated, JSON-speaking connection to a manager.
 
     Connecting and the key handshake both ways end by a deadline: ``HANDSHAKE_TIMEOUT``
-    from now, or the one ``BrokerClient`` is being set up by. Raises ``NotAHarvester``
+    from now, or the one ``ManagerWire`` is being set up by. Raises ``NotAHarvester``
     for a peer that answers otherwise than a manager (or, at a setup's first contact,
     not at all), ``AuthKeyError`` for a harvester with another key, and
     ``OSError``/``EOFError`` for the network's failures and a harvester that stalls.
@@ -297,11 +298,12 @@ _ClientManager.register("get_task_queue", proxytype=TaskQueueProxy)
 _ClientManager.register("get_result_queue", proxytype=ResultQueueProxy)
 
 
-class BrokerClient:
-    """A downloader node's view of the harvester: a narrow interface over the proxies.
+class ManagerWire:
+    """The manager's wire as ``wire.base.RawWire``: the harvester's proxies, the calls'
+    data in wire form, the errors mapped.
 
-    Another broker (Redis, say) can replace this class without touching the
-    downloader. Raises ``BrokerUnavailable`` for every network failure (worth a retry),
+    Raises ``BrokerUnavailable`` for every network failure (worth a retry),
+    ``CallFailed`` when the harvester failed to take a call (an exception on its side),
     ``AuthKeyError`` for another key and ``NotAHarvester`` for a peer that is no
     harvester (both final). Connecting, the handshake and getting the proxies end within
     ``handshake_timeout`` seconds; calls afterwards wait as long as the harvester takes.
@@ -341,6 +343,8 @@ class BrokerClient:
         except TRANSIENT_ERRORS as exc:
             self._drop_connection()
             raise BrokerUnavailable(f"lost the harvester at {self.where}: {exc!r}") from exc
+        except RemoteError as exc:  # the harvester's side raised: it kept nothing of the call
+            raise CallFailed(_last_line(exc)) from None
 
     def _drop_connection(self) -> None:
         """Forget this thread's (greenlet's) broken connection to the harvester.
@@ -369,3 +373,13 @@ class BrokerClient:
     def status(self) -> dict[str, Any]:
         """The harvester's figures, nodes and per-host state (``Broker.status``)."""
         return self._call(self._tasks.status)
+
+    def close(self) -> None:
+        """Close this thread's (greenlet's) connection to the harvester."""
+        self._drop_connection()
+
+
+def _last_line(exc: BaseException) -> str:
+    """The last line of a remote traceback: the error, without the stack."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip(" -")]
+    return (lines[-1] if lines else type(exc).__name__)[:200]

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
 from crawler.broker import broker as broker_module
-from crawler.broker.broker import MAX_LOST_LEASES, Broker, TaskBoard, final_record, retry_delay
+from crawler.broker.board import MAX_LOST_LEASES, TaskBoard, final_record, retry_delay
+from crawler.broker.broker import Broker
 from crawler.output.manifest import record_line
+from crawler.records import AddressPolicyRecord, Result
 
 LEASE = 30.0
 T0 = 1000.0
@@ -24,12 +27,18 @@ def board_with(urls: list[str], max_attempts: int = 3) -> TaskBoard:
     return board
 
 
-def stored(task_id: int, **extra: Any) -> dict[str, Any]:
-    return {"id": task_id, "outcome": "stored", "retryable": False, **extra}
+def stored(task_id: int, **extra: Any) -> Result:
+    return result_of({"id": task_id, "outcome": "stored", "retryable": False, **extra})
 
 
-def failure(task_id: int, retryable: bool, error: str = "http_503") -> dict[str, Any]:
-    return {"id": task_id, "outcome": "failed", "retryable": retryable, "error": error}
+def failure(task_id: int, retryable: bool, error: str = "http_503") -> Result:
+    return result_of({"id": task_id, "outcome": "failed", "retryable": retryable, "error": error})
+
+
+def result_of(wire: dict[str, Any]) -> Result:
+    result = Result.from_wire(wire)
+    assert result is not None
+    return result
 
 
 def leased_ids(tasks: list[Any]) -> list[int]:
@@ -142,8 +151,8 @@ def test_expire_dead_letters_only_after_max_lost_leases() -> None:
     task = board.tasks[1]
     assert task.state == "failed"
     assert task.result is not None
-    assert (task.result["outcome"], task.result["error"]) == ("failed", "lease_expired")
-    assert task.result["url"] == "http://a.test/1.png"
+    assert (task.result.outcome, task.result.error) == ("failed", "lease_expired")
+    assert task.result.url == "http://a.test/1.png"
     assert board.lease("n2", 1, now) == []
     assert board.counts() == {"tasks": 1, "leased": 0, "stored": 0, "failed": 1, "waiting": 0}
     assert board.all_final
@@ -171,7 +180,7 @@ def test_release_node_fails_tasks_after_max_lost_leases_with_node_lost() -> None
     assert leased_ids(finished) == [1]
     assert board.tasks[1].state == "failed"
     assert board.tasks[1].result is not None
-    assert board.tasks[1].result["error"] == "node_lost"
+    assert board.tasks[1].result.error == "node_lost"
 
 
 def test_a_lost_lease_does_not_use_up_an_attempt() -> None:
@@ -179,13 +188,15 @@ def test_a_lost_lease_does_not_use_up_an_attempt() -> None:
     board.lease("n1", 1, T0)
     board.release_node("n1", T0 + 1)
     board.lease("n2", 1, T0 + 2)
-    failure_result = {
-        "id": 1,
-        "outcome": "failed",
-        "retryable": True,
-        "error": "http_500",
-        "status": 500,
-    }
+    failure_result = result_of(
+        {
+            "id": 1,
+            "outcome": "failed",
+            "retryable": True,
+            "error": "http_500",
+            "status": 500,
+        }
+    )
     assert board.complete("n2", failure_result, T0 + 3, 0.0) is None, "one failure of two"
     assert (board.tasks[1].state, board.tasks[1].failures) == ("pending", 1)
     board.lease("n2", 1, T0 + 100)
@@ -207,10 +218,10 @@ def test_complete_stores_once_and_ignores_a_second_result() -> None:
     assert task is not None and task.state == "stored"
     assert again is None and late_failure is None
     # The database keeps the first result, as the task's manifest record.
-    assert board.tasks[1].result == final_record(task)
-    assert (task.result, board.tasks[1].result["sha256"]) == (stored(1, sha256="aa"), "aa")
+    assert final_record(board.tasks[1]) == final_record(task)
+    assert (task.result, board.tasks[1].result.sha256) == (stored(1, sha256="aa"), "aa")
     # A resume rebuilds the very manifest line the live harvester wrote.
-    assert record_line(final_record(board.tasks[1])) == task.line
+    assert record_line(final_record(board.tasks[1]).to_wire()) == task.line
     assert board.counts() == {"tasks": 1, "leased": 0, "stored": 1, "failed": 0, "waiting": 0}
 
 
@@ -218,7 +229,7 @@ def test_complete_ignores_unknown_task_ids() -> None:
     board = board_with(["http://a.test/1.png"])
 
     assert board.complete("n1", stored(42), T0, 0.5) is None
-    assert board.complete("n1", {"outcome": "stored"}, T0, 0.5) is None
+    assert Result.from_wire({"outcome": "stored"}) is None  # no id: not a result
     assert board.counts()["stored"] == 0
 
 
@@ -233,8 +244,8 @@ def test_stored_result_finalizes_after_the_lease_went_to_another_node() -> None:
 
     assert task is not None and task.state == "stored"
     assert from_new_owner is None
-    assert board.tasks[1].result == final_record(task)
-    assert (task.result, board.tasks[1].result["node"]) == (stored(1, node="n1"), "n1")
+    assert final_record(board.tasks[1]) == final_record(task)
+    assert (task.result, board.tasks[1].result.node) == (stored(1, node="n1"), "n1")
     assert board.counts()["leased"] == 0
     assert board.all_final
 
@@ -445,7 +456,7 @@ def test_node_calls_produce_node_events(clock: FakeClock) -> None:
     broker.join("n1", {"processes": 2})
     reply = broker.lease("n1", 5, wait=0)
     broker.extend("n1", [1])
-    broker.put_results("n1", [stored(1)])
+    broker.put_results("n1", [stored(1).to_wire()])
     _, events = broker.take_updates()
 
     assert reply == {"tasks": [[1, "http://a.test/0.png"]], "done": False}
@@ -482,10 +493,11 @@ def test_finished_tasks_come_out_of_take_updates_once(clock: FakeClock) -> None:
     broker.lease("n1", 3, wait=0)
 
     count = broker.put_results(
-        "n1", [stored(1), failure(2, retryable=False), failure(3, retryable=True)]
+        "n1",
+        [r.to_wire() for r in (stored(1), failure(2, False), failure(3, retryable=True))],
     )
     finished, _ = broker.take_updates()
-    duplicate = broker.put_results("n1", [stored(1)])
+    duplicate = broker.put_results("n1", [stored(1).to_wire()])
 
     assert count == 2
     assert [(task.id, task.state) for task in finished] == [(1, "stored"), (2, "failed")]
@@ -506,7 +518,7 @@ def test_wait_for_updates_returns_when_a_result_arrives(clock: FakeClock) -> Non
     broker.wait_for_updates(0.05)  # nothing comes: the timeout
     assert time.monotonic() - started >= 0.04
 
-    reporter = threading.Timer(0.1, broker.put_results, ("n1", [stored(1)]))
+    reporter = threading.Timer(0.1, broker.put_results, ("n1", [stored(1).to_wire()]))
     reporter.start()
     started = time.monotonic()
     broker.wait_for_updates(30.0)
@@ -577,7 +589,7 @@ def test_maintain_reports_tasks_that_lost_too_many_leases(clock: FakeClock) -> N
 
     assert [(task.id, task.state) for task in finished] == [(1, "failed")]
     assert finished[0].result is not None
-    assert finished[0].result["error"] == "lease_expired"
+    assert finished[0].result.error == "lease_expired"
     assert events == [("node_joined", {"node": "n1"})]
     assert broker.all_final()
 
@@ -655,8 +667,8 @@ def test_lease_after_close_answers_done(clock: FakeClock) -> None:
 # -- faults of a node's own side: never an attempt, never final -----------------------
 
 
-def handed_back(task_id: int, local: str = "storage", error: str = "store_error: full") -> dict:
-    return {**failure(task_id, retryable=True, error=error), "local": local}
+def handed_back(task_id: int, local: str = "storage", error: str = "store_error: full") -> Result:
+    return replace(failure(task_id, retryable=True, error=error), local=local)
 
 
 def test_a_task_handed_back_for_a_nodes_own_fault_keeps_its_attempts() -> None:
@@ -672,7 +684,7 @@ def test_a_task_handed_back_for_a_nodes_own_fault_keeps_its_attempts() -> None:
     task = board.complete("n2", stored(1, bytes=10), T0 + 5, 0.5)
     assert task is not None
     record = final_record(task)
-    assert (record["outcome"], record["attempts"], record["leases"]) == ("stored", 1, 6)
+    assert (record.outcome, record.attempts, record.leases) == ("stored", 1, 6)
 
 
 def test_a_late_hand_back_after_the_lease_moved_on_changes_nothing() -> None:
@@ -721,8 +733,8 @@ def test_counted_attempts_never_exceed_max_attempts(results: list, attempts: int
         now = (board.next_due() or now) + 1
     assert task is not None
     record = final_record(task)
-    assert record["attempts"] == attempts <= 3
-    assert record["leases"] == 2 * len(results)
+    assert record.attempts == attempts <= 3
+    assert record.leases == 2 * len(results)
 
 
 def test_a_node_failing_on_its_own_side_is_paused_said_and_welcomed_back(
@@ -733,7 +745,7 @@ def test_a_node_failing_on_its_own_side_is_paused_said_and_welcomed_back(
     broker.join("sick", {})
     broker.join("well", {})
     tasks = broker.lease("sick", 2, 0)["tasks"]
-    broker.put_results("sick", [handed_back(task[0]) for task in tasks])
+    broker.put_results("sick", [handed_back(task[0]).to_wire() for task in tasks])
 
     _, events = broker.take_updates()
     failing = [fields for name, fields in events if name == "node_failing"]
@@ -751,7 +763,7 @@ def test_a_node_failing_on_its_own_side_is_paused_said_and_welcomed_back(
     clock.advance(5.1)
     add_urls(broker, 5)  # one more task (URLs 0-3 are known)
     (task,) = broker.lease("sick", 4, 0)["tasks"]
-    broker.put_results("sick", [stored(task[0], bytes=1)])
+    broker.put_results("sick", [stored(task[0], bytes=1).to_wire()])
     _, events = broker.take_updates()
     assert ("node_recovered", {"node": "sick"}) in events
     assert {n["node"]: n for n in broker.status()["nodes"]}["sick"]["fault"] is None
@@ -763,18 +775,19 @@ def test_a_node_that_keeps_failing_is_paused_longer_each_time() -> None:
 
 
 def test_join_tells_nodes_the_crawls_address_policy(clock: FakeClock) -> None:
-    policy = {"allow_private": True, "allow_networks": ["10.0.0.0/8"]}
+    policy = AddressPolicyRecord(allow_private=True, allow_networks=("10.0.0.0/8",))
     broker = Broker(LEASE, 3, 12.0, clock=clock, address_policy=policy)
-    assert broker.join("n1", {})["address_policy"] == policy
+    wire = {"allow_private": True, "allow_networks": ["10.0.0.0/8"]}
+    assert broker.join("n1", {})["address_policy"] == wire
 
 
 def test_hand_backs_during_a_pause_do_not_lengthen_it(clock: FakeClock) -> None:
     broker = make_broker(clock)
     add_urls(broker, 4)
     tasks = broker.lease("sick", 4, 0)["tasks"]
-    broker.put_results("sick", [handed_back(tasks[0][0])])
+    broker.put_results("sick", [handed_back(tasks[0][0]).to_wire()])
     clock.advance(1)
-    broker.put_results("sick", [handed_back(task[0]) for task in tasks[1:]])
+    broker.put_results("sick", [handed_back(task[0]).to_wire() for task in tasks[1:]])
     status = {n["node"]: n for n in broker.status()["nodes"]}["sick"]
     assert (status["handed_back"], status["paused_s"]) == (4, 4.0)
     _, events = broker.take_updates()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import pytest
 
-from crawler.broker.broker import TaskBoard
+from crawler.broker.board import TaskBoard
 from crawler.broker.politeness import (
     LOOKAHEAD,
     MIN_PENALTY,
@@ -18,13 +19,14 @@ from crawler.broker.politeness import (
 )
 from crawler.config import PolitenessConfig
 from crawler.errors import ConfigError
+from crawler.records import Result
 from crawler.web.retries import MAX_DOWN_PAUSE
 
 A, B, C = "a.test", "b.test:8080", "c.test"
 T0 = 1000.0
-OK = {"status": 200, "outcome": "stored"}
-THROTTLED = {"status": 429, "retry_after": 2.0, "retryable": True}
-DOWN = {"status": None, "error": "connection_error: refused", "retryable": True}
+OK = Result(0, "", status=200, outcome="stored")
+THROTTLED = Result(0, "", status=429, retry_after=2.0, retryable=True)
+DOWN = Result(0, "", status=None, error="connection_error: refused", retryable=True)
 
 
 def politeness(**settings: Any) -> Politeness:
@@ -51,14 +53,14 @@ def test_parse_host_rule():
 
 
 def test_result_classes():
-    assert is_throttle(THROTTLED) and is_throttle({"status": 503})
-    assert not is_throttle({"status": 500})
-    assert is_unreachable(DOWN) and is_unreachable({"status": None, "error": "timeout: x"})
-    assert not is_unreachable({"status": 500, "error": "http_500"})
-    assert not is_unreachable({"status": None, "error": "blocked_address: 10.0.0.1"})
+    assert is_throttle(THROTTLED) and is_throttle(Result(0, "", status=503))
+    assert not is_throttle(Result(0, "", status=500))
+    assert is_unreachable(DOWN) and is_unreachable(Result(0, "", status=None, error="timeout: x"))
+    assert not is_unreachable(Result(0, "", status=500, error="http_500"))
+    assert not is_unreachable(Result(0, "", status=None, error="blocked_address: 10.0.0.1"))
     tls = "tls_error: certificate verify failed: self-signed certificate"
-    assert not is_unreachable({"status": None, "error": tls}), "a TLS failure is an answer"
-    assert not is_unreachable({"status": None, "error": "bad_response: bad status line 'x'"})
+    assert not is_unreachable(Result(0, "", status=None, error=tls)), "a TLS failure is an answer"
+    assert not is_unreachable(Result(0, "", status=None, error="bad_response: bad status line 'x'"))
 
 
 def test_built_from_the_politeness_settings():
@@ -150,7 +152,7 @@ def test_an_unreachable_host_is_paused_longer_each_time_and_spared_until_the_tim
 
 def test_a_tls_failure_is_an_answer_and_does_not_pause_the_host():
     policy = politeness(host_down_timeout=600)
-    tls = {"status": None, "error": "tls_error: certificate verify failed: self-signed"}
+    tls = Result(0, "", error="tls_error: certificate verify failed: self-signed")
     for step in range(3):
         assert policy.feedback(A, tls, T0 + step) is False
     assert (policy.hosts[A].paused_until, policy.hosts[A].down_errors) == (0.0, 0)
@@ -201,7 +203,9 @@ def test_leases_across_nodes_never_exceed_a_host_limit_and_hosts_take_turns():
     assert leased.count(A) == 3 and leased.count(B) == 3
     assert set(hosts_of(first)) == {A, B}, "one host does not take the whole batch"
     assert tasks.lease("n3", 10, T0) == []
-    tasks.complete("n1", {"id": first[0].id, "outcome": "stored", "status": 200}, T0, 0.0)
+    tasks.complete(
+        "n1", Result.from_wire({"id": first[0].id, "outcome": "stored", "status": 200}), T0, 0.0
+    )
     again = tasks.lease("n3", 10, T0)
     assert hosts_of(again) == hosts_of(first[:1])
 
@@ -228,7 +232,7 @@ def test_tasks_of_a_host_that_is_down_keep_their_attempts():
     tasks = board(politeness(host_concurrency=8), [f"http://{A}/{n}.png" for n in range(3)])
     leased = tasks.lease("n1", 3, T0)
     for task in leased:
-        tasks.complete("n1", {"id": task.id, "outcome": "failed", **DOWN}, T0, 0.0)
+        tasks.complete("n1", replace(DOWN, id=task.id), T0, 0.0)
     failures = sorted(tasks.tasks[task.id].failures for task in leased)
     assert failures == [0, 0, 1], "only the first failure of the run counts"
     assert all(tasks.tasks[task.id].state == "pending" for task in leased)
@@ -271,7 +275,9 @@ def test_board_shares_one_host_between_two_nodes():
     first = tasks.lease("n1", 16, T0, nodes=2)
     second = tasks.lease("n2", 16, T0, nodes=2)
     assert (len(first), len(second)) == (4, 4)
-    tasks.complete("n1", {"id": first[0].id, "outcome": "stored", "status": 200}, T0, 0.0)
+    tasks.complete(
+        "n1", Result.from_wire({"id": first[0].id, "outcome": "stored", "status": 200}), T0, 0.0
+    )
     assert len(tasks.lease("n2", 16, T0, nodes=2)) == 0, "n2 still holds its share"
     assert len(tasks.lease("n1", 16, T0, nodes=2)) == 1
 

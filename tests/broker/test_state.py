@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from crawler.broker import state as state_module
-from crawler.broker.broker import TaskBoard
+from crawler.broker.board import TaskBoard
 from crawler.broker.state import SCHEMA_VERSION, CrawlState, PageFrontier, open_database
 from crawler.errors import StateError
+from crawler.records import Result
 
 SEEDS = ["http://site.test/"]
 
@@ -134,10 +135,14 @@ def test_task_board_survives_a_restart(tmp_path: Path):
     board = TaskBoard(30.0, 3, open_database(path))
     board.add_many([(f"http://img.test/{n}.png", "http://site.test/", "img_src") for n in range(4)])
     leased = board.lease("n1", 3, now=100.0)
-    board.complete("n1", {"id": leased[0].id, "outcome": "stored", "bytes": 5}, 101.0, 0.5)
+    board.complete(
+        "n1", Result.from_wire({"id": leased[0].id, "outcome": "stored", "bytes": 5}), 101.0, 0.5
+    )
     board.complete(
         "n1",
-        {"id": leased[1].id, "outcome": "failed", "retryable": True, "retry_after": 500},
+        Result.from_wire(
+            {"id": leased[1].id, "outcome": "failed", "retryable": True, "retry_after": 500}
+        ),
         101.0,
         0.5,
     )
@@ -158,7 +163,7 @@ def test_retry_waits_for_retry_after_when_it_is_longer():
     board = TaskBoard(30.0, 3)
     board.add("http://img.test/a.png", "http://site.test/", "img_src")
     (task,) = board.lease("n1", 1, now=0.0)
-    failure = {"id": task.id, "outcome": "failed", "retryable": True, "retry_after": 7.0}
+    failure = Result(task.id, task.url, retryable=True, retry_after=7.0)
     assert board.complete("n1", failure, 0.0, 0.0) is None
     assert board.lease("n1", 1, now=6.9) == []
     assert [t.id for t in board.lease("n1", 1, now=7.0)] == [task.id]
@@ -169,7 +174,10 @@ def test_recorded_watermark_survives_a_restart_and_never_goes_back(tmp_path: Pat
     board = TaskBoard(30.0, 3, open_database(path))
     board.add_many([(f"http://img.test/{n}.png", "http://site.test/", "img_src") for n in range(3)])
     leased = board.lease("n1", 3, now=1.0)
-    done = [board.complete("n1", {"id": t.id, "outcome": "stored"}, 2.0, 0.0) for t in leased]
+    done = [
+        board.complete("n1", Result.from_wire({"id": t.id, "outcome": "stored"}), 2.0, 0.0)
+        for t in leased
+    ]
     assert [task.seq for task in done] == [1, 2, 3]
     board.mark_recorded(done[:2])  # a crash before the third manifest line
     board.mark_recorded(done[:1])  # an older batch changes nothing

@@ -7,7 +7,6 @@ import io
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 import requests
@@ -23,6 +22,7 @@ from crawler.download.fetch import (
     fetch_image,
     retry_after_seconds,
 )
+from crawler.records import Result
 from crawler.storage import TMP_DIR
 from crawler.web.safehttp import CHUNK_BYTES, AddressPolicy, make_session, open_url
 from tests.web.test_failures import self_signed, serve
@@ -68,7 +68,7 @@ def stored_files(out: Path) -> list[Path]:
     return sorted(p for p in out.rglob("*") if p.is_file() and TMP_DIR not in p.parts)
 
 
-def fetch(url: str, out: Path, limits: FetchLimits = LIMITS, task_id: int = 1) -> dict[str, Any]:
+def fetch(url: str, out: Path, limits: FetchLimits = LIMITS, task_id: int = 1) -> Result:
     """Fetch with a fresh pool session; whatever happened, no temporary file stays."""
     result = fetch_image(
         make_session(4, USER_AGENT, AddressPolicy()), task_id, url, out, "node-1", limits
@@ -77,9 +77,9 @@ def fetch(url: str, out: Path, limits: FetchLimits = LIMITS, task_id: int = 1) -
     return result
 
 
-def assert_failed(result: dict[str, Any], out: Path, error: str, retryable: bool) -> None:
-    assert (result["outcome"], result["error"], result["retryable"]) == ("failed", error, retryable)
-    assert (result["path"], result["sha256"]) == (None, None)
+def assert_failed(result: Result, out: Path, error: str, retryable: bool) -> None:
+    assert (result.outcome, result.error, result.retryable) == ("failed", error, retryable)
+    assert (result.path, result.sha256) == (None, None)
     assert stored_files(out) == []
 
 
@@ -131,16 +131,16 @@ def test_stores_an_image_under_its_content_hash(
 
     result = fetch(url, out, task_id=42)
 
-    assert result["outcome"] == "stored"
-    assert (result["id"], result["url"], result["node"]) == (42, url, "node-1")
-    assert (result["status"], result["error"], result["retryable"]) == (200, None, False)
-    assert (result["bytes"], result["sha256"]) == (len(body), sha)
-    assert result["content_type"] == mime
-    assert result["declared_type"] == "application/octet-stream"
-    assert (result["width"], result["height"]) == dimensions
-    assert result["path"] == f"images.example/{sha[:2]}/{sha}.{ext}"
-    assert stored_files(out) == [out / result["path"]]
-    assert (out / result["path"]).read_bytes() == body
+    assert result.outcome == "stored"
+    assert (result.id, result.url, result.node) == (42, url, "node-1")
+    assert (result.status, result.error, result.retryable) == (200, None, False)
+    assert (result.bytes, result.sha256) == (len(body), sha)
+    assert result.content_type == mime
+    assert result.declared_type == "application/octet-stream"
+    assert (result.width, result.height) == dimensions
+    assert result.path == f"images.example/{sha[:2]}/{sha}.{ext}"
+    assert stored_files(out) == [out / result.path]
+    assert (out / result.path).read_bytes() == body
     assert mocked.calls[0].request.headers["User-Agent"] == USER_AGENT
 
 
@@ -149,7 +149,7 @@ def test_host_with_port_gets_its_own_folder(mocked: responses.RequestsMock, out:
 
     result = fetch("http://127.0.0.1:8000/a.png", out)
 
-    assert result["path"].startswith("127.0.0.1_8000/")
+    assert result.path.startswith("127.0.0.1_8000/")
 
 
 def test_same_content_twice_is_one_file(mocked: responses.RequestsMock, out: Path) -> None:
@@ -159,10 +159,10 @@ def test_same_content_twice_is_one_file(mocked: responses.RequestsMock, out: Pat
     first = fetch(f"{HOST}/a.png", out, task_id=1)
     second = fetch(f"{HOST}/copy-of-a.png", out, task_id=2)
 
-    assert first["outcome"] == second["outcome"] == "stored"
-    assert first["path"] == second["path"]
-    assert stored_files(out) == [out / first["path"]]
-    assert (out / first["path"]).read_bytes() == PNG
+    assert first.outcome == second.outcome == "stored"
+    assert first.path == second.path
+    assert stored_files(out) == [out / first.path]
+    assert (out / first.path).read_bytes() == PNG
 
 
 def test_svg_is_stored_without_dimensions(mocked: responses.RequestsMock, out: Path) -> None:
@@ -170,11 +170,11 @@ def test_svg_is_stored_without_dimensions(mocked: responses.RequestsMock, out: P
 
     result = fetch(f"{HOST}/logo", out)
 
-    assert result["outcome"] == "stored"
-    assert result["content_type"] == "image/svg+xml"
-    assert result["path"].endswith(".svg")
-    assert (result["width"], result["height"]) == (None, None)
-    assert (out / result["path"]).read_bytes() == SVG
+    assert result.outcome == "stored"
+    assert result.content_type == "image/svg+xml"
+    assert result.path.endswith(".svg")
+    assert (result.width, result.height) == (None, None)
+    assert (out / result.path).read_bytes() == SVG
 
 
 def test_not_found_is_final(mocked: responses.RequestsMock, out: Path) -> None:
@@ -183,7 +183,7 @@ def test_not_found_is_final(mocked: responses.RequestsMock, out: Path) -> None:
     result = fetch(f"{HOST}/gone.png", out)
 
     assert_failed(result, out, "http_404", retryable=False)
-    assert result["status"] == 404
+    assert result.status == 404
 
 
 @pytest.mark.parametrize("status", [429, 503])
@@ -195,8 +195,8 @@ def test_overloaded_server_is_retryable(
     result = fetch(f"{HOST}/busy.png", out)
 
     assert_failed(result, out, f"http_{status}", retryable=True)
-    assert result["status"] == status
-    assert result["retry_after"] is None  # no Retry-After: the broker's backoff applies
+    assert result.status == status
+    assert result.retry_after is None  # no Retry-After: the broker's backoff applies
 
 
 SERVER_NOW = "Wed, 21 Oct 2026 07:28:00 GMT"
@@ -275,7 +275,7 @@ def test_overloaded_server_says_when_to_retry(
     result = fetch(f"{HOST}/busy.png", out)
 
     assert_failed(result, out, f"http_{status}", retryable=True)
-    assert result["retry_after"] == expected
+    assert result.retry_after == expected
 
 
 def test_retry_after_on_a_final_failure_or_a_success_is_not_reported(
@@ -288,8 +288,8 @@ def test_retry_after_on_a_final_failure_or_a_success_is_not_reported(
     gone = fetch(f"{HOST}/gone.png", out)
     stored = fetch(f"{HOST}/a.png", out)
 
-    assert (gone["error"], gone["retry_after"]) == ("http_404", None)
-    assert (stored["outcome"], stored["retry_after"]) == ("stored", None)
+    assert (gone.error, gone.retry_after) == ("http_404", None)
+    assert (stored.outcome, stored.retry_after) == ("stored", None)
 
 
 def test_declared_length_above_limit_is_refused_before_writing(
@@ -303,7 +303,7 @@ def test_declared_length_above_limit_is_refused_before_writing(
 
     assert mocked.calls[0].response.headers["Content-Length"] == "2000"
     assert_failed(result, out, "too_large", retryable=False)
-    assert result["bytes"] == 0
+    assert result.bytes == 0
     assert not (out / TMP_DIR).exists()  # no temporary file was even opened
 
 
@@ -319,7 +319,7 @@ def test_body_longer_than_limit_without_length_is_too_large(
     assert "Content-Length" not in mocked.calls[0].response.headers
     assert_failed(result, out, "too_large", retryable=False)
     # Reading stops just past the limit instead of draining whatever the server sends.
-    assert limits.max_bytes < result["bytes"] <= limits.max_bytes + CHUNK_BYTES
+    assert limits.max_bytes < result.bytes <= limits.max_bytes + CHUNK_BYTES
 
 
 def test_body_of_exactly_the_limit_is_stored(mocked: responses.RequestsMock, out: Path) -> None:
@@ -327,7 +327,7 @@ def test_body_of_exactly_the_limit_is_stored(mocked: responses.RequestsMock, out
 
     result = fetch(f"{HOST}/a.png", out, replace(DEFAULT_LIMITS, max_bytes=len(PNG)))
 
-    assert result["outcome"] == "stored"
+    assert result.outcome == "stored"
 
 
 def test_html_served_as_jpeg_is_not_an_image(mocked: responses.RequestsMock, out: Path) -> None:
@@ -338,7 +338,7 @@ def test_html_served_as_jpeg_is_not_an_image(mocked: responses.RequestsMock, out
     result = fetch(f"{HOST}/photo.jpg", out)
 
     assert_failed(result, out, "not_an_image", retryable=False)
-    assert result["declared_type"] == "image/jpeg"
+    assert result.declared_type == "image/jpeg"
 
 
 def test_truncated_png_header_is_a_corrupt_image(mocked: responses.RequestsMock, out: Path) -> None:
@@ -347,7 +347,7 @@ def test_truncated_png_header_is_a_corrupt_image(mocked: responses.RequestsMock,
     result = fetch(f"{HOST}/broken.png", out)
 
     assert_failed(result, out, "corrupt_image", retryable=False)
-    assert result["content_type"] == "image/png"
+    assert result.content_type == "image/png"
 
 
 @pytest.mark.parametrize(
@@ -366,10 +366,10 @@ def test_network_failures_are_retryable(
 
     result = fetch(f"{HOST}/a.png", out)
 
-    assert result["error"].startswith(f"{prefix}: ")
-    assert (result["outcome"], result["retryable"], result["path"]) == ("failed", True, None)
+    assert result.error.startswith(f"{prefix}: ")
+    assert (result.outcome, result.retryable, result.path) == ("failed", True, None)
     assert stored_files(out) == []
-    assert result["status"] is None
+    assert result.status is None
 
 
 @pytest.mark.parametrize("spilled", [False, True], ids=["in-memory", "spilled-to-disk"])
@@ -384,7 +384,7 @@ def test_failure_while_streaming_leaves_no_temporary_file(
     result = fetch(f"{HOST}/cut.png", out, replace(DEFAULT_LIMITS, max_bytes=4 * MEMORY_BODY_BYTES))
 
     assert (out / TMP_DIR).exists() is spilled  # fetch() asserts that it is empty
-    assert (result["outcome"], result["retryable"]) == ("failed", True)
+    assert (result.outcome, result.retryable) == ("failed", True)
     assert stored_files(out) == []
 
 
@@ -394,7 +394,7 @@ def test_image_below_the_minimum_size_is_refused(mocked, out):
         f"{HOST}/small.png", out, replace(DEFAULT_LIMITS, max_bytes=64 * 1024, min_width=8)
     )
     assert_failed(result, out, "too_small", retryable=False)
-    assert (result["width"], result["height"]) == (7, 5)
+    assert (result.width, result.height) == (7, 5)
 
 
 def test_decompression_bomb_is_refused_and_not_stored(mocked, out):
@@ -412,7 +412,7 @@ def test_a_url_with_unquoted_characters_is_quoted_on_the_wire(mocked, out):
     that needs quoting still gets it, and the session's User-Agent still goes out."""
     mocked.get(f"{HOST}/a%20b/%C3%BC.png", body=PNG, content_type="image/png")
     result = fetch(f"{HOST}/a b/ü.png", out)
-    assert result["outcome"] == "stored"
+    assert result.outcome == "stored"
     sent = mocked.calls[0].request
     assert sent.url == f"{HOST}/a%20b/%C3%BC.png"
     assert sent.headers["User-Agent"] == USER_AGENT
@@ -447,9 +447,9 @@ def test_a_disk_error_is_a_retryable_store_error(mocked, out):
     result = fetch_image(
         make_session(4, USER_AGENT, AddressPolicy()), 1, f"{HOST}/ok.png", out, "n", LIMITS
     )
-    assert (result["outcome"], result["retryable"]) == ("failed", True)
-    assert result["error"].startswith("store_error: ")
-    assert result["path"] is None and stored_files(out) == []
+    assert (result.outcome, result.retryable) == ("failed", True)
+    assert result.error.startswith("store_error: ")
+    assert result.path is None and stored_files(out) == []
 
 
 def test_an_untrusted_certificate_is_a_final_tls_error_not_a_down_host(out, serve, self_signed):
@@ -464,9 +464,9 @@ def test_an_untrusted_certificate_is_a_final_tls_error_not_a_down_host(out, serv
     finally:
         session.close()
 
-    assert result["error"].startswith("tls_error: certificate verify failed"), result
-    assert result["retryable"] is False and result["status"] is None
-    assert "Max retries" not in result["error"] and "0x" not in result["error"]
+    assert result.error.startswith("tls_error: certificate verify failed"), result
+    assert result.retryable is False and result.status is None
+    assert "Max retries" not in result.error and "0x" not in result.error
     politeness = Politeness.from_config(PolitenessConfig())
     assert politeness.feedback("127.0.0.1", result, 0.0) is False
     assert politeness.state("127.0.0.1").down_errors == 0  # an answer: not a down host

@@ -17,7 +17,7 @@ from pathlib import Path
 from crawler.demo.site import generate_site
 from crawler.output.manifest import read_manifest
 from crawler.output.progress import parse_line
-from crawler.wire.manager_client import BrokerClient
+from crawler.wire.manager_client import ManagerWire
 
 RUN_TIMEOUT = 120.0
 
@@ -71,7 +71,7 @@ class Processes:
         than ``more_than`` leases. A test that stops or kills a node to see its tasks
         come back waits for this: right after a report a node may hold none."""
         host, port = self.listen.rsplit(":", 1)
-        watcher = BrokerClient((host, int(port)), self.env["CRAWLER_AUTHKEY"].encode())
+        watcher = ManagerWire((host, int(port)), self.env["CRAWLER_AUTHKEY"].encode())
         deadline = time.monotonic() + timeout
         held = 0
         while time.monotonic() < deadline:

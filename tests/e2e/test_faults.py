@@ -65,7 +65,7 @@ def test_each_fault_fails_its_first_requests_then_serves_the_image(tmp_path: Pat
     try:
         for route in server.routes:
             results = [
-                fetch_image(session, 1, server.url + route.path, tmp_path, "n", LIMITS)
+                fetch_image(session, 1, server.url + route.path, tmp_path, "n", LIMITS).to_wire()
                 for _ in range(route.failures + 1)
             ]
             *failures, last = results

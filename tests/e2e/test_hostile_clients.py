@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from crawler.errors import AuthKeyError, CrawlerError
-from crawler.wire.manager_client import BrokerClient
+from crawler.wire.manager_client import ManagerWire
 from tests.e2e.cluster import Cluster, wait_for_text
 from tests.wire.test_manager_client import CreatesMarker
 
@@ -36,7 +36,7 @@ def send_garbage(address: tuple[str, int]) -> None:
 
 def try_wrong_key(address: tuple[str, int]) -> None:
     with pytest.raises(AuthKeyError):
-        BrokerClient(address, WRONG_KEY)
+        ManagerWire(address, WRONG_KEY)
 
 
 def send_pickles(address: tuple[str, int], key: bytes, marker: Path) -> None:

@@ -24,7 +24,8 @@ import pytest
 from crawler.broker.broker import Broker
 from crawler.compat.multiprocessing import starts_like_a_challenge
 from crawler.errors import AuthKeyError, BrokerUnavailable, NotAHarvester
-from crawler.wire.manager_client import BrokerClient
+from crawler.records import Result
+from crawler.wire.manager_client import ManagerWire
 from crawler.wire.manager_server import BrokerServer, EventThrottle, ServerLimits, handshake_failure
 
 KEY = b"test-key-0123456789abcdef"
@@ -83,8 +84,8 @@ def call_within(seconds: float, function: Callable[..., Any], *args: Any) -> Any
     return outcome["value"]
 
 
-def connect(server: BrokerServer, key: bytes = KEY) -> BrokerClient:
-    return call_within(CALL_TIMEOUT, BrokerClient, server.address, key)
+def connect(server: BrokerServer, key: bytes = KEY) -> ManagerWire:
+    return call_within(CALL_TIMEOUT, ManagerWire, server.address, key)
 
 
 def test_join_lease_and_report_round_trip_plain_data(broker: Broker, server: BrokerServer) -> None:
@@ -119,8 +120,8 @@ def test_join_lease_and_report_round_trip_plain_data(broker: Broker, server: Bro
     assert finished_count == 1
     finished, events = broker.take_updates()
     assert [task.id for task in finished] == [1]
-    assert finished[0].result == result
-    assert type(finished[0].result["elapsed"]) is float
+    assert finished[0].result == Result.from_wire(result)  # every value as it was sent
+    assert type(finished[0].result.elapsed) is float
     assert events == [("node_joined", {"node": "knoten-ü", "pid": 7, "host": None})]
 
 
@@ -350,7 +351,7 @@ def test_nothing_listening_is_broker_unavailable() -> None:
     with socket.socket() as holder:
         holder.bind(("127.0.0.1", 0))
         with pytest.raises(BrokerUnavailable, match="not reachable"):
-            call_within(CALL_TIMEOUT, BrokerClient, holder.getsockname(), KEY)
+            call_within(CALL_TIMEOUT, ManagerWire, holder.getsockname(), KEY)
 
 
 def test_calls_after_stop_are_broker_unavailable(broker: Broker) -> None:
@@ -361,7 +362,7 @@ def test_calls_after_stop_are_broker_unavailable(broker: Broker) -> None:
     def join_then_lease_after_stop() -> list[Any]:
         # One thread throughout: a proxy keeps one connection per thread, and it is the
         # connection opened before the stop that must not be served any more.
-        client = BrokerClient(server.address, KEY)
+        client = ManagerWire(server.address, KEY)
         client.join("n1", {})
         server.stop()
         outcomes: list[Any] = []
@@ -485,10 +486,10 @@ def http_server() -> Iterator[tuple[str, int]]:
 
 
 def connect_timed(address: tuple[str, int], timeout: float = SHORT) -> tuple[Exception, float]:
-    """The error BrokerClient raises for ``address`` and how long it took."""
+    """The error ManagerWire raises for ``address`` and how long it took."""
     started = time.monotonic()
     with pytest.raises(Exception) as raised:
-        call_within(timeout + SLACK, BrokerClient, address, KEY, timeout)
+        call_within(timeout + SLACK, ManagerWire, address, KEY, timeout)
     assert KEY.decode() not in str(raised.value)
     return raised.value, time.monotonic() - started
 
@@ -585,7 +586,7 @@ def test_after_the_handshake_calls_and_idling_are_not_bounded(broker: Broker) ->
     server = BrokerServer(broker, ("127.0.0.1", 0), KEY)
     server.start()
     try:
-        client = call_within(CALL_TIMEOUT, BrokerClient, server.address, KEY, 0.2)
+        client = call_within(CALL_TIMEOUT, ManagerWire, server.address, KEY, 0.2)
         call_within(CALL_TIMEOUT, client.join, "n1", {})
         time.sleep(0.5)
         # A long poll (the broker waits 0.6 s for a task) outlasts the handshake timeout.
@@ -621,7 +622,7 @@ from gevent import monkey
 monkey.patch_all()
 import json, os, sys, time
 import gevent
-from crawler.wire.manager_client import BrokerClient
+from crawler.wire.manager_client import ManagerWire
 
 key = os.environ["TEST_AUTHKEY"].encode()
 silent, garbage, harvester = (("127.0.0.1", int(port)) for port in sys.argv[1:4])
@@ -638,7 +639,7 @@ gevent.spawn(tick)
 def attempt(address):
     started, ticks_before = time.monotonic(), ticks
     try:
-        BrokerClient(address, key, 0.5)
+        ManagerWire(address, key, 0.5)
         outcome = "connected"
     except Exception as exc:
         outcome = f"{type(exc).__name__}: {exc}"
@@ -647,7 +648,7 @@ def attempt(address):
 
 attempt(silent)
 attempt(garbage)
-client = BrokerClient(harvester, key, 0.3)
+client = ManagerWire(harvester, key, 0.3)
 client.join("g1", {})
 gevent.sleep(0.8)
 print(json.dumps({"outcome": client.lease_batch("g1", 5, 0.6)}))

@@ -1,0 +1,323 @@
+"""The records that cross between stages, and the codes they carry.
+
+This module owns three formats, each a typed class with ``to_wire``/``from_wire``
+(plain JSON data, the same on every wire):
+
+* ``LeasedTask``: a task as a node receives it (the harvester's ``lease`` reply).
+* ``Result``: what a node reports for one task.
+* ``ManifestRecord``: the final line of one image URL in ``OUT/manifest.jsonl``.
+
+and the replies of the broker calls (``JoinReply``, ``LeaseReply``). Guarantee of every
+``from_wire``: it never raises on data a peer sent; a field of the wrong type reads as
+absent (its default), so a hostile or older node cannot break the harvester.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# A task's states; the last two are final.
+PENDING = "pending"
+LEASED = "leased"
+STORED = "stored"
+FAILED = "failed"
+FINAL_STATES = frozenset({STORED, FAILED})
+
+# Values of a result's ``local``: the node's own side failed, not the URL, and the task
+# goes back without using an attempt.
+LOCAL_STORAGE = "storage"  # the node cannot store files (disk full, read-only, ...)
+LOCAL_POLICY = "policy"  # the node refuses an address the crawl allows
+LOCAL_ERROR = "error"  # an unexpected exception on the node (a bug)
+LOCAL_FAULTS = frozenset({LOCAL_STORAGE, LOCAL_POLICY, LOCAL_ERROR})
+
+# Errors the harvester itself gives a task whose leases ran out.
+LEASE_EXPIRED = "lease_expired"
+NODE_LOST = "node_lost"
+LOST_LEASES = (LEASE_EXPIRED, NODE_LOST)
+
+_LARGEST_INT = 2**63 - 1  # what SQLite stores; larger integers from a peer read as absent
+MAX_WIRE_TEXT = 4096  # characters of a text field kept from a peer
+
+
+def _int(value: Any) -> int | None:
+    if type(value) is int and -_LARGEST_INT <= value <= _LARGEST_INT:
+        return value
+    return None
+
+
+def _float(value: Any) -> float | None:
+    if type(value) in (int, float) and math.isfinite(value):
+        return float(value)
+    return None
+
+
+def _text(value: Any) -> str | None:
+    return value[:MAX_WIRE_TEXT] if type(value) is str else None
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedTask:
+    """A task handed to a node: fetch ``url``, report under ``id``.
+
+    ``start_in`` (seconds from the lease) is set for a host with a delay: the request
+    may not start earlier, and the node keeps ``spacing`` seconds between the end of one
+    request to the host and the start of the next."""
+
+    id: int
+    url: str
+    start_in: float | None = None
+    spacing: float = 0.0
+
+    def to_wire(self) -> list[Any]:
+        """``[id, url]``, or ``[id, url, start_in, spacing]`` for a host with a delay."""
+        if self.start_in is None:
+            return [self.id, self.url]
+        return [self.id, self.url, self.start_in, self.spacing]
+
+    @classmethod
+    def from_wire(cls, data: Any) -> LeasedTask | None:
+        if not isinstance(data, list | tuple) or len(data) < 2:
+            return None
+        task_id, url = _int(data[0]), _text(data[1])
+        if task_id is None or url is None:
+            return None
+        start_in = _float(data[2]) if len(data) > 2 else None
+        spacing = (_float(data[3]) if len(data) > 3 else None) or 0.0
+        return cls(task_id, url, start_in, max(spacing, 0.0))
+
+
+@dataclass(slots=True)
+class Result:
+    """What happened to one task on a node. ``outcome`` is ``STORED`` or ``FAILED``;
+    a failure is retried when ``retryable`` (not sooner than ``retry_after`` seconds),
+    and goes back without using an attempt when ``local`` names a fault of the node's
+    own side. ``peer`` (the address a node's policy refused) never leaves the node."""
+
+    id: int
+    url: str
+    node: str = ""
+    outcome: str = FAILED
+    status: int | None = None
+    bytes: int | None = None  # None: nothing was fetched (a task refused or lost)
+    sha256: str | None = None
+    content_type: str | None = None
+    declared_type: str | None = None
+    path: str | None = None
+    width: int | None = None
+    height: int | None = None
+    error: str | None = None
+    retryable: bool = False
+    retry_after: float | None = None
+    elapsed: float | None = None
+    local: str | None = None
+    peer: str | None = field(default=None, compare=False)
+
+    @property
+    def stored(self) -> bool:
+        return self.outcome == STORED
+
+    def to_wire(self) -> dict[str, Any]:
+        wire = {
+            "id": self.id,
+            "url": self.url,
+            "node": self.node,
+            "outcome": self.outcome,
+            "status": self.status,
+            "bytes": self.bytes,
+            "sha256": self.sha256,
+            "content_type": self.content_type,
+            "declared_type": self.declared_type,
+            "path": self.path,
+            "width": self.width,
+            "height": self.height,
+            "error": self.error,
+            "retryable": self.retryable,
+            "retry_after": self.retry_after,
+            "elapsed": self.elapsed,
+        }
+        if self.local is not None:
+            wire["local"] = self.local
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: Any) -> Result | None:
+        """A result as a peer sent it; None when it names no task (no integer ``id``)."""
+        if not isinstance(data, Mapping):
+            return None
+        task_id = _int(data.get("id"))
+        if task_id is None:
+            return None
+        local = data.get("local")
+        return cls(
+            id=task_id,
+            url=_text(data.get("url")) or "",
+            node=_text(data.get("node")) or "",
+            outcome=STORED if data.get("outcome") == STORED else FAILED,
+            status=_int(data.get("status")),
+            bytes=_int(data.get("bytes")),
+            sha256=_text(data.get("sha256")),
+            content_type=_text(data.get("content_type")),
+            declared_type=_text(data.get("declared_type")),
+            path=_text(data.get("path")),
+            width=_int(data.get("width")),
+            height=_int(data.get("height")),
+            error=_text(data.get("error")),
+            retryable=data.get("retryable") is True,
+            retry_after=_float(data.get("retry_after")),
+            elapsed=_float(data.get("elapsed")),
+            # Any true value counts, as before: a fault of the node, whatever it names.
+            local=(local if local in LOCAL_FAULTS else LOCAL_ERROR) if local else None,
+        )
+
+    def failed_locally(self, error: str, local: str) -> None:
+        """Turn this result into a hand-back for a fault of the node's own side."""
+        self.outcome, self.error, self.retryable, self.local = FAILED, error, True, local
+        self.path = self.sha256 = None
+
+
+# Fields of a manifest record, in the order exports show them.
+MANIFEST_FIELDS = (
+    "url",
+    "page",
+    "kind",
+    "outcome",
+    "status",
+    "error",
+    "path",
+    "sha256",
+    "bytes",
+    "content_type",
+    "width",
+    "height",
+    "attempts",
+    "leases",
+    "node",
+    "elapsed",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ManifestRecord:
+    """The final record of one image URL: one per URL, whatever happened.
+
+    ``attempts`` are the tries that count against ``max_attempts``; ``leases`` how
+    often the task was handed out in all. ``path`` (relative to the storing node's
+    OUT) is set only for a stored image."""
+
+    url: str
+    page: str
+    kind: str
+    outcome: str
+    status: int | None = None
+    error: str | None = None
+    path: str | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    content_type: str | None = None
+    width: int | None = None
+    height: int | None = None
+    attempts: int = 0
+    leases: int = 0
+    node: str | None = None
+    elapsed: float | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in MANIFEST_FIELDS}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> ManifestRecord | None:
+        """A manifest line's record; None for one without a URL (not a record)."""
+        if not isinstance(data, Mapping) or _text(data.get("url")) is None:
+            return None
+        return cls(
+            url=data["url"],
+            page=_text(data.get("page")) or "",
+            kind=_text(data.get("kind")) or "",
+            outcome=STORED if data.get("outcome") == STORED else FAILED,
+            status=_int(data.get("status")),
+            error=_text(data.get("error")),
+            path=_text(data.get("path")),
+            sha256=_text(data.get("sha256")),
+            bytes=_int(data.get("bytes")),
+            content_type=_text(data.get("content_type")),
+            width=_int(data.get("width")),
+            height=_int(data.get("height")),
+            attempts=_int(data.get("attempts")) or 0,
+            leases=_int(data.get("leases")) or 0,
+            node=_text(data.get("node")),
+            elapsed=_float(data.get("elapsed")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class AddressPolicyRecord:
+    """The crawl's address policy as the harvester tells it to nodes."""
+
+    allow_private: bool = False
+    allow_networks: tuple[str, ...] = ()
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"allow_private": self.allow_private, "allow_networks": list(self.allow_networks)}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> AddressPolicyRecord | None:
+        if not isinstance(data, Mapping):
+            return None
+        networks = data.get("allow_networks") or ()
+        if not isinstance(networks, list | tuple):
+            networks = ()
+        return cls(data.get("allow_private") is True, tuple(n for n in networks if type(n) is str))
+
+
+@dataclass(frozen=True, slots=True)
+class JoinReply:
+    """What a node must respect, told when it joins: lease and heartbeat periods, the
+    crawl's User-Agent (empty: the node's own) and address policy (None: unknown)."""
+
+    lease_seconds: float
+    heartbeat_seconds: float
+    user_agent: str = ""
+    address_policy: AddressPolicyRecord | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        wire: dict[str, Any] = {
+            "lease_seconds": self.lease_seconds,
+            "heartbeat_seconds": self.heartbeat_seconds,
+        }
+        if self.user_agent:
+            wire["user_agent"] = self.user_agent
+        if self.address_policy is not None:
+            wire["address_policy"] = self.address_policy.to_wire()
+        return wire
+
+    @classmethod
+    def from_wire(cls, data: Any) -> JoinReply:
+        data = data if isinstance(data, Mapping) else {}
+        heartbeat = _float(data.get("heartbeat_seconds"))
+        return cls(
+            lease_seconds=_float(data.get("lease_seconds")) or 0.0,
+            heartbeat_seconds=heartbeat if heartbeat and heartbeat > 0 else 10.0,
+            user_agent=_text(data.get("user_agent")) or "",
+            address_policy=AddressPolicyRecord.from_wire(data.get("address_policy")),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseReply:
+    """Tasks leased to a node; ``done`` once the harvester has no more work at all."""
+
+    tasks: Sequence[LeasedTask] = ()
+    done: bool = False
+
+    def to_wire(self) -> dict[str, Any]:
+        return {"tasks": [task.to_wire() for task in self.tasks], "done": self.done}
+
+    @classmethod
+    def from_wire(cls, data: Any) -> LeaseReply:
+        data = data if isinstance(data, Mapping) else {}
+        raw = data.get("tasks")
+        tasks = [LeasedTask.from_wire(item) for item in raw] if isinstance(raw, list) else []
+        return cls([task for task in tasks if task is not None], data.get("done") is True)

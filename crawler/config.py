@@ -324,8 +324,10 @@ def build_config(values: Mapping[str, Any]) -> Config:
     for key, value in values.items():
         per_section[KEYS[key][0]][key] = value
     config = Config(**{name: SECTIONS[name](**kw) for name, kw in per_section.items()})
-    parse_address(config.queue.listen, "listen")
-    parse_address(config.download.connect, "connect")
+    from crawler.wire import check_url  # (the wires' schemes are theirs to know)
+
+    check_url(config.queue.listen, "listen")
+    check_url(config.download.connect, "connect")
     return config
 
 

@@ -131,15 +131,7 @@ class DownloaderNode:
         self.clock = clock or GeventClock()
         self.out = Path(config.output.out)
         self.batch_size = self.download.batch_size or self.download.concurrency
-        self.limits = FetchLimits(
-            connect_timeout=self.download.connect_timeout,
-            read_timeout=self.download.read_timeout,
-            total_timeout=self.download.total_timeout,
-            max_bytes=self.download.max_image_bytes,
-            max_redirects=config.crawl.max_redirects,
-            min_width=self.download.min_width,
-            min_height=self.download.min_height,
-        )
+        self.limits = FetchLimits.from_config(config)
         self._connect = connect or (lambda: wire.connect(config.download.connect, authkey))
         self._fetch = fetch or self._fetch_image
         self._client: BrokerClient | None = None

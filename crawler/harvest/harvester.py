@@ -20,14 +20,16 @@ import signal
 import sqlite3
 import sys
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
+from crawler import wire
 from crawler.broker.board import Task, counted_attempts, final_record
 from crawler.broker.broker import Broker
-from crawler.broker.politeness import Politeness, parse_host_rule
+from crawler.broker.politeness import Politeness
 from crawler.broker.state import DATABASE_NAME, CrawlState, lock_state, unwritable_is_a_state_error
-from crawler.config import Config, parse_address
+from crawler.config import Config
 from crawler.errors import ConfigError, OtherCrawl
 from crawler.harvest.parsing import PageParser
 from crawler.harvest.scope import Scope
@@ -38,7 +40,6 @@ from crawler.urls import host_of, normalize
 from crawler.web.pages import PageResult, StylesheetCache, check_robots, fetch_page, fetch_robots
 from crawler.web.retries import next_try_in, tries_allowed
 from crawler.web.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
-from crawler.wire.manager_server import BrokerServer
 
 LOOP_TICK = 0.1
 
@@ -87,14 +88,15 @@ def storage_failure(exc: BaseException) -> str | None:
 MAX_DEFERRED_PAGES = 1000
 
 
-def politeness_from_config(config: Config) -> Politeness:
-    settings = config.politeness
-    return Politeness(
-        concurrency=settings.host_concurrency,
-        delay=settings.host_delay,
-        rules=tuple(parse_host_rule(rule) for rule in settings.host_limits),
-        down_timeout=settings.host_down_timeout,
-    )
+# Fetches and extracts one page: (url, depth) -> what it holds.
+PageFetch = Callable[[str, int], PageResult]
+
+
+def _quietly(close: Callable[[], Any]) -> None:
+    """Close something at the end, on a full disk too: the last lines may not fit, and
+    the resume redoes them."""
+    with contextlib.suppress(OSError, sqlite3.Error):
+        close()
 
 
 def host_fields(hosts: list[dict[str, Any]]) -> dict[str, str | None]:
@@ -116,8 +118,22 @@ def _page_outcome(page: PageResult) -> tuple[int | None, str | None]:
 
 
 class Harvester:
-    def __init__(self, config: Config, seeds: list[str], authkey: bytes) -> None:
+    """The crawl: pages -> image tasks -> a broker served to nodes -> manifest and log."""
+
+    def __init__(
+        self,
+        config: Config,
+        seeds: list[str],
+        authkey: bytes,
+        pages: PageFetch | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """``pages`` (fetch and extract one page: url, depth -> ``PageResult``) and
+        ``clock`` (the time the crawl's schedule reads: retries, leases, delays) replace
+        the web and the clock, for tests of the crawl loop."""
         self.config = config
+        self.clock = clock
+        self._pages = pages or self._fetch_and_extract
         self.crawl = config.crawl
         self.seeds = check_seeds(seeds)
         self.authkey = authkey
@@ -140,62 +156,65 @@ class Harvester:
 
     def run(self) -> int:
         """Crawl until every page and image is done or a signal stops it; returns the
-        exit code (see ``EXIT_*``)."""
-        address = parse_address(self.config.queue.listen, "listen")
-        lock = self._open_state()
-        if self.state.finished:
-            print(
-                f"crawl already finished (state in {self.config.output.state_dir}): "
-                + self.summary(None),
-                flush=True,
+        exit code (see ``EXIT_*``). Whatever happens, everything it opened is closed
+        (in the reverse order), and a start that failed leaves no new crawl behind."""
+        with contextlib.ExitStack() as opened:
+            opened.callback(_quietly, self._open_state().close)
+            opened.callback(_quietly, self.state.close)
+            if self.state.finished:
+                print(
+                    f"crawl already finished (state in {self.config.output.state_dir}): "
+                    + self.summary(None),
+                    flush=True,
+                )
+                return self._finished_code()
+            queue = self.config.queue
+            self.broker = Broker(
+                queue.lease_seconds,
+                queue.max_attempts,
+                queue.node_timeout,
+                db=self.state.tasks_db,
+                politeness=Politeness.from_config(self.config.politeness),
+                user_agent=self.crawl.user_agent,
+                address_policy=AddressPolicyRecord(
+                    self.crawl.allow_private, tuple(self.crawl.allow_networks)
+                ),
+                max_lease_wait=queue.max_lease_wait,
+                clock=self.clock,
             )
-            code = self._finished_code()
-            self.state.close()
-            lock.close()
-            return code
-        queue = self.config.queue
-        self.broker = Broker(
-            queue.lease_seconds,
-            queue.max_attempts,
-            queue.node_timeout,
-            db=self.state.tasks_db,
-            politeness=politeness_from_config(self.config),
-            user_agent=self.crawl.user_agent,
-            address_policy=AddressPolicyRecord(
-                self.crawl.allow_private, tuple(self.crawl.allow_networks)
-            ),
-            max_lease_wait=queue.max_lease_wait,
-        )
-        try:
-            server = BrokerServer(self.broker, address, self.authkey)
-            self._open_outputs()
-        except BaseException:
-            self.state.close()
-            if self.state.is_new:  # a start that failed leaves no crawl behind
-                self.state.remove()
-            lock.close()
-            raise
+            try:
+                server = wire.serve(self.broker, queue.listen, self.authkey, queue)
+                self._open_outputs(opened)
+            except BaseException:
+                if self.state.is_new:  # a start that failed leaves no crawl behind
+                    self.state.close()
+                    self.state.remove()
+                raise
+            opened.callback(server.stop)
+            opened.enter_context(self._stop_on_signals())
+            try:
+                return self._serve_and_crawl(server)
+            except HarvesterStorageFailed as exc:
+                print(
+                    f"harvester: error: cannot write the crawl's files in "
+                    f"{self.config.output.out_dir} ({exc}); stopped: make room and run the "
+                    "same command again to resume",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                return EXIT_STORAGE
+
+    @contextlib.contextmanager
+    def _stop_on_signals(self) -> Iterator[None]:
+        """SIGINT and SIGTERM stop the crawl (``_stop``) while inside."""
         previous = {sig: signal.signal(sig, self._stop) for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
-            return self._serve_and_crawl(server)
-        except HarvesterStorageFailed as exc:
-            print(
-                f"harvester: error: cannot write the crawl's files in "
-                f"{self.config.output.out_dir} ({exc}); stopped: make room and run the "
-                "same command again to resume",
-                file=sys.stderr,
-                flush=True,
-            )
-            return EXIT_STORAGE
+            yield
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            server.stop()
-            for close in (self.manifest.close, self.log.close, self.state.close, lock.close):
-                with contextlib.suppress(OSError, sqlite3.Error):
-                    close()  # on a full disk the last lines may not fit: the resume redoes them
 
-    def _serve_and_crawl(self, server: BrokerServer) -> int:
+    def _serve_and_crawl(self, server: wire.Server) -> int:
         started = time.monotonic()
         try:
             server.start()
@@ -263,12 +282,14 @@ class Harvester:
             self.state = CrawlState(state_dir, self.seeds)
         return lock
 
-    def _open_outputs(self) -> None:
+    def _open_outputs(self, opened: contextlib.ExitStack) -> None:
         with unwritable_is_a_state_error(self.config.output.out_dir):
             self.manifest = Manifest(self.config.output.out_dir)
+            opened.callback(_quietly, self.manifest.close)
             self.log = ProgressLog(self.config.output.log_path)
+            opened.callback(_quietly, self.log.close)
 
-    def _start_log(self, server: BrokerServer) -> None:
+    def _start_log(self, server: wire.Server) -> None:
         frontier = self.state.frontier
         self.pages_begun = frontier.count("done", "failed", "skipped")
         self.totals.update(
@@ -297,7 +318,7 @@ class Harvester:
             )
         print(
             f"harvester: {'resumed; ' if self.state.resumed else ''}serving tasks on "
-            f"{server.address[0]}:{server.address[1]}; "
+            f"{server.where}; "
             f"progress log {self.config.output.log_path}",
             file=sys.stderr,
             flush=True,
@@ -321,7 +342,7 @@ class Harvester:
     # -- the main loop -------------------------------------------------------------
 
     def _crawl(self, pages: ThreadPoolExecutor) -> None:
-        last_totals = last_maintained = time.monotonic()
+        last_totals = last_maintained = self.clock()
         while not self.stopping:
             self._start_pages(pages)
             if self.in_flight:
@@ -337,7 +358,7 @@ class Harvester:
                 self.broker.wait_for_updates(LOOP_TICK)
             if self.broker.storage_fault is not None:  # a node's call could not be stored
                 raise self.broker.storage_fault
-            now = time.monotonic()
+            now = self.clock()
             if now - last_maintained >= LOOP_TICK:
                 self.broker.maintain()
                 last_maintained = now
@@ -375,7 +396,7 @@ class Harvester:
         """Start pages while workers are free, each only when its host has a slot
         (pages count against the same per-host limits as the downloaders' requests),
         and the robots.txt checks of held images that are due."""
-        now = time.monotonic()
+        now = self.clock()
         room = self._start_robots_checks(
             pages, self.crawl.page_workers * 2 - len(self.in_flight), now
         )
@@ -445,6 +466,9 @@ class Harvester:
     def _fetch_page(self, url: str, depth: int, start_in: float | None) -> PageResult:
         if start_in:
             time.sleep(start_in)
+        return self._pages(url, depth)
+
+    def _fetch_and_extract(self, url: str, depth: int) -> PageResult:
         return fetch_page(url, depth, self.crawl, self.robots, self.sheets, self.parser.parse)
 
     def _check_robots(self, robots: str, start_in: float | None) -> PageResult:
@@ -455,7 +479,7 @@ class Harvester:
 
     def _handle_page(self, page: PageResult) -> None:
         if page.robots_only:
-            self._decide_held(page.url, time.monotonic())
+            self._decide_held(page.url, self.clock())
             return
         frontier = self.state.frontier
         if page.final_url and page.final_url != page.url:
@@ -532,7 +556,7 @@ class Harvester:
         pause = next_try_in(failures, long_wait, *settings)
         if pause is None:
             return False
-        self.state.frontier.requeue(page.url, time.monotonic() + pause)
+        self.state.frontier.requeue(page.url, self.clock() + pause)
         self.pages_begun -= 1  # begun again when it is taken again
         self.log.event(
             "page_retry", url=page.url, error=page.error, failures=failures, retry_in=pause

@@ -1,27 +1,41 @@
-"""How nodes reach the crawl's broker: a wire chosen by the URL's scheme.
+"""How nodes reach the crawl's broker, and how a harvester serves it: a wire chosen by
+the URL's scheme.
 
-``connect(url, authkey)`` gives a node its ``BrokerClient`` (``base.py``):
+``connect(url, authkey)`` gives a node its ``BrokerClient`` (``base.py``);
+``serve(broker, url, authkey, settings)`` gives the harvester its ``Server``:
 
 * ``tcp://HOST:PORT`` or plain ``HOST:PORT``: the harvester's manager over TCP
-  (``manager_client.py``; the harvester serves it with ``manager_server.py``).
-* ``memory://NAME``: a ``Broker`` in this process, registered with ``serve_in_process``
-  (``inprocess.py``; tests and tools).
+  (``manager_client.py``, ``manager_server.py``).
+* ``memory://NAME``: a ``Broker`` in this process (``inprocess.py``; tests and tools).
 
-Another wire (Redis, TLS) adds its scheme to ``SCHEMES`` and nothing else changes.
+Another wire (Redis, TLS) adds its scheme to ``CLIENTS`` and ``SERVERS``; nothing else
+changes.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from crawler.errors import ConfigError
 from crawler.wire.base import BrokerClient, RecordClient
 
 if TYPE_CHECKING:
     from crawler.broker.broker import Broker
+    from crawler.config import QueueConfig
+    from crawler.wire.inprocess import InProcessServer
 
-_IN_PROCESS: dict[str, Broker] = {}
+
+class Server(Protocol):
+    """A broker served to nodes: reachable from ``start`` until ``stop``."""
+
+    where: str  # what nodes connect to, for messages
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+_IN_PROCESS: dict[str, InProcessServer] = {}
 
 
 def _tcp(rest: str, authkey: bytes) -> BrokerClient:
@@ -34,23 +48,42 @@ def _tcp(rest: str, authkey: bytes) -> BrokerClient:
 def _memory(rest: str, authkey: bytes) -> BrokerClient:
     from crawler.wire.inprocess import InProcessWire
 
-    broker = _IN_PROCESS.get(rest)
-    if broker is None:
+    server = _IN_PROCESS.get(rest)
+    if server is None:
         raise ConfigError(f"connect: no broker is served in this process as memory://{rest}")
-    return RecordClient(InProcessWire(broker, f"memory://{rest}"))
+    return RecordClient(InProcessWire(server.broker, server.where, server=server))
 
 
-SCHEMES: dict[str, Callable[[str, bytes], BrokerClient]] = {"tcp": _tcp, "memory": _memory}
+def _serve_tcp(broker: Broker, rest: str, authkey: bytes, settings: QueueConfig) -> Server:
+    from crawler.config import parse_address
+    from crawler.wire.manager_server import BrokerServer, ServerLimits
+
+    address = parse_address(rest, "listen")
+    return BrokerServer(broker, address, authkey, ServerLimits.from_config(settings))
 
 
-def split_url(url: str) -> tuple[str, str]:
+def _serve_memory(broker: Broker, rest: str, _authkey: bytes, _settings: QueueConfig) -> Server:
+    from crawler.wire.inprocess import InProcessServer
+
+    server = _IN_PROCESS[rest] = InProcessServer(broker, f"memory://{rest}")
+    return server
+
+
+CLIENTS: dict[str, Callable[[str, bytes], BrokerClient]] = {"tcp": _tcp, "memory": _memory}
+SERVERS: dict[str, Callable[[Broker, str, bytes, QueueConfig], Server]] = {
+    "tcp": _serve_tcp,
+    "memory": _serve_memory,
+}
+
+
+def split_url(url: str, key: str = "connect") -> tuple[str, str]:
     """``"tcp://h:1"`` -> ``("tcp", "h:1")``; a URL without a scheme is ``tcp``."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         return "tcp", url
-    if scheme not in SCHEMES:
-        known = ", ".join(f"{name}://" for name in SCHEMES)
-        raise ConfigError(f"connect: unknown broker scheme {scheme}:// in {url!r} ({known})")
+    if scheme not in CLIENTS:
+        known = ", ".join(f"{name}://" for name in CLIENTS)
+        raise ConfigError(f"{key}: unknown broker scheme {scheme}:// in {url!r} ({known})")
     return scheme, rest
 
 
@@ -58,14 +91,22 @@ def connect(url: str, authkey: bytes) -> BrokerClient:
     """A client of the broker at ``url``. Connecting may raise what ``BrokerClient``'s
     calls raise (``BrokerUnavailable``, ``AuthKeyError``, ``NotAHarvester``)."""
     scheme, rest = split_url(url)
-    return SCHEMES[scheme](rest, authkey)
+    return CLIENTS[scheme](rest, authkey)
 
 
-def serve_in_process(broker: Broker, name: str) -> str:
-    """Make ``broker`` reachable as ``memory://NAME`` in this process; returns the URL."""
-    _IN_PROCESS[name] = broker
-    return f"memory://{name}"
+def serve(broker: Broker, url: str, authkey: bytes, settings: QueueConfig) -> Server:
+    """A server of ``broker`` at ``url`` (``queue.listen``), not started yet. Raises
+    ``ConfigError`` for an address it cannot listen on."""
+    scheme, rest = split_url(url, "listen")
+    return SERVERS[scheme](broker, rest, authkey, settings)
 
 
-def stop_serving_in_process(name: str) -> None:
-    _IN_PROCESS.pop(name, None)
+def check_url(url: str, key: str) -> None:
+    """Raise ``ConfigError`` (naming ``key``) unless ``url`` is a broker URL."""
+    from crawler.config import parse_address
+
+    scheme, rest = split_url(url, key)
+    if scheme == "tcp":
+        parse_address(rest, key)
+    elif not rest:
+        raise ConfigError(f"{key}: {scheme}:// needs a name, got {url!r}")

@@ -39,8 +39,25 @@ def _across(data: Any) -> Any:
     return json.loads(json.dumps(data, allow_nan=False))
 
 
+class InProcessServer:
+    """A ``Broker`` served in this process; once stopped, its clients' calls raise
+    ``BrokerUnavailable``, as on a wire whose server went away."""
+
+    def __init__(self, broker: Broker, where: str) -> None:
+        self.broker = broker
+        self.where = where
+        self.serving = False
+
+    def start(self) -> None:
+        self.serving = True
+
+    def stop(self) -> None:
+        self.serving = False
+
+
 class InProcessWire:
-    """``RawWire`` straight to a ``Broker`` in this process."""
+    """``RawWire`` straight to a ``Broker`` in this process (through ``server``, when
+    given: a stopped server answers nothing)."""
 
     def __init__(
         self,
@@ -49,8 +66,10 @@ class InProcessWire:
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], float] = time.monotonic,
         faults: Faults | None = None,
+        server: InProcessServer | None = None,
     ) -> None:
         self.broker = broker
+        self.server = server
         self.where = where
         self._sleep = sleep
         self._now = now
@@ -62,7 +81,7 @@ class InProcessWire:
         faults.calls.append(name)
         if self.closed:
             raise BrokerUnavailable(f"the client of {self.where} is closed")
-        if faults.unavailable:
+        if faults.unavailable or (self.server is not None and not self.server.serving):
             raise BrokerUnavailable(f"lost the harvester at {self.where}")
         if faults.fail_calls > 0 and faults.fail_only in ("", name):
             faults.fail_calls -= 1

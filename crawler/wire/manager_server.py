@@ -21,6 +21,7 @@ from typing import Any
 
 from crawler.broker.broker import Broker
 from crawler.compat.multiprocessing import ManagerServer, server_handshake
+from crawler.config import QueueConfig
 from crawler.errors import ConfigError
 from crawler.wire.manager_client import RESULT_QUEUE_METHODS, SERIALIZER, TASK_QUEUE_METHODS
 
@@ -66,9 +67,14 @@ class ServerLimits:
     ``auth_failed`` event per peer address, and one ``connection_limit`` event, per interval.
     """
 
-    handshake_timeout: float = 10.0
-    max_connections: int = 256
+    handshake_timeout: float
+    max_connections: int
     event_interval: float = 10.0
+
+    @classmethod
+    def from_config(cls, queue: QueueConfig) -> ServerLimits:
+        """The limits of ``queue.handshake_timeout`` and ``queue.max_connections``."""
+        return cls(queue.handshake_timeout, queue.max_connections)
 
 
 @dataclass
@@ -297,7 +303,7 @@ class BrokerServer:
                 ServingManager,
                 address,
                 authkey,
-                limits or ServerLimits(),
+                limits or ServerLimits.from_config(QueueConfig()),
                 broker.note_event,
             )
         except OSError as exc:
@@ -305,6 +311,7 @@ class BrokerServer:
                 f"cannot listen on {address[0]}:{address[1]}: {exc.strerror}"
             ) from None
         self.address: tuple[str, int] = self._server.address
+        self.where = f"{self.address[0]}:{self.address[1]}"
         self._thread = threading.Thread(target=self._server.accept_connections, daemon=True)
 
     def start(self) -> None:

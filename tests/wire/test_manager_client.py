@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from multiprocessing import AuthenticationError
 from multiprocessing.connection import CHALLENGE, Client, Listener
 from pathlib import Path
@@ -23,6 +24,7 @@ import pytest
 
 from crawler.broker.broker import Broker
 from crawler.compat.multiprocessing import starts_like_a_challenge
+from crawler.config import QueueConfig
 from crawler.errors import AuthKeyError, BrokerUnavailable, NotAHarvester
 from crawler.records import Result
 from crawler.wire.manager_client import ManagerWire
@@ -52,7 +54,12 @@ def serve_with(broker: Broker) -> Iterator[Callable[..., BrokerServer]]:
     started: list[BrokerServer] = []
 
     def start(**limits: Any) -> BrokerServer:
-        server = BrokerServer(broker, ("127.0.0.1", 0), KEY, ServerLimits(**limits))
+        server = BrokerServer(
+            broker,
+            ("127.0.0.1", 0),
+            KEY,
+            replace(ServerLimits.from_config(QueueConfig()), **limits),
+        )
         server.start()
         started.append(server)
         return server

@@ -36,6 +36,7 @@ from crawler.harvest.scope import Scope
 from crawler.output.manifest import MANIFEST_NAME, Manifest
 from crawler.output.progress import ProgressLog
 from crawler.records import STORED, AddressPolicyRecord, Result
+from crawler.stats import CrawlStats
 from crawler.urls import host_of, normalize
 from crawler.web.pages import PageResult, StylesheetCache, check_robots, fetch_page, fetch_robots
 from crawler.web.retries import next_try_in, tries_allowed
@@ -143,7 +144,7 @@ class Harvester:
         self._hosts_logged = False  # hosts whose Crawl-delay the broker has
         self.images_left_out = 0  # new image URLs beyond max_images, this run
         self.in_flight: dict[Future[PageResult], str] = {}
-        self.totals = {"pages": 0, "page_errors": 0, "stored": 0, "failed": 0, "bytes": 0}
+        self.stats = CrawlStats()
         self._stored_at_last_totals = 0
         self.stopping = False
         self.stop_signal: int | None = None
@@ -230,7 +231,7 @@ class Harvester:
             elapsed = time.monotonic() - started
             if self.stopping:
                 self._record_updates()
-                self.log.event("crawl_stopped", signal=self.stop_signal, **self.totals)
+                self.log.event("crawl_stopped", signal=self.stop_signal, **self.stats.fields())
                 print(
                     f"harvester: stopped by {signal.Signals(self.stop_signal or 2).name}; "
                     "run the same command again to resume",
@@ -245,7 +246,7 @@ class Harvester:
                 "crawl_finished",
                 seconds=round(elapsed, 2),
                 images_left_out=self.images_left_out or None,
-                **self.totals,
+                **self.stats.fields(),
             )
             print(self.summary(elapsed), flush=True)
             return self._finished_code()
@@ -292,21 +293,22 @@ class Harvester:
     def _start_log(self, server: wire.Server) -> None:
         frontier = self.state.frontier
         self.pages_begun = frontier.count("done", "failed", "skipped")
-        self.totals.update(
+        counts = self.broker.counts()
+        self.stats = CrawlStats(
             pages=frontier.count("done"),
             page_errors=frontier.count("failed"),
-            stored=self.broker.counts()["stored"],
-            failed=self.broker.counts()["failed"],
+            stored=counts["stored"],
+            failed=counts["failed"],
             bytes=self.state.stored_bytes(),
         )
-        self._stored_at_last_totals = self.totals["stored"]
+        self._stored_at_last_totals = self.stats.stored
         if self.state.resumed:
             self.log.event(
                 "crawl_resumed",
                 seeds=" ".join(self.seeds),
                 listen=self.config.queue.listen,
                 repaired_manifest=self.manifest.repaired or None,
-                **self.totals,
+                **self.stats.fields(),
             )
             self._record_missing_manifest_lines()
         else:
@@ -508,10 +510,10 @@ class Harvester:
             frontier.finish(page.url, "failed")
             if page.depth == 0:  # a seed: the user should hear about it at once
                 print(f"harvester: seed {page.url} failed: {page.error}", file=sys.stderr)
-            self.totals["page_errors"] += 1
+            self.stats.count_page(ok=False)
             self.log.event("page_failed", url=page.url, status=page.status, error=page.error)
             return
-        self.totals["pages"] += 1
+        self.stats.count_page(ok=True)
         images = [ref for ref in page.images if self.scope.image_allowed(ref.url)]
         links = page.links + ([] if self.crawl.obey_nofollow else page.nofollow_links)
         self.log.event(
@@ -673,11 +675,7 @@ class Harvester:
             self.broker.mark_recorded(finished, self.manifest.size())
 
     def _count_task(self, task: Task) -> None:
-        if task.state == STORED:
-            self.totals["stored"] += 1
-            self.totals["bytes"] += (task.result and task.result.bytes) or 0
-        else:
-            self.totals["failed"] += 1
+        self.stats.count_image(task.state == STORED, task.result and task.result.bytes)
 
     def _record_task(self, task: Task) -> None:
         """Manifest line and log event for a final task (the totals are counted apart:
@@ -708,29 +706,31 @@ class Harvester:
 
     def _log_totals(self, interval: float) -> None:
         counts = self.broker.counts()
-        rate = (self.totals["stored"] - self._stored_at_last_totals) / interval if interval else 0.0
-        self._stored_at_last_totals = self.totals["stored"]
+        stats = self.stats
+        rate = (stats.stored - self._stored_at_last_totals) / interval if interval else 0.0
+        self._stored_at_last_totals = stats.stored
+        frontier = self.state.frontier.count("queued") + len(self.in_flight)
         self.log.event(
             "totals",
-            pages=self.totals["pages"],
-            page_errors=self.totals["page_errors"],
-            frontier=self.state.frontier.count("queued") + len(self.in_flight),
+            pages=stats.pages,
+            page_errors=stats.page_errors,
+            frontier=frontier,
             queued=counts["tasks"],
             leased=counts["leased"],
             waiting=counts["waiting"],
-            stored=self.totals["stored"],
-            failed=self.totals["failed"],
-            bytes=self.totals["bytes"],
+            stored=stats.stored,
+            failed=stats.failed,
+            bytes=stats.bytes,
             nodes=counts["nodes"],
             images_per_s=round(rate, 1),
         )
         self.broker.set_crawl_info(
             {
                 "seeds": " ".join(self.seeds),
-                "pages": self.totals["pages"],
-                "page_errors": self.totals["page_errors"],
-                "frontier": self.state.frontier.count("queued") + len(self.in_flight),
-                "bytes": self.totals["bytes"],
+                "pages": stats.pages,
+                "page_errors": stats.page_errors,
+                "frontier": frontier,
+                "bytes": stats.bytes,
                 "images_per_s": round(rate, 1),
                 "images_left_out": self.images_left_out,
                 "stopping": self.stopping,
@@ -772,5 +772,5 @@ class Harvester:
             line += f", {self.images_left_out} more image URLs left out (max_images)"
         if elapsed is None:
             return line
-        rate = self.totals["stored"] / elapsed if elapsed > 0 else 0.0
+        rate = self.stats.stored / elapsed if elapsed > 0 else 0.0
         return f"{line}, {elapsed:.1f} s, {rate:.1f} images/s"

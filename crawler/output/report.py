@@ -39,6 +39,7 @@ from PIL import Image, features
 from crawler.errors import CrawlerError
 from crawler.output.export import manifest_records, stored_file
 from crawler.output.progress import parse_line, parse_ts
+from crawler.stats import CrawlStats
 from crawler.storage import TMP_DIR
 from crawler.web.verify import PILLOW_FAILURES
 
@@ -501,13 +502,12 @@ def _cards(manifest: ManifestFigures, log: LogFigures | None) -> str:
 
 
 def _pages(log: LogFigures) -> tuple[int, int]:
-    """Pages fetched and failed: the harvester's own totals (they survive a resume)."""
-    fetched = _int(log.totals.get("pages"))
-    failed = _int(log.totals.get("page_errors"))
-    return (
-        fetched if fetched is not None else log.pages,
-        failed if failed is not None else log.page_failures.counts.total(),
-    )
+    """Pages fetched and failed: the harvester's own figures (they survive a resume),
+    else what the log's page events say."""
+    stats = CrawlStats.from_fields(log.totals)
+    if stats is not None:
+        return stats.pages, stats.page_errors
+    return log.pages, log.page_failures.counts.total()
 
 
 def _figures(manifest: ManifestFigures, log: LogFigures | None, skipped: int) -> str:

@@ -310,12 +310,9 @@ def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
     node_id = nodes.default_node_id()
     if processes > 1:
         return nodes.run_node_processes(argv, processes, node_id)
-    from gevent import monkey
+    from crawler.download.entry import run_node  # patches for gevent: first
 
-    monkey.patch_all()
-    from crawler.download import node as downloader
-
-    return downloader.DownloaderNode(config, authkey, node_id).run()
+    return run_node(config, authkey, node_id)
 
 
 def cmd_tail(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from crawler.broker.politeness import Politeness
 from crawler.broker.state import Transaction
 from crawler.config import QueueConfig
 from crawler.records import (
+    FAILED,
     STORED,
     AddressPolicyRecord,
     JoinReply,
@@ -167,8 +168,8 @@ class Broker:
                 for task in self.board.complete_many(node, batch, now, self._random.random):
                     self._finished.append(task)
                     finished += 1
-                    info.stored += task.state == "stored"
-                    info.failed += task.state == "failed"
+                    info.stored += task.state == STORED
+                    info.failed += task.state == FAILED
             self._follow_node_faults(info, batch, now)
             self._wake.notify_all()
         return finished

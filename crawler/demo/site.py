@@ -33,6 +33,8 @@ from urllib.parse import unquote, urlsplit
 
 from PIL import Image, ImageDraw
 
+from crawler.records import STORED
+
 PLACEHOLDER = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="
 EXTERNAL_URL = "http://example.invalid/page.html"
 TEXT_FILE = "/files/readme.txt"
@@ -589,7 +591,7 @@ def compare_with_truth(truth: dict, site_url: str, out: Path) -> list[str]:
     problems = []
     for image in truth["images"]:
         record = records.get(base + image["path"])
-        if record is None or record["outcome"] != "stored":
+        if record is None or record["outcome"] != STORED:
             problems.append(f"not stored: {image['path']}")
             continue
         stored = out / record["path"]

@@ -1,7 +1,7 @@
 """A downloader node process: lease a batch -> gevent pool fetches -> report results.
 
-Run only after ``gevent.monkey.patch_all()`` (``cli.py`` does it first thing for the
-``download`` command). Three kinds of greenlets share the work and never make a
+Run only after ``gevent.monkey.patch_all()`` (``entry.py`` does it, first thing in a
+downloader process). Three kinds of greenlets share the work and never make a
 round trip per image: a *feeder* keeps one batch of leased tasks waiting beside the
 pool, the *pool* fetches, and a *reporter* sends results in batches and extends the
 leases the node still holds (its heartbeat).

@@ -36,6 +36,7 @@ from crawler.broker.state import (
 )
 from crawler.errors import StateError
 from crawler.output.manifest import MANIFEST_NAME, ManifestRecords
+from crawler.records import STORED
 from crawler.storage import file_matches, fsync_path
 from crawler.web.robots import DISALLOWED, UNREACHABLE, robots_url
 
@@ -285,7 +286,7 @@ def check_stored_files(out: Path, keep_missing: bool = False) -> FileCheck:
     records = ManifestRecords(out / MANIFEST_NAME)
     for record in records:
         relative = record.get("path")
-        if record.get("outcome") != "stored" or not isinstance(relative, str):
+        if record.get("outcome") != STORED or not isinstance(relative, str):
             continue
         found.checked += 1
         url = str(record.get("url"))

@@ -21,6 +21,7 @@ from PIL import Image
 
 from crawler.errors import ConfigError, StateError
 from crawler.output.manifest import MANIFEST_NAME, ManifestRecords
+from crawler.records import STORED
 from crawler.web.verify import PILLOW_FAILURES
 
 # The CSV header and the key order of each JSON line; a field the manifest lacks is
@@ -85,7 +86,7 @@ def image_size(path: str) -> tuple[int, int] | None:
 def export_row(out: Path, record: dict[str, Any]) -> dict[str, Any]:
     """A manifest record as an export row: ``COLUMNS`` in order, dimensions joined."""
     row = {column: record.get(column) for column in COLUMNS}
-    file = stored_file(out, record.get("path")) if record.get("outcome") == "stored" else None
+    file = stored_file(out, record.get("path")) if record.get("outcome") == STORED else None
     row["file"] = file
     if file and (row["width"] is None or row["height"] is None):
         size = image_size(file)

@@ -39,6 +39,7 @@ from PIL import Image, features
 from crawler.errors import CrawlerError
 from crawler.output.export import manifest_records, stored_file
 from crawler.output.progress import parse_line, parse_ts
+from crawler.records import STORED
 from crawler.stats import CrawlStats
 from crawler.storage import TMP_DIR
 from crawler.web.verify import PILLOW_FAILURES
@@ -175,7 +176,7 @@ class ManifestFigures:
     def add(self, record: dict[str, Any]) -> None:
         url, page = _text(record.get("url")), _text(record.get("page"))
         node = _text(record.get("node")) or "unknown"
-        stored = record.get("outcome") == "stored"
+        stored = record.get("outcome") == STORED
         column = 0 if stored else 1
         self.records += 1
         for tally, key in (

@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crawler.broker.politeness import parse_host_rule
 from crawler.errors import ConfigError
 
 ENV_PREFIX = "CRAWLER_"
@@ -200,6 +199,31 @@ def _key_index() -> dict[str, tuple[str, dataclasses.Field]]:
 KEYS = _key_index()
 
 
+# The wires of ``crawler.wire`` (a test keeps the two lists equal): ``tcp://HOST:PORT``
+# (or plain ``HOST:PORT``), the harvester's manager; ``memory://NAME``, in this process.
+BROKER_SCHEMES = ("tcp", "memory")
+
+
+def split_broker_url(url: str, key: str) -> tuple[str, str]:
+    """``"tcp://h:1"`` -> ``("tcp", "h:1")``; a URL without a scheme is ``tcp``."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return "tcp", url
+    if scheme not in BROKER_SCHEMES:
+        known = ", ".join(f"{name}://" for name in BROKER_SCHEMES)
+        raise ConfigError(f"{key}: unknown broker scheme {scheme}:// in {url!r} ({known})")
+    return scheme, rest
+
+
+def check_broker_url(url: str, key: str) -> None:
+    """Raise ``ConfigError`` (naming ``key``) unless ``url`` is a broker URL."""
+    scheme, rest = split_broker_url(url, key)
+    if scheme == "tcp":
+        parse_address(rest, key)
+    elif not rest:
+        raise ConfigError(f"{key}: {scheme}:// needs a name, got {url!r}")
+
+
 def parse_address(text: str, key: str = "address") -> tuple[str, int]:
     """``"HOST:PORT"`` (or ``"tcp://HOST:PORT"``) -> ``(host, port)``; IPv6 hosts go in
     brackets."""
@@ -324,10 +348,8 @@ def build_config(values: Mapping[str, Any]) -> Config:
     for key, value in values.items():
         per_section[KEYS[key][0]][key] = value
     config = Config(**{name: SECTIONS[name](**kw) for name, kw in per_section.items()})
-    from crawler.wire import check_url  # (the wires' schemes are theirs to know)
-
-    check_url(config.queue.listen, "listen")
-    check_url(config.download.connect, "connect")
+    check_broker_url(config.queue.listen, "listen")
+    check_broker_url(config.download.connect, "connect")
     return config
 
 
@@ -343,3 +365,44 @@ def load_config(
     values.update(read_environment(os.environ if environ is None else environ))
     values.update(check_flags(flags or {}))
     return build_config(values)
+
+
+_RULE = re.compile(r"^\s*(\S+)((?:\s+\w+\s*=\s*\S+)*)\s*$")
+
+
+_FIELD = re.compile(r"(\w+)\s*=\s*(\S+)")
+
+
+@dataclass(frozen=True)
+class HostRule:
+    """``host_limits`` entry: ``"PATTERN concurrency=N delay=SECONDS"`` (either optional)."""
+
+    pattern: str
+    concurrency: int | None = None
+    delay: float | None = None
+
+
+def parse_host_rule(text: str) -> HostRule:
+    match = _RULE.match(text)
+    if not match:
+        raise ConfigError(f"host_limits: expected 'PATTERN concurrency=N delay=S', got {text!r}")
+    fields: dict[str, float] = {}
+    for name, value in _FIELD.findall(match.group(2)):
+        try:
+            number = float(value)
+        except ValueError:
+            number = -1.0
+        if name not in ("concurrency", "delay") or number < 0:
+            raise ConfigError(
+                f"host_limits: {text!r}: expected concurrency=N (N >= 1) and/or "
+                f"delay=SECONDS (>= 0), got {name}={value}"
+            )
+        fields[name] = number
+    concurrency = fields.get("concurrency")
+    if concurrency is not None and (concurrency < 1 or concurrency != int(concurrency)):
+        raise ConfigError(f"host_limits: {text!r}: concurrency must be a whole number >= 1")
+    return HostRule(
+        match.group(1),
+        None if concurrency is None else int(concurrency),
+        fields.get("delay"),
+    )

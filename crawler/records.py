@@ -14,6 +14,7 @@ absent (its default), so a hostile or older node cannot break the harvester.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -321,3 +322,12 @@ class LeaseReply:
         raw = data.get("tasks")
         tasks = [LeasedTask.from_wire(item) for item in raw] if isinstance(raw, list) else []
         return cls([task for task in tasks if task is not None], data.get("done") is True)
+
+
+# Built once: json.dumps with any non-default option builds a new encoder per call.
+_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
+
+
+def record_line(record: dict[str, Any]) -> str:
+    """A manifest record as its line (without the newline): keys sorted, UTF-8 as is."""
+    return _RECORD_ENCODER.encode(record)

@@ -22,7 +22,6 @@ from typing import Any
 from crawler.broker.politeness import Politeness
 from crawler.broker.state import Transaction, open_database
 from crawler.config import PolitenessConfig
-from crawler.output.manifest import record_line
 from crawler.records import (
     FAILED,
     FINAL_STATES,
@@ -35,6 +34,7 @@ from crawler.records import (
     STORED,
     ManifestRecord,
     Result,
+    record_line,
 )
 from crawler.urls import host_of
 

@@ -20,61 +20,19 @@ a URL's ``host[:port]``, as everywhere else in the crawler.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
-from crawler.errors import ConfigError
+from crawler.config import HostRule, PolitenessConfig, parse_host_rule
 from crawler.records import Result
 from crawler.urls import host_matches
 from crawler.web.retries import down_pause, is_no_answer
-
-if TYPE_CHECKING:  # crawler.config imports this module, for parse_host_rule
-    from crawler.config import PolitenessConfig
 
 MAX_PENALTY = 60.0  # seconds between requests at most, however often a host says 429
 MIN_PENALTY = 0.25  # the first 429/503 spaces requests at least this far apart
 PENALTY_RECOVERY = 0.8  # each success multiplies the penalty by this
 MAX_CRAWL_DELAY = 60.0  # a larger robots.txt Crawl-delay is cut to this
 LOOKAHEAD = 1.0  # seconds ahead a delayed host's requests are scheduled (and leased)
-_RULE = re.compile(r"^\s*(\S+)((?:\s+\w+\s*=\s*\S+)*)\s*$")
-_FIELD = re.compile(r"(\w+)\s*=\s*(\S+)")
-
-
-@dataclass(frozen=True)
-class HostRule:
-    """``host_limits`` entry: ``"PATTERN concurrency=N delay=SECONDS"`` (either optional)."""
-
-    pattern: str
-    concurrency: int | None = None
-    delay: float | None = None
-
-
-def parse_host_rule(text: str) -> HostRule:
-    match = _RULE.match(text)
-    if not match:
-        raise ConfigError(f"host_limits: expected 'PATTERN concurrency=N delay=S', got {text!r}")
-    fields: dict[str, float] = {}
-    for name, value in _FIELD.findall(match.group(2)):
-        try:
-            number = float(value)
-        except ValueError:
-            number = -1.0
-        if name not in ("concurrency", "delay") or number < 0:
-            raise ConfigError(
-                f"host_limits: {text!r}: expected concurrency=N (N >= 1) and/or "
-                f"delay=SECONDS (>= 0), got {name}={value}"
-            )
-        fields[name] = number
-    concurrency = fields.get("concurrency")
-    if concurrency is not None and (concurrency < 1 or concurrency != int(concurrency)):
-        raise ConfigError(f"host_limits: {text!r}: concurrency must be a whole number >= 1")
-    return HostRule(
-        match.group(1),
-        None if concurrency is None else int(concurrency),
-        fields.get("delay"),
-    )
 
 
 def is_throttle(result: Result) -> bool:

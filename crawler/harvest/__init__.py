@@ -1,0 +1,2 @@
+"""The harvester: the crawl loop (frontier -> pages -> image tasks -> manifest), its scope,
+its parse workers, and requeueing for ``verify``/``--retry-failed``."""

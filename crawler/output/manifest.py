@@ -15,16 +15,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crawler.records import record_line
+
 MANIFEST_NAME = "manifest.jsonl"
-
-
-# Built once: json.dumps with any non-default option builds a new encoder per call.
-_RECORD_ENCODER = json.JSONEncoder(ensure_ascii=False, sort_keys=True)
-
-
-def record_line(record: dict[str, Any]) -> str:
-    """A manifest record as its line (without the newline): keys sorted, UTF-8 as is."""
-    return _RECORD_ENCODER.encode(record)
 
 
 class LineFile:

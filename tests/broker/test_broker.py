@@ -12,8 +12,7 @@ import pytest
 from crawler.broker import broker as broker_module
 from crawler.broker.board import MAX_LOST_LEASES, TaskBoard, final_record, retry_delay
 from crawler.broker.broker import Broker
-from crawler.output.manifest import record_line
-from crawler.records import AddressPolicyRecord, Result
+from crawler.records import AddressPolicyRecord, Result, record_line
 
 LEASE = 30.0
 T0 = 1000.0

@@ -14,11 +14,12 @@ absent (its default), so a hostile or older node cannot break the harvester.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 # A task's states; the last two are final.
 PENDING = "pending"
@@ -41,6 +42,7 @@ LOST_LEASES = (LEASE_EXPIRED, NODE_LOST)
 
 _LARGEST_INT = 2**63 - 1  # what SQLite stores; larger integers from a peer read as absent
 MAX_WIRE_TEXT = 4096  # characters of a text field kept from a peer
+Record = TypeVar("Record")
 
 
 def _int(value: Any) -> int | None:
@@ -57,6 +59,41 @@ def _float(value: Any) -> float | None:
 
 def _text(value: Any) -> str | None:
     return value[:MAX_WIRE_TEXT] if type(value) is str else None
+
+
+# How a field of each declared type is read from a peer's data (None: absent).
+_READERS: dict[str, Callable[[Any], Any]] = {
+    "int": _int,
+    "int | None": _int,
+    "float": _float,
+    "float | None": _float,
+    "str": _text,
+    "str | None": _text,
+    "bool": lambda value: value if type(value) is bool else None,
+}
+
+
+def _read(cls: type[Record], data: Mapping[str, Any], **given: Any) -> Record:
+    """A record of ``cls`` from wire data: each field read by its declared type, its
+    default where absent or of another type (a text without default: empty);
+    ``given`` fields as they are."""
+    values = dict(given)
+    for spec in dataclasses.fields(cls):  # type: ignore[arg-type]
+        if spec.name in values:
+            continue
+        value = _READERS[str(spec.type)](data.get(spec.name))
+        if value is None:
+            value = "" if spec.default is dataclasses.MISSING else spec.default
+        values[spec.name] = value
+    return cls(**values)
+
+
+def _fields_of(record: Any, leave_out: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        spec.name: getattr(record, spec.name)
+        for spec in dataclasses.fields(record)
+        if spec.name not in leave_out
+    }
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,24 +158,7 @@ class Result:
         return self.outcome == STORED
 
     def to_wire(self) -> dict[str, Any]:
-        wire = {
-            "id": self.id,
-            "url": self.url,
-            "node": self.node,
-            "outcome": self.outcome,
-            "status": self.status,
-            "bytes": self.bytes,
-            "sha256": self.sha256,
-            "content_type": self.content_type,
-            "declared_type": self.declared_type,
-            "path": self.path,
-            "width": self.width,
-            "height": self.height,
-            "error": self.error,
-            "retryable": self.retryable,
-            "retry_after": self.retry_after,
-            "elapsed": self.elapsed,
-        }
+        wire = _fields_of(self, leave_out=("peer", "local"))
         if self.local is not None:
             wire["local"] = self.local
         return wire
@@ -146,58 +166,24 @@ class Result:
     @classmethod
     def from_wire(cls, data: Any) -> Result | None:
         """A result as a peer sent it; None when it names no task (no integer ``id``)."""
-        if not isinstance(data, Mapping):
-            return None
-        task_id = _int(data.get("id"))
+        task_id = _int(data.get("id")) if isinstance(data, Mapping) else None
         if task_id is None:
             return None
         local = data.get("local")
-        return cls(
+        return _read(
+            cls,
+            data,
             id=task_id,
-            url=_text(data.get("url")) or "",
-            node=_text(data.get("node")) or "",
             outcome=STORED if data.get("outcome") == STORED else FAILED,
-            status=_int(data.get("status")),
-            bytes=_int(data.get("bytes")),
-            sha256=_text(data.get("sha256")),
-            content_type=_text(data.get("content_type")),
-            declared_type=_text(data.get("declared_type")),
-            path=_text(data.get("path")),
-            width=_int(data.get("width")),
-            height=_int(data.get("height")),
-            error=_text(data.get("error")),
-            retryable=data.get("retryable") is True,
-            retry_after=_float(data.get("retry_after")),
-            elapsed=_float(data.get("elapsed")),
             # Any true value counts, as before: a fault of the node, whatever it names.
             local=(local if local in LOCAL_FAULTS else LOCAL_ERROR) if local else None,
+            peer=None,
         )
 
     def failed_locally(self, error: str, local: str) -> None:
         """Turn this result into a hand-back for a fault of the node's own side."""
         self.outcome, self.error, self.retryable, self.local = FAILED, error, True, local
         self.path = self.sha256 = None
-
-
-# Fields of a manifest record, in the order exports show them.
-MANIFEST_FIELDS = (
-    "url",
-    "page",
-    "kind",
-    "outcome",
-    "status",
-    "error",
-    "path",
-    "sha256",
-    "bytes",
-    "content_type",
-    "width",
-    "height",
-    "attempts",
-    "leases",
-    "node",
-    "elapsed",
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,30 +212,16 @@ class ManifestRecord:
     elapsed: float | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in MANIFEST_FIELDS}
+        return _fields_of(self)
 
     @classmethod
     def from_wire(cls, data: Any) -> ManifestRecord | None:
         """A manifest line's record; None for one without a URL (not a record)."""
-        if not isinstance(data, Mapping) or _text(data.get("url")) is None:
+        url = _text(data.get("url")) if isinstance(data, Mapping) else None
+        if url is None:
             return None
-        return cls(
-            url=data["url"],
-            page=_text(data.get("page")) or "",
-            kind=_text(data.get("kind")) or "",
-            outcome=STORED if data.get("outcome") == STORED else FAILED,
-            status=_int(data.get("status")),
-            error=_text(data.get("error")),
-            path=_text(data.get("path")),
-            sha256=_text(data.get("sha256")),
-            bytes=_int(data.get("bytes")),
-            content_type=_text(data.get("content_type")),
-            width=_int(data.get("width")),
-            height=_int(data.get("height")),
-            attempts=_int(data.get("attempts")) or 0,
-            leases=_int(data.get("leases")) or 0,
-            node=_text(data.get("node")),
-            elapsed=_float(data.get("elapsed")),
+        return _read(
+            cls, data, url=url, outcome=STORED if data.get("outcome") == STORED else FAILED
         )
 
 

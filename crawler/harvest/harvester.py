@@ -38,7 +38,14 @@ from crawler.output.progress import ProgressLog
 from crawler.records import STORED, AddressPolicyRecord, Result
 from crawler.stats import CrawlStats
 from crawler.urls import host_of, normalize
-from crawler.web.pages import PageResult, StylesheetCache, check_robots, fetch_page, fetch_robots
+from crawler.web.pages import (
+    PageResult,
+    StylesheetCache,
+    check_robots,
+    close_sessions,
+    fetch_page,
+    fetch_robots,
+)
 from crawler.web.retries import next_try_in, tries_allowed
 from crawler.web.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
 
@@ -228,6 +235,7 @@ class Harvester:
                     if self.stopping or self.broker.storage_fault:
                         pages.shutdown(wait=False, cancel_futures=True)
                     self.parser.close()
+            close_sessions()
             elapsed = time.monotonic() - started
             if self.stopping:
                 self._record_updates()

@@ -826,7 +826,7 @@ def main(argv: list[str] | None = None) -> int:
         print(write_report(args.out, max_thumbnails=args.max_thumbnails).line())
     except CrawlerError as error:
         print(f"crawler: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
     return 0
 
 

@@ -57,6 +57,8 @@ class PageResult:
 
 
 _local = threading.local()
+_opened: list[requests.Session] = []  # every page thread's, for close_sessions
+_opened_lock = threading.Lock()
 
 
 def _session(config: CrawlConfig) -> requests.Session:
@@ -67,7 +69,18 @@ def _session(config: CrawlConfig) -> requests.Session:
     key = (policy, config.user_agent)
     if key not in sessions:
         sessions[key] = make_session(PAGE_POOL_SIZE, config.user_agent, policy)
+        with _opened_lock:
+            _opened.append(sessions[key])
     return sessions[key]
+
+
+def close_sessions() -> None:
+    """Close the page threads' sessions (their connections); call once the threads are
+    done (a thread that fetches again afterwards gets a working, fresh connection)."""
+    with _opened_lock:
+        opened, _opened[:] = list(_opened), []
+    for session in opened:
+        session.close()
 
 
 MAX_STYLESHEET_BYTES = 2 * 1024 * 1024

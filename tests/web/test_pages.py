@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import requests
 
 from crawler.config import CrawlConfig
 from crawler.demo.site import serve as serve_files
@@ -177,3 +178,21 @@ def test_a_robots_txt_that_cannot_be_decoded_is_unreadable(serve):
         "connection_error: connection refused",
         True,
     )
+
+
+def test_close_sessions_closes_every_page_threads_session(monkeypatch: pytest.MonkeyPatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from crawler.config import CrawlConfig
+    from crawler.web import pages
+
+    closed: list[object] = []
+    monkeypatch.setattr(requests.Session, "close", lambda self: closed.append(self))
+    with ThreadPoolExecutor(3) as threads:
+        opened = set(threads.map(lambda _: pages._session(CrawlConfig()), range(30)))
+
+    pages.close_sessions()
+
+    assert opened and set(closed) >= opened
+    pages.close_sessions()  # twice: nothing left to close
+    assert len(closed) == len(set(closed))

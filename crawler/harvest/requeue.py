@@ -36,7 +36,7 @@ from crawler.broker.state import (
 )
 from crawler.errors import StateError
 from crawler.output.manifest import MANIFEST_NAME, ManifestRecords
-from crawler.records import STORED
+from crawler.records import STORED, ManifestRecord
 from crawler.storage import file_matches, fsync_path
 from crawler.web.robots import DISALLOWED, UNREACHABLE, robots_url
 
@@ -284,21 +284,20 @@ def check_stored_files(out: Path, keep_missing: bool = False) -> FileCheck:
     never opened."""
     found = FileCheck()
     records = ManifestRecords(out / MANIFEST_NAME)
-    for record in records:
-        relative = record.get("path")
-        if record.get("outcome") != STORED or not isinstance(relative, str):
+    for line in records:
+        record = ManifestRecord.from_wire(line)
+        if record is None or record.outcome != STORED or record.path is None:
             continue
         found.checked += 1
-        url = str(record.get("url"))
+        url, relative = record.url, record.path
         path = _inside(out, relative)
-        size, sha256 = record.get("bytes"), record.get("sha256")
         if path is not None and not path.exists():
             found.missing += 1
-            found.missing_by_node[str(record.get("node") or "unknown")] += 1
+            found.missing_by_node[record.node or "unknown"] += 1
             if keep_missing:
                 found.missing_urls.add(url)
             _example(found, f"missing: {relative}")
-        elif path is not None and _matches(path, size, sha256):
+        elif path is not None and _matches(path, record.bytes, record.sha256):
             found.ok += 1
         else:
             found.wrong[url] = relative
@@ -307,8 +306,8 @@ def check_stored_files(out: Path, keep_missing: bool = False) -> FileCheck:
     return found
 
 
-def _matches(path: Path, size: object, sha256: object) -> bool:
-    if not isinstance(size, int) or not isinstance(sha256, str):
+def _matches(path: Path, size: int | None, sha256: str | None) -> bool:
+    if size is None or sha256 is None:
         return False
     try:
         return file_matches(path, size, sha256)

@@ -69,7 +69,8 @@ def node_pause(fault_runs: int) -> float:
 class Broker:
     """Thread-safe queues shared by the harvester and the manager's server threads.
 
-    Remote methods (``join``, ``lease``, ``extend``, ``put_results``, ``leave``) take and
+    Remote methods (``join``, ``lease_batch``, ``extend_leases``, ``report_results``,
+    ``leave``, ``status``: the names of ``wire.base.BrokerClient``) take and
     return plain data only. Local methods are used by the harvester's main loop.
     """
 
@@ -121,7 +122,7 @@ class Broker:
             address_policy=self.address_policy,
         ).to_wire()
 
-    def lease(self, node: str, limit: int, wait: float = 1.0) -> dict[str, Any]:
+    def lease_batch(self, node: str, limit: int, wait: float = 1.0) -> dict[str, Any]:
         """Lease up to ``limit`` tasks, waiting up to ``wait`` s for work to appear.
 
         ``done`` is True once the harvester has no more work at all: the node may exit.
@@ -146,14 +147,14 @@ class Broker:
                     remaining = min(remaining, max(wake - now, 0.01))
                 self._wake.wait(remaining)
 
-    def extend(self, node: str, ids: list[int]) -> bool:
+    def extend_leases(self, node: str, ids: list[int]) -> bool:
         """Heartbeat: keep the node alive and extend the leases it still holds."""
         with self._lock:
             self._seen(node)
             self.board.extend(node, ids, self.clock())
         return True
 
-    def put_results(self, node: str, results: list[Any]) -> int:
+    def report_results(self, node: str, results: list[Any]) -> int:
         """Accept a batch of results (``Result`` in wire form; what names no task is
         ignored); returns how many finished a task."""
         batch = [

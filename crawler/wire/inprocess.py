@@ -94,16 +94,16 @@ class InProcessWire:
     def lease_batch(self, node: str, limit: int, wait: float) -> Any:
         deadline = self._now() + max(wait, 0.0)
         while True:
-            reply = self._call("lease", node, limit, 0.0)
+            reply = self._call("lease_batch", node, limit, 0.0)
             if reply["tasks"] or reply["done"] or self._now() >= deadline:
                 return reply
             self._sleep(min(POLL_SECONDS, max(deadline - self._now(), 0.0)))
 
     def extend_leases(self, node: str, ids: list[int]) -> Any:
-        return self._call("extend", node, ids)
+        return self._call("extend_leases", node, ids)
 
     def report_results(self, node: str, results: list[dict[str, Any]]) -> Any:
-        return self._call("put_results", node, results)
+        return self._call("report_results", node, results)
 
     def leave(self, node: str) -> Any:
         return self._call("leave", node)

@@ -57,8 +57,8 @@ from crawler.errors import AuthKeyError, BrokerUnavailable, NotAHarvester
 from crawler.wire.base import CallFailed
 
 SERIALIZER = "crawler-json"
-TASK_QUEUE_METHODS = ("join", "lease", "extend", "leave", "status")
-RESULT_QUEUE_METHODS = ("put_results",)
+TASK_QUEUE_METHODS = ("join", "lease_batch", "extend_leases", "leave", "status")
+RESULT_QUEUE_METHODS = ("report_results",)
 LISTEN_BACKLOG = 1024
 # Failures of the network or of a harvester that went away: worth a retry.
 TRANSIENT_ERRORS = (OSError, EOFError)
@@ -270,11 +270,11 @@ class TaskQueueProxy(BaseProxy):
     def join(self, node: str, info: dict[str, Any]) -> dict[str, Any]:
         return self._callmethod("join", (node, info))
 
-    def lease(self, node: str, limit: int, wait: float) -> dict[str, Any]:
-        return self._callmethod("lease", (node, limit, wait))
+    def lease_batch(self, node: str, limit: int, wait: float) -> dict[str, Any]:
+        return self._callmethod("lease_batch", (node, limit, wait))
 
-    def extend(self, node: str, ids: list[int]) -> bool:
-        return self._callmethod("extend", (node, ids))
+    def extend_leases(self, node: str, ids: list[int]) -> bool:
+        return self._callmethod("extend_leases", (node, ids))
 
     def leave(self, node: str) -> bool:
         return self._callmethod("leave", (node,))
@@ -286,8 +286,8 @@ class TaskQueueProxy(BaseProxy):
 class ResultQueueProxy(BaseProxy):
     _exposed_ = RESULT_QUEUE_METHODS
 
-    def put_results(self, node: str, results: list[dict[str, Any]]) -> int:
-        return self._callmethod("put_results", (node, results))
+    def report_results(self, node: str, results: list[dict[str, Any]]) -> int:
+        return self._callmethod("report_results", (node, results))
 
 
 class _ClientManager(BaseManager):
@@ -359,13 +359,13 @@ class ManagerWire:
         return self._call(self._tasks.join, node, info)
 
     def lease_batch(self, node: str, limit: int, wait: float = 1.0) -> dict[str, Any]:
-        return self._call(self._tasks.lease, node, limit, wait)
+        return self._call(self._tasks.lease_batch, node, limit, wait)
 
     def extend_leases(self, node: str, ids: list[int]) -> bool:
-        return self._call(self._tasks.extend, node, ids)
+        return self._call(self._tasks.extend_leases, node, ids)
 
     def report_results(self, node: str, results: list[dict[str, Any]]) -> int:
-        return self._call(self._results.put_results, node, results)
+        return self._call(self._results.report_results, node, results)
 
     def leave(self, node: str) -> bool:
         return self._call(self._tasks.leave, node)

@@ -44,8 +44,8 @@ class TaskQueue:
 
     def __init__(self, broker: Broker) -> None:
         self.join = broker.join
-        self.lease = broker.lease
-        self.extend = broker.extend
+        self.lease_batch = broker.lease_batch
+        self.extend_leases = broker.extend_leases
         self.leave = broker.leave
         self.status = broker.status
 
@@ -54,7 +54,7 @@ class ResultQueue:
     """What downloaders may call on the result side."""
 
     def __init__(self, broker: Broker) -> None:
-        self.put_results = broker.put_results
+        self.report_results = broker.report_results
 
 
 @dataclass(frozen=True)

@@ -453,9 +453,9 @@ def test_node_calls_produce_node_events(clock: FakeClock) -> None:
 
     broker.join("n1", {"processes": 2})
     broker.join("n1", {"processes": 2})
-    reply = broker.lease("n1", 5, wait=0)
-    broker.extend("n1", [1])
-    broker.put_results("n1", [stored(1).to_wire()])
+    reply = broker.lease_batch("n1", 5, wait=0)
+    broker.extend_leases("n1", [1])
+    broker.report_results("n1", [stored(1).to_wire()])
     _, events = broker.take_updates()
 
     assert reply == {"tasks": [[1, "http://a.test/0.png"]], "done": False}
@@ -470,11 +470,11 @@ def test_node_calls_produce_node_events(clock: FakeClock) -> None:
 @pytest.mark.parametrize(
     "call",
     [
-        lambda broker: broker.lease("ghost", 1, wait=0),
-        lambda broker: broker.extend("ghost", []),
-        lambda broker: broker.put_results("ghost", []),
+        lambda broker: broker.lease_batch("ghost", 1, wait=0),
+        lambda broker: broker.extend_leases("ghost", []),
+        lambda broker: broker.report_results("ghost", []),
     ],
-    ids=["lease", "extend", "put_results"],
+    ids=["lease_batch", "extend_leases", "report_results"],
 )
 def test_a_node_that_never_joined_is_welcomed_back(clock: FakeClock, call: Any) -> None:
     broker = make_broker(clock)
@@ -489,14 +489,14 @@ def test_finished_tasks_come_out_of_take_updates_once(clock: FakeClock) -> None:
     broker = make_broker(clock)
     add_urls(broker, 3)
     broker.join("n1", {})
-    broker.lease("n1", 3, wait=0)
+    broker.lease_batch("n1", 3, wait=0)
 
-    count = broker.put_results(
+    count = broker.report_results(
         "n1",
         [r.to_wire() for r in (stored(1), failure(2, False), failure(3, retryable=True))],
     )
     finished, _ = broker.take_updates()
-    duplicate = broker.put_results("n1", [stored(1).to_wire()])
+    duplicate = broker.report_results("n1", [stored(1).to_wire()])
 
     assert count == 2
     assert [(task.id, task.state) for task in finished] == [(1, "stored"), (2, "failed")]
@@ -511,13 +511,13 @@ def test_wait_for_updates_returns_when_a_result_arrives(clock: FakeClock) -> Non
     add_urls(broker, 1)
     broker.join("n1", {})
     broker.take_updates()  # the join event
-    broker.lease("n1", 1, wait=0)
+    broker.lease_batch("n1", 1, wait=0)
 
     started = time.monotonic()
     broker.wait_for_updates(0.05)  # nothing comes: the timeout
     assert time.monotonic() - started >= 0.04
 
-    reporter = threading.Timer(0.1, broker.put_results, ("n1", [stored(1).to_wire()]))
+    reporter = threading.Timer(0.1, broker.report_results, ("n1", [stored(1).to_wire()]))
     reporter.start()
     started = time.monotonic()
     broker.wait_for_updates(30.0)
@@ -534,11 +534,11 @@ def test_leave_returns_the_nodes_leases_to_the_queue(clock: FakeClock) -> None:
     broker = make_broker(clock)
     add_urls(broker, 2)
     broker.join("n1", {})
-    broker.lease("n1", 2, wait=0)
+    broker.lease_batch("n1", 2, wait=0)
 
     broker.leave("n1")
 
-    reply = broker.lease("n2", 5, wait=0)
+    reply = broker.lease_batch("n2", 5, wait=0)
     assert sorted(task_id for task_id, _ in reply["tasks"]) == [1, 2]
 
 
@@ -547,17 +547,17 @@ def test_maintain_declares_silent_nodes_lost_and_requeues_their_leases(clock: Fa
     add_urls(broker, 2)
     broker.join("quiet", {})
     broker.join("chatty", {})
-    assert len(broker.lease("quiet", 2, wait=0)["tasks"]) == 2
+    assert len(broker.lease_batch("quiet", 2, wait=0)["tasks"]) == 2
     broker.take_updates()
 
     clock.advance(8)
-    broker.extend("chatty", [])
+    broker.extend_leases("chatty", [])
     clock.advance(8)
     broker.maintain()
 
     assert broker.take_updates() == ([], [("node_lost", {"node": "quiet"})])
     assert broker.counts()["nodes"] == 1
-    reply = broker.lease("chatty", 5, wait=0)
+    reply = broker.lease_batch("chatty", 5, wait=0)
     assert sorted(task_id for task_id, _ in reply["tasks"]) == [1, 2]
     assert broker.board.tasks[1].attempts == 2
 
@@ -569,7 +569,7 @@ def test_maintain_does_not_lose_a_node_that_keeps_talking(clock: FakeClock) -> N
 
     for _ in range(5):
         clock.advance(10)
-        broker.extend("n1", [])
+        broker.extend_leases("n1", [])
         broker.maintain()
 
     assert broker.take_updates() == ([], [])
@@ -581,7 +581,7 @@ def test_maintain_reports_tasks_that_lost_too_many_leases(clock: FakeClock) -> N
     add_urls(broker, 1)
     broker.join("n1", {})
     for _ in range(MAX_LOST_LEASES):
-        broker.lease("n1", 1, wait=0)
+        broker.lease_batch("n1", 1, wait=0)
         clock.advance(LEASE + 1)
         broker.maintain()
     finished, events = broker.take_updates()
@@ -596,7 +596,7 @@ def test_maintain_reports_tasks_that_lost_too_many_leases(clock: FakeClock) -> N
 def test_lease_without_work_returns_empty_when_the_wait_ends(clock: FakeClock) -> None:
     broker = make_broker(clock)
 
-    assert broker.lease("n1", 5, wait=0.05) == {"tasks": [], "done": False}
+    assert broker.lease_batch("n1", 5, wait=0.05) == {"tasks": [], "done": False}
 
 
 def wait_until_node_is_waiting(broker: Broker, node: str) -> None:
@@ -611,7 +611,7 @@ def wait_until_node_is_waiting(broker: Broker, node: str) -> None:
 def lease_in_thread(broker: Broker, node: str, wait: float) -> tuple[threading.Thread, list]:
     replies: list[dict[str, Any]] = []
     thread = threading.Thread(
-        target=lambda: replies.append(broker.lease(node, 5, wait=wait)), daemon=True
+        target=lambda: replies.append(broker.lease_batch(node, 5, wait=wait)), daemon=True
     )
     thread.start()
     wait_until_node_is_waiting(broker, node)
@@ -660,7 +660,7 @@ def test_lease_after_close_answers_done(clock: FakeClock) -> None:
 
     broker.close()
 
-    assert broker.lease("n1", 5, wait=1.0) == {"tasks": [], "done": True}
+    assert broker.lease_batch("n1", 5, wait=1.0) == {"tasks": [], "done": True}
 
 
 # -- faults of a node's own side: never an attempt, never final -----------------------
@@ -743,26 +743,26 @@ def test_a_node_failing_on_its_own_side_is_paused_said_and_welcomed_back(
     add_urls(broker, 4)
     broker.join("sick", {})
     broker.join("well", {})
-    tasks = broker.lease("sick", 2, 0)["tasks"]
-    broker.put_results("sick", [handed_back(task[0]).to_wire() for task in tasks])
+    tasks = broker.lease_batch("sick", 2, 0)["tasks"]
+    broker.report_results("sick", [handed_back(task[0]).to_wire() for task in tasks])
 
     _, events = broker.take_updates()
     failing = [fields for name, fields in events if name == "node_failing"]
     assert failing == [
         {"node": "sick", "error": "store_error: full", "handed_back": 2, "paused": 5.0}
     ]
-    assert broker.lease("sick", 4, 0)["tasks"] == []  # paused
+    assert broker.lease_batch("sick", 4, 0)["tasks"] == []  # paused
     status = {n["node"]: n for n in broker.status()["nodes"]}
     assert status["sick"]["fault"] == "store_error: full"
     assert (status["sick"]["handed_back"], status["sick"]["paused_s"]) == (2, 5.0)
     # The healthy node gets all the work, the handed-back tasks included.
-    assert len(broker.lease("well", 4, 0)["tasks"]) == 4
+    assert len(broker.lease_batch("well", 4, 0)["tasks"]) == 4
     assert broker.counts()["failed"] == 0
 
     clock.advance(5.1)
     add_urls(broker, 5)  # one more task (URLs 0-3 are known)
-    (task,) = broker.lease("sick", 4, 0)["tasks"]
-    broker.put_results("sick", [stored(task[0], bytes=1).to_wire()])
+    (task,) = broker.lease_batch("sick", 4, 0)["tasks"]
+    broker.report_results("sick", [stored(task[0], bytes=1).to_wire()])
     _, events = broker.take_updates()
     assert ("node_recovered", {"node": "sick"}) in events
     assert {n["node"]: n for n in broker.status()["nodes"]}["sick"]["fault"] is None
@@ -783,10 +783,10 @@ def test_join_tells_nodes_the_crawls_address_policy(clock: FakeClock) -> None:
 def test_hand_backs_during_a_pause_do_not_lengthen_it(clock: FakeClock) -> None:
     broker = make_broker(clock)
     add_urls(broker, 4)
-    tasks = broker.lease("sick", 4, 0)["tasks"]
-    broker.put_results("sick", [handed_back(tasks[0][0]).to_wire()])
+    tasks = broker.lease_batch("sick", 4, 0)["tasks"]
+    broker.report_results("sick", [handed_back(tasks[0][0]).to_wire()])
     clock.advance(1)
-    broker.put_results("sick", [handed_back(task[0]).to_wire() for task in tasks[1:]])
+    broker.report_results("sick", [handed_back(task[0]).to_wire() for task in tasks[1:]])
     status = {n["node"]: n for n in broker.status()["nodes"]}["sick"]
     assert (status["handed_back"], status["paused_s"]) == (4, 4.0)
     _, events = broker.take_updates()

@@ -143,7 +143,9 @@ def test_heartbeats_keep_leases_of_downloads_longer_than_the_lease(crawl: Crawl)
 
     assert crawl.outcomes() == dict.fromkeys(crawl.urls, STORED)
     assert all(crawl.web.fetched(url) == 1 for url in crawl.urls), "no lease ran out"
-    assert crawl.faults.calls.count("extend") >= 3 * LEASE / (min(LEASE, NODE_TIMEOUT) / 3) - 1
+    assert (
+        crawl.faults.calls.count("extend_leases") >= 3 * LEASE / (min(LEASE, NODE_TIMEOUT) / 3) - 1
+    )
 
 
 def test_leases_of_a_node_cut_off_come_back_and_nothing_is_lost(crawl: Crawl) -> None:
@@ -214,7 +216,7 @@ def test_requests_to_a_delayed_host_keep_the_delay_between_them(tmp_path: Path) 
 
 
 def test_results_the_harvester_failed_to_take_are_sent_again(crawl: Crawl) -> None:
-    crawl.faults.fail_calls, crawl.faults.fail_only = 2, "put_results"  # its disk was full
+    crawl.faults.fail_calls, crawl.faults.fail_only = 2, "report_results"  # its disk was full
 
     assert crawl.run(crawl.node()) == 0
 

@@ -54,7 +54,7 @@ class Crawl:
         """Queue, lease and report ``{name: result}`` (a result without ``outcome`` is
         stored: its body is written under OUT), then record them."""
         self.broker.add_tasks([(SITE + name, SITE, "img") for name in outcomes])
-        leased = self.broker.lease(node, len(outcomes), wait=0)["tasks"]
+        leased = self.broker.lease_batch(node, len(outcomes), wait=0)["tasks"]
         ids = {url: task_id for task_id, url, *_ in leased}
         results = []
         for name, result in outcomes.items():
@@ -62,7 +62,7 @@ class Crawl:
             if "outcome" not in result:
                 result = {**stored_result(self.out, url, result["body"]), "node": node}
             results.append({"id": ids[url], "url": url, **result})
-        self.broker.put_results(node, results)
+        self.broker.report_results(node, results)
         self.record()
 
     def record(self, mark: bool = True) -> None:
@@ -196,10 +196,10 @@ def test_a_retried_image_ends_with_one_manifest_line(crawl: Crawl):
     # slow.png became final last: its new result must still count as not yet written.
     retry_failed(crawl.state_dir, crawl.out, SEEDS, ["timeout"])
     crawl.open()
-    (leased,) = crawl.broker.lease("node-b", 10, wait=0)["tasks"]
+    (leased,) = crawl.broker.lease_batch("node-b", 10, wait=0)["tasks"]
     assert leased[1] == SITE + "slow.png"
     result = {**stored_result(crawl.out, SITE + "slow.png", b"now served"), "node": "node-b"}
-    crawl.broker.put_results("node-b", [{"id": leased[0], **result}])
+    crawl.broker.report_results("node-b", [{"id": leased[0], **result}])
     (task,), _ = crawl.broker.take_updates()
     assert task.seq > crawl.meta("recorded_seq"), "a new result counts as not yet written"
     assert [t.url for t in crawl.broker.unrecorded()] == [task.url], "a crash loses no line"
@@ -273,8 +273,8 @@ def test_lines_a_crash_left_unmarked_are_written_once_by_the_resume(tmp_path: Pa
     # Killed after the manifest line of c.png, before its watermark: a resume writes
     # c.png's line only if it is not in the manifest after the recorded size.
     crawl.broker.add_tasks([(SITE + "c.png", SITE, "img")])
-    (leased,) = crawl.broker.lease("node-a", 1, wait=0)["tasks"]
-    crawl.broker.put_results("node-a", [{"id": leased[0], **failed("http_404", 404)}])
+    (leased,) = crawl.broker.lease_batch("node-a", 1, wait=0)["tasks"]
+    crawl.broker.report_results("node-a", [{"id": leased[0], **failed("http_404", 404)}])
     crawl.record(mark=False)
     crawl.close(finished=False)
     assert len(crawl.manifest_urls()) == 3

@@ -11,10 +11,10 @@ def test_a_node_failing_on_its_own_side_is_shown_with_its_fault() -> None:
     broker.add_tasks([("http://a.test/1.png", "http://a.test/", "img")])
     broker.join("sick", {"host": "box", "pid": 7, "concurrency": 4})
     broker.join("well", {})
-    (task,) = broker.lease("sick", 1, 0)["tasks"]
+    (task,) = broker.lease_batch("sick", 1, 0)["tasks"]
     error = "store_error: No space left on device"
     result = {"id": task[0], "outcome": "failed", "retryable": True, "error": error}
-    broker.put_results("sick", [{**result, "local": "storage"}])
+    broker.report_results("sick", [{**result, "local": "storage"}])
 
     text = format_status(broker.status(), "127.0.0.1:5599")
 

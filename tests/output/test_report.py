@@ -20,17 +20,9 @@ import pytest
 from PIL import Image
 
 from crawler.errors import StateError
+from crawler.output.figures import EXAMPLES_PER_REASON, LogFigures, Timeline, _host, failure_reason
 from crawler.output.progress import parse_line
-from crawler.output.report import (
-    EXAMPLES_PER_REASON,
-    THUMBNAIL_BOX,
-    LogFigures,
-    Timeline,
-    _host,
-    failure_reason,
-    make_thumbnail,
-    write_report,
-)
+from crawler.output.report import THUMBNAIL_BOX, make_thumbnail, write_report
 
 HOST = "http://h.test"
 HOSTILE_URL = HOST + '/img/"><script>alert(1)</script>.jpg'

@@ -19,7 +19,8 @@ import pytest
 
 from crawler import cli, errors
 from crawler.cli import build_parser
-from crawler.demo.site import generate_site, serve
+from crawler.demo.server import serve
+from crawler.demo.site import generate_site
 from tests.e2e.cluster import crawler_env, free_port
 
 

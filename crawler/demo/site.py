@@ -1,9 +1,9 @@
-"""Deterministic local demo web site: a generator plus a small static HTTP server.
+"""Deterministic local demo web site: the generator, and the command line of the demo.
 
 The demo script, the end-to-end tests and the benchmarks need a site whose every image,
 broken reference and duplicate is known in advance, without touching the network.
-`generate_site` writes such a site together with its ground truth; `serve` serves it on
-127.0.0.1.
+`generate_site` writes such a site together with its ground truth; `server.serve` serves
+it on 127.0.0.1 and `check.compare_with_truth` checks a crawl against it.
 
 Usage:
     python -m crawler.demo.site generate DIR [--pages N] [--images N] [--seed N]
@@ -20,20 +20,16 @@ import os
 import posixpath
 import random
 import signal
-import socketserver
 import sys
-import threading
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import unquote, urlsplit
 
 from PIL import Image, ImageDraw
 
-from crawler.records import STORED
+from crawler.demo.check import compare_with_truth
+from crawler.demo.formats import FORMATS, ImageFormat, content_type
+from crawler.demo.server import serve
 
 PLACEHOLDER = "data:image/gif;base64,R0lGODlhAQABAAAAACH5BAEKAAEALAAAAAABAAEAAAICTAEAOw=="
 EXTERNAL_URL = "http://example.invalid/page.html"
@@ -42,31 +38,6 @@ BROKEN_PAGES = ("/pages/missing-1.html",)
 BROKEN_IMAGES = ("/img/missing-1.png", "/img/missing-2.jpg", "/img/missing-3.gif")
 REREFERENCED_SHARE = 0.1
 
-
-@dataclass(frozen=True)
-class _Format:
-    pil: str  # Pillow format name, as Image.open(...).format reports it
-    directory: str
-    ext: str
-    mime: str
-    options: dict[str, Any]
-
-
-# Fixed encoder settings (and no metadata) keep the output byte-identical between runs.
-FORMATS = (
-    _Format("JPEG", "jpeg", ".jpg", "image/jpeg", {"quality": 85}),
-    _Format("PNG", "png", ".png", "image/png", {}),
-    _Format("GIF", "gif", ".gif", "image/gif", {}),
-    _Format("WEBP", "webp", ".webp", "image/webp", {"quality": 80, "method": 4}),
-)
-
-CONTENT_TYPES = {
-    ".html": "text/html; charset=utf-8",
-    ".txt": "text/plain; charset=utf-8",
-    ".css": "text/css; charset=utf-8",
-    ".json": "application/json",
-    **{f.ext: f.mime for f in FORMATS},
-}
 
 # Markup kinds in the order they are dealt out; weights give each kind a good share of images.
 MARKUP_CYCLE = ("img_src", "lazy", "link", "srcset", "img_src", "lazy", "link", "picture")
@@ -79,7 +50,7 @@ WORDS = ("harbor", "lantern", "meadow", "pixel", "orchard", "granite", "velvet",
 class _Image:
     path: str
     data: bytes
-    fmt: _Format
+    fmt: ImageFormat
     width: int
     height: int
 
@@ -161,7 +132,7 @@ def _make_images(
     return made
 
 
-def _draw(rng: random.Random, fmt: _Format) -> tuple[bytes, int, int]:
+def _draw(rng: random.Random, fmt: ImageFormat) -> tuple[bytes, int, int]:
     """Render shapes and noise pixels on a random background and encode them in `fmt`."""
     width, height = rng.randint(16, 200), rng.randint(16, 160)
     img = Image.new("RGB", (width, height), _color(rng))
@@ -182,7 +153,7 @@ def _draw(rng: random.Random, fmt: _Format) -> tuple[bytes, int, int]:
 _NOISE_BYTES_PER_PIXEL = {"JPEG": 1.6, "PNG": 3.0, "GIF": 1.2, "WEBP": 1.4}
 
 
-def _draw_sized(rng: random.Random, fmt: _Format, target: int) -> tuple[bytes, int, int]:
+def _draw_sized(rng: random.Random, fmt: ImageFormat, target: int) -> tuple[bytes, int, int]:
     """An image of about `target` encoded bytes: shapes over seeded noise, whose area is
     guessed from the format, then scaled once by how far the first encoding missed."""
     ratio = rng.uniform(0.6, 1.6)  # width / height
@@ -370,7 +341,7 @@ def _block_html(block: _Block, u: Callable[[str], str]) -> str:
                 f'sizes="(max-width: 600px) 320px, 640px" alt="responsive">'
             )
         return f'<img src="{urls[0]}" srcset="{urls[1]} 2x, {urls[2]} 3x" alt="responsive">'
-    mime = _content_type(block.paths[0])
+    mime = content_type(block.paths[0])
     return (
         f'<picture><source srcset="{urls[0]}" type="{mime}">'
         f'<source srcset="{urls[1]} 1x, {urls[2]} 2x" media="(min-width: 800px)">'
@@ -407,128 +378,7 @@ def _page_html(
     )
 
 
-def _content_type(path: str) -> str:
-    return CONTENT_TYPES.get(posixpath.splitext(path)[1].lower(), "application/octet-stream")
-
-
 # ---------------------------------------------------------------- serving
-
-
-class LocalHTTPServer(ThreadingHTTPServer):
-    """A threaded test server on a local address, also the base of the tests' servers."""
-
-    daemon_threads = True
-
-    def server_bind(self) -> None:
-        """Bind without HTTPServer's reverse DNS lookup of the host, which can stall."""
-        socketserver.TCPServer.server_bind(self)
-        self.server_name, self.server_port = self.server_address[:2]
-
-
-class DemoServer(LocalHTTPServer):
-    """Threaded static file server for a generated site, quiet except for its access log."""
-
-    def __init__(
-        self,
-        root: Path,
-        address: tuple[str, int],
-        access_log: Path | None,
-        image_delay: float = 0.0,
-    ) -> None:
-        self.root = root.resolve()
-        self.access_log = access_log
-        self.image_delay = image_delay
-        self._log_lock = threading.Lock()
-        super().__init__(address, _Handler)
-
-    @property
-    def url(self) -> str:
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
-
-    def log_access(self, method: str, path: str, status: int, size: int) -> None:
-        if self.access_log is None:
-            return
-        with self._log_lock, self.access_log.open("a", encoding="utf-8") as f:
-            f.write(f"{method} {path} {status} {size}\n")
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients hanging up mid-response is normal for a crawler; stay quiet about it."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
-            super().handle_error(request, client_address)
-
-    def close(self) -> None:
-        """Stop the serving thread and release the socket."""
-        self.shutdown()
-        self.server_close()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
-    timeout = 60  # drop idle keep-alive connections eventually
-    # Headers and body go out in two writes; with Nagle on, the body waits for the
-    # client's delayed ACK (~40 ms per response on a keep-alive connection).
-    disable_nagle_algorithm = True
-    server: DemoServer
-
-    def do_GET(self) -> None:
-        self._respond(with_body=True)
-
-    def do_HEAD(self) -> None:
-        self._respond(with_body=False)
-
-    def _respond(self, *, with_body: bool) -> None:
-        status, body, ctype = self._lookup()
-        if self.server.image_delay and ctype.startswith("image/"):
-            time.sleep(self.server.image_delay)  # models a slow network or server
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        # Log before the body goes out, so a client that has read the response can
-        # count on finding its request in the log.
-        self.server.log_access(self.command, self.path, status, len(body) if with_body else 0)
-        if with_body:
-            self.wfile.write(body)
-
-    def _lookup(self) -> tuple[int, bytes, str]:
-        """Map the request path to a file under root; refuse anything that could escape it."""
-        path = unquote(urlsplit(self.path).path)
-        parts = [p for p in path.split("/") if p]
-        if ".." in parts or "\x00" in path:
-            return 403, b"forbidden\n", CONTENT_TYPES[".txt"]
-        target = self.server.root.joinpath(*parts)
-        if target.is_dir():
-            target = target / "index.html"
-        if not target.resolve().is_relative_to(self.server.root):
-            return 403, b"forbidden\n", CONTENT_TYPES[".txt"]
-        if not target.is_file():
-            return 404, b"not found\n", CONTENT_TYPES[".txt"]
-        return 200, target.read_bytes(), _content_type(target.name)
-
-    def log_message(self, format: str, *args: Any) -> None:
-        """Silence the per-request stderr lines; the access log replaces them."""
-
-
-def serve(
-    root: Path,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    access_log: Path | None = None,
-    image_delay: float = 0.0,
-) -> DemoServer:
-    """Serve `root` from a daemon thread; `server_address` has the real port, `close()` stops.
-
-    `image_delay` seconds are added before each image response.
-    """
-    server = DemoServer(root, (host, port), access_log, image_delay)
-    # A short poll interval keeps close() fast; shutdown() waits for the next poll.
-    loop = threading.Thread(target=server.serve_forever, args=(0.05,), name="demosite", daemon=True)
-    loop.start()
-    return server
 
 
 # ---------------------------------------------------------------- command line
@@ -578,33 +428,6 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     finally:
         if server is not None:
             server.close()
-
-
-def compare_with_truth(truth: dict, site_url: str, out: Path) -> list[str]:
-    """Problems found comparing a crawl's manifest and files with the ground truth."""
-    base = site_url.rstrip("/")
-    records = {}
-    with (out / "manifest.jsonl").open(encoding="utf-8") as handle:
-        for line in handle:
-            record = json.loads(line)
-            records[record["url"]] = record
-    problems = []
-    for image in truth["images"]:
-        record = records.get(base + image["path"])
-        if record is None or record["outcome"] != STORED:
-            problems.append(f"not stored: {image['path']}")
-            continue
-        stored = out / record["path"]
-        if (
-            not stored.is_file()
-            or hashlib.sha256(stored.read_bytes()).hexdigest() != image["sha256"]
-        ):
-            problems.append(f"wrong or missing file for {image['path']}: {stored}")
-    for path in truth["broken_images"]:
-        record = records.get(base + path)
-        if record is None or record["status"] != 404:
-            problems.append(f"broken image not reported as 404: {path}")
-    return problems
 
 
 def _cmd_check(args: argparse.Namespace) -> int:

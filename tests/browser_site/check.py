@@ -52,7 +52,7 @@ from lxml import etree
 from PIL import Image
 
 from crawler.config import load_config
-from crawler.demo.site import LocalHTTPServer
+from crawler.demo.server import LocalHTTPServer
 from crawler.urls import host_of, normalize
 from crawler.web.pages import PageResult, StylesheetCache, fetch_page
 

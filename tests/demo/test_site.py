@@ -20,7 +20,8 @@ from urllib.parse import urljoin, urlsplit
 import pytest
 from PIL import Image
 
-from crawler.demo.site import generate_site, serve
+from crawler.demo.server import serve
+from crawler.demo.site import generate_site
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_EXTS = (".jpg", ".png", ".gif", ".webp")

@@ -12,7 +12,7 @@ import threading
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 
-from crawler.demo.site import LocalHTTPServer
+from crawler.demo.server import LocalHTTPServer
 from crawler.output.manifest import read_manifest
 from tests.e2e.cluster import Cluster, sha256_of
 from tests.support.flaky_server import png_for

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from crawler.demo.site import LocalHTTPServer
+from crawler.demo.server import LocalHTTPServer
 
 # How many requests of each path fail before one succeeds.
 DEFAULT_FAILURES = {

@@ -11,7 +11,7 @@ from http.server import BaseHTTPRequestHandler
 
 from PIL import Image
 
-from crawler.demo.site import LocalHTTPServer
+from crawler.demo.server import LocalHTTPServer
 
 
 def png_bytes(size: tuple[int, int] = (8, 8), color: str = "red") -> bytes:

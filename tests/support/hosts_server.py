@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler
 
-from crawler.demo.site import LocalHTTPServer
+from crawler.demo.server import LocalHTTPServer
 from tests.support.flaky_server import png_for
 
 MAX_DELAY = 5.0

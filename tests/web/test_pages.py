@@ -8,7 +8,7 @@ import pytest
 import requests
 
 from crawler.config import CrawlConfig
-from crawler.demo.site import serve as serve_files
+from crawler.demo.server import serve as serve_files
 from crawler.web.css import import_urls
 from crawler.web.pages import StylesheetCache, check_robots, fetch_page, fetch_robots
 from crawler.web.robots import RobotsCache

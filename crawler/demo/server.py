@@ -1,0 +1,133 @@
+"""The demo site's server: static files on 127.0.0.1 with the right content types, an
+access log, an optional delay per image (the benchmark's latency); refuses paths that
+leave its folder. ``LocalHTTPServer`` is the base the test servers build on."""
+
+from __future__ import annotations
+
+import socketserver
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from crawler.demo.formats import CONTENT_TYPES, content_type
+
+
+class LocalHTTPServer(ThreadingHTTPServer):
+    """A threaded test server on a local address, also the base of the tests' servers."""
+
+    daemon_threads = True
+
+    def server_bind(self) -> None:
+        """Bind without HTTPServer's reverse DNS lookup of the host, which can stall."""
+        socketserver.TCPServer.server_bind(self)
+        self.server_name, self.server_port = self.server_address[:2]
+
+
+class DemoServer(LocalHTTPServer):
+    """Threaded static file server for a generated site, quiet except for its access log."""
+
+    def __init__(
+        self,
+        root: Path,
+        address: tuple[str, int],
+        access_log: Path | None,
+        image_delay: float = 0.0,
+    ) -> None:
+        self.root = root.resolve()
+        self.access_log = access_log
+        self.image_delay = image_delay
+        self._log_lock = threading.Lock()
+        super().__init__(address, _Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}/"
+
+    def log_access(self, method: str, path: str, status: int, size: int) -> None:
+        if self.access_log is None:
+            return
+        with self._log_lock, self.access_log.open("a", encoding="utf-8") as f:
+            f.write(f"{method} {path} {status} {size}\n")
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients hanging up mid-response is normal for a crawler; stay quiet about it."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
+
+    def close(self) -> None:
+        """Stop the serving thread and release the socket."""
+        self.shutdown()
+        self.server_close()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"  # keep-alive; every response carries Content-Length
+    timeout = 60  # drop idle keep-alive connections eventually
+    # Headers and body go out in two writes; with Nagle on, the body waits for the
+    # client's delayed ACK (~40 ms per response on a keep-alive connection).
+    disable_nagle_algorithm = True
+    server: DemoServer
+
+    def do_GET(self) -> None:
+        self._respond(with_body=True)
+
+    def do_HEAD(self) -> None:
+        self._respond(with_body=False)
+
+    def _respond(self, *, with_body: bool) -> None:
+        status, body, ctype = self._lookup()
+        if self.server.image_delay and ctype.startswith("image/"):
+            time.sleep(self.server.image_delay)  # models a slow network or server
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        # Log before the body goes out, so a client that has read the response can
+        # count on finding its request in the log.
+        self.server.log_access(self.command, self.path, status, len(body) if with_body else 0)
+        if with_body:
+            self.wfile.write(body)
+
+    def _lookup(self) -> tuple[int, bytes, str]:
+        """Map the request path to a file under root; refuse anything that could escape it."""
+        path = unquote(urlsplit(self.path).path)
+        parts = [p for p in path.split("/") if p]
+        if ".." in parts or "\x00" in path:
+            return 403, b"forbidden\n", CONTENT_TYPES[".txt"]
+        target = self.server.root.joinpath(*parts)
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.resolve().is_relative_to(self.server.root):
+            return 403, b"forbidden\n", CONTENT_TYPES[".txt"]
+        if not target.is_file():
+            return 404, b"not found\n", CONTENT_TYPES[".txt"]
+        return 200, target.read_bytes(), content_type(target.name)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Silence the per-request stderr lines; the access log replaces them."""
+
+
+def serve(
+    root: Path,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    access_log: Path | None = None,
+    image_delay: float = 0.0,
+) -> DemoServer:
+    """Serve `root` from a daemon thread; `server_address` has the real port, `close()` stops.
+
+    `image_delay` seconds are added before each image response.
+    """
+    server = DemoServer(root, (host, port), access_log, image_delay)
+    # A short poll interval keeps close() fast; shutdown() waits for the next poll.
+    loop = threading.Thread(target=server.serve_forever, args=(0.05,), name="demosite", daemon=True)
+    loop.start()
+    return server

@@ -25,17 +25,17 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import IO, Any
 
 from crawler import wire
-from crawler.broker.board import Task, counted_attempts, final_record
 from crawler.broker.broker import Broker
 from crawler.broker.politeness import Politeness
 from crawler.broker.state import DATABASE_NAME, CrawlState, lock_state, unwritable_is_a_state_error
 from crawler.config import Config
 from crawler.errors import ConfigError, OtherCrawl
 from crawler.harvest.parsing import PageParser
+from crawler.harvest.recorder import Recorder
 from crawler.harvest.scope import Scope
 from crawler.output.manifest import MANIFEST_NAME, Manifest
 from crawler.output.progress import ProgressLog
-from crawler.records import STORED, AddressPolicyRecord, Result
+from crawler.records import AddressPolicyRecord
 from crawler.stats import CrawlStats
 from crawler.urls import host_of, normalize
 from crawler.web.pages import (
@@ -310,6 +310,7 @@ class Harvester:
             bytes=self.state.stored_bytes(),
         )
         self._stored_at_last_totals = self.stats.stored
+        self.recorder = Recorder(self.broker, self.manifest, self.log, self.stats)
         if self.state.resumed:
             self.log.event(
                 "crawl_resumed",
@@ -318,7 +319,7 @@ class Harvester:
                 repaired_manifest=self.manifest.repaired or None,
                 **self.stats.fields(),
             )
-            self._record_missing_manifest_lines()
+            self.recorder.record_missing_lines()
         else:
             self.log.event(
                 "crawl_started",
@@ -333,21 +334,6 @@ class Harvester:
             file=sys.stderr,
             flush=True,
         )
-
-    def _record_missing_manifest_lines(self) -> None:
-        """Tasks that finished just before a crash may lack their manifest line."""
-        unrecorded = self.broker.unrecorded()
-        if not unrecorded:
-            return
-        offset = self.broker.recorded_manifest_bytes()
-        present = (
-            self.manifest.recent_urls() if offset is None else self.manifest.urls_after(offset)
-        )
-        with self.manifest.batch():
-            for task in unrecorded:
-                if task.url not in present:
-                    self._record_task(task)
-        self.broker.mark_recorded(unrecorded, self.manifest.size())
 
     # -- the main loop -------------------------------------------------------------
 
@@ -668,49 +654,8 @@ class Harvester:
     # -- results -------------------------------------------------------------------
 
     def _record_updates(self) -> None:
-        finished, events = self.broker.take_updates()
-        # One flush of each file per batch: a line per image flushed one by one was a
-        # large share of the harvester's time (docs/design-notes.md). The broker's
-        # watermark below is written only after the flush, so a crash loses no line the
-        # database thinks recorded.
-        with self.log.batch(), self.manifest.batch():
-            for name, fields in events:
-                self.log.event(name, **fields)
-            for task in finished:
-                self._record_task(task)
-                self._count_task(task)
-        if finished:
-            self.broker.mark_recorded(finished, self.manifest.size())
-
-    def _count_task(self, task: Task) -> None:
-        self.stats.count_image(task.state == STORED, task.result and task.result.bytes)
-
-    def _record_task(self, task: Task) -> None:
-        """Manifest line and log event for a final task (the totals are counted apart:
-        at a resume they come from the database)."""
-        if task.line is not None:
-            self.manifest.write_line(task.line)
-        else:  # read back from the database at a resume
-            self.manifest.write(final_record(task).to_wire())
-        result = task.result or Result(task.id, task.url)
-        if task.state == STORED:
-            self.log.event(
-                "stored",
-                url=task.url,
-                bytes=result.bytes,
-                node=result.node or None,
-                path=result.path,
-                elapsed=result.elapsed,
-            )
-        else:
-            self.log.event(
-                "failed",
-                url=task.url,
-                status=result.status,
-                error=result.error,
-                node=result.node or None,
-                attempts=counted_attempts(task),
-            )
+        """What the broker finished, into the manifest and the log (``Recorder``)."""
+        self.recorder.record_updates()
 
     def _log_totals(self, interval: float) -> None:
         counts = self.broker.counts()

@@ -13,7 +13,7 @@ import pytest
 from crawler.broker.broker import Broker
 from crawler.broker.state import CrawlMeta, CrawlState, lock_state
 from crawler.errors import OtherCrawl, StateError
-from crawler.harvest.harvester import Harvester
+from crawler.harvest.recorder import Recorder
 from crawler.harvest.requeue import (
     check_stored_files,
     error_code,
@@ -23,6 +23,7 @@ from crawler.harvest.requeue import (
 )
 from crawler.output.manifest import MANIFEST_NAME, Manifest, read_manifest
 from crawler.output.progress import ProgressLog
+from crawler.stats import CrawlStats
 from crawler.storage import image_relative_name
 
 SEEDS = ["http://site.test/"]
@@ -283,11 +284,9 @@ def test_lines_a_crash_left_unmarked_are_written_once_by_the_resume(tmp_path: Pa
     assert crawl.manifest_urls() == [SITE + "a.png"]
 
     crawl.open()
-    resumed = object.__new__(Harvester)  # only the resume's manifest repair, for real
-    resumed.broker, resumed.manifest = crawl.broker, crawl.manifest
-    resumed.log = ProgressLog(crawl.out / "progress.log")
-    resumed._record_missing_manifest_lines()
-    resumed.log.close()
+    log = ProgressLog(crawl.out / "progress.log")  # the resume's manifest repair, for real
+    Recorder(crawl.broker, crawl.manifest, log, CrawlStats()).record_missing_lines()
+    log.close()
     crawl.close(finished=False)
     assert crawl.manifest_urls() == [SITE + "a.png", SITE + "c.png"]
 

@@ -140,7 +140,7 @@ def fetch_image(
     """Fetch ``url`` into ``out`` and describe what happened (see ``new_result``).
 
     A verified image is written to a temporary file and handed to ``keep``, which
-    moves it into place: the downloader stages it in a ``storage.Committer`` that makes
+    moves it into place: the downloader stages it in a ``committer.Committer`` that makes
     a whole batch durable at once. Without ``keep`` the file is checked and renamed into
     place at once, without a sync (for tools and tests).
     """

@@ -1,6 +1,6 @@
 """A downloader node of several processes: its children and their ids.
 
-Kept apart from ``downloader.py`` so that the parent of a multi-process node only
+Kept apart from ``node.py`` so that the parent of a multi-process node only
 starts and waits: it never imports gevent, requests or Pillow, nor monkey-patches,
 which costs every process CPU time at its start (docs/design-notes.md).
 """

@@ -1,7 +1,7 @@
 """The wire between harvester and downloaders: ``multiprocessing.managers`` over TCP.
 
 The classic master/worker design: the harvester's manager registers
-``get_task_queue`` and ``get_result_queue`` (``serving.py``); downloader nodes connect
+``get_task_queue`` and ``get_result_queue`` (``manager_server.py``); downloader nodes connect
 with the same authkey and call methods on the proxies (``ManagerWire``, here). Three
 choices matter:
 

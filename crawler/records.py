@@ -20,7 +20,7 @@ import json
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import MISSING, dataclass, field
-from typing import Any, TypeVar
+from typing import Any
 
 # A task's states; the last two are final.
 PENDING = "pending"
@@ -43,42 +43,42 @@ LOST_LEASES = (LEASE_EXPIRED, NODE_LOST)
 
 _LARGEST_INT = 2**63 - 1  # what SQLite stores; larger integers from a peer read as absent
 MAX_WIRE_TEXT = 4096  # characters of a text field kept from a peer
-Record = TypeVar("Record")
 
-
-def _int(value: Any) -> int | None:
-    if type(value) is int and -_LARGEST_INT <= value <= _LARGEST_INT:
-        return value
-    return None
-
-
-def _float(value: Any) -> float | None:
-    if type(value) in (int, float) and math.isfinite(value):
-        return float(value)
-    return None
-
-
-def _text(value: Any) -> str | None:
-    return value[:MAX_WIRE_TEXT] if type(value) is str else None
-
-
-# How a field of each declared type is read from a peer's data: an expression of the
-# value ``x`` that is true for a value of the type (then ``use``d), else the default.
+# How a value ``x`` of each declared type is read from a peer's data: a test that is
+# true for a value of the type, and what is then kept. The one source of these rules:
+# the readers below and the generated ones of ``_reader`` are written from it.
 _CHECKS: dict[str, tuple[str, str]] = {
     "int": ("type(x) is int and -_LARGEST_INT <= x <= _LARGEST_INT", "x"),
     "float": ("type(x) in (int, float) and math.isfinite(x)", "float(x)"),
     "str": ("type(x) is str", "x[:MAX_WIRE_TEXT]"),
     "bool": ("type(x) is bool", "x"),
 }
+_NAMESPACE = {"math": math, "_LARGEST_INT": _LARGEST_INT, "MAX_WIRE_TEXT": MAX_WIRE_TEXT}
+
+
+def _compiled(source: str, name: str, **names: Any) -> Any:
+    """The function ``name`` that ``source`` defines (our own source, written from the
+    field types, as ``dataclasses`` writes ``__init__``)."""
+    namespace = {**_NAMESPACE, **names}
+    exec(source, namespace)
+    return namespace[name]
+
+
+def _value_reader(kind: str) -> Callable[[Any], Any]:
+    check, use = _CHECKS[kind]
+    return _compiled(f"def read(x):\n    return {use} if {check} else None", "read")
+
+
+_int, _float, _text = map(_value_reader, ("int", "float", "str"))
 
 
 @functools.cache
 def _reader(cls: type, given: tuple[str, ...]) -> Callable[..., Any]:
     """``read(data, *given)``: a record of ``cls`` from wire data, each field checked
-    against its declared type, its default where absent or of another type (a text
-    without default: empty); the ``given`` fields as passed. Written out once per
-    class, as ``dataclasses`` writes ``__init__``: records are read on the broker's hot
-    path, and a loop over the fields cost several times as much."""
+    against its declared type (``_CHECKS``), its default where absent or of another
+    type (a text without default: empty); the ``given`` fields as passed. Written out
+    once per class: records are read on the broker's hot path, and a loop over the
+    fields cost several times as much."""
     lines = [f"def read(data, {', '.join(given)}):", "    get = data.get"]
     defaults: dict[str, Any] = {}
     for spec in dataclasses.fields(cls):
@@ -92,10 +92,7 @@ def _reader(cls: type, given: tuple[str, ...]) -> Callable[..., Any]:
         ]
     # Positional: keyword arguments made the call to __init__ five times as slow.
     lines.append(f"    return cls({', '.join(spec.name for spec in dataclasses.fields(cls))})")
-    namespace = {"cls": cls, "math": math, **defaults}
-    namespace |= {"_LARGEST_INT": _LARGEST_INT, "MAX_WIRE_TEXT": MAX_WIRE_TEXT}
-    exec("\n".join(lines), namespace)
-    return namespace["read"]
+    return _compiled("\n".join(lines), "read", cls=cls, **defaults)
 
 
 @functools.cache
@@ -104,9 +101,7 @@ def _wire_of(cls: type, leave_out: tuple[str, ...] = ()) -> Callable[[Any], dict
     written out once per class as a dict display, the fastest way to build it."""
     names = [spec.name for spec in dataclasses.fields(cls) if spec.name not in leave_out]
     items = ", ".join(f"{name!r}: record.{name}" for name in names)
-    namespace: dict[str, Any] = {}
-    exec(f"def wire(record):\n    return {{{items}}}", namespace)
-    return namespace["wire"]
+    return _compiled(f"def wire(record):\n    return {{{items}}}", "wire")
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,7 +51,7 @@ def _memory(rest: str, authkey: bytes) -> BrokerClient:
     server = _IN_PROCESS.get(rest)
     if server is None:
         raise ConfigError(f"connect: no broker is served in this process as memory://{rest}")
-    return RecordClient(InProcessWire(server.broker, server.where, server=server))
+    return RecordClient(InProcessWire(server))
 
 
 def _serve_tcp(broker: Broker, rest: str, authkey: bytes, settings: QueueConfig) -> Server:
@@ -64,8 +64,8 @@ def _serve_tcp(broker: Broker, rest: str, authkey: bytes, settings: QueueConfig)
 def _serve_memory(broker: Broker, rest: str, _authkey: bytes, _settings: QueueConfig) -> Server:
     from crawler.wire.inprocess import InProcessServer
 
-    server = _IN_PROCESS[rest] = InProcessServer(broker, f"memory://{rest}")
-    return server
+    _IN_PROCESS[rest] = InProcessServer(broker, f"memory://{rest}")
+    return _IN_PROCESS[rest]
 
 
 CLIENTS: dict[str, Callable[[str, bytes], BrokerClient]] = {"tcp": _tcp, "memory": _memory}

@@ -56,21 +56,18 @@ class InProcessServer:
 
 
 class InProcessWire:
-    """``RawWire`` straight to a ``Broker`` in this process (through ``server``, when
-    given: a stopped server answers nothing)."""
+    """``RawWire`` straight to the ``Broker`` of ``server`` (a stopped server answers
+    nothing), waiting with ``sleep`` and ``now``."""
 
     def __init__(
         self,
-        broker: Broker,
-        where: str = "memory",
+        server: InProcessServer,
         sleep: Callable[[float], None] = time.sleep,
         now: Callable[[], float] = time.monotonic,
         faults: Faults | None = None,
-        server: InProcessServer | None = None,
     ) -> None:
-        self.broker = broker
         self.server = server
-        self.where = where
+        self.where = server.where
         self._sleep = sleep
         self._now = now
         self.faults = faults or Faults()
@@ -81,12 +78,12 @@ class InProcessWire:
         faults.calls.append(name)
         if self.closed:
             raise BrokerUnavailable(f"the client of {self.where} is closed")
-        if faults.unavailable or (self.server is not None and not self.server.serving):
+        if faults.unavailable or not self.server.serving:
             raise BrokerUnavailable(f"lost the harvester at {self.where}")
         if faults.fail_calls > 0 and faults.fail_only in ("", name):
             faults.fail_calls -= 1
             raise CallFailed(f"the harvester at {self.where} failed to take {name}")
-        return _across(getattr(self.broker, name)(*_across(list(args))))
+        return _across(getattr(self.server.broker, name)(*_across(list(args))))
 
     def join(self, node: str, info: dict[str, Any]) -> Any:
         return self._call("join", node, info)

@@ -23,7 +23,7 @@ from crawler.download.node import DownloaderNode
 from crawler.records import FAILED, STORED, Result
 from crawler.urls import host_of
 from crawler.wire.base import RecordClient
-from crawler.wire.inprocess import Faults, InProcessWire
+from crawler.wire.inprocess import Faults, InProcessServer, InProcessWire
 from tests.support.virtual_clock import VirtualClock
 
 LEASE = 20.0
@@ -57,12 +57,16 @@ class FakeWeb:
 @dataclass
 class Crawl:
     clock: VirtualClock
-    broker: Broker
+    server: InProcessServer
     faults: Faults
     web: FakeWeb
     out: Path
     urls: list[str]
     clients: list[InProcessWire] = field(default_factory=list)
+
+    @property
+    def broker(self) -> Broker:
+        return self.server.broker
 
     def node(self, concurrency: int = 4) -> DownloaderNode:
         config = Config(
@@ -83,7 +87,7 @@ class Crawl:
     def connect(self) -> RecordClient:
         """A fresh client for each (re)connect, over the test's one network."""
         wire = InProcessWire(
-            self.broker, sleep=self.clock.sleep, now=self.clock.now, faults=self.faults
+            self.server, sleep=self.clock.sleep, now=self.clock.now, faults=self.faults
         )
         self.clients.append(wire)
         return RecordClient(wire)
@@ -116,7 +120,9 @@ def make_crawl(tmp_path: Path, images: int, host_delay: float = 0.0) -> Crawl:
     broker = Broker(LEASE, 3, NODE_TIMEOUT, clock=clock.now, politeness=politeness)
     urls = [f"http://img{n % 2}.test/{n}.png" for n in range(images)]
     broker.add_tasks((url, "http://site.test/", "img_src") for url in urls)
-    return Crawl(clock, broker, Faults(), FakeWeb(clock), tmp_path / "out", urls)
+    server = InProcessServer(broker, "memory://node-test")
+    server.start()
+    return Crawl(clock, server, Faults(), FakeWeb(clock), tmp_path / "out", urls)
 
 
 @pytest.fixture

@@ -225,9 +225,8 @@ def check_broker_url(url: str, key: str) -> None:
 
 
 def parse_address(text: str, key: str = "address") -> tuple[str, int]:
-    """``"HOST:PORT"`` (or ``"tcp://HOST:PORT"``) -> ``(host, port)``; IPv6 hosts go in
-    brackets."""
-    host, sep, port = text.removeprefix("tcp://").rpartition(":")
+    """``"HOST:PORT"`` -> ``(host, port)``; IPv6 hosts go in brackets."""
+    host, sep, port = text.rpartition(":")
     bracketed = host.startswith("[") and host.endswith("]")
     host = host[1:-1] if bracketed else host
     # Without brackets "::1:5599" is ambiguous; a leftover bracket is a typo; a host

@@ -23,6 +23,7 @@ import itertools
 import os
 import re
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
@@ -51,18 +52,21 @@ class StoreError(OSError):
     """A stored copy does not match what was downloaded (a fault of our side)."""
 
 
-def write_all(handle: IO[bytes], data: bytes | memoryview) -> None:
-    """Write every byte of ``data`` to an unbuffered file, or raise.
+def write_all(write: IO[bytes] | Callable[[memoryview], int], data: bytes | memoryview) -> None:
+    """Write every byte of ``data`` to an unbuffered file (or with a raw ``write``
+    function, such as ``os.write`` on a descriptor), or raise.
 
     A raw ``write`` may write less than it was given (a disk that fills up returns a
     short count before it fails with ENOSPC); the rest is written again until all of
     it is on its way, and a write of nothing is a full disk.
     """
+    name = getattr(write, "name", "")
+    write = getattr(write, "write", write)
     view = memoryview(data)
     while view:
-        written = handle.write(view)
+        written = write(view)
         if not written:
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), getattr(handle, "name", ""))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), name)
         view = view[written:]
 
 
@@ -167,7 +171,7 @@ def commit_file(
     damaged disk) is replaced.
     """
     final = os.path.join(out, relative)
-    if os.path.exists(final) and file_matches(final, size, sha256):
+    if file_matches(final, size, sha256):
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
         return False

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from crawler.broker.politeness import Politeness
-from crawler.broker.state import Transaction, open_database
+from crawler.broker.state import CrawlMeta, Transaction, open_database
 from crawler.config import PolitenessConfig
 from crawler.records import (
     FAILED,
@@ -104,6 +104,11 @@ def retry_delay(attempt: int, jitter: float) -> float:
     return min(60.0, 2.0 ** min(attempt - 1, 6)) * (0.5 + jitter / 2)
 
 
+# Final tasks whose manifest line a crash may have lost (or left) after the last
+# recorded batch (``recorded_seq``, the one parameter).
+UNRECORDED = (
+    "state IN ('stored', 'failed') AND (finished_seq > ? OR (finished_seq = 0 AND recorded = 0))"
+)
 _COLUMNS = "id, url, page, kind, state, attempts, failures, owner, deadline, result, finished_seq"
 
 
@@ -185,8 +190,8 @@ class TaskBoard:
         self.leased = 0
         self._turn = 0
         self.seq = self.db.execute("SELECT MAX(finished_seq) FROM tasks").fetchone()[0] or 0
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'recorded_seq'").fetchone()
-        self.recorded_seq = int(row[0]) if row else 0
+        self.meta = CrawlMeta(self.db)
+        self.recorded_seq = int(self.meta.get("recorded_seq") or 0)
         # Hosts with pending tasks, in the order they are offered leases (round robin).
         self.pending_hosts: dict[str, int] = dict(
             self.db.execute(
@@ -427,9 +432,7 @@ class TaskBoard:
         """Final tasks whose manifest line may be missing (a crash came in between), in
         the order they became final. Read once, at a resume: a full scan is fine."""
         rows = self.db.execute(
-            f"SELECT {_COLUMNS} FROM tasks WHERE state IN ('stored', 'failed') "
-            "AND (finished_seq > ? OR (finished_seq = 0 AND recorded = 0)) "
-            "ORDER BY finished_seq, id",
+            f"SELECT {_COLUMNS} FROM tasks WHERE {UNRECORDED} ORDER BY finished_seq, id",
             (self.recorded_seq,),
         ).fetchall()
         return [_task(row) for row in rows]
@@ -444,22 +447,15 @@ class TaskBoard:
             return
         self.recorded_seq = seq
         with Transaction(self.db):
-            self._set_meta("recorded_seq", str(seq))
+            self.meta.set("recorded_seq", seq)
             if manifest_bytes is not None:
-                self._set_meta("manifest_bytes", str(manifest_bytes))
+                self.meta.set("manifest_bytes", manifest_bytes)
 
     def recorded_manifest_bytes(self) -> int | None:
         """The manifest's size when the last batch was marked recorded (None: unknown,
         a crawl from an older version)."""
-        row = self.db.execute("SELECT value FROM meta WHERE key = 'manifest_bytes'").fetchone()
-        return int(row[0]) if row else None
-
-    def _set_meta(self, key: str, value: str) -> None:
-        self.db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) "
-            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
+        size = self.meta.get("manifest_bytes")
+        return None if size is None else int(size)
 
     def counts(self) -> dict[str, int]:
         return {

@@ -1,14 +1,9 @@
-"""Task and result queues with leases, served to downloader nodes over TCP.
+"""The broker that downloader nodes call, on any wire (``wire.serve``).
 
-Guarantee (at-least-once, idempotent results): a task handed to a node is *leased*,
-not forgotten. It stays with that node until a result for it arrives, until the lease
-runs out (``lease_seconds`` without an ``extend``), or until the node is declared lost;
-then it goes back to the queue. A second result for a task that is already final
-changes nothing, so a task delivered twice is still reported once.
-
-``board.py`` is the pure bookkeeping (the caller passes the time); ``Broker`` adds the
-lock, the node registry and long-polling, and speaks the records of ``records.py`` in
-their wire form, so that every wire (``wire/``) serves it as it is.
+The at-least-once guarantee of leases is the task board's (``board.py``: the pure
+bookkeeping, given the time). ``Broker`` adds the lock, the node registry and
+long-polling, and speaks the records of ``records.py`` in their wire form, so that
+every wire (``wire/``) serves it as it is.
 """
 
 from __future__ import annotations
@@ -211,7 +206,7 @@ class Broker:
                     },
                 )
             )
-        elif info.fault is not None and any(r.outcome == STORED for r in results):
+        elif info.fault is not None and any(r.stored for r in results):
             info.fault, info.fault_runs, info.paused_until = None, 0, 0.0
             self._events.append(("node_recovered", {"node": info.node}))
 

@@ -10,8 +10,8 @@ carries the earliest time (relative to now) it may start, and when a result come
 back the host's next start moves to a delay after it. The delay is the largest of
 the configured one, robots.txt's ``Crawl-delay`` and a penalty that grows with every
 429/503 and shrinks again with every success (an AutoThrottle-like backoff). A host
-that gives no answer (refused, unresolved, timed out: ``failures.is_no_answer``) is
-paused, 1, 2, 4 ... 120 s (``failures.down_pause``), instead of burning its tasks'
+that gives no answer (refused, unresolved, timed out: ``retries.is_no_answer``) is
+paused, 1, 2, 4 ... 120 s (``retries.down_pause``), instead of burning its tasks'
 attempts; a TLS failure is an answer (``tls_error``, final), not a host that is down.
 
 Pure policy: no I/O, and every method that needs the time takes ``now``. A "host" is

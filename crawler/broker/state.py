@@ -2,11 +2,11 @@
 
 One database file, ``STATE/crawl.db``, holds the pages (frontier and seen set, with
 the failed tries of pages to be tried again), the image URLs held until their host's
-robots.txt can be read, the image tasks with their state, attempts, lease owner and
-last result, and a little metadata. Nothing grows in memory with the size of the
-crawl: membership tests and the queues are indexed queries.
+robots.txt can be read, the image tasks with their state, attempts, the node that
+finished them and their last result, and a little metadata. Nothing grows in memory
+with the size of the crawl: membership tests and the queues are indexed queries.
 
-Times stored with tasks, pages and held images (lease deadlines, retry due times) are
+Times stored with tasks, pages and held images (retry due times) are
 monotonic-clock values of the process that wrote them; reopening makes them
 meaningless-safe by putting every leased or waiting task back in the queue, and every
 waiting page and held image, due at once (their counts of failed tries are kept).

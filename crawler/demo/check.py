@@ -6,6 +6,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from crawler.output.manifest import MANIFEST_NAME
 from crawler.records import STORED
 
 
@@ -13,7 +14,7 @@ def compare_with_truth(truth: dict, site_url: str, out: Path) -> list[str]:
     """Problems found comparing a crawl's manifest and files with the ground truth."""
     base = site_url.rstrip("/")
     records = {}
-    with (out / "manifest.jsonl").open(encoding="utf-8") as handle:
+    with (out / MANIFEST_NAME).open(encoding="utf-8") as handle:
         for line in handle:
             record = json.loads(line)
             records[record["url"]] = record

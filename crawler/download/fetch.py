@@ -2,7 +2,8 @@
 
 A body up to ``MEMORY_BODY_BYTES`` (most images) stays in memory: it is verified there
 and written once, only if it is worth keeping; a larger one streams to a temporary file
-as it arrives. Either way no stored file is read back.
+as it arrives. Either way the body is hashed as it arrives; the committer reads the
+temporary file back once, to check it holds those bytes, before it takes its name.
 
 Everything a server can get wrong becomes a result with an ``error`` code and a
 ``retryable`` flag, never an exception: the downloader must report every task.

@@ -124,9 +124,7 @@ class DownloaderNode:
         """``connect``, ``fetch`` and ``clock`` replace the broker's wire (``wire.connect``
         of ``download.connect``), the image fetch (``fetch_image``) and gevent's time, for
         tests of this loop."""
-        self.config = config
         self.download = config.download
-        self.authkey = authkey
         self.node = node_id
         self.clock = clock or GeventClock()
         self.out = Path(config.output.out)
@@ -495,10 +493,8 @@ class DownloaderNode:
             self._broker()
         except StopRequested:
             return 0
-        crawl = self.config.crawl
-        policy = AddressPolicy.from_config(crawl)
         with contextlib.closing(
-            make_session(self.download.concurrency, self.user_agent, policy)
+            make_session(self.download.concurrency, self.user_agent, self.own_policy)
         ) as session:
             self._serve(session)
         elapsed = self.clock.now() - self.stats.started

@@ -6,7 +6,7 @@ a slow page. The loop ends when no page is left to fetch and every task is final
 then leases answer ``done`` and the harvester waits (``linger_seconds`` at most) for
 the connected downloaders to hear it before it exits.
 
-Everything the crawl knows lives in SQLite under ``--state`` (``state.py``): stopped
+Everything the crawl knows lives in SQLite under ``--state`` (``broker/state.py``): stopped
 by a signal or killed, the harvester started again with the same state resumes where
 it was. The first SIGINT/SIGTERM stops it cleanly (exit 0, resumable); a second one
 exits at once.
@@ -542,7 +542,7 @@ class Harvester:
 
     def _try_page_again(self, page: PageResult) -> bool:
         """Put a page that failed for a passing reason back in the frontier, due after
-        a pause (``failures.next_try_in``: 1, 2, 4 ... 120 s; ``host_down_timeout`` long
+        a pause (``retries.next_try_in``: 1, 2, 4 ... 120 s; ``host_down_timeout`` long
         for a host that gives no answer or a robots.txt that cannot be read, else
         ``max_attempts`` tries). False when its tries are used up: it fails for good.
         The tries are counted in the state, so restarts do not renew them."""
@@ -581,7 +581,7 @@ class Harvester:
     def _decide_held(self, robots: str, now: float) -> None:
         """After a check of ``robots``: its held images are queued or refused once it has
         been read; after a failed read they wait for its next try, and once
-        ``failures.tries_allowed`` reads have failed (as for a page of a host that gives no
+        ``retries.tries_allowed`` reads have failed (as for a page of a host that gives no
         answer), or at once for a failure trying again cannot help (a TLS failure), they
         are final failures ``robots_unreachable: REASON``, each with its manifest line."""
         assert self.robots is not None
@@ -665,15 +665,11 @@ class Harvester:
         frontier = self.state.frontier.count("queued") + len(self.in_flight)
         self.log.event(
             "totals",
-            pages=stats.pages,
-            page_errors=stats.page_errors,
+            **stats.fields(),
             frontier=frontier,
             queued=counts["tasks"],
             leased=counts["leased"],
             waiting=counts["waiting"],
-            stored=stats.stored,
-            failed=stats.failed,
-            bytes=stats.bytes,
             nodes=counts["nodes"],
             images_per_s=round(rate, 1),
         )

@@ -8,7 +8,7 @@ no attempts, no result), its line leaves the manifest, and a finished crawl is
 finished no more: the next harvest resumes, fetches them, and the crawl ends with
 exactly one manifest line per URL again.
 
-Guarantee: all of it happens under the state folder's lock (``state.lock_state``),
+Guarantee: all of it happens under the state folder's lock (``broker.state.lock_state``),
 so never while a harvester runs, and before a harvester opens the database (the broker
 reads its counts once, at start). The manifest is rewritten atomically (a temporary
 file in OUT, synced, renamed).
@@ -25,6 +25,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from crawler.broker.board import UNRECORDED
 from crawler.broker.state import (
     DATABASE_NAME,
     CrawlMeta,
@@ -52,12 +53,6 @@ REWRITE_SUFFIX = ".rewrite"
 _REQUEUE_SQL = (
     "UPDATE tasks SET state = 'pending', failures = 0, attempts = 0, result = NULL, "
     "owner = NULL, deadline = 0, due = 0, finished_seq = 0 WHERE url = ?"
-)
-# The rule of ``TaskBoard.unrecorded``: final tasks whose manifest line a crash may
-# have lost (or left) after the last recorded batch.
-_UNRECORDED_SQL = (
-    "SELECT url FROM tasks WHERE state IN ('stored', 'failed') "
-    "AND (finished_seq > ? OR (finished_seq = 0 AND recorded = 0))"
 )
 
 
@@ -129,7 +124,9 @@ def requeue_tasks(db: sqlite3.Connection, out: Path, tasks: list[FinalTask]) -> 
     meta = CrawlMeta(db)
     recorded = int(meta.get("recorded_seq") or 0)
     drop = {task.url for task in tasks}
-    drop.update(url for (url,) in db.execute(_UNRECORDED_SQL, (recorded,)))
+    drop.update(
+        url for (url,) in db.execute(f"SELECT url FROM tasks WHERE {UNRECORDED}", (recorded,))
+    )
     manifest = out / MANIFEST_NAME
     rewritten = _write_manifest_without(manifest, drop) if manifest.exists() else None
     try:

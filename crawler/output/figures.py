@@ -10,19 +10,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crawler.output.progress import parse_line, parse_ts
+from crawler.output.progress import failure_reason, parse_line, parse_ts
 from crawler.records import STORED
 
 EXAMPLES_PER_REASON = 5
 
 
 # Histogram bin widths in seconds: each divides the next, so bins merge exactly.
+CHART_BARS = 40
 BIN_WIDTHS = (0.05, 0.1, 0.2, 1, 2, 10, 20, 60, 120, 600, 1200, 3600, 7200, 21600, 86400)
-
-
-def failure_reason(error: str | None) -> str:
-    """Group key of an error: ``connection_error: refused`` -> ``connection_error``."""
-    return (error or "").split(":", 1)[0].strip() or "unknown"
 
 
 @dataclass
@@ -276,6 +272,3 @@ def read_log(path: Path) -> LogFigures | None:
         for line in handle:
             figures.add(parse_line(line))
     return figures
-
-
-CHART_BARS = 40

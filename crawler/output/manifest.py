@@ -7,7 +7,7 @@ is repaired before the file is appended to again."""
 from __future__ import annotations
 
 import contextlib
-import errno
+import functools
 import json
 import os
 from collections.abc import Iterator
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from crawler.records import record_line
+from crawler.storage import write_all
 
 MANIFEST_NAME = "manifest.jsonl"
 
@@ -47,13 +48,8 @@ class LineFile:
         data = ("\n".join(self._pending) + "\n").encode("utf-8")
         self._pending = []
         start = os.lseek(self._fd, 0, os.SEEK_END)
-        view = memoryview(data)
         try:
-            while view:
-                written = os.write(self._fd, view)
-                if not written:
-                    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-                view = view[written:]
+            write_all(functools.partial(os.write, self._fd), data)
         except OSError:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._fd, start)

@@ -18,13 +18,11 @@ ones it cannot find, names the node that stored each of those and says how to ga
 
 from __future__ import annotations
 
-import argparse
 import base64
 import html
 import io
 import math
 import shlex
-import sys
 import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -34,7 +32,6 @@ from urllib.parse import urlsplit
 
 from PIL import Image, features
 
-from crawler.errors import CrawlerError
 from crawler.output.export import manifest_records, stored_file
 from crawler.output.figures import (
     FailureGroups,
@@ -101,9 +98,6 @@ class ReportSummary:
 def gather_command(out: Path) -> str:
     """How to copy a node's stored files into OUT: they land where the manifest says."""
     return f"rsync -a --exclude {TMP_DIR} NODEHOST:DIR/ {shlex.quote(str(out))}/"
-
-
-# -- folding the manifest and the log into figures -------------------------------------
 
 
 # -- thumbnails ----------------------------------------------------------------------------
@@ -558,20 +552,3 @@ def write_report(
         failure_groups=len(manifest.failures.counts),
         elsewhere=tuple((node, files) for node, files, _ in manifest.nodes_elsewhere()),
     )
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m crawler.output.report", description=__doc__)
-    parser.add_argument("out", nargs="?", type=Path, default=Path("downloads"))
-    parser.add_argument("--max-thumbnails", type=int, default=2000)
-    args = parser.parse_args(argv)
-    try:
-        print(write_report(args.out, max_thumbnails=args.max_thumbnails).line())
-    except CrawlerError as error:
-        print(f"crawler: {error}", file=sys.stderr)
-        return error.exit_code
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -65,9 +65,9 @@ def _session(config: CrawlConfig) -> requests.Session:
     """One Session per page thread and policy: connection reuse without sharing across
     threads, and never a session made for another address policy or User-Agent."""
     sessions: dict = _local.__dict__.setdefault("sessions", {})
-    policy = AddressPolicy.from_config(config)
-    key = (policy, config.user_agent)
-    if key not in sessions:
+    key = (config.allow_private, config.allow_networks, config.user_agent)
+    if key not in sessions:  # (the policy is parsed once per session, not per request)
+        policy = AddressPolicy.from_config(config)
         sessions[key] = make_session(PAGE_POOL_SIZE, config.user_agent, policy)
         with _opened_lock:
             _opened.append(sessions[key])

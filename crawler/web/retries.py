@@ -2,8 +2,8 @@
 
 The schedule shared by politeness (a host that is down is paused), robots.txt that
 cannot be read, and the harvester's page retries. Pure: no I/O, no clock, no imports
-of requests or ssl (``politeness`` is imported by the config, and so by the command
-line before gevent patches).
+of requests or ssl (the command line imports the politeness rules before gevent
+patches).
 """
 
 from __future__ import annotations

@@ -75,8 +75,13 @@ def style_attribute_image_urls(css: str) -> list[str]:
     return _css_image_urls(css, declarations_at_top_level=True)
 
 
+def may_hold_images(css: str) -> bool:
+    """False when ``css`` certainly names no image (no ``url(`` nor ``image-set(``)."""
+    return _CSS_MAY_HOLD_IMAGES.search(css) is not None
+
+
 def _css_image_urls(css: str, declarations_at_top_level: bool) -> list[str]:
-    if not _CSS_MAY_HOLD_IMAGES.search(css):
+    if not may_hold_images(css):
         return []
     scanner = _CssScanner(declarations_at_top_level)
     for token in _CSS_TOKEN.finditer(_CSS_NEWLINES.sub("\n", css)):

@@ -19,23 +19,17 @@ from __future__ import annotations
 
 import codecs
 import re
-import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
-from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
-
+from crawler.compat.bs4 import parse_kept
 from crawler.urls import looks_like_image, resolve
-from crawler.web.css import import_urls, style_attribute_image_urls, stylesheet_image_urls
-
-# A page that is one short line of text (it "looks like a URL"), or XML parsed as
-# HTML (XHTML, feeds), is still a page: BeautifulSoup's warnings about them would be
-# printed once per such page. Filtered once, for the calls from this module only:
-# ``warnings.catch_warnings`` around the parse would change the process's filters
-# from every page thread at once, and it is not thread-safe.
-_THIS_MODULE = re.escape(__name__) + r"\Z"
-warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning, module=_THIS_MODULE)
-warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning, module=_THIS_MODULE)
+from crawler.web.css import (
+    import_urls,
+    may_hold_images,
+    style_attribute_image_urls,
+    stylesheet_image_urls,
+)
 
 # Attributes lazy-loading libraries use to hold the real image URL.
 LAZY_SRC_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
@@ -217,30 +211,46 @@ class _Element:
         return self.attributes.get(name, default)
 
 
+# Elements a visitor reads (``_Collector.visitors``) whatever their attributes, and
+# those read only for one attribute; any element with a lazy-image attribute, or with
+# a style attribute that may hold an image, is read too.
+_READ_TAGS = frozenset(
+    {"img", "source", "input", "video", "image", "link", "meta", "a", "area", "frame"}
+    | {"iframe", "object", "embed", "style", "use", "base"}
+)
+_BACKGROUND_TAGS = frozenset({"table", "td", "th", "tr", "body"})
+_LAZY_ATTRIBUTES = _LAZY_SRC_SET | _LAZY_SRCSET_SET
+_TEXT_TAGS = frozenset({"style"})  # the text of a <style> is read
+_INERT_TAGS = frozenset({"template"})
+
+
+def _is_read(tag: str, attributes: Mapping[str, str]) -> bool:
+    """Whether extraction can find anything in an element (``_Collector.visit``)."""
+    if tag in _READ_TAGS:
+        return True
+    if tag in _BACKGROUND_TAGS and "background" in attributes:
+        return True
+    if not _LAZY_ATTRIBUTES.isdisjoint(attributes):
+        return True
+    style = attributes.get("style")
+    return style is not None and may_hold_images(style)
+
+
 def _elements(text: str) -> list[_Element]:
-    """Every element of the page in document order, parsed by BeautifulSoup with lxml.
+    """The elements of the page extraction reads, in document order, parsed by
+    BeautifulSoup with lxml (``compat.bs4.parse_kept``: the soup holds only those).
 
     A flat list: visiting does not depend on where the parser nested a tag (lxml nests
     tags after a ``<source>`` inside it, and parks what follows a stray ``</html>``).
+    ``<template>`` content is inert (a browser shows none of it until a script copies
+    it), so it is left out.
     """
     if not text.strip():
         return []
-    # Attribute values as written: splitting class/rel/... into lists (the default) is a
-    # share of the parse worth saving (docs/design-notes.md); rel is split where it is read.
-    soup = BeautifulSoup(text.replace("\x00", "\ufffd"), "lxml", multi_valued_attributes=None)
-    # <template> content is inert: a browser shows none of it until a script copies it.
-    inert = {id(node) for template in soup.find_all("template") for node in template.find_all(True)}
+    soup = parse_kept(text.replace("\x00", "\ufffd"), _is_read, _TEXT_TAGS, _INERT_TAGS)
     return [
-        _Element(
-            tag.name,
-            {
-                name: " ".join(value) if isinstance(value, list) else value
-                for name, value in tag.attrs.items()
-            },
-            tag.get_text() if tag.name == "style" else "",
-        )
+        _Element(tag.name, tag.attrs, tag.get_text() if tag.name == "style" else "")
         for tag in soup.find_all(True)
-        if id(tag) not in inert
     ]
 
 

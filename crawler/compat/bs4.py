@@ -1,0 +1,96 @@
+"""The internals of ``beautifulsoup4`` we use.
+
+``crawler.web.extract`` reads a few hundred of a page's thousands of elements. A
+``SoupStrainer`` would still let BeautifulSoup run its per-event work (namespace
+bookkeeping, string collection) for every tag and string of the page, and keeps the
+whole subtree under each tag it lets in. ``parse_kept`` instead gives BeautifulSoup's
+own lxml tree builder only the events of the elements extraction reads, so that the
+soup holds those elements and nothing else. That means subclassing
+``bs4.builder.LXMLTreeBuilder`` (public) and overriding its lxml parser-target
+callbacks ``start``, ``end``, ``data``, ``comment``, ``doctype`` and ``pi``, which bs4
+documents nowhere as an extension point: they are called by lxml with the signatures
+of lxml's documented parser-target interface, and the ones we pass on go to the base
+class unchanged. Checked on beautifulsoup4 4.12.3 (the floor) through 4.15.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Callable, Mapping
+
+from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
+from bs4.builder import LXMLTreeBuilder
+
+# A page that is one short line of text (it "looks like a URL"), or XML parsed as
+# HTML (XHTML, feeds), is still a page: BeautifulSoup's warnings about them would be
+# printed once per such page. Filtered once, for the calls from this module only:
+# ``warnings.catch_warnings`` around the parse would change the process's filters
+# from every page thread at once, and it is not thread-safe.
+_THIS_MODULE = re.escape(__name__) + r"\Z"
+warnings.filterwarnings("ignore", category=MarkupResemblesLocatorWarning, module=_THIS_MODULE)
+warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning, module=_THIS_MODULE)
+
+# keep(name, attributes): whether an element goes into the soup.
+Keep = Callable[[str, Mapping[str, str]], bool]
+
+
+class _KeptElementsBuilder(LXMLTreeBuilder):
+    """lxml's HTML parser, handing BeautifulSoup only the elements ``keep`` accepts,
+    the text directly inside kept ``text_of`` elements, and nothing inside an
+    ``inert`` element (its descendants are not in the soup, whatever ``keep`` says).
+
+    Kept elements nest under their nearest kept ancestor; document order is kept.
+    """
+
+    def __init__(self, keep: Keep, text_of: frozenset[str], inert: frozenset[str]) -> None:
+        # Attribute values as written: splitting class/rel into lists is work nobody reads.
+        super().__init__(multi_valued_attributes=None, store_line_numbers=False)
+        self._keep = keep
+        self._text_of = text_of
+        self._inert = inert
+        self._open: list[bool] = []  # per open element: handed on?
+        self._inert_depth = 0  # open inert elements
+        self._text_depth = 0  # 1 while the innermost open element is a kept text_of one
+
+    def start(self, name, attrs, nsmap={}):  # noqa: B006 (lxml's signature, never mutated)
+        if self._inert_depth:
+            self._open.append(False)
+            self._inert_depth += name in self._inert
+            self._text_depth = 0
+            return
+        kept = self._keep(name, attrs)
+        self._open.append(kept)
+        self._inert_depth += name in self._inert
+        self._text_depth = 1 if kept and name in self._text_of else 0
+        if kept:
+            super().start(name, attrs, nsmap)
+
+    def end(self, name):
+        self._text_depth = 0
+        if self._inert_depth and name in self._inert:
+            self._inert_depth -= 1
+        if self._open.pop():
+            super().end(name)
+
+    def data(self, content):
+        if self._text_depth:
+            super().data(content)
+
+    def comment(self, content):
+        pass
+
+    def doctype(self, name, pubid, system):
+        pass
+
+    def pi(self, target, data=None):
+        pass
+
+
+def parse_kept(
+    text: str, keep: Keep, text_of: frozenset[str], inert: frozenset[str]
+) -> BeautifulSoup:
+    """A soup of ``text`` (HTML, parsed by lxml) holding only the elements ``keep``
+    accepts outside ``inert`` elements, with the text of kept ``text_of`` elements;
+    ``find_all(True)`` lists them in document order."""
+    return BeautifulSoup(text, builder=_KeptElementsBuilder(keep, text_of, inert))

@@ -1,0 +1,22 @@
+"""Checks every page the in-process tests extract against the whole-tree reference."""
+
+from __future__ import annotations
+
+import pytest
+
+from crawler.web import extract
+from tests.support.whole_tree import collected, whole_tree_elements
+
+
+@pytest.fixture(autouse=True)
+def _extraction_matches_the_whole_tree(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every page parsed in a test's process is also read from BeautifulSoup's whole
+    tree; the two must find the same images, links and style sheets."""
+    kept_elements = extract._elements
+
+    def checked(text: str) -> list[extract._Element]:
+        elements = kept_elements(text)
+        assert collected(elements) == collected(whole_tree_elements(text)), text[:300]
+        return elements
+
+    monkeypatch.setattr(extract, "_elements", checked)

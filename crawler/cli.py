@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crawler.config import Config, load_config
+from crawler.config import Config, load_config, per_core
 from crawler.errors import ConfigError, CrawlerError
 
 EXIT_MISMATCH = 1  # crawler verify: a stored file was wrong or missing
@@ -306,7 +306,7 @@ def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
 
     config = _config(args, ("out", "connect", "processes", "concurrency"))
     authkey = _authkey(config)
-    processes = config.download.processes or os.cpu_count() or 1
+    processes = per_core(config.download.processes)
     node_id = nodes.default_node_id()
     if processes > 1:
         return nodes.run_node_processes(argv, processes, node_id)

@@ -68,6 +68,17 @@ def _header_value(value: str) -> bool:
     return value == value.strip() and all(" " <= char <= "~" for char in value)
 
 
+def per_core(count: int) -> int:
+    """A process count as the settings give it, where 0 means one per core this
+    process may run on (its CPU affinity, not every core of the machine)."""
+    if count:
+        return count
+    try:
+        return len(os.sched_getaffinity(0)) or 1
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _setting(default: Any, check: typing.Callable[[Any], bool] | None = None, rule: str = ""):
     return field(default=default, metadata={"check": check, "rule": rule})
 
@@ -87,8 +98,8 @@ class CrawlConfig:
     exclude: tuple[str, ...] = _setting((), _regexes, "must be valid regular expressions")
     obey_nofollow: bool = False
     image_hosts: tuple[str, ...] = ()
-    page_workers: int = _setting(4, _positive, "must be > 0")
-    parse_processes: int = _setting(1, _not_negative, "must be >= 0 (0 parses in the page threads)")
+    page_workers: int = _setting(16, _positive, "must be > 0")
+    parse_processes: int = _setting(0, _not_negative, "must be >= 0 (0 means one per core)")
     page_timeout: float = _setting(15.0, _positive, "must be > 0")
     max_page_bytes: int = _setting(10 * 1024 * 1024, _positive, "must be > 0")
     user_agent: str = _setting(

@@ -28,7 +28,7 @@ from crawler import wire
 from crawler.broker.broker import Broker
 from crawler.broker.politeness import Politeness
 from crawler.broker.state import DATABASE_NAME, CrawlState, lock_state, unwritable_is_a_state_error
-from crawler.config import Config
+from crawler.config import Config, per_core
 from crawler.errors import ConfigError, OtherCrawl
 from crawler.harvest.parsing import PageParser
 from crawler.harvest.recorder import Recorder
@@ -227,7 +227,7 @@ class Harvester:
         try:
             server.start()
             self._start_log(server)
-            self.parser = PageParser(self.crawl.parse_processes)
+            self.parser = PageParser(per_core(self.crawl.parse_processes))
             with ThreadPoolExecutor(self.crawl.page_workers, "page") as pages:
                 try:
                     self._crawl(pages)

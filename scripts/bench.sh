@@ -18,7 +18,7 @@ set -euo pipefail
 source "$(dirname "$0")/_venv.sh" ""
 
 BENCH_VENV="$ROOT/.bench-venv"
-BENCH_PACKAGES=(scrapy img2dataset gevent requests psutil py-spy)
+BENCH_PACKAGES=(scrapy img2dataset gevent requests beautifulsoup4 lxml psutil py-spy)
 
 if [ ! -x /usr/sbin/nginx ] || [ ! -f /usr/lib/nginx/modules/ngx_http_echo_module.so ]; then
     # Only the binary and the module are used: the benchmark runs its own instances with

@@ -1,9 +1,10 @@
-"""The command lines of the four contenders, all pointed at the same local site.
+"""The command lines of the contenders, all pointed at the same local site.
 
-The two crawlers (ours, Scrapy) start from /index.html and must find the images; the two
-list downloaders (img2dataset, gevent) get the ground-truth URL list, broken ones
-included, as if a perfect crawl had already happened. Every tool gets the same budget:
-both cores and about 128 requests in flight at once.
+The three crawlers (ours, Scrapy, gevent-crawl) start from /index.html and must find the
+images; the two list downloaders (img2dataset, gevent) get the ground-truth URL list,
+broken ones included, as if a perfect crawl had already happened. Every tool gets the
+same budget: both cores and about 128 requests in flight at once (gevent-crawl and
+Scrapy run in one process, as they are written to).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from bench.measure import Launch
 from bench.nginx import free_port
 
 HERE = Path(__file__).resolve().parent
-TOOLS = ("ours", "ours-nosync", "scrapy", "img2dataset", "gevent")
+TOOLS = ("ours", "ours-nosync", "scrapy", "img2dataset", "gevent", "gevent-crawl")
 
 
 @dataclass
@@ -59,6 +60,7 @@ def launches(tool: str, target: Target, settings: Settings) -> list[Launch]:
         "scrapy": scrapy,
         "img2dataset": img2dataset,
         "gevent": gevent_list,
+        "gevent-crawl": gevent_crawl,
     }[tool](target, settings)
 
 
@@ -156,3 +158,12 @@ def gevent_list(target: Target, settings: Settings) -> list[Launch]:
     argv = [sys.executable, str(HERE / "gevent_list.py"), str(target.urls_file), str(target.out)]
     argv += ["--processes", str(settings.processes), "--concurrency", str(settings.concurrency)]
     return [Launch("gevent", argv, base_env())]
+
+
+def gevent_crawl(target: Target, settings: Settings) -> list[Launch]:
+    """One process, `concurrency` greenlets (a crawl written this way has no parent to
+    split the work: the pages it finds decide what comes next)."""
+    argv = [sys.executable, str(HERE / "gevent_crawl.py"), target.site_url + "index.html"]
+    argv += [str(target.out), "--concurrency", str(settings.concurrency)]
+    argv += ["--max-depth", str(settings.max_depth)]
+    return [Launch("gevent-crawl", argv, base_env())]

@@ -9,7 +9,10 @@ Added latency: the echo module's ``echo_sleep`` is a timer, not a blocking sleep
 thousands of delayed responses wait in parallel. ``echo_sleep`` alone would answer with
 an empty body; ``echo_exec @file`` then hands the request to a named location whose
 only handler is the static one, which serves the file with its own Content-Type,
-Content-Length and sendfile. `check_delay` verifies this on a real image.
+Content-Length and sendfile. The delay applies to image responses (under /img/) only,
+or with ``every_response`` to every response (pages, images, robots.txt, 404s alike: a
+slow server). `check_delay` verifies this on a real image, and on a page when pages are
+delayed too.
 """
 
 from __future__ import annotations
@@ -64,19 +67,23 @@ def user_line(site: Path) -> str:
     return f"user {pwd.getpwuid(info.st_uid).pw_name} {grp.getgrgid(info.st_gid).gr_name};\n"
 
 
-def config_text(prefix: Path, site: Path, port: int, delay_ms: int) -> str:
+def config_text(
+    prefix: Path, site: Path, port: int, delay_ms: int, every_response: bool = False
+) -> str:
     types = "\n".join(f"        {mime} {exts};" for mime, exts in MIME.items())
     temp = "\n".join(
         f"    {kind}_temp_path {prefix}/tmp/{kind};"
         for kind in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi")
     )
     if delay_ms:
-        images = (
-            f"        location /img/ {{ echo_sleep {delay_ms / 1000:.3f}; echo_exec @file; }}\n"
+        # "/" matches every request (the longest prefix wins, and there is no other).
+        where = "/" if every_response else "/img/"
+        delayed = (
+            f"        location {where} {{ echo_sleep {delay_ms / 1000:.3f}; echo_exec @file; }}\n"
             "        location @file { }\n"
         )
     else:
-        images = ""
+        delayed = ""
     return f"""\
 load_module {ECHO_MODULE};
 {user_line(site)}worker_processes 1;
@@ -100,7 +107,7 @@ http {{
     server {{
         listen 127.0.0.1:{port} backlog=4096;
         root {site};
-{images}    }}
+{delayed}    }}
 }}
 """
 
@@ -108,13 +115,16 @@ http {{
 class Nginx:
     """nginx in the foreground (``daemon off``) as our child, so we can always stop it."""
 
-    def __init__(self, prefix: Path, site: Path, delay_ms: int) -> None:
+    def __init__(
+        self, prefix: Path, site: Path, delay_ms: int, every_response: bool = False
+    ) -> None:
         self.prefix = prefix
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         (prefix / "tmp").mkdir(parents=True, exist_ok=True)
         self.conf = prefix / "nginx.conf"
-        self.conf.write_text(config_text(prefix, site.resolve(), self.port, delay_ms))
+        text = config_text(prefix, site.resolve(), self.port, delay_ms, every_response)
+        self.conf.write_text(text)
         self.access_log = prefix / "access.log"
         self.proc: subprocess.Popen | None = None
 
@@ -158,8 +168,10 @@ class Nginx:
             self.proc.wait()
 
 
-def check_delay(url: str, path: str, sha256: str, delay_ms: int) -> dict:
-    """Fetch one image: right bytes, an image Content-Type, and at least the delay.
+def check_delay(
+    url: str, path: str, sha256: str, delay_ms: int, content_type: str = "image/"
+) -> dict:
+    """Fetch one file: right bytes, the Content-Type expected, and at least the delay.
 
     The query string marks the request, so that `read_access_log` leaves it out.
     """
@@ -171,7 +183,7 @@ def check_delay(url: str, path: str, sha256: str, delay_ms: int) -> dict:
     problems = []
     if hashlib.sha256(body).hexdigest() != sha256:
         problems.append("wrong bytes")
-    if not ctype.startswith("image/"):
+    if not ctype.startswith(content_type):
         problems.append(f"Content-Type {ctype!r}")
     if took < delay_ms / 1000 * 0.9:
         problems.append(f"answered in {took * 1000:.0f} ms, expected >= {delay_ms} ms")
@@ -182,7 +194,7 @@ def check_delay(url: str, path: str, sha256: str, delay_ms: int) -> dict:
 
 @dataclass
 class Requests:
-    """Image requests in one access log."""
+    """Image requests in one access log, and how many GETs of anything else (pages)."""
 
     image_gets: int
     distinct_image_paths: int
@@ -190,7 +202,8 @@ class Requests:
     broken_gets: int
     statuses: dict[str, int]
     other_methods: int
-    pages: int
+    pages: int  # GETs outside /img/: the pages, and robots.txt or a text file if fetched
+    distinct_pages: int
     first_image_at: float | None  # epoch seconds nginx finished the first image response
     last_image_at: float | None
 
@@ -203,6 +216,7 @@ def read_access_log(path: Path, broken: set[str]) -> Requests:
     """
     per_path: Counter[str] = Counter()
     statuses: Counter[str] = Counter()
+    page_paths: set[str] = set()
     other = pages = broken_gets = 0
     first = last = None
     for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
@@ -214,7 +228,9 @@ def read_access_log(path: Path, broken: set[str]) -> Requests:
             continue
         target = uri.split("?", 1)[0]
         if not target.startswith("/img/"):
-            pages += method == "GET"
+            if method == "GET":
+                pages += 1
+                page_paths.add(target)
             continue
         if method != "GET":
             other += 1
@@ -233,6 +249,7 @@ def read_access_log(path: Path, broken: set[str]) -> Requests:
         statuses=dict(statuses),
         other_methods=other,
         pages=pages,
+        distinct_pages=len(page_paths),
         first_image_at=first,
         last_image_at=last,
     )

@@ -1,14 +1,22 @@
 #!/usr/bin/env bash
-# Throughput benchmark (issue #8): our crawler against Scrapy, img2dataset and a plain
-# gevent list downloader, on a generated site served by a private nginx on 127.0.0.1,
-# at 0 and 50 ms of added image latency. Not part of the test suite: figures vary by
-# machine. Prints one table and writes it as JSON (--json FILE, default
-# ./bench-results.json). Logs and outputs of each run stay under build/bench/runs/.
+# Throughput benchmark (issue #8): our crawler against Scrapy, a gevent + BeautifulSoup
+# crawler, img2dataset and a plain gevent list downloader, on generated sites served by a
+# private nginx on 127.0.0.1, at 0 and 50 ms of added latency. Three sites (--sites):
+#   images  200 small pages, 10,000 images; latency on image responses only; every tool
+#   small   5,001 small pages, 10,000 images; latency on every response; the crawlers only
+#   heavy   3,001 pages of 30-150 KB, 6,000 images; likewise (ours, scrapy, gevent-crawl)
+# Not part of the test suite: figures vary by machine. Prints one table per site and
+# writes them all as JSON (--json FILE, default ./bench-results.json). Logs and outputs
+# of each run stay under build/bench/runs/<site>/<tool>-<latency>ms/runN/.
 #
-#   bash scripts/bench.sh                              # 200 pages, 10,000 images
-#   bash scripts/bench.sh --images 1000 --pages 40     # a quick run
-#   bash scripts/bench.sh --tools ours,gevent --latency 50 --profile
+#   bash scripts/bench.sh                              # all three sites
+#   bash scripts/bench.sh --sites heavy --latency 0    # one site, one latency
+#   bash scripts/bench.sh --sites heavy --pages 300 --images 600   # a quick run
+#   bash scripts/bench.sh --sites images --images 1000 --pages 40 --latency 0
+#   bash scripts/bench.sh --tools ours,gevent-crawl --latency 50 --profile
 #   bash scripts/bench.sh --help                       # every option
+#
+# --pages, --images, --page-kb and --tools, when given, apply to every site chosen.
 #
 # Installs what it lacks: nginx and its echo module (apt, as root), the project's .venv
 # (scripts/_venv.sh) and a separate .bench-venv with the baselines, so that Scrapy,

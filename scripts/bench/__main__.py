@@ -1,9 +1,17 @@
-"""Benchmark driver: generate the site, then for each latency and tool serve it with a fresh
-nginx, run the tool in a clean folder, measure, and print one table (plus JSON).
+"""Benchmark driver: for each site, generate it, then for each latency and tool serve it
+with a fresh nginx, run the tool in a clean folder, measure; print one table per site
+(plus JSON).
 
-    PYTHONPATH=scripts .bench-venv/bin/python -m bench [--images N] [--pages N]
-        [--latency 0,50] [--tools ours,scrapy,img2dataset,gevent] [--json FILE]
+    PYTHONPATH=scripts .bench-venv/bin/python -m bench [--sites images,small,heavy]
+        [--pages N] [--images N] [--page-kb LOW-HIGH] [--latency 0,50]
+        [--tools ours,scrapy,gevent-crawl] [--json FILE]
 (``bash scripts/bench.sh ARGS`` does the installing and then exactly this.)
+
+The sites and the tools each one runs by default are in sites.py: ``images`` (200 pages,
+10,000 images, latency on images only; every tool), ``small`` (5,001 small pages, 10,000
+images) and ``heavy`` (3,001 pages of 30-150 KB, 6,000 images), both with the latency on
+every response and run by the crawlers only (ours, scrapy, gevent-crawl). --pages,
+--images, --page-kb and --tools, when given, apply to every site chosen.
 
 Runs go one after the other so that they never compete for the two cores; each one is
 bounded by --timeout and its whole process tree is killed when it ends, however it ends.
@@ -12,8 +20,8 @@ bounded by --timeout and its whole process tree is killed when it ends, however 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import itertools
-import json
 import os
 import shutil
 import signal
@@ -22,15 +30,25 @@ import sys
 import time
 from pathlib import Path
 
-from bench import measure, nginx, profile, report, tools
+from bench import measure, nginx, profile, report, sites, tools
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--images", type=int, default=10000, help="image URLs on the site")
-    parser.add_argument("--pages", type=int, default=200, help="HTML pages on the site")
+    parser.add_argument(
+        "--sites",
+        default=",".join(sites.PRESETS),
+        help=f"the sites to run, of {', '.join(sites.PRESETS)} (default: all, in this order)",
+    )
+    parser.add_argument("--images", type=int, help="image URLs on each site (default: preset)")
+    parser.add_argument("--pages", type=int, help="HTML pages on each site (default: preset)")
+    parser.add_argument(
+        "--page-kb",
+        metavar="LOW-HIGH",
+        help="size of each page in KB, for the generator (default: preset; heavy 30-150)",
+    )
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument(
         "--image-bytes",
@@ -38,8 +56,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="LOW-HIGH",
         help="encoded size of each image, drawn uniformly from this range (default 2-80 KB)",
     )
-    parser.add_argument("--latency", default="0,50", help="ms added to each image response")
-    parser.add_argument("--tools", default=",".join(tools.TOOLS))
+    parser.add_argument(
+        "--latency",
+        default="0,50",
+        help="ms added to each image response (to every response on small and heavy)",
+    )
+    parser.add_argument(
+        "--tools",
+        help=f"of {', '.join(tools.TOOLS)}, for every site (default: each site's own list)",
+    )
     parser.add_argument("--json", type=Path, default=Path("bench-results.json"))
     parser.add_argument("--timeout", type=float, default=900, help="seconds per run at most")
     parser.add_argument(
@@ -70,7 +95,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--project-bin", type=Path, default=ROOT / ".venv" / "bin")
     args = parser.parse_args(argv)
     args.latencies = [int(x) for x in args.latency.split(",") if x.strip()]
-    args.tool_list = [t.strip() for t in args.tools.split(",") if t.strip()]
+    args.site_list = list(dict.fromkeys(s.strip() for s in args.sites.split(",") if s.strip()))
+    unknown = set(args.site_list) - set(sites.PRESETS)
+    if unknown or not args.site_list:
+        parser.error(
+            f"unknown sites: {', '.join(sorted(unknown))} (know {', '.join(sites.PRESETS)})"
+        )
+    args.tool_list = [t.strip() for t in (args.tools or "").split(",") if t.strip()]
     unknown = set(args.tool_list) - set(tools.TOOLS)
     if unknown:
         parser.error(f"unknown tools: {', '.join(sorted(unknown))} (know {', '.join(tools.TOOLS)})")
@@ -80,44 +111,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def generate_site(args: argparse.Namespace) -> tuple[Path, dict]:
-    """The demo site generator's deterministic site, reused while its parameters match."""
-    site = args.workdir / f"site-p{args.pages}-i{args.images}-s{args.seed}-b{args.image_bytes}"
-    truth_file = site / "ground_truth.json"
-    if not truth_file.exists():
-        shutil.rmtree(site, ignore_errors=True)
-        argv = [str(args.project_bin / "python"), "-m", "crawler.demo.site", "generate"]
-        argv += [str(site), "--pages", str(args.pages), "--images", str(args.images)]
-        argv += ["--seed", str(args.seed), "--image-bytes", args.image_bytes]
-        print(f"--- generating the site in {site} (once per set of parameters)", flush=True)
-        subprocess.run(argv, check=True, cwd=ROOT)
-    return site, json.loads(truth_file.read_text())
-
-
-def site_summary(truth: dict) -> dict:
-    sizes = sorted(image["bytes"] for image in truth["images"])
-    return {
-        "pages": len(truth["pages"]),
-        "image_urls": len(truth["images"]),
-        "distinct_contents": truth["distinct_contents"],
-        "broken_images": len(truth["broken_images"]),
-        "image_bytes_min": sizes[0],
-        "image_bytes_median": sizes[len(sizes) // 2],
-        "image_bytes_max": sizes[-1],
-        "image_bytes_total": sum(sizes),
-    }
-
-
 def run_one(
     args: argparse.Namespace,
     settings: tools.Settings,
+    site: sites.Site,
     tool: str,
     latency: int,
-    site: Path,
+    folder: Path,
     truth: dict,
     attempt: int = 0,
 ) -> dict:
-    rundir = args.workdir / "runs" / f"{tool}-{latency}ms" / f"run{attempt + 1}"
+    rundir = args.workdir / "runs" / site.name / f"{tool}-{latency}ms" / f"run{attempt + 1}"
     shutil.rmtree(rundir.parent if attempt == 0 else rundir, ignore_errors=True)
     out = rundir / "out"
     out.mkdir(parents=True)
@@ -126,13 +130,17 @@ def run_one(
     os.sync()
     # Other work on the machine skews every figure; the load average says how much.
     load = [round(x, 2) for x in os.getloadavg()]
-    server = nginx.Nginx(rundir / "nginx", site, latency)
+    server = nginx.Nginx(rundir / "nginx", folder, latency, site.every_response)
     server.start()
     runner = measure.ToolRun(rundir)
     profilers: dict[str, subprocess.Popen | None] = {}
     try:
         sample = truth["images"][len(truth["images"]) // 2]
         check = nginx.check_delay(server.url, sample["path"], sample["sha256"], latency)
+        page = truth["pages"][0]
+        page_sha = hashlib.sha256((folder / page.lstrip("/")).read_bytes()).hexdigest()
+        page_delay = latency if site.every_response else 0
+        page_check = nginx.check_delay(server.url, page, page_sha, page_delay, "text/html")
         urls = [server.url.rstrip("/") + image["path"] for image in truth["images"]]
         urls += [server.url.rstrip("/") + path for path in truth["broken_images"]]
         urls_file = rundir / "urls.txt"
@@ -144,7 +152,7 @@ def run_one(
                 for role, pid in pids.items():
                     profilers[role] = profile.start(pid, rundir / f"profile-{role}.txt")
 
-        print(f"--- {tool}, {latency} ms: running (logs in {rundir})", flush=True)
+        print(f"--- {site.name}: {tool}, {latency} ms: running (logs in {rundir})", flush=True)
         began = time.time()
         result = runner.run(tools.launches(tool, target, settings), args.timeout, start_profiles)
     finally:
@@ -158,11 +166,12 @@ def run_one(
                 except subprocess.TimeoutExpired:
                     proc.kill()
     requests = nginx.read_access_log(server.access_log, set(truth["broken_images"]))
-    summary = summarize(tool, latency, rundir, result, truth, requests)
+    summary = {"site": site.name, **summarize(tool, latency, rundir, result, truth, requests)}
     summary.update(
         attempt=attempt + 1,
         load_before=load,
         nginx_check=check,
+        nginx_page_check=page_check,
         nginx_cpu_s=round(nginx_cpu, 2),
         first_image_s=_since(began, requests.first_image_at),
         last_image_s=_since(began, requests.last_image_at),
@@ -190,6 +199,7 @@ def summarize(
     found = measure.stored_hashes(rundir / "out")
     wanted = {image["sha256"] for image in truth["images"]}
     stored = len(wanted & found.keys())
+    pages = requests.pages
     # wait4 counts everything a tool reaped; a killed tool's orphans are reaped by init
     # instead, and then only the samples saw them.
     cpu = max(result.cpu_wait4, result.cpu_sampled)
@@ -207,7 +217,10 @@ def summarize(
         "expected": truth["distinct_contents"],
         "wall_s": round(result.wall, 2),
         "images_per_s": round(stored / result.wall, 1) if result.wall else 0.0,
+        "pages_fetched": pages,
+        "pages_per_s": round(pages / result.wall, 1) if result.wall else 0.0,
         "cpu_s": round(cpu, 2),
+        "cpu_ms_per_page": round(1000 * cpu / pages, 2) if pages else None,
         "cpu_s_wait4": round(result.cpu_wait4, 2),
         "cpu_s_sampled": round(result.cpu_sampled, 2),
         "cpu_s_per_1k": round(1000 * cpu / stored, 3) if stored else None,
@@ -270,14 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _raise_interrupt)
     signal.signal(signal.SIGINT, _raise_interrupt)
     args.workdir.mkdir(parents=True, exist_ok=True)
-    site, truth = generate_site(args)
-    info = site_summary(truth)
-    print(
-        f"site: {info['pages']} pages, {info['image_urls']} image URLs "
-        f"({info['distinct_contents']} distinct), image sizes {info['image_bytes_min']} B .. "
-        f"{info['image_bytes_max']} B (median {info['image_bytes_median']} B)",
-        flush=True,
-    )
+    chosen_sites = sites.choose(args)
     settings = tools.Settings(
         project_bin=args.project_bin,
         concurrency=args.concurrency,
@@ -295,20 +301,27 @@ def main(argv: list[str] | None = None) -> int:
     params = {k: v for k, v in vars(args).items() if k not in ("workdir", "project_bin", "json")}
     params["started"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     params["crawler_version"] = code_version()
+    infos: dict[str, dict] = {}
     results: list[dict] = []
     failed = False
     try:
-        for latency in args.latencies:
-            # Repeats go round the tools (ours, scrapy, ..., ours, scrapy, ...), so that a
-            # slow spell of this machine does not land on one tool's runs only.
-            for attempt, tool in itertools.product(range(args.repeat), args.tool_list):
+        for site in chosen_sites:
+            folder, truth = sites.generate(site, args)
+            infos[site.name] = sites.summary(site, folder, truth)
+            print(sites.describe(infos[site.name], args.latencies), flush=True)
+            for latency, attempt, tool in itertools.product(
+                args.latencies, range(args.repeat), site.tools
+            ):
+                # Repeats go round the tools (ours, scrapy, ..., ours, scrapy, ...), so that
+                # a slow spell of this machine does not land on one tool's runs only.
                 chosen = ours_settings if tool.startswith("ours") else settings
-                result = run_one(args, chosen, tool, latency, site, truth, attempt)
+                result = run_one(args, chosen, site, tool, latency, folder, truth, attempt)
                 results.append(result)
                 bad = result["timed_out"] or any(result["exit_codes"].values())
                 failed |= bad
                 print(
-                    f"    {result['stored']}/{result['expected']} stored in {result['wall_s']} s "
+                    f"    {result['stored']}/{result['expected']} stored, "
+                    f"{result['pages_fetched']} pages fetched in {result['wall_s']} s "
                     f"(images served from {result['first_image_s']} s to "
                     f"{result['last_image_s']} s), CPU {result['cpu_s']} s "
                     f"(nginx {result['nginx_cpu_s']} s), load before {result['load_before'][0]}, "
@@ -320,12 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: results so far follow", file=sys.stderr)
         failed = True
     params["json"] = str(args.json)
-    report.write_json(args.json, params, info, results)
-    print()
-    print(report.table(report.medians(results)))
+    report.write_json(args.json, params, infos, results)
+    rows = report.medians(results)
+    for name, info in infos.items():
+        print()
+        print(sites.describe(info, args.latencies))
+        print(report.table([row for row in rows if row["site"] == name]))
     for result in results:
         for role, summary in result.get("profile", {}).items():
-            profile.print_summary(f"{result['tool']} {result['latency_ms']} ms {role}", summary)
+            title = f"{result['site']}: {result['tool']} {result['latency_ms']} ms {role}"
+            profile.print_summary(title, summary)
     print(f"\nresults: {args.json}")
     return 1 if failed else 0
 

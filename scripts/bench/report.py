@@ -1,4 +1,9 @@
-"""The results table (one row per tool and latency) and the JSON file behind it."""
+"""The results tables (one per site, a row per tool and latency) and the JSON file behind them.
+
+Besides the images stored and the time, each row has the pages fetched (page GETs in
+nginx's access log: the list downloaders fetch none), pages/s, and CPU ms per page
+fetched, the cost of the page path that the image-heavy site hardly shows.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +17,11 @@ COLUMNS = (
     ("tool", "<"),
     ("latency", ">"),
     ("stored/expected", ">"),
+    ("pages", ">"),
     ("wall s", ">"),
+    ("pages/s", ">"),
     ("images/s", ">"),
+    ("CPU ms/page", ">"),
     ("CPU s/1k img", ">"),
     ("user s/1k", ">"),
     ("peak RSS MB", ">"),
@@ -32,12 +40,16 @@ def row(result: dict) -> list[str]:
         wall += f" ({low:.1f}-{high:.1f})"
     wall += " TIMEOUT" if result["timed_out"] else ""
     cpu = result["cpu_s_per_1k"]
+    per_page = result.get("cpu_ms_per_page")
     return [
         result["tool"],
         f"{result['latency_ms']} ms",
         f"{result['stored']}/{result['expected']}",
+        str(result.get("pages_fetched", "-")),
         wall,
+        f"{result.get('pages_per_s', 0):.0f}",
         f"{result['images_per_s']:.0f}",
+        "-" if per_page is None else f"{per_page:.2f}",
         "-" if cpu is None else f"{cpu:.2f}",
         "-" if result.get("user_s_per_1k") is None else f"{result['user_s_per_1k']:.2f}",
         rss,
@@ -46,14 +58,16 @@ def row(result: dict) -> list[str]:
 
 
 def medians(results: list[dict]) -> list[dict]:
-    """Per tool and latency, the run with the median wall time (all runs stay in the JSON).
+    """Per site, tool and latency, the run with the median wall time (all runs stay in the
+    JSON).
 
     The median of whole runs rather than of each figure, so that a row's figures
     belong together; the row says how many runs there were and their wall-time range.
     """
-    groups: dict[tuple[str, int], list[dict]] = {}
+    groups: dict[tuple[str, str, int], list[dict]] = {}
     for result in results:
-        groups.setdefault((result["tool"], result["latency_ms"]), []).append(result)
+        key = (result["site"], result["tool"], result["latency_ms"])
+        groups.setdefault(key, []).append(result)
     rows = []
     for runs in groups.values():
         ordered = sorted(runs, key=lambda r: r["wall_s"])
@@ -87,6 +101,7 @@ def machine() -> dict:
     }
 
 
-def write_json(path: Path, params: dict, site: dict, results: list[dict]) -> None:
-    document = {"machine": machine(), "params": params, "site": site, "results": results}
+def write_json(path: Path, params: dict, sites: dict[str, dict], results: list[dict]) -> None:
+    """`sites`: each site's summary by name; each result names its site."""
+    document = {"machine": machine(), "params": params, "sites": sites, "results": results}
     path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")

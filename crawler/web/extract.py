@@ -228,6 +228,8 @@ def _is_read(tag: str, attributes: Mapping[str, str]) -> bool:
     """Whether extraction can find anything in an element (``_Collector.visit``)."""
     if tag in _READ_TAGS:
         return True
+    if not attributes:  # (lxml's empty mapping answers .get() through a KeyError)
+        return False
     if tag in _BACKGROUND_TAGS and "background" in attributes:
         return True
     if not _LAZY_ATTRIBUTES.isdisjoint(attributes):

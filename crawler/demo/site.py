@@ -7,6 +7,7 @@ it on 127.0.0.1 and `check.compare_with_truth` checks a crawl against it.
 
 Usage:
     python -m crawler.demo.site generate DIR [--pages N] [--images N] [--seed N]
+        [--image-bytes LOW-HIGH] [--page-kb LOW-HIGH]
     python -m crawler.demo.site serve DIR [--host H] [--port P] [--port-file F] [--access-log F]
 """
 
@@ -21,13 +22,15 @@ import posixpath
 import random
 import signal
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import cache, partial
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from crawler.demo.check import compare_with_truth
+from crawler.demo.filler import Filler, make_filler
 from crawler.demo.formats import FORMATS, ImageFormat, content_type
 from crawler.demo.server import serve
 
@@ -74,6 +77,7 @@ def generate_site(
     images: int = 300,
     seed: int = 1,
     image_bytes: tuple[int, int] | None = None,
+    page_bytes: tuple[int, int] | None = None,
 ) -> dict:
     """Write the demo site under `root` and return its ground truth (also in ground_truth.json).
 
@@ -81,29 +85,38 @@ def generate_site(
     one of which is a byte-identical copy of another, so there are `images - 1` distinct
     contents. `image_bytes` (low, high) makes each encoded image about a size drawn
     uniformly from that range (the benchmark's 2-80 KB), by painting shapes over noise;
-    without it images are small drawings of a few hundred bytes. Existing files under
-    `root` are overwritten, never deleted.
+    without it images are small drawings of a few hundred bytes. `page_bytes` (low, high)
+    pads each page with real-looking markup (`filler.make_filler`: no images, links only
+    to the site's pages) to exactly a size drawn from that range, or leaves it as it is
+    when its content is larger; the images, links to them and the ground truth stay those
+    of the unpadded site (which is byte for byte the site without `page_bytes`), apart
+    from a "page_bytes" entry. Existing files under `root` are overwritten, never deleted.
     """
     if pages < 1 or images < 2:
         raise ValueError("need pages >= 1 and images >= 2")
     if image_bytes is not None and not 64 <= image_bytes[0] <= image_bytes[1]:
         raise ValueError("image sizes need 64 <= low <= high bytes")
+    if page_bytes is not None and not 1 <= page_bytes[0] <= page_bytes[1]:
+        raise ValueError("page sizes need 1 <= low <= high bytes")
     rng = random.Random(seed)
     page_paths = ["/index.html"] + [f"/pages/p{n:03d}.html" for n in range(1, pages)]
     all_images = _make_images(rng, images, image_bytes)
     blocks = _deal_blocks(rng, [img.path for img in all_images])
     placement = _place_blocks(rng, blocks, len(page_paths))
     rerefs = _rereferences(rng, placement, len(page_paths))
-    html = _render_pages(rng, page_paths, placement, rerefs)
+    pad = None if page_bytes is None else partial(_filler, seed, page_paths, page_bytes)
 
     root.mkdir(parents=True, exist_ok=True)
     for img in all_images:
         _write(root, img.path, img.data)
-    for path, text in html.items():
+    # Pages written as they are rendered: padded ones are big. Nothing else draws from rng.
+    for path, text in _render_pages(rng, page_paths, placement, rerefs, pad):
         _write(root, path, text.encode())
     _write(root, TEXT_FILE, b"Demo site for the image crawler. Not an image, not a page.\n")
 
     truth = _ground_truth(seed, page_paths, all_images, placement)
+    if page_bytes is not None:
+        truth["page_bytes"] = list(page_bytes)
     _write(root, "/ground_truth.json", (json.dumps(truth, indent=2) + "\n").encode())
     return truth
 
@@ -278,11 +291,14 @@ def _render_pages(
     page_paths: list[str],
     placement: list[list[_Block]],
     rerefs: list[list[_Block]],
-) -> dict[str, str]:
-    """Build the page graph: index -> sections -> leaves, plus home and neighbour links.
+    pad: Callable[[str, int], Filler] | None = None,
+) -> Iterator[tuple[str, str]]:
+    """Yield each page's path and HTML. The page graph: index -> sections -> leaves, plus
+    home and neighbour links.
 
     The last page also carries the odd links: a broken page, an external host, a text file
-    and the broken image references.
+    and the broken image references. `pad(page, size)` gives the filler of a page of `size`
+    bytes, from a random stream of its own: `rng` is drawn from the same with or without.
     """
     n_sections = max(1, round((len(page_paths) - 1) ** 0.5))
     sections = page_paths[1 : 1 + n_sections]
@@ -291,7 +307,6 @@ def _render_pages(
     for i, leaf in enumerate(leaves):
         children.setdefault(sections[i % len(sections)], []).append(leaf)
 
-    html: dict[str, str] = {}
     for i, page in enumerate(page_paths):
         u = _UrlMaker(rng, page)
         links = [("Home", u("/index.html"))]
@@ -304,8 +319,18 @@ def _render_pages(
             links += [("Lost page", u(BROKEN_PAGES[0])), ("Elsewhere", EXTERNAL_URL)]
             links.append(("Read me", u(TEXT_FILE)))
             body += _broken_images_html(u)
-        html[page] = _page_html(rng, _title(page), links, body)
-    return html
+        fill = None if pad is None else partial(pad, page)
+        yield page, _page_html(rng, _title(page), links, body, fill)
+
+
+def _filler(
+    seed: int, page_paths: list[str], page_bytes: tuple[int, int], page: str, size: int
+) -> Filler:
+    """The filler that brings `page` from `size` bytes to a size drawn from `page_bytes`,
+    drawn from a random stream seeded by (seed, page) alone."""
+    frng = random.Random(f"{seed}:{page}")
+    target = frng.randint(*page_bytes)
+    return make_filler(frng, target - size, page=page, pages=page_paths, url=_UrlMaker(frng, page))
 
 
 class _UrlMaker:
@@ -318,7 +343,12 @@ class _UrlMaker:
     def __call__(self, path: str) -> str:
         if self.rng.random() < 0.5:
             return path
-        return posixpath.relpath(path, self.base)
+        return _relative(path, self.base)
+
+
+@cache
+def _relative(path: str, base: str) -> str:
+    return posixpath.relpath(path, base)  # cached: padded pages spell many links
 
 
 def _title(page: str) -> str:
@@ -359,23 +389,35 @@ def _broken_images_html(u: Callable[[str], str]) -> list[str]:
 
 
 def _page_html(
-    rng: random.Random, title: str, links: list[tuple[str, str]], body: list[str]
+    rng: random.Random,
+    title: str,
+    links: list[tuple[str, str]],
+    body: list[str],
+    fill: Callable[[int], Filler] | None = None,
 ) -> str:
+    """The page; `fill(size)` gives the filler for its slots from the unpadded size."""
     nav = "\n".join(f'<li><a href="{href}">{text}</a></li>' for text, href in links)
     text = " ".join(rng.choice(WORDS) for _ in range(rng.randint(12, 30))).capitalize()
     figures = "\n".join(f"<figure>{item}</figure>" for item in body)
-    return (
-        "<!DOCTYPE html>\n"
-        '<html lang="en">\n'
-        f'<head><meta charset="utf-8"><title>{title}</title></head>\n'
-        "<body>\n"
-        f"<h1>{title}</h1>\n"
-        f"<p>{text}.</p>\n"
-        f"<nav><ul>\n{nav}\n</ul></nav>\n"
-        f"<main>\n{figures}\n</main>\n"
-        "</body>\n"
-        "</html>\n"
-    )
+
+    def page(f: Filler) -> str:
+        return (
+            "<!DOCTYPE html>\n"
+            '<html lang="en">\n'
+            f'<head><meta charset="utf-8"><title>{title}</title>{f.head}</head>\n'
+            "<body>\n"
+            f"{f.header}"
+            f"<h1>{title}</h1>\n"
+            f"<p>{text}.</p>\n"
+            f"<nav><ul>\n{nav}\n</ul></nav>\n"
+            f"<main>\n{f.main_top}{figures}\n{f.main_bottom}</main>\n"
+            f"{f.footer}"
+            "</body>\n"
+            "</html>\n"
+        )
+
+    unpadded = page(Filler())
+    return unpadded if fill is None else page(fill(len(unpadded.encode())))
 
 
 # ---------------------------------------------------------------- serving
@@ -399,6 +441,7 @@ def _cmd_generate(args: argparse.Namespace) -> int:
         images=args.images,
         seed=args.seed,
         image_bytes=args.image_bytes,
+        page_bytes=args.page_kb,
     )
     print(
         f"generated {args.dir}: {len(truth['pages'])} pages, {len(truth['images'])} images "
@@ -445,13 +488,22 @@ def _cmd_check(args: argparse.Namespace) -> int:
     return 0 if not problems else 1
 
 
-def _byte_range(text: str) -> tuple[int, int]:
+def _range(text: str, unit: str, least: int) -> tuple[int, int]:
     low, _, high = text.partition("-")
-    if not (low.isdigit() and high.isdigit()) or not 64 <= int(low) <= int(high):
+    if not (low.isdigit() and high.isdigit()) or not least <= int(low) <= int(high):
         raise argparse.ArgumentTypeError(
-            f"want LOW-HIGH bytes with 64 <= LOW <= HIGH, not {text!r}"
+            f"want LOW-HIGH {unit} with {least} <= LOW <= HIGH, not {text!r}"
         )
     return int(low), int(high)
+
+
+def _byte_range(text: str) -> tuple[int, int]:
+    return _range(text, "bytes", 64)
+
+
+def _kilobyte_range(text: str) -> tuple[int, int]:
+    low, high = _range(text, "KB", 1)
+    return low * 1000, high * 1000
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -468,6 +520,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=_byte_range,
         metavar="LOW-HIGH",
         help="encoded size of each image drawn from this range, e.g. 2000-80000",
+    )
+    gen.add_argument(
+        "--page-kb",
+        type=_kilobyte_range,
+        metavar="LOW-HIGH",
+        help="pad each page with real-looking markup to a size in this range of KB "
+        "(1 KB = 1000 bytes), e.g. 30-150",
     )
     gen.set_defaults(func=_cmd_generate)
 

@@ -94,6 +94,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workdir", type=Path, default=ROOT / "build" / "bench")
     parser.add_argument("--project-bin", type=Path, default=ROOT / ".venv" / "bin")
     args = parser.parse_args(argv)
+    # Absolute: nginx would take a relative path against its own prefix.
+    args.workdir = args.workdir.resolve()
     args.latencies = [int(x) for x in args.latency.split(",") if x.strip()]
     args.site_list = list(dict.fromkeys(s.strip() for s in args.sites.split(",") if s.strip()))
     unknown = set(args.site_list) - set(sites.PRESETS)

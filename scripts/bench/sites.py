@@ -24,6 +24,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 CRAWLERS = ("ours", "scrapy", "gevent-crawl")  # list downloaders do not crawl pages
+KB = 1000  # as the generator's --page-kb counts
 
 
 @dataclass(frozen=True)
@@ -122,8 +123,8 @@ def describe(info: dict, latencies: list[int]) -> str:
     rule = "every response" if info["latency_on"] == "every response" else "image responses only"
     added = "/".join(str(ms) for ms in latencies) + " ms"
     return (
-        f"site {info['name']}: {info['pages']} pages (median {info['page_bytes_median'] / 1024:.1f}"
-        f" KB, {info['page_bytes_min'] / 1024:.1f}-{info['page_bytes_max'] / 1024:.1f} KB), "
+        f"site {info['name']}: {info['pages']} pages (median {info['page_bytes_median'] / KB:.1f}"
+        f" KB, {info['page_bytes_min'] / KB:.1f}-{info['page_bytes_max'] / KB:.1f} KB), "
         f"{info['image_urls']} image URLs ({info['distinct_contents']} distinct, median "
-        f"{info['image_bytes_median'] / 1024:.1f} KB); {added} added to {rule}"
+        f"{info['image_bytes_median'] / KB:.1f} KB); {added} added to {rule}"
     )

@@ -3,7 +3,8 @@
 BeautifulSoup parses a page in pure Python. Done in the harvester's page threads it held
 the GIL from the threads answering the downloaders' leases and results: while pages
 were being parsed the whole cluster stored images more slowly (docs/design-notes.md).
-Worker processes parse instead; a page thread sends the bytes and waits.
+Worker processes parse instead; a page thread hands the bytes in and waits, and the
+pages go to the workers in batches (``PageParser``).
 
 Until the workers have started (importing BeautifulSoup and lxml takes a while) pages
 are parsed in the calling thread, so the first page is not delayed;
@@ -45,9 +46,46 @@ def _ready() -> bool:
     return True
 
 
+# Pages per batch at most, and their bytes: a batch is one message each way.
+MAX_BATCH_PAGES = 32
+MAX_BATCH_BYTES = 8 * 1024 * 1024
+
+
+def extract_pages(pages: list[tuple[bytes, str, str | None]]) -> list[PageContent | Exception]:
+    """``extract_page`` of each page, in a worker: a page's own exception is its result
+    (it goes back to that page's caller), so one hostile page fails no other."""
+    results: list[PageContent | Exception] = []
+    for html, url, content_type in pages:
+        try:
+            results.append(extract_page(html, url, content_type))
+        except Exception as exc:
+            results.append(exc)
+    return results
+
+
+class _Waiting:
+    """A page handed to the parser, until its batch comes back."""
+
+    __slots__ = ("done", "page", "result", "size")
+
+    def __init__(self, page: tuple[bytes, str, str | None]) -> None:
+        self.page = page
+        self.size = len(page[0])
+        self.done = threading.Event()
+        self.result: PageContent | BaseException | None = None
+
+
 class PageParser:
     """``parse(html, url, content_type)``: ``extract_page``, in ``processes`` workers
-    (0: in the calling thread)."""
+    (0: in the calling thread).
+
+    Pages go to the workers in batches, one message each way per batch: the page
+    threads hand their pages in and wait; a sender thread keeps each worker busy with
+    one batch and one more queued, made of every page waiting then (at most
+    ``MAX_BATCH_PAGES`` pages and ``MAX_BATCH_BYTES``). A lightly loaded crawl sends
+    each page at once; a busy one sends fewer, bigger messages. A batch whose worker
+    died, or that could not be sent or returned, is parsed by its callers themselves.
+    """
 
     def __init__(self, processes: int) -> None:
         self.processes = processes
@@ -55,8 +93,13 @@ class PageParser:
         self._pool: ProcessPoolExecutor | None = None
         self._warm: Future[bool] | None = None
         self._closed = False
+        self._waiting: list[_Waiting] = []
+        self._sent = 0  # batches in the pool
+        self.batches = self.pages = 0  # sent to the workers so far
+        self._changed = threading.Condition(self._lock)
         if processes:
             self._start()
+            threading.Thread(target=self._send_batches, name="page-batches", daemon=True).start()
 
     def _start(self) -> None:
         # spawn, not fork: the harvester has threads (and SQLite) by the time it parses.
@@ -71,19 +114,82 @@ class PageParser:
 
     def parse(self, html: bytes, url: str, content_type: str | None) -> PageContent:
         with self._lock:
-            pool, warm = self._pool, self._warm
-        if pool is None or warm is None or not warm.done():
+            warm = self._warm
+            if self._pool is None or warm is None or not warm.done():
+                waiting = None
+            else:
+                waiting = _Waiting((html, url, content_type))
+                self._waiting.append(waiting)
+                self._changed.notify()
+        if waiting is None:
             return extract_page(html, url, content_type)
-        try:
-            future = pool.submit(extract_page, html, url, content_type)
-        except (BrokenProcessPool, RuntimeError):  # broken, or shut down by close()
+        waiting.done.wait()
+        result = waiting.result
+        if isinstance(result, _Unparsed):  # the pool could not do it: parse it here
+            return extract_page(html, url, content_type)
+        if isinstance(result, BaseException):
+            raise result  # extract_page's own exceptions come through as they are
+        assert result is not None
+        return result
+
+    def _send_batches(self) -> None:
+        """The sender thread: batches out while a worker has room, until closed."""
+        while True:
+            with self._lock:
+                while not self._closed and (
+                    not self._waiting or self._sent > self.processes or self._pool is None
+                ):
+                    self._changed.wait()
+                if self._closed:
+                    batch, self._waiting = self._waiting, []
+                    _resolve(batch, [_Unparsed()] * len(batch))
+                    return
+                batch = self._take_batch()
+                pool = self._pool
+                self._sent += 1
+                self.batches += 1
+                self.pages += len(batch)
+            try:
+                sent = pool.submit(extract_pages, [waiting.page for waiting in batch])
+            except (BrokenProcessPool, RuntimeError):  # broken, or shut down by close()
+                self._returned(batch, pool, None)
+                continue
+            sent.add_done_callback(lambda done, b=batch, p=pool: self._returned(b, p, done))
+
+    def _take_batch(self) -> list[_Waiting]:
+        """The first waiting pages, within the batch limits (always at least one)."""
+        size = 0
+        for count, waiting in enumerate(self._waiting):
+            size += waiting.size
+            if count == MAX_BATCH_PAGES or (count and size > MAX_BATCH_BYTES):
+                break
+        else:
+            count = len(self._waiting)
+        batch, self._waiting = self._waiting[:count], self._waiting[count:]
+        return batch
+
+    def _returned(
+        self,
+        batch: list[_Waiting],
+        pool: ProcessPoolExecutor,
+        done: Future[list[PageContent | Exception]] | None,
+    ) -> None:
+        """A batch is back (``done``), or could not be sent (None): wake its callers."""
+        results: list[PageContent | BaseException] = [_Unparsed()] * len(batch)
+        broken = done is None
+        if done is not None:
+            try:
+                results = list(done.result())
+            except BrokenProcessPool:  # a worker died (the OOM killer, a crash in lxml)
+                broken = True
+            except Exception:  # a result that could not be returned (pickled)
+                pass
+        with self._lock:
+            self._sent -= 1
+            self._changed.notify()
+        if broken:
             self._restart(pool)
-            return extract_page(html, url, content_type)
-        try:
-            return future.result()  # extract_page's own exceptions come through as they are
-        except BrokenProcessPool:  # a worker died (the OOM killer, a crash in lxml)
-            self._restart(pool)
-            return extract_page(html, url, content_type)
+        _resolve(batch, results)
 
     def _restart(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:
@@ -96,5 +202,16 @@ class PageParser:
         with self._lock:
             self._closed = True
             pool, self._pool = self._pool, None
+            self._changed.notify()
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+
+
+class _Unparsed(Exception):
+    """A page the workers could not parse (pool broken or closed): its caller parses it."""
+
+
+def _resolve(batch: list[_Waiting], results: list[PageContent | BaseException]) -> None:
+    for waiting, result in zip(batch, results, strict=True):
+        waiting.result = result
+        waiting.done.set()

@@ -6,11 +6,12 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
 
-from crawler.harvest.parsing import PARENT_CHECK_SECONDS, PageParser
+from crawler.harvest.parsing import PARENT_CHECK_SECONDS, PageParser, extract_pages
 from crawler.web.extract import extract_page
 
 PAGE = b"""<html><head><base href="/b/"></head><body>
@@ -123,3 +124,37 @@ def test_workers_exit_when_the_harvester_is_gone_before_they_are_up():
     while any(alive(pid) for pid in workers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(alive(pid) for pid in workers)
+
+
+def test_pages_waiting_together_go_in_one_batch_and_each_gets_its_own_result():
+    # Pages of a few ms each, handed in at the same moment: while the first batches are
+    # being parsed, the others wait together.
+    filler = b"<p><a href='/x'>x</a> words</p>" * 300
+    pages = [PAGE.replace(b"a.png", f"a{n}.png".encode()) + filler for n in range(48)]
+    parser = PageParser(1)
+    results: dict[int, object] = {}
+    start = threading.Barrier(len(pages))
+    try:
+        wait_until_warm(parser)
+
+        def parse(n: int) -> None:
+            start.wait(30)
+            results[n] = parser.parse(pages[n], URL, "text/html")
+
+        threads = [threading.Thread(target=parse, args=(n,)) for n in range(len(pages))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        parser.close()
+    assert results == {n: extract_page(page, URL, "text/html") for n, page in enumerate(pages)}
+    assert parser.pages == len(pages)
+    assert parser.batches < parser.pages  # pages that waited together went together
+
+
+def test_one_bad_page_fails_only_itself():
+    good, bad = (PAGE, URL, "text/html"), ("not bytes", URL, "text/html")
+    first, second, third = extract_pages([good, bad, good])  # type: ignore[list-item]
+    assert first == third == extract_page(PAGE, URL, "text/html")
+    assert isinstance(second, TypeError)

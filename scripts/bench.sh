@@ -3,7 +3,7 @@
 # crawler, img2dataset and a plain gevent list downloader, on generated sites served by a
 # private nginx on 127.0.0.1, at 0 and 50 ms of added latency. Three sites (--sites):
 #   images  200 small pages, 10,000 images; latency on image responses only; every tool
-#   small   5,001 small pages, 10,000 images; latency on every response; the crawlers only
+#   small   5,001 pages of 3-5 KB, 10,000 images; latency on every response; the crawlers only
 #   heavy   3,001 pages of 30-150 KB, 6,000 images; likewise (ours, scrapy, gevent-crawl)
 # Not part of the test suite: figures vary by machine. Prints one table per site and
 # writes them all as JSON (--json FILE, default ./bench-results.json). Logs and outputs

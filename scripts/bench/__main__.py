@@ -8,7 +8,7 @@ with a fresh nginx, run the tool in a clean folder, measure; print one table per
 (``bash scripts/bench.sh ARGS`` does the installing and then exactly this.)
 
 The sites and the tools each one runs by default are in sites.py: ``images`` (200 pages,
-10,000 images, latency on images only; every tool), ``small`` (5,001 small pages, 10,000
+10,000 images, latency on images only; every tool), ``small`` (5,001 pages of 3-5 KB, 10,000
 images) and ``heavy`` (3,001 pages of 30-150 KB, 6,000 images), both with the latency on
 every response and run by the crawlers only (ours, scrapy, gevent-crawl). --pages,
 --images, --page-kb and --tools, when given, apply to every site chosen.

@@ -22,8 +22,9 @@ def test_browser_check_pages(path: str) -> None:
     assert same_extraction(decode_html(BROWSER_PAGES[path]))
 
 
-def test_demo_site_pages(tmp_path) -> None:
-    truth = generate_site(tmp_path, pages=12, images=60)
+@pytest.mark.parametrize("page_bytes", [None, (30000, 90000)], ids=["own", "real-sized"])
+def test_demo_site_pages(tmp_path, page_bytes) -> None:
+    truth = generate_site(tmp_path, pages=12, images=60, page_bytes=page_bytes)
     for page in truth["pages"]:
         text = (tmp_path / page.lstrip("/")).read_text(encoding="utf-8")
         assert same_extraction(text), page

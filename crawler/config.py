@@ -98,7 +98,7 @@ class CrawlConfig:
     exclude: tuple[str, ...] = _setting((), _regexes, "must be valid regular expressions")
     obey_nofollow: bool = False
     image_hosts: tuple[str, ...] = ()
-    page_workers: int = _setting(16, _positive, "must be > 0")
+    page_workers: int = _setting(64, _positive, "must be > 0")
     parse_processes: int = _setting(0, _not_negative, "must be >= 0 (0 means one per core)")
     page_timeout: float = _setting(15.0, _positive, "must be > 0")
     max_page_bytes: int = _setting(10 * 1024 * 1024, _positive, "must be > 0")

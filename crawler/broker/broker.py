@@ -334,23 +334,37 @@ class Broker:
         with self._lock:
             self.board.page_hosts = hosts
 
-    def take_page_slot(self, host: str) -> tuple[bool, float | None]:
-        """A slot for the harvester to fetch a page: ``(granted, start_in)``; pages count
-        against the same per-host limits as images."""
+    def take_page_slots(self, hosts: list[str], limit: int) -> list[tuple[bool, float | None]]:
+        """A slot for the harvester to fetch a page of each host in turn, under one
+        lock, until ``limit`` are granted: ``(granted, start_in)`` per host (hosts after
+        the limit are not granted). Pages count against the same per-host limits as
+        images."""
+        slots: list[tuple[bool, float | None]] = []
+        granted = 0
         with self._lock:
             now = self.clock()
-            busy = self.politeness.state(host).in_flight
-            if self.politeness.room(host, now, PAGE_FETCHER) <= 0 or (
-                busy and self.politeness.limits(host)[1] > 0  # a delayed host: one at a time
-            ):
-                return False, None
-            return True, self.politeness.grant(host, now, PAGE_FETCHER)
+            for host in hosts:
+                slot = self._page_slot(host, now) if granted < limit else (False, None)
+                granted += slot[0]
+                slots.append(slot)
+        return slots
 
-    def release_page_slot(self, host: str, status: int | None, error: str | None) -> None:
+    def _page_slot(self, host: str, now: float) -> tuple[bool, float | None]:
+        busy = self.politeness.state(host).in_flight
+        if self.politeness.room(host, now, PAGE_FETCHER) <= 0 or (
+            busy and self.politeness.limits(host)[1] > 0  # a delayed host: one at a time
+        ):
+            return False, None
+        return True, self.politeness.grant(host, now, PAGE_FETCHER)
+
+    def release_page_slots(self, outcomes: list[tuple[str, int | None, str | None]]) -> None:
+        """Give back page slots, ``(host, status, error)`` each, under one lock; the
+        outcomes feed the per-host backoff as images' results do."""
         with self._wake:
             now = self.clock()
-            self.politeness.release(host, now, PAGE_FETCHER)
-            self.politeness.feedback(host, Result(0, host, status=status, error=error), now)
+            for host, status, error in outcomes:
+                self.politeness.release(host, now, PAGE_FETCHER)
+                self.politeness.feedback(host, Result(0, host, status=status, error=error), now)
             self._wake.notify_all()
 
     def host_snapshot(self) -> list[dict[str, Any]]:

@@ -343,10 +343,13 @@ class Harvester:
             self._start_pages(pages)
             if self.in_flight:
                 finished, _ = wait(self.in_flight, timeout=LOOP_TICK, return_when=FIRST_COMPLETED)
+                done = [future.result() for future in finished]
                 for future in finished:
                     del self.in_flight[future]
-                    page = future.result()
-                    self.broker.release_page_slot(host_of(page.url), *_page_outcome(page))
+                self.broker.release_page_slots(
+                    [(host_of(page.url), *_page_outcome(page)) for page in done]
+                )
+                for page in done:
                     self._handle_page(page)
             else:
                 # Woken by the next result batch: the manifest follows the nodes at once,
@@ -402,14 +405,11 @@ class Harvester:
         if want > 0 and len(self.deferred) < MAX_DEFERRED_PAGES:
             self.deferred += self._not_waiting_for_robots(self.state.frontier.take(want, now), now)
         waiting = []
-        for url, depth in self.deferred:
-            granted, start_in = (
-                (False, None) if room <= 0 else self.broker.take_page_slot(host_of(url))
-            )
+        slots = self.broker.take_page_slots([host_of(url) for url, _ in self.deferred], room)
+        for (url, depth), (granted, start_in) in zip(self.deferred, slots, strict=True):
             if not granted:
                 waiting.append((url, depth))
                 continue
-            room -= 1
             self.pages_begun += 1
             future = pages.submit(self._fetch_page, url, depth, start_in)
             self.in_flight[future] = url
@@ -452,7 +452,7 @@ class Harvester:
             elif failure is not None and failure.retry_at > now:
                 self.state.held.postpone(robots, failure.retry_at)
             else:
-                granted, start_in = self.broker.take_page_slot(host_of(robots))
+                ((granted, start_in),) = self.broker.take_page_slots([host_of(robots)], 1)
                 if granted:
                     future = pages.submit(self._check_robots, robots, start_in)
                     self.in_flight[future] = robots

@@ -182,6 +182,8 @@ def run_one(
         raw = rundir / f"profile-{role}.txt"
         if raw.exists():
             summary.setdefault("profile", {})[role] = profile.summarize(raw)
+            if tool.startswith("ours") and role == "harvester":
+                summary["profile"][role]["stages"] = profile.stages(raw)
     return summary
 
 

@@ -39,6 +39,41 @@ def start(pid: int, output: Path) -> subprocess.Popen | None:
     return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log)
 
 
+# Our harvester's samples by stage of the page path: the first rule whose marker is in a
+# sample's stack names it (the markers are function names of the crawler's code).
+HARVESTER_STAGES = (
+    ("parse: BeautifulSoup's soup of the kept elements", "parse_kept"),
+    ("parse: visiting the elements (URLs resolved)", "_Collector."),
+    ("parse: the rest of extract_page (decoding)", "extract_page"),
+    ("parse workers: start-up, imports, waiting for work", "spawn_main"),
+    ("pages to and from the parse workers", "PageParser"),
+    ("pages to and from the parse workers", "concurrent/futures/process"),
+    ("page threads: HTTP (requests, urllib3, our checks)", "fetch_page"),
+    ("main loop: frontier, task queue, log per page", "_handle_page"),
+    ("main loop: results into the manifest and log", "_record_updates"),
+    ("main loop: starting pages, the rest", "_crawl"),
+    ("serving the downloaders (leases, results)", "manager_server"),
+    ("start-up: imports", "_find_and_load"),
+)
+
+
+def stages(raw: Path, rules: tuple[tuple[str, str], ...] = HARVESTER_STAGES) -> list[list]:
+    """Shares of all samples by stage, ``[[label, percent], ...]``, biggest first;
+    samples no rule names are ``other``."""
+    counts: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        label = next((label for label, marker in rules if marker in stack), "other")
+        counts[label] += int(count)
+        total += int(count)
+    if not total:
+        return []
+    return [[label, round(100 * n / total, 1)] for label, n in counts.most_common()]
+
+
 def summarize(raw: Path, top: int = 15) -> dict:
     """Top functions by own samples and by inclusive samples, as % of all samples.
 
@@ -86,6 +121,10 @@ def _short(frame: str) -> str:
 
 def print_summary(title: str, summary: dict) -> None:
     print(f"\nprofile {title}: {summary['samples']} samples")
+    if summary.get("stages"):
+        print("  by stage:")
+        for name, share in summary["stages"]:
+            print(f"    {share:5.1f}%  {name}")
     for kind in ("own", "inclusive"):
         print(f"  top by {kind} time:")
         for name, share in summary[kind]:

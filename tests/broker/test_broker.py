@@ -12,6 +12,8 @@ import pytest
 from crawler.broker import broker as broker_module
 from crawler.broker.board import MAX_LOST_LEASES, TaskBoard, final_record, retry_delay
 from crawler.broker.broker import Broker
+from crawler.broker.politeness import Politeness
+from crawler.config import PolitenessConfig
 from crawler.records import AddressPolicyRecord, Result, record_line
 
 LEASE = 30.0
@@ -791,3 +793,31 @@ def test_hand_backs_during_a_pause_do_not_lengthen_it(clock: FakeClock) -> None:
     assert (status["handed_back"], status["paused_s"]) == (4, 4.0)
     _, events = broker.take_updates()
     assert [name for name, _ in events].count("node_failing") == 1
+
+
+# -- page slots for the harvester's own fetches -----------------------------------
+
+
+def test_page_slots_are_granted_in_turn_up_to_the_limit_and_the_host_limits() -> None:
+    politeness = Politeness.from_config(PolitenessConfig(host_concurrency=2))
+    broker = Broker(LEASE, 3, 12.0, clock=lambda: T0, politeness=politeness)
+    hosts = ["a.test", "a.test", "a.test", "b.test", "c.test", "d.test"]
+
+    slots = broker.take_page_slots(hosts, limit=3)
+
+    # a.test holds two at most; then b.test takes the third grant, and the limit is met.
+    assert [granted for granted, _ in slots] == [True, True, False, True, False, False]
+    assert broker.take_page_slots(["a.test"], 1) == [(False, None)]
+    broker.release_page_slots([("a.test", 200, None)])
+    assert broker.take_page_slots(["a.test"], 1)[0][0] is True
+
+
+def test_released_page_slots_feed_the_backoff() -> None:
+    politeness = Politeness.from_config(PolitenessConfig(host_concurrency=4))
+    broker = Broker(LEASE, 3, 12.0, clock=lambda: T0, politeness=politeness)
+    assert all(granted for granted, _ in broker.take_page_slots(["a.test"] * 2, 2))
+
+    broker.release_page_slots([("a.test", 503, "http_503"), ("a.test", 503, "http_503")])
+
+    assert politeness.state("a.test").in_flight == 0
+    assert politeness.state("a.test").throttled == 2

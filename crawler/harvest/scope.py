@@ -24,6 +24,7 @@ class Scope:
     def __init__(self, crawl: CrawlConfig, seeds: Iterable[str]) -> None:
         self.crawl = crawl
         self.seed_hosts: list[str] = []  # host[:port], exactly
+        self._seed_origins: tuple[str, ...] = ()
         for url in seeds:
             self.add_host(url)
         self.prefixes = [normalize(prefix) or prefix for prefix in crawl.prefixes]
@@ -35,9 +36,19 @@ class Scope:
         host = host_of(url)
         if host not in self.seed_hosts:
             self.seed_hosts.append(host)
+        # A URL that starts with one of these is on a seed's host, without parsing it:
+        # the host of a URL is what lies between "//" and the next "/" (pages have many
+        # links, most of them to their own site).
+        self._seed_origins = tuple(
+            f"{scheme}://{seed}/" for seed in self.seed_hosts for scheme in ("http", "https")
+        )
 
     def page_allowed(self, url: str) -> bool:
-        if self.crawl.same_host and not self._on_page_hosts(host_of(url)):
+        if (
+            self.crawl.same_host
+            and not url.startswith(self._seed_origins)
+            and not self._on_page_hosts(host_of(url))
+        ):
             return False
         if self.prefixes and not any(url.startswith(prefix) for prefix in self.prefixes):
             return False

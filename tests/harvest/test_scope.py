@@ -119,3 +119,24 @@ def test_images_come_from_any_host_unless_image_hosts_is_set() -> None:
     assert crawl.image_allowed("http://127.0.0.1:8000/a.png")
     assert not crawl.image_allowed("http://127.0.0.1:8001/a.png")
     assert not crawl.image_allowed("http://cdn.elsewhere.test/a.png")
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8000/a.html",
+        "https://127.0.0.1:8000/",
+        "http://127.0.0.1:80001/a.html",  # another port that starts with the seed's
+        "http://127.0.0.1/a.html",
+        "http://example.org/docs/x",
+        "http://example.org.evil.test/docs/",
+        "http://other.test/?next=http://example.org/",
+        "http://www.example.org/",
+    ],
+)
+@pytest.mark.parametrize("subdomains", [False, True])
+def test_the_seed_origin_shortcut_agrees_with_the_host_rules(url: str, subdomains: bool) -> None:
+    fast = scope(allow_subdomains=subdomains)
+    slow = scope(allow_subdomains=subdomains)
+    slow._seed_origins = ()  # every URL takes the long way
+    assert fast.page_allowed(url) == slow.page_allowed(url)

@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 
 RATE = 97  # samples per second; not a multiple of any timer in the crawler
@@ -57,18 +58,23 @@ HARVESTER_STAGES = (
 )
 
 
+def _samples(raw: Path) -> Iterator[tuple[str, int]]:
+    """py-spy's raw output: (stack, samples) per line."""
+    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
+        stack, _, count = line.rpartition(" ")
+        if stack and count.isdigit():
+            yield stack, int(count)
+
+
 def stages(raw: Path, rules: tuple[tuple[str, str], ...] = HARVESTER_STAGES) -> list[list]:
     """Shares of all samples by stage, ``[[label, percent], ...]``, biggest first;
     samples no rule names are ``other``."""
     counts: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
+    for stack, samples in _samples(raw):
         label = next((label for label, marker in rules if marker in stack), "other")
-        counts[label] += int(count)
-        total += int(count)
+        counts[label] += samples
+        total += samples
     if not total:
         return []
     return [[label, round(100 * n / total, 1)] for label, n in counts.most_common()]
@@ -84,10 +90,7 @@ def summarize(raw: Path, top: int = 15) -> dict:
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     total = 0
-    for line in raw.read_text(encoding="utf-8", errors="replace").splitlines():
-        stack, _, count = line.rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
+    for stack, samples in _samples(raw):
         frames = [
             _short(_LINE.sub(")", frame))
             for frame in stack.split(";")
@@ -95,7 +98,6 @@ def summarize(raw: Path, top: int = 15) -> dict:
         ]
         if not frames:
             continue
-        samples = int(count)
         total += samples
         own[frames[-1]] += samples
         for frame in set(frames):

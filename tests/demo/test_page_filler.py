@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from bs4 import BeautifulSoup, Comment
 
 from crawler.demo.site import generate_site, main
 from crawler.web.extract import extract_page
+from tests.support.files import tree_hashes
 
 SITE = "http://127.0.0.1:8000"
 SMALL = {"pages": 20, "images": 40, "seed": 5}
@@ -56,14 +56,6 @@ IMAGE_MARKERS = (
 
 def pages_of(root: Path, truth: dict) -> dict[str, bytes]:
     return {page: (root / page.lstrip("/")).read_bytes() for page in truth["pages"]}
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

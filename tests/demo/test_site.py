@@ -22,6 +22,7 @@ from PIL import Image
 
 from crawler.demo.server import serve
 from crawler.demo.site import generate_site
+from tests.support.files import tree_hashes
 
 REPO = Path(__file__).resolve().parents[1]
 IMAGE_EXTS = (".jpg", ".png", ".gif", ".webp")
@@ -84,14 +85,6 @@ def parse_site(root: Path, truth: dict) -> dict[str, RefParser]:
         parser.feed((root / page.lstrip("/")).read_text(encoding="utf-8"))
         parsed[page] = parser
     return parsed
-
-
-def tree_hashes(root: Path) -> dict[str, str]:
-    return {
-        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-        for p in sorted(root.rglob("*"))
-        if p.is_file()
-    }
 
 
 @pytest.fixture(scope="module")

@@ -21,6 +21,8 @@ import codecs
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import ClassVar
 
 from crawler.compat.bs4 import parse_kept
 from crawler.urls import looks_like_image, resolve
@@ -211,21 +213,15 @@ class _Element:
         return self.attributes.get(name, default)
 
 
-# Elements a visitor reads (``_Collector.visitors``) whatever their attributes, and
-# those read only for one attribute; any element with a lazy-image attribute, or with
-# a style attribute that may hold an image, is read too.
-_READ_TAGS = frozenset(
-    {"img", "source", "input", "video", "image", "link", "meta", "a", "area", "frame"}
-    | {"iframe", "object", "embed", "style", "use", "base"}
-)
-_BACKGROUND_TAGS = frozenset({"table", "td", "th", "tr", "body"})
 _LAZY_ATTRIBUTES = _LAZY_SRC_SET | _LAZY_SRCSET_SET
 _TEXT_TAGS = frozenset({"style"})  # the text of a <style> is read
 _INERT_TAGS = frozenset({"template"})
 
 
 def _is_read(tag: str, attributes: Mapping[str, str]) -> bool:
-    """Whether extraction can find anything in an element (``_Collector.visit``)."""
+    """Whether extraction can find anything in an element (``_Collector.visit``):
+    ``_READ_TAGS`` always, ``_BACKGROUND_TAGS`` with a background attribute, and any
+    element with a lazy-image attribute or a style that may hold an image."""
     if tag in _READ_TAGS:
         return True
     if not attributes:  # (lxml's empty mapping answers .get() through a KeyError)
@@ -259,6 +255,29 @@ def _elements(text: str) -> list[_Element]:
 class _Collector:
     """Accumulates one page's images and links while visiting its elements in order."""
 
+    # The method that reads each kind of element (beside the attributes ``visit`` reads
+    # on every element).
+    VISITORS: ClassVar[Mapping[str, str]] = MappingProxyType(
+        {
+            "img": "visit_img",
+            "source": "visit_source",
+            "input": "visit_input",
+            "video": "visit_video",
+            "image": "visit_svg_image",
+            "link": "visit_link",
+            "meta": "visit_meta",
+            "a": "visit_anchor",
+            "area": "visit_anchor",
+            "frame": "visit_frame",
+            "iframe": "visit_frame",
+            "object": "visit_object",
+            "embed": "visit_object",
+            "style": "visit_style",
+            "use": "visit_svg_use",
+            **dict.fromkeys(("table", "td", "th", "tr", "body"), "visit_background"),
+        }
+    )
+
     def __init__(self, base: str, query_encoding: str = "utf-8") -> None:
         self.base = base
         self.query_encoding = query_encoding
@@ -268,26 +287,7 @@ class _Collector:
         self.nofollow: dict[str, None] = {}  # ordered set
         self.page_nofollow = False
         self.visitors: dict[str, Callable[[_Element], None]] = {
-            "img": self.visit_img,
-            "source": self.visit_source,
-            "input": self.visit_input,
-            "video": self.visit_video,
-            "image": self.visit_svg_image,
-            "link": self.visit_link,
-            "meta": self.visit_meta,
-            "a": self.visit_anchor,
-            "area": self.visit_anchor,
-            "frame": self.visit_frame,
-            "iframe": self.visit_frame,
-            "object": self.visit_object,
-            "embed": self.visit_object,
-            "style": self.visit_style,
-            "use": self.visit_svg_use,
-            "table": self.visit_background,
-            "td": self.visit_background,
-            "th": self.visit_background,
-            "tr": self.visit_background,
-            "body": self.visit_background,
+            tag: getattr(self, name) for tag, name in self.VISITORS.items()
         }
 
     def finish(self) -> PageContent:
@@ -421,3 +421,12 @@ class _Collector:
             url = self.resolve(reference)
             if url is not None and url not in self.content.stylesheets:
                 self.content.stylesheets.append(url)
+
+
+# From the visitors, so that a new one cannot be missed: elements whose visitor reads
+# them whatever their attributes (and <base>, which extract_page reads), and those
+# whose visitor reads only the legacy background attribute.
+_BACKGROUND_TAGS = frozenset(
+    tag for tag, name in _Collector.VISITORS.items() if name == "visit_background"
+)
+_READ_TAGS = frozenset(_Collector.VISITORS).difference(_BACKGROUND_TAGS) | {"base"}

@@ -151,7 +151,7 @@ class PageParser:
                 self.pages += len(batch)
             try:
                 sent = pool.submit(extract_pages, [waiting.page for waiting in batch])
-            except (BrokenProcessPool, RuntimeError):  # broken, or shut down by close()
+            except Exception:  # broken, or shut down by close(): its callers parse it
                 self._returned(batch, pool, None)
                 continue
             sent.add_done_callback(lambda done, b=batch, p=pool: self._returned(b, p, done))
@@ -182,14 +182,16 @@ class PageParser:
                 results = list(done.result())
             except BrokenProcessPool:  # a worker died (the OOM killer, a crash in lxml)
                 broken = True
-            except Exception:  # a result that could not be returned (pickled)
+            except Exception:  # a result that could not be returned (pickled), cancelled
                 pass
         with self._lock:
             self._sent -= 1
             self._changed.notify()
-        if broken:
-            self._restart(pool)
-        _resolve(batch, results)
+        try:
+            if broken:
+                self._restart(pool)  # (may fail: no process can be started now)
+        finally:
+            _resolve(batch, results)  # whatever happens, no caller waits for ever
 
     def _restart(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:

@@ -158,3 +158,23 @@ def test_one_bad_page_fails_only_itself():
     first, second, third = extract_pages([good, bad, good])  # type: ignore[list-item]
     assert first == third == extract_page(PAGE, URL, "text/html")
     assert isinstance(second, TypeError)
+
+
+def test_closing_while_pages_wait_leaves_no_caller_waiting():
+    """Pages handed in when the harvester stops are still parsed (by their callers)."""
+    pages = [PAGE + b"<p><a href='/x'>x</a> words</p>" * (2000 + n) for n in range(6)]
+    parser = PageParser(1)
+    results: dict[int, object] = {}
+    wait_until_warm(parser)
+
+    def parse(n: int) -> None:
+        results[n] = parser.parse(pages[n], URL, "text/html")
+
+    threads = [threading.Thread(target=parse, args=(n,)) for n in range(len(pages))]
+    for thread in threads:
+        thread.start()
+    parser.close()
+    for thread in threads:
+        thread.join(60)
+    assert not any(thread.is_alive() for thread in threads)
+    assert results == {n: extract_page(page, URL, "text/html") for n, page in enumerate(pages)}

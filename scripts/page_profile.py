@@ -14,7 +14,8 @@ process, and the table gives the median and mean milliseconds of CPU per page:
   process), and ``from worker``: the extracted content, the same way back;
 - ``decode``: finding the page's encoding and decoding it;
 - ``kept soup``: BeautifulSoup building the elements extraction reads
-  (``compat.bs4.parse_kept``), and ``visit``: reading them (URLs resolved, de-duplicated);
+  (``extract._elements``, through ``compat.bs4.parse_kept``), and ``visit``: reading
+  them (``extract._collect``: URLs resolved, de-duplicated);
 - for comparison, not on our path: ``lxml alone`` (lxml's parser, no tree handed to
   Python: what Scrapy's selectors stand on) and ``whole soup`` (BeautifulSoup's whole
   tree, as ``BeautifulSoup(page, "lxml")`` builds it).
@@ -39,7 +40,6 @@ from pathlib import Path
 import lxml.etree
 from bs4 import BeautifulSoup
 
-from crawler.compat.bs4 import parse_kept
 from crawler.config import CrawlConfig
 from crawler.web import extract
 from crawler.web.pages import close_sessions, fetch_page
@@ -60,28 +60,16 @@ def _lxml_alone(text: str) -> None:
 
 
 def _stages(html: bytes, url: str) -> dict[str, float]:
-    codec, start = extract.page_encoding(html)
-    text = html[start:].decode(codec, errors="replace")
-    soup = parse_kept(text, extract._is_read, extract._TEXT_TAGS, extract._INERT_TAGS)
-    elements = [
-        extract._Element(tag.name, tag.attrs, tag.get_text() if tag.name == "style" else "")
-        for tag in soup.find_all(True)
-    ]
-
-    def visit() -> extract.PageContent:
-        collector = extract._Collector(url, extract.url_query_encoding(codec))
-        for element in elements:
-            collector.visit(element)
-        return collector.finish()
-
-    content = visit()
+    codec, _ = extract.page_encoding(html)
+    text = extract.decode_html(html)
+    elements = extract._elements(text)
+    query_encoding = extract.url_query_encoding(codec)
+    content = extract._collect(elements, url, query_encoding)
     return {
         "to worker": _cpu_ms(lambda: pickle.loads(pickle.dumps((html, url, "text/html")))),
-        "decode": _cpu_ms(lambda: html[start:].decode(extract.page_encoding(html)[0])),
-        "kept soup": _cpu_ms(
-            lambda: parse_kept(text, extract._is_read, extract._TEXT_TAGS, extract._INERT_TAGS)
-        ),
-        "visit": _cpu_ms(visit),
+        "decode": _cpu_ms(lambda: extract.decode_html(html)),
+        "kept soup": _cpu_ms(lambda: extract._elements(text)),
+        "visit": _cpu_ms(lambda: extract._collect(elements, url, query_encoding)),
         "from worker": _cpu_ms(lambda: pickle.loads(pickle.dumps(content))),
         "extract_page": _cpu_ms(lambda: extract.extract_page(html, url)),
         "lxml alone": _cpu_ms(lambda: _lxml_alone(text)),

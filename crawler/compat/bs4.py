@@ -58,25 +58,25 @@ class _KeptElementsBuilder(LXMLTreeBuilder):
         self._inert = inert
         self._open: list[bool] = []  # per open element: handed on?
         self._inert_depth = 0  # open inert elements
-        self._text_depth = 0  # 1 while the innermost open element is a kept text_of one
+        self._in_text = False  # the innermost open element is a kept text_of one
 
     def start(self, name, attrs, nsmap={}):  # noqa: B006 (lxml's signature, never mutated)
         if self._inert_depth:
             self._open.append(False)
             self._inert_depth += name in self._inert
-            self._text_depth = 0
+            self._in_text = False
             return
         kept = self._keep(name, attrs)
         self._open.append(kept)
         self._inert_depth += name in self._inert
-        self._text_depth = 1 if kept and name in self._text_of else 0
+        self._in_text = kept and name in self._text_of
         if kept:
             # What the base class's start does for an element of no namespace, which
             # is every element lxml's HTML parser reports (it knows no namespaces).
             self.soup.handle_starttag(name, None, None, dict(attrs))
 
     def end(self, name):
-        self._text_depth = 0
+        self._in_text = False
         if self._inert_depth and name in self._inert:
             self._inert_depth -= 1
         if self._open.pop():
@@ -84,7 +84,7 @@ class _KeptElementsBuilder(LXMLTreeBuilder):
             self.soup.handle_endtag(name)
 
     def data(self, content):
-        if self._text_depth:
+        if self._in_text:
             super().data(content)
 
     def comment(self, content):

@@ -80,8 +80,8 @@ class PageParser:
     (0: in the calling thread).
 
     Pages go to the workers in batches, one message each way per batch: the page
-    threads hand their pages in and wait; a sender thread keeps each worker busy with
-    one batch and one more queued, made of every page waiting then (at most
+    threads hand their pages in and wait; a sender thread keeps one batch in the pool
+    per worker and one more queued, each made of every page waiting then (at most
     ``MAX_BATCH_PAGES`` pages and ``MAX_BATCH_BYTES``). A lightly loaded crawl sends
     each page at once; a busy one sends fewer, bigger messages. A batch whose worker
     died, or that could not be sent or returned, is parsed by its callers themselves.

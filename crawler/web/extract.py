@@ -191,7 +191,11 @@ def extract_page(html: bytes, page_url: str, content_type: str | None = None) ->
     """
     codec, start = page_encoding(html, content_type)
     elements = _elements(html[start:].decode(codec, errors="replace"))
-    query_encoding = url_query_encoding(codec)
+    return _collect(elements, page_url, url_query_encoding(codec))
+
+
+def _collect(elements: list[_Element], page_url: str, query_encoding: str) -> PageContent:
+    """What a page's elements show, their URLs resolved against its ``<base href>``."""
     base = page_url
     for element in elements:
         if element.tag == "base" and element.get("href"):

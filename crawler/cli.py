@@ -23,6 +23,7 @@ HARVEST_FLAGS = (
     *("out", "listen", "state", "log", "max_depth", "max_pages", "max_images", "obey_robots"),
     *("allow_hosts", "allow_subdomains", "prefixes", "include", "exclude", "image_hosts"),
     "obey_nofollow",
+    "metrics",
 )
 DISTRIBUTION = "distributed-image-crawler"
 EXAMPLES = {
@@ -107,6 +108,15 @@ def _authkey_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _metrics_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--metrics",
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (a bare PORT: on "
+        "127.0.0.1; off by default)",
+    )
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     _config_flag(parser)
     parser.add_argument("--out", help="output folder (default: downloads)")
@@ -145,6 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(harvest)
     harvest.add_argument("--listen", help="HOST:PORT to serve tasks on (default 127.0.0.1:5599)")
     harvest.add_argument("--state", help="state folder (default: OUT/.state)")
+    _metrics_flag(harvest)
     harvest.add_argument("--log", help="progress log (default: OUT/progress.log)")
     harvest.add_argument("--max-depth", type=int, help="link hops from a seed (default 5)")
     harvest.add_argument("--max-pages", type=int, help="pages to fetch at most (0: no limit)")
@@ -212,6 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
     _common(download)
     download.add_argument("--processes", type=int, help="worker processes (0: one per core)")
     download.add_argument("--concurrency", type=int, help="downloads in flight per process")
+    _metrics_flag(download)
 
     tail = command("tail", "follow a progress log with a live summary")
     tail.add_argument("log", nargs="?", default="downloads/progress.log", type=Path)
@@ -304,12 +316,20 @@ def cmd_harvest(args: argparse.Namespace) -> int:
 def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
     from crawler.download import processes as nodes
 
-    config = _config(args, ("out", "connect", "processes", "concurrency"))
+    config = _config(args, ("out", "connect", "processes", "concurrency", "metrics"))
     authkey = _authkey(config)
     processes = per_core(config.download.processes)
     node_id = nodes.default_node_id()
     if processes > 1:
-        return nodes.run_node_processes(argv, processes, node_id)
+        from crawler.metrics import process_group_metrics
+
+        metrics = process_group_metrics(config.metrics)
+        try:
+            linger = config.metrics.metrics_linger
+            return nodes.run_node_processes(argv, processes, node_id, metrics, linger)
+        finally:
+            if metrics is not None:
+                metrics.close()
     from crawler.download.entry import run_node  # patches for gevent: first
 
     return run_node(config, authkey, node_id)

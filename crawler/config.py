@@ -23,7 +23,9 @@ from crawler.errors import ConfigError
 
 ENV_PREFIX = "CRAWLER_"
 # Environment variables that start with the prefix but are not settings.
-ENV_NOT_SETTINGS = frozenset({"CRAWLER_AUTHKEY", "CRAWLER_NODE_ID", "CRAWLER_SHARED_TERMINAL"})
+ENV_NOT_SETTINGS = frozenset(
+    {"CRAWLER_AUTHKEY", "CRAWLER_NODE_ID", "CRAWLER_SHARED_TERMINAL", "CRAWLER_METRICS_DIR"}
+)
 
 
 def _positive(value: float) -> bool:
@@ -185,6 +187,22 @@ class OutputConfig:
         return Path(self.log) if self.log else self.out_dir / "progress.log"
 
 
+def _metrics_address(value: str) -> bool:
+    if value:
+        metrics_address(value)  # raises a ConfigError that quotes the bad value
+    return True
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint of ``crawler harvest`` and ``crawler download``."""
+
+    metrics: str = _setting("", _metrics_address, "")
+    metrics_top_hosts: int = _setting(20, _positive, "must be > 0")
+    metrics_top_nodes: int = _setting(50, _positive, "must be > 0")
+    metrics_linger: float = _setting(15.0, _not_negative, "must be >= 0")
+
+
 @dataclass(frozen=True)
 class Config:
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
@@ -192,6 +210,7 @@ class Config:
     politeness: PolitenessConfig = field(default_factory=PolitenessConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
@@ -248,6 +267,13 @@ def parse_address(text: str, key: str = "address") -> tuple[str, int]:
     if not sep or not host or malformed or not digits or not 0 < int(port) < 65536:
         raise ConfigError(f"{key}: expected HOST:PORT (e.g. 127.0.0.1:5599), got {text!r}")
     return host, int(port)
+
+
+def metrics_address(text: str) -> tuple[str, int]:
+    """``"HOST:PORT"`` -> ``(host, port)``; a bare ``PORT`` is on 127.0.0.1."""
+    if text.isascii() and text.isdigit():
+        text = f"127.0.0.1:{text}"
+    return parse_address(text, "metrics")
 
 
 def _coerce(key: str, f: dataclasses.Field, value: Any, origin: str) -> Any:

@@ -16,7 +16,7 @@ import dataclasses
 import json
 import sqlite3
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from crawler.broker.politeness import Politeness
@@ -56,6 +56,15 @@ class Task:
     host: str = ""  # host_of(url), known once leased
     seq: int = 0  # order in which tasks became final (0: not final)
     line: str | None = None  # the manifest line, encoded when the task became final
+    queued_at: float = 0.0  # Unix time it was queued (0: unknown, an older crawl)
+
+
+@dataclass
+class BoardCounters:
+    """What the board did since it was made (counts only grow), for the metrics."""
+
+    retries: int = 0  # failed fetches that go back to the queue to be tried again
+    taken_back: dict[str, int] = field(default_factory=dict)  # reason -> leases taken back
 
 
 def counted_attempts(task: Task) -> int:
@@ -109,7 +118,10 @@ def retry_delay(attempt: int, jitter: float) -> float:
 UNRECORDED = (
     "state IN ('stored', 'failed') AND (finished_seq > ? OR (finished_seq = 0 AND recorded = 0))"
 )
-_COLUMNS = "id, url, page, kind, state, attempts, failures, owner, deadline, result, finished_seq"
+_COLUMNS = (
+    "id, url, page, kind, state, attempts, failures, owner, deadline, result, finished_seq, "
+    "queued_at"
+)
 
 
 # A lease lost with its node (killed, cut off) is not the task's fault and does not
@@ -119,11 +131,11 @@ MAX_LOST_LEASES = 10
 
 
 def _task(row: tuple) -> Task:
-    task_id, url, page, kind, state, attempts, failures, owner, deadline, result, seq = row
+    task_id, url, page, kind, state, attempts, failures, owner, deadline, result, seq, queued = row
     # A final task's row holds its manifest record, a retried one its last result.
     parsed = Result.from_wire({**json.loads(result), "id": task_id}) if result else None
     task = Task(task_id, url, page, kind, state, attempts, failures, owner, deadline, parsed)
-    task.seq = seq
+    task.seq, task.queued_at = seq, queued
     return task
 
 
@@ -192,6 +204,9 @@ class TaskBoard:
         self.seq = self.db.execute("SELECT MAX(finished_seq) FROM tasks").fetchone()[0] or 0
         self.meta = CrawlMeta(self.db)
         self.recorded_seq = int(self.meta.get("recorded_seq") or 0)
+        self.counters = BoardCounters()
+        # (host, state) -> final tasks; read from the database when first asked for.
+        self._final_by_host: dict[tuple[str, str], int] | None = None
         # Hosts with pending tasks, in the order they are offered leases (round robin).
         self.pending_hosts: dict[str, int] = dict(
             self.db.execute(
@@ -199,19 +214,20 @@ class TaskBoard:
             )
         )
 
-    def add(self, url: str, page: str, kind: str) -> Task | None:
-        """Queue an image URL once; None when it was queued before."""
+    def add(self, url: str, page: str, kind: str, queued_at: float = 0.0) -> Task | None:
+        """Queue an image URL once (``queued_at``: the Unix time); None when it was
+        queued before."""
         host = host_of(url)
         cursor = self.db.execute(
-            "INSERT OR IGNORE INTO tasks (url, page, kind, state, host) "
-            "VALUES (?, ?, ?, 'pending', ?)",
-            (url, page, kind, host),
+            "INSERT OR IGNORE INTO tasks (url, page, kind, state, host, queued_at) "
+            "VALUES (?, ?, ?, 'pending', ?, ?)",
+            (url, page, kind, host, queued_at),
         )
         if not cursor.rowcount:
             return None
         self.total += 1
         self._pending(host, 1)
-        return Task(id=cursor.lastrowid or 0, url=url, page=page, kind=kind)
+        return Task(cursor.lastrowid or 0, url, page, kind, queued_at=queued_at)
 
     def add_refused(self, url: str, page: str, kind: str, error: str) -> Task | None:
         """Record an image URL that will not be fetched as failed at once (once per URL),
@@ -228,11 +244,15 @@ class TaskBoard:
         self.seq += 1
         self.total += 1
         self.final += 1
+        self._count_final(host_of(url), FAILED)
         task.id, task.seq = cursor.lastrowid or 0, self.seq
         return task
 
     def add_many(
-        self, items: Iterable[tuple[str, str, str]], limit: float = float("inf")
+        self,
+        items: Iterable[tuple[str, str, str]],
+        limit: float = float("inf"),
+        queued_at: float = 0.0,
     ) -> tuple[list[Task], int]:
         """Queue new items until ``limit`` new ones are added; returns those and how many
         more new (never queued) URLs were left out."""
@@ -241,7 +261,7 @@ class TaskBoard:
         with Transaction(self.db):
             for item in items:
                 if len(added) < limit:
-                    task = self.add(*item)
+                    task = self.add(*item, queued_at)
                     if task is not None:
                         added.append(task)
                 elif not self.db.execute("SELECT 1 FROM tasks WHERE url = ?", item[:1]).fetchone():
@@ -401,9 +421,11 @@ class TaskBoard:
         elif result.retryable and spared:
             # The host is down: it is paused, and the task keeps its attempts.
             wait = 0.0
+            self.counters.retries += 1
         elif result.retryable and task.failures + 1 < self.max_attempts:
             task.failures += 1
             wait = max(retry_delay(task.failures, jitter), result.retry_after or 0.0)
+            self.counters.retries += 1
         else:
             task.failures += result.retryable
             return self._finish(task, FAILED, rows)
@@ -472,6 +494,9 @@ class TaskBoard:
 
     def _take_back(self, leased: list[Task], reason: str) -> list[Task]:
         finished = []
+        if leased:
+            taken = self.counters.taken_back
+            taken[reason] = taken.get(reason, 0) + len(leased)
         with Transaction(self.db):
             for task in leased:
                 host = self._end_lease(task)
@@ -520,7 +545,33 @@ class TaskBoard:
             rows.append(row)
         self.final += 1
         self.stored += state == STORED
+        self._count_final(task.host or host_of(task.url), state)
         return task
+
+    def _count_final(self, host: str, state: str) -> None:
+        if self._final_by_host is not None:
+            key = (host, state)
+            self._final_by_host[key] = self._final_by_host.get(key, 0) + 1
+
+    def host_table(self) -> dict[str, dict[str, int]]:
+        """Tasks per host and state (waiting, leased, stored, failed), zeros left out.
+        The first call reads the final ones from the database (one scan); later calls
+        are counted as tasks become final."""
+        if self._final_by_host is None:
+            rows = self.db.execute(
+                "SELECT host, state, COUNT(*) FROM tasks "
+                "WHERE state IN ('stored', 'failed') GROUP BY host, state"
+            )
+            self._final_by_host = {(host, state): count for host, state, count in rows}
+        table: dict[str, dict[str, int]] = {}
+        for host, count in self.pending_hosts.items():
+            table.setdefault(host, {})["waiting"] = count
+        for host, ids in self.leased_by_host.items():
+            if ids:
+                table.setdefault(host, {})["leased"] = len(ids)
+        for (host, state), count in self._final_by_host.items():
+            table.setdefault(host, {})[state] = count
+        return table
 
 
 _FINISH_SQL = (

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from crawler.broker.board import Task, TaskBoard
+from crawler.broker.board import BoardCounters, Task, TaskBoard
 from crawler.broker.politeness import Politeness
 from crawler.broker.state import Transaction
 from crawler.config import QueueConfig
@@ -48,6 +48,20 @@ class NodeInfo:
     fault: str | None = None  # its last fault, until it stores something again
     fault_runs: int = 0  # report batches with faults since it last stored
     paused_until: float = 0.0  # no leases for it before this
+
+
+@dataclass(frozen=True)
+class QueueFigures:
+    """The queue's state at one moment, for the metrics (``Broker.figures``)."""
+
+    tasks: dict[str, int]  # waiting, leased, stored, failed
+    nodes: int
+    nodes_paused: int
+    hosts: dict[str, int]  # busy, throttled, paused, down -> hosts
+    host_tasks: dict[str, dict[str, int]]  # host -> state -> tasks
+    node_tasks: dict[str, dict[str, int]]  # node -> leased, stored, failed
+    counters: BoardCounters  # a copy
+    closed: bool
 
 
 # A node that hands tasks back for its own faults gets no leases for a while, longer
@@ -256,6 +270,32 @@ class Broker:
 
     # -- local: called by the harvester -------------------------------------------
 
+    def figures(self) -> QueueFigures:
+        """The queue's figures now, read under the lock (the metrics' scrapes call it,
+        from their own thread)."""
+        with self._lock:
+            now = self.clock()
+            counts = self.board.counts()
+            held = collections.Counter(task.owner for task in self.board.leases.values())
+            counters = self.board.counters
+            return QueueFigures(
+                tasks={state: counts[state] for state in ("waiting", "leased", "stored", "failed")},
+                nodes=len(self.nodes),
+                nodes_paused=sum(1 for info in self.nodes.values() if info.paused_until > now),
+                hosts=self.politeness.host_states(now),
+                host_tasks=self.board.host_table(),
+                node_tasks={
+                    info.node: {
+                        "leased": held.get(info.node, 0),
+                        "stored": info.stored,
+                        "failed": info.failed,
+                    }
+                    for info in self.nodes.values()
+                },
+                counters=BoardCounters(counters.retries, dict(counters.taken_back)),
+                closed=self.closed,
+            )
+
     def set_crawl_info(self, info: dict[str, Any]) -> None:
         """Figures only the harvester knows (pages, frontier, seeds), for ``status``."""
         with self._lock:
@@ -267,7 +307,7 @@ class Broker:
         """Queue ``(url, page, kind)`` items, at most ``limit`` new ones; returns the tasks
         that were new and how many new URLs did not fit."""
         with self._wake:
-            added, left_out = self.board.add_many(items, limit)
+            added, left_out = self.board.add_many(items, limit, time.time())
             if added:
                 self._wake.notify_all()
         return added, left_out

@@ -198,6 +198,17 @@ class Politeness:
                 state.penalty = 0.0
         return False
 
+    def host_states(self, now: float) -> dict[str, int]:
+        """How many hosts are busy (requests in flight), throttled (slowed after
+        429/503), paused (no request before a time) and down (not answering)."""
+        states = {"busy": 0, "throttled": 0, "paused": 0, "down": 0}
+        for state in self.hosts.values():
+            states["busy"] += state.in_flight > 0
+            states["throttled"] += state.penalty > 0
+            states["paused"] += state.paused_until > now
+            states["down"] += state.down_errors > 0
+        return states
+
     def snapshot(self, now: float, limit: int = 20) -> list[dict]:
         """The busiest or most throttled hosts, for the progress log and status."""
         rows = []

@@ -102,7 +102,13 @@ def _to_version_1(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS tasks_by_host ON tasks (state, host, due, id)")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_version_1,)
+def _to_version_2(db: sqlite3.Connection) -> None:
+    """Tasks keep the Unix time they were queued (0 for those queued before), for the
+    time from queued to stored (``crawler_image_queued_to_stored_seconds``)."""
+    db.execute("ALTER TABLE tasks ADD COLUMN queued_at REAL NOT NULL DEFAULT 0")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_version_1, _to_version_2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -9,8 +9,19 @@ monkey.patch_all()
 
 from crawler.config import Config  # noqa: E402
 from crawler.download.node import DownloaderNode  # noqa: E402
+from crawler.download.processes import say_metrics  # noqa: E402
+from crawler.metrics import node_metrics  # noqa: E402
 
 
 def run_node(config: Config, authkey: bytes, node_id: str) -> int:
-    """One process of a downloader node, until the crawl is done; its exit code."""
-    return DownloaderNode(config, authkey, node_id).run()
+    """One process of a downloader node, until the crawl is done; its exit code. With
+    metrics served, the final figures wait for a scrape (``metrics_linger`` at most)."""
+    metrics = node_metrics(config.metrics)
+    try:
+        say_metrics(node_id, metrics.where)
+        code = DownloaderNode(config, authkey, node_id, metrics=metrics).run()
+        if code == 0:
+            metrics.linger(config.metrics.metrics_linger)
+        return code
+    finally:
+        metrics.close()

@@ -35,6 +35,7 @@ from crawler.download.committer import Committer
 from crawler.download.fetch import FetchLimits, fetch_image, new_result
 from crawler.download.processes import SHARED_TERMINAL
 from crawler.errors import BrokerUnavailable, CrawlerError, NotAHarvester, StateError
+from crawler.metrics.base import NodeMetrics, NoMetrics
 from crawler.records import (
     LOCAL_ERROR,
     LOCAL_POLICY,
@@ -120,11 +121,13 @@ class DownloaderNode:
         connect: Callable[[], BrokerClient] | None = None,
         fetch: Fetch | None = None,
         clock: Clock | None = None,
+        metrics: NodeMetrics | None = None,
     ) -> None:
         """``connect``, ``fetch`` and ``clock`` replace the broker's wire (``wire.connect``
         of ``download.connect``), the image fetch (``fetch_image``) and gevent's time, for
-        tests of this loop."""
+        tests of this loop; ``metrics`` counts what the node does (default: nothing)."""
         self.download = config.download
+        self.metrics = metrics or NoMetrics()
         self.node = node_id
         self.clock = clock or GeventClock()
         self.out = Path(config.output.out)
@@ -290,6 +293,7 @@ class DownloaderNode:
                 # and how far apart this node must keep its requests to the host.
                 start_at = None if task.start_in is None else received + task.start_in
                 self.inbox.put((task, start_at))
+            self.metrics.in_flight(len(reply.tasks))
             if reply.done:
                 self.done = True
 
@@ -329,6 +333,7 @@ class DownloaderNode:
                 self._call("results", lambda c, done=batch: c.report_results(self.node, done))
                 for result in batch:
                     self.held.discard(result.id)
+                    self.metrics.reported(result)
             if self.clock.now() - last_beat >= self._heartbeat:
                 held = sorted(self.held)
                 self._call("extend", lambda c, ids=held: c.extend_leases(self.node, ids))
@@ -392,6 +397,7 @@ class DownloaderNode:
             self._report_now.set()
         self.outbox.append(result)
         self.active -= 1
+        self.metrics.in_flight(-1)
         if len(self.outbox) >= len(self.held):
             # Every task this node holds is done (the crawl's end, or a starved pool):
             # waiting for the next report tick would only delay the harvester.
@@ -512,6 +518,7 @@ class DownloaderNode:
     def _serve(self, session: Any) -> None:
         """The feeder, the pool and the reporter, until the work is done or a stop."""
         pool = Pool(self.download.concurrency)
+        self.metrics.pool(self.download.concurrency)
         # Timed tasks start on the harvester's schedule, not when a pool slot frees up:
         # a late start could bring two requests to a host closer than its delay.
         # The harvester's per-host limits keep their number small.

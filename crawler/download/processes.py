@@ -12,7 +12,11 @@ import signal
 import socket
 import subprocess
 import sys
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from crawler.metrics.prometheus import ProcessGroupMetrics
 
 SHARED_TERMINAL = "CRAWLER_SHARED_TERMINAL"  # set for the children of a multi-process node
 
@@ -21,16 +25,38 @@ def default_node_id() -> str:
     return os.environ.get("CRAWLER_NODE_ID") or f"{socket.gethostname()}-{os.getpid()}"
 
 
-def run_node_processes(argv: list[str], count: int, node_base: str) -> int:
+def say_metrics(node: str, where: str) -> None:
+    if where:
+        print(f"node {node}: metrics on http://{where}/metrics", file=sys.stderr, flush=True)
+
+
+def run_node_processes(
+    argv: list[str],
+    count: int,
+    node_base: str,
+    metrics: ProcessGroupMetrics | None = None,
+    linger: float = 0.0,
+) -> int:
     """Run ``count`` single-process nodes as children and wait for all of them.
 
     Children get their own session (so a terminal's Ctrl-C reaches them once, through
     us) and ids ``<node_base>-<i>``. Returns the first non-zero exit code, else 0.
+    With ``metrics``, the children write their figures for it and it serves their
+    sum; once all have ended, it waits for a scrape of the final figures (``linger``
+    seconds at most).
     """
+    extra = metrics.child_environment() if metrics is not None else {}
+    if metrics is not None:
+        say_metrics(node_base, metrics.where)
     children = [
         subprocess.Popen(
             [sys.executable, "-m", "crawler", *argv, "--processes", "1"],
-            env={**os.environ, "CRAWLER_NODE_ID": f"{node_base}-{index}", SHARED_TERMINAL: "1"},
+            env={
+                **os.environ,
+                **extra,
+                "CRAWLER_NODE_ID": f"{node_base}-{index}",
+                SHARED_TERMINAL: "1",
+            },
             start_new_session=True,
         )
         for index in range(count)
@@ -43,5 +69,24 @@ def run_node_processes(argv: list[str], count: int, node_base: str) -> int:
 
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
-    codes = [child.wait() for child in children]
-    return next((code for code in codes if code != 0), 0)
+    if metrics is None:
+        codes = [child.wait() for child in children]
+    else:
+        codes = _wait_marking_ends(children, metrics)
+    code = next((code for code in codes if code != 0), 0)
+    if metrics is not None and code == 0:
+        metrics.linger(linger)
+    return code
+
+
+def _wait_marking_ends(children: list[subprocess.Popen], metrics: ProcessGroupMetrics) -> list[int]:
+    """Wait for every child, telling ``metrics`` of each end as it comes (so that a
+    child's gauges leave the sums when it ends, not when the last one does)."""
+    running = list(children)
+    while running:
+        for child in [child for child in running if child.poll() is not None]:
+            metrics.process_ended(child.pid)
+            running.remove(child)
+        if running:
+            time.sleep(0.2)
+    return [child.returncode for child in children]

@@ -33,6 +33,16 @@ from crawler.errors import ConfigError, OtherCrawl
 from crawler.harvest.parsing import PageParser
 from crawler.harvest.recorder import Recorder
 from crawler.harvest.scope import Scope
+from crawler.metrics import harvest_metrics
+from crawler.metrics.base import (
+    PAGE_FAILED,
+    PAGE_FETCHED,
+    PAGE_RETRIED,
+    PAGE_SKIPPED,
+    CrawlFigures,
+    HarvestMetrics,
+    NoMetrics,
+)
 from crawler.output.manifest import MANIFEST_NAME, Manifest
 from crawler.output.progress import ProgressLog
 from crawler.records import AddressPolicyRecord
@@ -152,6 +162,9 @@ class Harvester:
         self.images_left_out = 0  # new image URLs beyond max_images, this run
         self.in_flight: dict[Future[PageResult], str] = {}
         self.stats = CrawlStats()
+        self.metrics: HarvestMetrics = NoMetrics()
+        self._frontier_size = 0  # pages queued or in flight, as of the last totals
+        self._finished = False
         self._stored_at_last_totals = 0
         self.stopping = False
         self.stop_signal: int | None = None
@@ -191,6 +204,8 @@ class Harvester:
                 clock=self.clock,
             )
             try:
+                self.metrics = harvest_metrics(self.config.metrics, self._figures)
+                opened.callback(self.metrics.close)
                 server = wire.serve(self.broker, queue.listen, self.authkey, queue)
                 self._open_outputs(opened)
             except BaseException:
@@ -211,6 +226,10 @@ class Harvester:
                     flush=True,
                 )
                 return EXIT_STORAGE
+
+    def _figures(self) -> CrawlFigures:
+        """The crawl's state for the metrics (their scrapes call it, from their thread)."""
+        return CrawlFigures(self.broker.figures(), self._frontier_size, self._finished)
 
     @contextlib.contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
@@ -250,6 +269,7 @@ class Harvester:
             self._linger()
             self.state.mark_finished()
             self._log_totals(elapsed)
+            self._finished = True
             self.log.event(
                 "crawl_finished",
                 seconds=round(elapsed, 2),
@@ -257,6 +277,7 @@ class Harvester:
                 **self.stats.fields(),
             )
             print(self.summary(elapsed), flush=True)
+            self.metrics.linger(self.config.metrics.metrics_linger)
             return self._finished_code()
         except (OSError, sqlite3.Error) as exc:
             reason = storage_failure(exc)
@@ -310,7 +331,8 @@ class Harvester:
             bytes=self.state.stored_bytes(),
         )
         self._stored_at_last_totals = self.stats.stored
-        self.recorder = Recorder(self.broker, self.manifest, self.log, self.stats)
+        self._frontier_size = frontier.count("queued")
+        self.recorder = Recorder(self.broker, self.manifest, self.log, self.stats, self.metrics)
         if self.state.resumed:
             self.log.event(
                 "crawl_resumed",
@@ -327,10 +349,11 @@ class Harvester:
                 listen=self.config.queue.listen,
                 robots="obeyed" if self.robots else "ignored",
             )
+        metrics = f"; metrics on http://{self.metrics.where}/metrics" if self.metrics.where else ""
         print(
             f"harvester: {'resumed; ' if self.state.resumed else ''}serving tasks on "
             f"{server.where}; "
-            f"progress log {self.config.output.log_path}",
+            f"progress log {self.config.output.log_path}{metrics}",
             file=sys.stderr,
             flush=True,
         )
@@ -483,6 +506,7 @@ class Harvester:
                 self.scope.add_host(page.final_url)
             frontier.mark_seen(page.final_url)
         if page.is_image:
+            self.metrics.page(PAGE_SKIPPED, "image", page.fetch_seconds)
             frontier.finish(page.url, "skipped")
             if self.scope.image_allowed(page.url):
                 self._queue_images([(page.url, page.url, "link")], page.url)
@@ -490,6 +514,7 @@ class Harvester:
         if page.retryable and self._try_page_again(page):
             return
         if page.error in ("not_html", DISALLOWED):
+            self.metrics.page(PAGE_SKIPPED, page.error, page.fetch_seconds)
             frontier.finish(page.url, "skipped")
             if page.depth == 0 and page.error == DISALLOWED:
                 print(
@@ -505,9 +530,11 @@ class Harvester:
             if page.depth == 0:  # a seed: the user should hear about it at once
                 print(f"harvester: seed {page.url} failed: {page.error}", file=sys.stderr)
             self.stats.count_page(ok=False)
+            self.metrics.page(PAGE_FAILED, page.error, page.fetch_seconds)
             self.log.event("page_failed", url=page.url, status=page.status, error=page.error)
             return
         self.stats.count_page(ok=True)
+        self.metrics.page(PAGE_FETCHED, None, page.fetch_seconds)
         images = [ref for ref in page.images if self.scope.image_allowed(ref.url)]
         links = page.links + ([] if self.crawl.obey_nofollow else page.nofollow_links)
         self.log.event(
@@ -554,6 +581,7 @@ class Harvester:
             return False
         self.state.frontier.requeue(page.url, self.clock() + pause)
         self.pages_begun -= 1  # begun again when it is taken again
+        self.metrics.page(PAGE_RETRIED, page.error, page.fetch_seconds)
         self.log.event(
             "page_retry", url=page.url, error=page.error, failures=failures, retry_in=pause
         )
@@ -642,6 +670,7 @@ class Harvester:
     def _queue_images(self, items: list[tuple[str, str, str]], page: str | None = None) -> None:
         budget = self._image_budget()
         added, left_out = self.broker.add_tasks(items, budget)
+        self.metrics.images_queued(len(added))
         with self.log.batch():
             for task in added:
                 self.log.event("queued", url=task.url, page=task.page, kind=task.kind)
@@ -663,6 +692,7 @@ class Harvester:
         rate = (stats.stored - self._stored_at_last_totals) / interval if interval else 0.0
         self._stored_at_last_totals = stats.stored
         frontier = self.state.frontier.count("queued") + len(self.in_flight)
+        self._frontier_size = frontier
         self.log.event(
             "totals",
             **stats.fields(),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from crawler.broker.board import Task, counted_attempts, final_record
 from crawler.broker.broker import Broker
+from crawler.metrics.base import HarvestMetrics, NoMetrics
 from crawler.output.manifest import Manifest
 from crawler.output.progress import ProgressLog
 from crawler.records import STORED, Result
@@ -20,12 +21,18 @@ class Recorder:
     """Writes what the broker finished; counts it into the crawl's ``stats``."""
 
     def __init__(
-        self, broker: Broker, manifest: Manifest, log: ProgressLog, stats: CrawlStats
+        self,
+        broker: Broker,
+        manifest: Manifest,
+        log: ProgressLog,
+        stats: CrawlStats,
+        metrics: HarvestMetrics | None = None,
     ) -> None:
         self.broker = broker
         self.manifest = manifest
         self.log = log
         self.stats = stats
+        self.metrics = metrics or NoMetrics()
 
     def record_updates(self) -> None:
         """Tasks that became final and node events since the last call, recorded."""
@@ -42,6 +49,11 @@ class Recorder:
                 self._count_task(task)
         if finished:
             self.broker.mark_recorded(finished, self.manifest.size())
+        # Counted once written down: the metrics never run ahead of the manifest.
+        for name, _ in events:
+            self.metrics.node_event(name)
+        for task in finished:
+            self.metrics.image_final(task)
 
     def _count_task(self, task: Task) -> None:
         self.stats.count_image(task.state == STORED, task.result and task.result.bytes)

@@ -21,6 +21,7 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -52,7 +53,7 @@ REWRITE_SUFFIX = ".rewrite"
 
 _REQUEUE_SQL = (
     "UPDATE tasks SET state = 'pending', failures = 0, attempts = 0, result = NULL, "
-    "owner = NULL, deadline = 0, due = 0, finished_seq = 0 WHERE url = ?"
+    "owner = NULL, deadline = 0, due = 0, finished_seq = 0, queued_at = ? WHERE url = ?"
 )
 
 
@@ -151,7 +152,8 @@ def requeue_tasks(db: sqlite3.Connection, out: Path, tasks: list[FinalTask]) -> 
 def _put_back(db: sqlite3.Connection, tasks: list[FinalTask]) -> None:
     held = [task for task in tasks if error_code(task.error) in ROBOTS_REFUSALS]
     held_urls = {task.url for task in held}
-    db.executemany(_REQUEUE_SQL, [(task.url,) for task in tasks if task.url not in held_urls])
+    now = time.time()  # queued again now: the wait until stored counts from here
+    db.executemany(_REQUEUE_SQL, [(now, task.url) for task in tasks if task.url not in held_urls])
     for task in held:
         robots = robots_url(task.url)
         db.execute("DELETE FROM tasks WHERE url = ?", (task.url,))

@@ -8,6 +8,7 @@ robots.txt could not be read, is ``retryable``: the harvester tries it again lat
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -54,6 +55,7 @@ class PageResult:
     unreachable: bool = False  # the host gave no answer at all
     retryable: bool = False  # worth another try later (no answer, robots.txt unreadable)
     robots_only: bool = False  # not a page: ``check_robots`` of url, a robots.txt
+    fetch_seconds: float | None = None  # request to last byte read (None: not requested)
 
 
 _local = threading.local()
@@ -199,6 +201,7 @@ def fetch_page(
     if failure is not None:
         _note_unreadable_robots(page, failure)
         return page
+    started = time.monotonic()
     try:
         with _open(url, config) as response:
             page.status = response.status_code
@@ -224,6 +227,8 @@ def fetch_page(
         # No answer at all (refused, reset, timed out): politeness pauses such a host.
         page.unreachable = page.status is None and is_no_answer(page.error)
         return page
+    finally:
+        page.fetch_seconds = time.monotonic() - started
     if _looks_binary(body):
         page.error = "not_html"
         return page

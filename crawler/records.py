@@ -41,6 +41,13 @@ LEASE_EXPIRED = "lease_expired"
 NODE_LOST = "node_lost"
 LOST_LEASES = (LEASE_EXPIRED, NODE_LOST)
 
+
+def error_code(error: str | None) -> str:
+    """The code of an error text ``code: reason`` (``http_503``, ``store_error`` ...);
+    ``unknown`` for none. What failures are grouped, retried and labelled by."""
+    return (error or "").split(":", 1)[0].strip() or "unknown"
+
+
 _LARGEST_INT = 2**63 - 1  # what SQLite stores; larger integers from a peer read as absent
 MAX_WIRE_TEXT = 4096  # characters of a text field kept from a peer
 

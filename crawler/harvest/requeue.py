@@ -38,7 +38,7 @@ from crawler.broker.state import (
 )
 from crawler.errors import StateError
 from crawler.output.manifest import MANIFEST_NAME, ManifestRecords
-from crawler.records import STORED, ManifestRecord
+from crawler.records import STORED, ManifestRecord, error_code
 from crawler.storage import file_matches, fsync_path
 from crawler.web.robots import DISALLOWED, UNREACHABLE, robots_url
 
@@ -65,11 +65,6 @@ class FinalTask:
     page: str
     kind: str
     error: str | None
-
-
-def error_code(error: str | None) -> str:
-    """The code of an error text ``code: reason`` (``http_503``, ``store_error`` ...)."""
-    return (error or "").split(":", 1)[0].strip() or "unknown"
 
 
 def retry_matches(error: str | None, only: Iterable[str]) -> bool:

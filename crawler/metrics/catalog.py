@@ -17,6 +17,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
+from crawler.records import error_code
+
 COUNTER, GAUGE, HISTOGRAM = "counter", "gauge", "histogram"
 HARVESTER, DOWNLOADER = "harvest", "download"
 OTHER = "other"  # the label value that sums what a bounded label leaves out
@@ -176,11 +178,6 @@ BY_NAME: Mapping[str, MetricSpec] = {spec.name: spec for spec in METRICS}
 
 _CODE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 _HTTP = re.compile(r"http_([1-5][0-9][0-9])")
-
-
-def error_code(error: str | None) -> str:
-    """The code of an error text ``code: reason`` (``http_503``, ``store_error`` ...)."""
-    return (error or "").split(":", 1)[0].strip() or "unknown"
 
 
 def reason_label(error: str | None) -> str:

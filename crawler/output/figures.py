@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from crawler.output.progress import failure_reason, parse_line, parse_ts
-from crawler.records import STORED
+from crawler.output.progress import parse_line, parse_ts
+from crawler.records import STORED, error_code
 
 EXAMPLES_PER_REASON = 5
 
@@ -29,7 +29,7 @@ class FailureGroups:
     examples: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
 
     def add(self, error: str | None, url: str, page: str) -> None:
-        reason = failure_reason(error)
+        reason = error_code(error)
         self.counts[reason] += 1
         examples = self.examples.setdefault(reason, [])
         if len(examples) < EXAMPLES_PER_REASON:

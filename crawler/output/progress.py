@@ -19,6 +19,7 @@ from typing import IO, Any
 
 from crawler.errors import ConfigError
 from crawler.output.manifest import LineFile
+from crawler.records import error_code
 
 _BARE = re.compile(r"^[A-Za-z0-9_.:/@+\-%?&=,~#\[\]!*;$'()]*$")
 _PAIR = re.compile(r'([A-Za-z0-9_]+)=("(?:[^"\\]|\\.)*"|\S*)')
@@ -144,7 +145,7 @@ class Summary:
                     _keep_recent(self.nodes[node].recent, ts, ts)
         elif event == "failed":
             self.failed += 1
-            self.failures[failure_reason(record.get("error"))] += 1
+            self.failures[error_code(record.get("error"))] += 1
             if node:
                 self.nodes[node].failed += 1
         elif event == "totals":
@@ -219,11 +220,6 @@ def _keep_recent(stamps: deque, item: Any, ts: float) -> None:
         if (first[0] if isinstance(first, tuple) else first) >= ts - RATE_HORIZON:
             break
         stamps.popleft()
-
-
-def failure_reason(error: str | None) -> str:
-    """The kind of a failure, for grouping: ``http_404``, ``connection_error``..."""
-    return (error or "unknown").split(":", 1)[0].strip() or "unknown"
 
 
 def _int(text: str | None) -> int:

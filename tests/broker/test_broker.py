@@ -14,7 +14,7 @@ from crawler.broker.board import MAX_LOST_LEASES, TaskBoard, final_record, retry
 from crawler.broker.broker import Broker
 from crawler.broker.politeness import Politeness
 from crawler.config import PolitenessConfig
-from crawler.records import AddressPolicyRecord, Result, record_line
+from crawler.records import AddressPolicyRecord, LeaseReply, Result, record_line
 
 LEASE = 30.0
 T0 = 1000.0
@@ -821,3 +821,100 @@ def test_released_page_slots_feed_the_backoff() -> None:
 
     assert politeness.state("a.test").in_flight == 0
     assert politeness.state("a.test").throttled == 2
+
+
+# -- what the metrics read: counters, per-host table, figures ------------------------
+
+
+def test_the_board_counts_retries_and_leases_taken_back_by_reason() -> None:
+    board = board_with([f"http://a.test/{i}.png" for i in range(4)], max_attempts=3)
+    first, second, third, fourth = board.lease("n1", 4, T0)
+    board.complete("n1", failure(first.id, retryable=True), T0, 0.5)  # tried again
+    board.complete("n1", failure(second.id, retryable=False), T0, 0.5)  # final: no retry
+    third_deadline = board.leases[third.id].deadline
+    board.extend("n1", [fourth.id], third_deadline)
+    board.expire(third_deadline + 1)  # the third's lease ran out; the fourth was extended
+    assert board.counters.retries == 1
+    assert board.counters.taken_back == {"lease_expired": 1}
+    board.release_node("n1", T0)
+    assert board.counters.taken_back == {"lease_expired": 1, "node_lost": 1}
+
+
+def test_the_host_table_follows_every_state_and_reads_final_ones_once() -> None:
+    board = TaskBoard(lease_seconds=LEASE, max_attempts=1)
+    for url in ("http://a.test/1.png", "http://a.test/2.png", "http://a.test/3.png"):
+        board.add(url, "http://a.test/", "img")
+    board.add("http://b.test:81/1.png", "http://a.test/", "img")
+    board.add_refused("http://c.test/x.png", "http://a.test/", "img", "robots_disallowed")
+    one, two = board.lease("n1", 2, T0)  # both of a.test, the first host
+    board.complete("n1", stored(one.id), T0, 0.5)
+    assert board.host_table() == {
+        "a.test": {"waiting": 1, "leased": 1, "stored": 1},
+        "b.test:81": {"waiting": 1},
+        "c.test": {"failed": 1},
+    }
+    # From here on the table is counted as tasks become final, not read again.
+    board.db.execute("UPDATE tasks SET host = 'elsewhere'")
+    board.complete("n1", failure(two.id, retryable=False), T0, 0.5)
+    assert board.host_table() == {
+        "a.test": {"waiting": 1, "stored": 1, "failed": 1},
+        "b.test:81": {"waiting": 1},
+        "c.test": {"failed": 1},
+    }
+
+
+def test_the_host_table_of_a_resumed_board_comes_from_the_database() -> None:
+    board = board_with(["http://a.test/1.png", "http://a.test/2.png"], max_attempts=1)
+    first, second = board.lease("n1", 2, T0)
+    board.complete("n1", stored(first.id), T0, 0.5)
+    board.complete("n1", failure(second.id, retryable=False), T0, 0.5)
+    resumed = TaskBoard(lease_seconds=LEASE, max_attempts=1, db=board.db)
+    assert resumed.host_table() == {"a.test": {"stored": 1, "failed": 1}}
+
+
+def test_tasks_keep_the_time_they_were_queued(clock: FakeClock) -> None:
+    broker = make_broker(clock)
+    before = time.time()
+    (task,), _ = broker.add_tasks([("http://a.test/1.png", "http://a.test/", "img")])
+    after = time.time()
+    assert before <= task.queued_at <= after
+    broker.join("n1", {})
+    (leased,) = broker.board.lease("n1", 1, clock())
+    assert leased.queued_at == task.queued_at  # read back from the database
+
+
+def test_figures_are_the_queue_nodes_and_hosts_now(clock: FakeClock) -> None:
+    broker = make_broker(clock)
+    add_urls(broker, 5)
+    broker.join("n1", {})
+    broker.join("n2", {})
+    leased = [task.id for task in LeaseReply.from_wire(broker.lease_batch("n1", 3, wait=0)).tasks]
+    broker.report_results("n1", [{"id": leased[0], "outcome": "stored", "bytes": 10}])
+    broker.report_results(
+        "n1",
+        [
+            {
+                "id": leased[1],
+                "outcome": "failed",
+                "status": 503,
+                "error": "http_503",
+                "retryable": True,
+            }
+        ],
+    )
+    figures = broker.figures()
+    assert figures.tasks == {"waiting": 3, "leased": 1, "stored": 1, "failed": 0}
+    assert figures.nodes == 2 and figures.nodes_paused == 0 and not figures.closed
+    assert figures.node_tasks == {
+        "n1": {"leased": 1, "stored": 1, "failed": 0},
+        "n2": {"leased": 0, "stored": 0, "failed": 0},
+    }
+    assert figures.host_tasks == {"a.test": {"waiting": 3, "leased": 1, "stored": 1}}
+    # The 503 slows the host down and pauses it for a while.
+    assert figures.hosts == {"busy": 1, "throttled": 1, "paused": 1, "down": 0}
+    assert figures.counters.retries == 1
+    # A copy: what the board counts later does not change figures already taken.
+    broker.maintain()
+    clock.advance(LEASE + 1)
+    broker.maintain()
+    assert figures.counters.taken_back == {} and broker.figures().counters.taken_back

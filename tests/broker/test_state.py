@@ -301,3 +301,20 @@ def test_a_step_that_fails_leaves_the_database_at_the_step_before(tmp_path: Path
     db = sqlite3.connect(tmp_path / "crawl.db")
     assert "half" not in schema_of(db)["pages"]
     db.close()
+
+
+def test_tasks_of_a_version_1_crawl_get_an_unknown_queued_time(tmp_path: Path):
+    before = sqlite3.connect(tmp_path / "crawl.db", isolation_level=None)
+    state_module.MIGRATIONS[0](before)
+    before.execute("PRAGMA user_version = 1")
+    before.execute("""INSERT INTO meta VALUES ('seeds', '["http://site.test/"]')""")
+    before.execute(
+        "INSERT INTO tasks (url, page, kind, state, host) "
+        "VALUES ('http://site.test/a.png', 'http://site.test/', 'img', 'pending', 'site.test')"
+    )
+    before.close()
+    CrawlState(tmp_path, SEEDS).close()
+    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION == 2
+    with sqlite3.connect(tmp_path / "crawl.db") as db:
+        assert db.execute("SELECT queued_at FROM tasks").fetchall() == [(0.0,)]
+    db.close()

@@ -15,9 +15,10 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from crawler.metrics.catalog import BY_NAME, error_code
+from crawler.metrics.catalog import BY_NAME
 from crawler.output.manifest import MANIFEST_NAME, read_manifest
 from crawler.output.progress import parse_line
+from crawler.records import error_code
 from tests.e2e.cluster import free_port
 
 LABEL_VALUE = re.compile(r"[a-z][a-z0-9_]{0,39}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,13 +17,13 @@ from crawler.errors import OtherCrawl, StateError
 from crawler.harvest.recorder import Recorder
 from crawler.harvest.requeue import (
     check_stored_files,
-    error_code,
     retry_failed,
     retry_matches,
     verify_crawl,
 )
 from crawler.output.manifest import MANIFEST_NAME, Manifest, read_manifest
 from crawler.output.progress import ProgressLog
+from crawler.records import error_code
 from crawler.stats import CrawlStats
 from crawler.storage import image_relative_name
 
@@ -415,3 +416,12 @@ def test_verify_refuses_while_a_harvester_runs_and_without_a_manifest(
     assert stored_path(crawl, "c.png").read_bytes() == b"torn", "nothing changed"
     with pytest.raises(StateError, match="no manifest in"):
         verify_crawl(tmp_path / "empty", tmp_path / "empty" / ".state")
+
+
+def test_a_retried_image_waits_from_its_new_queueing(crawl: Crawl):
+    before = time.time()
+    retry_failed(crawl.state_dir, crawl.out, SEEDS, ["http_503"])
+    crawl.open()
+    rows = dict(crawl.state.pages_db.execute("SELECT url, queued_at FROM tasks"))
+    assert rows[SITE + "busy.png"] >= before  # the time from queued to stored counts anew
+    assert rows[SITE + "ok.png"] < before and rows[SITE + "gone.png"] < before

@@ -20,9 +20,10 @@ import pytest
 from PIL import Image
 
 from crawler.errors import StateError
-from crawler.output.figures import EXAMPLES_PER_REASON, LogFigures, Timeline, _host, failure_reason
+from crawler.output.figures import EXAMPLES_PER_REASON, LogFigures, Timeline, _host
 from crawler.output.progress import parse_line
 from crawler.output.report import THUMBNAIL_BOX, make_thumbnail, write_report
+from crawler.records import error_code
 
 HOST = "http://h.test"
 HOSTILE_URL = HOST + '/img/"><script>alert(1)</script>.jpg'
@@ -249,7 +250,7 @@ def test_large_manifest_keeps_bounded_state(tmp_path: Path):
     ],
 )
 def test_failure_reason(error, reason):
-    assert failure_reason(error) == reason
+    assert error_code(error) == reason
 
 
 @pytest.mark.parametrize(

@@ -188,16 +188,19 @@ class OutputConfig:
 
 
 def _metrics_address(value: str) -> bool:
-    if value:
-        metrics_address(value)  # raises a ConfigError that quotes the bad value
-    return True
+    try:
+        return not value or bool(metrics_address(value))
+    except ConfigError:
+        return False
 
 
 @dataclass(frozen=True)
 class MetricsConfig:
     """The Prometheus endpoint of ``crawler harvest`` and ``crawler download``."""
 
-    metrics: str = _setting("", _metrics_address, "")
+    metrics: str = _setting(
+        "", _metrics_address, "must be HOST:PORT, or a PORT on 127.0.0.1 (e.g. 9100)"
+    )
     metrics_top_hosts: int = _setting(20, _positive, "must be > 0")
     metrics_top_nodes: int = _setting(50, _positive, "must be > 0")
     metrics_linger: float = _setting(15.0, _not_negative, "must be >= 0")

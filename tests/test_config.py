@@ -14,9 +14,11 @@ from crawler.config import (
     SECTIONS,
     Config,
     ConfigError,
+    MetricsConfig,
     OutputConfig,
     check_flags,
     load_config,
+    metrics_address,
     parse_address,
     read_environment,
 )
@@ -549,3 +551,29 @@ def test_address_with_a_control_character_or_space_is_refused(host: str):
     with pytest.raises(ConfigError, match="listen: expected HOST:PORT") as caught:
         load_config(environ={"CRAWLER_LISTEN": f"{host}:5599"})
     assert "\n" not in str(caught.value) and "\r" not in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("9100", ("127.0.0.1", 9100)),
+        ("127.0.0.1:9100", ("127.0.0.1", 9100)),
+        ("0.0.0.0:9100", ("0.0.0.0", 9100)),
+        ("[::1]:9100", ("::1", 9100)),
+    ],
+)
+def test_metrics_listen_on_loopback_unless_told_otherwise(text: str, address: tuple):
+    assert metrics_address(text) == address
+    assert load_config(environ={}, flags={"metrics": text}).metrics.metrics == text
+
+
+@pytest.mark.parametrize("text", ["nine", "127.0.0.1", "127.0.0.1:0", "host:99999", ":9100"])
+def test_a_bad_metrics_address_is_refused_by_name(text: str):
+    with pytest.raises(ConfigError, match="metrics"):
+        load_config(environ={}, flags={"metrics": text})
+    with pytest.raises(ConfigError, match="CRAWLER_METRICS"):
+        load_config(environ={"CRAWLER_METRICS": text})
+
+
+def test_metrics_are_off_by_default():
+    assert load_config(environ={}).metrics == MetricsConfig(metrics="")

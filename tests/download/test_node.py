@@ -252,3 +252,52 @@ def test_a_stop_finishes_in_flight_downloads_and_hands_the_rest_back(crawl: Craw
     assert crawl.broker.counts()["leased"] == 0
     assert crawl.faults.calls[-1] == "leave"
     assert len(crawl.web.requests) == 2
+
+
+@dataclass
+class RecordingMetrics:
+    """A ``NodeMetrics`` double: what the node told its metrics."""
+
+    where: str = ""
+    pool_size: int = 0
+    in_flight_now: int = 0
+    lowest_in_flight: int = 0
+    highest_in_flight: int = 0
+    results: list[Result] = field(default_factory=list)
+
+    def pool(self, size: int) -> None:
+        self.pool_size = size
+
+    def in_flight(self, change: int) -> None:
+        self.in_flight_now += change
+        self.lowest_in_flight = min(self.lowest_in_flight, self.in_flight_now)
+        self.highest_in_flight = max(self.highest_in_flight, self.in_flight_now)
+
+    def reported(self, result: Result) -> None:
+        self.results.append(result)
+
+    def linger(self, seconds: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_node_tells_its_metrics_each_result_it_reported_and_what_is_in_flight(
+    crawl: Crawl,
+) -> None:
+    busy, gone = crawl.urls[0], crawl.urls[1]
+    crawl.web.answers[busy] = [Result(0, busy, "n1", status=503, error="http_503", retryable=True)]
+    crawl.web.answers[gone] = [Result(0, gone, "n1", status=404, error="http_404")]
+    node = crawl.node(concurrency=4)
+    node.metrics = metrics = RecordingMetrics()
+
+    assert crawl.run(node) == 0
+
+    assert metrics.pool_size == 4
+    assert metrics.in_flight_now == 0 and metrics.lowest_in_flight == 0
+    assert 1 <= metrics.highest_in_flight <= 2 * 4 + 4  # the pool, its next batch
+    stored = [r.url for r in metrics.results if r.stored]
+    failed = sorted((r.url, r.error) for r in metrics.results if not r.stored)
+    assert sorted(stored) == sorted(url for url in crawl.urls if url != gone)
+    assert failed == sorted([(busy, "http_503"), (gone, "http_404")])

@@ -10,46 +10,16 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
-
-from prometheus_client.parser import text_string_to_metric_families
 
 from crawler.metrics.catalog import BY_NAME
 from crawler.output.manifest import MANIFEST_NAME, read_manifest
 from crawler.output.progress import parse_line
 from crawler.records import error_code
 from tests.e2e.cluster import free_port
+from tests.support.metrics import by_label, scrape, value
 
 LABEL_VALUE = re.compile(r"[a-z][a-z0-9_]{0,39}")
 SCRAPE_FOR = 90.0  # the crawl takes a few seconds; a bound, not a wait
-
-
-def scrape(address: str) -> dict[tuple[str, frozenset], float] | None:
-    """Samples by (name, labels) as Prometheus' own parser reads them; None when the
-    endpoint is not there (not yet started, or gone)."""
-    try:
-        with urllib.request.urlopen(f"http://{address}/metrics", timeout=5) as response:
-            text = response.read().decode()
-    except (urllib.error.URLError, ConnectionError):
-        return None
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: dict, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
-
-
-def by_label(samples: dict, name: str, label: str) -> dict[str, float]:
-    found = {}
-    for (sample, labels), number in samples.items():
-        if sample == name:
-            found[dict(labels)[label]] = number
-    return found
 
 
 def test_metrics_follow_a_real_crawl_and_end_equal_to_the_manifest(cluster, tmp_path):

@@ -28,7 +28,11 @@ echo "demo site: $SITE"
 
 # A fresh random key for this run, readable by this user only; never printed.
 "$CRAWLER" keygen "$WORK/authkey" >/dev/null
-LISTEN="127.0.0.1:$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+free_port() {
+    "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+LISTEN="127.0.0.1:$(free_port)"
+METRICS="127.0.0.1:$(free_port)"   # the harvester's Prometheus endpoint
 
 started=$(date +%s.%N)
 for node in 1 2; do
@@ -38,13 +42,29 @@ for node in 1 2; do
     pids+=($!)
 done
 "$CRAWLER" harvest "$SITE" --config config/demo.toml --listen "$LISTEN" --out "$OUT" \
-    --authkey-file "$WORK/authkey" >"$WORK/harvester.out" 2>"$WORK/harvester.log" &
+    --authkey-file "$WORK/authkey" --metrics "$METRICS" \
+    >"$WORK/harvester.out" 2>"$WORK/harvester.log" &
 harvester=$!
 pids+=($harvester)
 
 echo "progress (crawler tail $OUT/progress.log --only ...):"
 timeout 110 "$CRAWLER" tail "$OUT/progress.log" --summary-every 1 \
     --only page_fetched,page_failed,node_joined,node_left,totals,crawl_finished || true
+
+# The final figures, as Prometheus would scrape them (the harvester waits for one
+# scrape after the crawl's end, metrics_linger at most).
+echo
+echo "metrics (http://$METRICS/metrics, some of them):"
+"$PY" - "$METRICS" <<'SCRAPE' || true
+import sys, urllib.request
+with urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=10) as response:
+    text = response.read().decode()
+shown = ("crawler_pages_", "crawler_images_", "crawler_stored_bytes", "crawler_tasks",
+         "crawler_crawl_finished", "crawler_nodes_")
+for line in text.splitlines():
+    if line.startswith(shown):
+        print("  " + line)
+SCRAPE
 
 status=0
 wait "$harvester" || status=$?

@@ -52,7 +52,8 @@ METRICS: tuple[MetricSpec, ...] = (
         "crawler_pages_skipped_total",
         COUNTER,
         H,
-        "Pages not crawled: robots.txt refused them, or they are not HTML.",
+        "Pages not crawled as pages: robots_disallowed, not_html, or image (a link to "
+        "an image without an image extension, queued as an image).",
         ["reason"],
     ),
     _spec(

@@ -19,9 +19,10 @@ def run_node(config: Config, authkey: bytes, node_id: str) -> int:
     metrics = node_metrics(config.metrics)
     try:
         say_metrics(node_id, metrics.where)
-        code = DownloaderNode(config, authkey, node_id, metrics=metrics).run()
-        if code == 0:
-            metrics.linger(config.metrics.metrics_linger)
+        node = DownloaderNode(config, authkey, node_id, metrics=metrics)
+        code = node.run()
+        if code == 0:  # (a signal now stops the node once more: the wait ends)
+            metrics.linger(config.metrics.metrics_linger, lambda: node.stopping)
         return code
     finally:
         metrics.close()

@@ -62,7 +62,10 @@ def run_node_processes(
         for index in range(count)
     ]
 
+    stopping = []
+
     def forward(signum: int, _frame: Any) -> None:
+        stopping.append(signum)
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
@@ -75,7 +78,7 @@ def run_node_processes(
         codes = _wait_marking_ends(children, metrics)
     code = next((code for code in codes if code != 0), 0)
     if metrics is not None and code == 0:
-        metrics.linger(linger)
+        metrics.linger(linger, lambda: bool(stopping))
     return code
 
 

@@ -277,7 +277,7 @@ class Harvester:
                 **self.stats.fields(),
             )
             print(self.summary(elapsed), flush=True)
-            self.metrics.linger(self.config.metrics.metrics_linger)
+            self.metrics.linger(self.config.metrics.metrics_linger, lambda: self.stopping)
             return self._finished_code()
         except (OSError, sqlite3.Error) as exc:
             reason = storage_failure(exc)

@@ -27,6 +27,11 @@ LIBRARY_DIR_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PAGE_FETCHED, PAGE_FAILED, PAGE_SKIPPED, PAGE_RETRIED = "fetched", "failed", "skipped", "retried"
 
 
+def never() -> bool:
+    """A ``cancelled`` that never is."""
+    return False
+
+
 @dataclass(frozen=True)
 class CrawlFigures:
     """The crawl's state at one moment: the queue's figures and the harvester's own."""
@@ -53,9 +58,9 @@ class HarvestMetrics(Protocol):
     def node_event(self, name: str) -> None:
         """A broker event about a node (``node_joined``, ``node_lost``, ``node_left`` ...)."""
 
-    def linger(self, seconds: float) -> None:
+    def linger(self, seconds: float, cancelled: Callable[[], bool] = never) -> None:
         """At the crawl's end: serve the final figures until a scrape has read them, at
-        most ``seconds``."""
+        most ``seconds``, and no longer once ``cancelled()`` (a stop was asked for)."""
 
     def close(self) -> None:
         """Stop serving."""
@@ -75,7 +80,7 @@ class NodeMetrics(Protocol):
     def reported(self, result: Result) -> None:
         """A result went to the harvester (a stored one: its file durable and in place)."""
 
-    def linger(self, seconds: float) -> None:
+    def linger(self, seconds: float, cancelled: Callable[[], bool] = never) -> None:
         """As ``HarvestMetrics.linger``."""
 
     def close(self) -> None:
@@ -111,7 +116,7 @@ class NoMetrics:
     def reported(self, result: Result) -> None:
         pass
 
-    def linger(self, seconds: float) -> None:
+    def linger(self, seconds: float, cancelled: Callable[[], bool] = never) -> None:
         pass
 
     def close(self) -> None:

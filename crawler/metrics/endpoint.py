@@ -10,6 +10,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections.abc import Callable
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -18,6 +19,9 @@ from prometheus_client import make_wsgi_app
 from prometheus_client.registry import Collector
 
 from crawler.errors import ConfigError
+from crawler.metrics.base import never
+
+CANCEL_POLL = 0.2  # seconds between looks at ``cancelled`` while waiting for a scrape
 
 
 class _Server(ThreadingMixIn, WSGIServer):
@@ -66,17 +70,18 @@ class MetricsEndpoint:
         )
         self._thread.start()
 
-    def wait_for_scrape(self, seconds: float) -> bool:
+    def wait_for_scrape(self, seconds: float, cancelled: Callable[[], bool] = never) -> bool:
         """Wait until a scrape that began from now on has been answered (so it read
-        the figures as they are now), at most ``seconds``; returns whether one was."""
+        the figures as they are now), at most ``seconds``, and not once ``cancelled()``
+        (a signal asked the process to stop); returns whether one was."""
         now = time.monotonic()
         deadline = now + seconds
         with self._scraped:
             while self._last_began < now:
                 left = deadline - time.monotonic()
-                if left <= 0:
+                if left <= 0 or cancelled():
                     return False
-                self._scraped.wait(left)
+                self._scraped.wait(min(left, CANCEL_POLL))
         return True
 
     def stop(self) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from prometheus_client import (
@@ -37,6 +37,7 @@ from crawler.metrics.base import (
     PAGE_RETRIED,
     PAGE_SKIPPED,
     FiguresSource,
+    never,
 )
 from crawler.metrics.catalog import (
     BY_NAME,
@@ -182,8 +183,8 @@ class PrometheusHarvestMetrics:
         if metric is not None:
             self._m[metric].inc()
 
-    def linger(self, seconds: float) -> None:
-        self._endpoint.wait_for_scrape(seconds)
+    def linger(self, seconds: float, cancelled: Callable[[], bool] = never) -> None:
+        self._endpoint.wait_for_scrape(seconds, cancelled)
 
     def close(self) -> None:
         self._endpoint.stop()
@@ -220,9 +221,9 @@ class PrometheusNodeMetrics:
         else:
             m["crawler_download_images_failed_total"].labels(reason_label(result.error)).inc()
 
-    def linger(self, seconds: float) -> None:
+    def linger(self, seconds: float, cancelled: Callable[[], bool] = never) -> None:
         if self._endpoint is not None:
-            self._endpoint.wait_for_scrape(seconds)
+            self._endpoint.wait_for_scrape(seconds, cancelled)
 
     def close(self) -> None:
         if self._endpoint is not None:
@@ -251,8 +252,8 @@ class ProcessGroupMetrics:
         """A process is gone: its gauges leave the sums (its counters stay counted)."""
         mark_process_dead(pid, self.folder)
 
-    def linger(self, seconds: float) -> None:
-        self._endpoint.wait_for_scrape(seconds)
+    def linger(self, seconds: float, cancelled: Callable[[], bool] = never) -> None:
+        self._endpoint.wait_for_scrape(seconds, cancelled)
 
     def close(self) -> None:
         self._endpoint.stop()

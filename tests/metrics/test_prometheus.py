@@ -165,6 +165,11 @@ def test_linger_ends_at_the_first_scrape_after_it_or_at_the_bound(harvester):
     started = time.monotonic()
     harvester.linger(30)
     assert time.monotonic() - started < 10
+    stop = threading.Event()
+    threading.Timer(0.2, stop.set).start()  # a signal asks the process to stop
+    started = time.monotonic()
+    harvester.linger(30, stop.is_set)
+    assert time.monotonic() - started < 10
 
 
 def test_a_port_in_use_is_a_config_error_and_close_frees_the_port():

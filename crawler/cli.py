@@ -39,11 +39,11 @@ EXAMPLES = {
   crawler harvest https://example.org/blog/ --prefix https://example.org/blog/ --exclude '[?]page='
   crawler harvest https://example.org/ --allow-host cdn.example.org --image-host '*.example.org'
   crawler harvest https://example.org/ --retry-failed --only http_503 --only timeout
-  crawler harvest https://example.org/ --metrics 9100  # Prometheus at 127.0.0.1:9100""",
+  crawler harvest https://example.org/ --metrics 9100""",
     "download": """\
   crawler download --authkey-file ~/.crawler.key
   crawler download --connect harvester.example.lan:5599 --out /data/images --processes 4
-  crawler download --metrics 0.0.0.0:9101  # one endpoint for all its processes""",
+  crawler download --metrics 0.0.0.0:9101 --processes 4""",
     "tail": """\
   crawler tail downloads/progress.log
   crawler tail downloads/progress.log --only failed,page_failed""",

@@ -107,7 +107,12 @@ METRICS: tuple[MetricSpec, ...] = (
         "Image tasks by state: waiting, leased, stored, failed (the last two are final).",
         ["state"],
     ),
-    _spec("crawler_frontier_pages", GAUGE, H, "Pages queued or being fetched."),
+    _spec(
+        "crawler_frontier_pages",
+        GAUGE,
+        H,
+        "Pages queued or being fetched, as of the harvester's last totals (every totals_interval).",
+    ),
     _spec("crawler_nodes_connected", GAUGE, H, "Downloader processes connected."),
     _spec(
         "crawler_hosts",

@@ -62,8 +62,9 @@ class MetricsEndpoint:
                 host, port, counted, _Server6 if ":" in host else _Server, _Quiet
             )
         except OSError as exc:
+            reason = str(exc.strerror or exc)
             raise ConfigError(
-                f"metrics: cannot listen on {self.where}: {exc.strerror or exc}"
+                f"metrics: cannot listen on {self.where}: {reason[:1].lower()}{reason[1:]}"
             ) from None
         self._thread = threading.Thread(
             target=self._httpd.serve_forever, args=(0.2,), name="metrics", daemon=True

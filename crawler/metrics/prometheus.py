@@ -22,6 +22,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    ProcessCollector,
     disable_created_metrics,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -142,6 +143,7 @@ class PrometheusHarvestMetrics:
         registry = CollectorRegistry()
         self._m = _metrics(HARVESTER, registry, _FROM_FIGURES)
         registry.register(_CrawlCollector(figures, settings))
+        ProcessCollector(registry=registry)  # process_*: CPU, memory, open files
         self._endpoint = _endpoint(settings, registry)
         self.where = self._endpoint.where
 
@@ -197,6 +199,8 @@ class PrometheusNodeMetrics:
     def __init__(self, settings: MetricsConfig, serve: bool = True) -> None:
         registry = CollectorRegistry()
         self._m = _metrics(DOWNLOADER, registry)
+        if serve:  # (a process of a multi-process node: its parent serves no process_*)
+            ProcessCollector(registry=registry)
         self._endpoint = _endpoint(settings, registry) if serve else None
         self.where = self._endpoint.where if self._endpoint else ""
         self._m["crawler_download_processes"].set(1)

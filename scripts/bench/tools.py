@@ -20,7 +20,10 @@ from bench.measure import Launch
 from bench.nginx import free_port
 
 HERE = Path(__file__).resolve().parent
-TOOLS = ("ours", "ours-nosync", "scrapy", "img2dataset", "gevent", "gevent-crawl")
+TOOLS = (
+    *("ours", "ours-nosync", "ours-metrics"),
+    *("scrapy", "img2dataset", "gevent", "gevent-crawl"),
+)
 
 
 @dataclass
@@ -57,6 +60,7 @@ def launches(tool: str, target: Target, settings: Settings) -> list[Launch]:
     return {
         "ours": ours,
         "ours-nosync": ours_nosync,
+        "ours-metrics": ours_metrics,
         "scrapy": scrapy,
         "img2dataset": img2dataset,
         "gevent": gevent_list,
@@ -108,6 +112,17 @@ def ours_nosync(target: Target, settings: Settings) -> list[Launch]:
     launches = ours(target, settings)
     for launch in launches:
         launch.env["CRAWLER_SYNC_FILES"] = "false"
+    return launches
+
+
+def ours_metrics(target: Target, settings: Settings) -> list[Launch]:
+    """Ours with ``--metrics`` on the harvester and the node: what counting costs (the
+    scrapes themselves, every 15 s or so in a real setup, are left out: nobody scrapes,
+    and ``metrics_linger = 0`` ends each command at once)."""
+    launches = ours(target, settings)
+    for launch in launches:
+        launch.argv += ["--metrics", f"127.0.0.1:{free_port()}"]
+        launch.env["CRAWLER_METRICS_LINGER"] = "0"
     return launches
 
 

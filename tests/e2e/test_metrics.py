@@ -127,9 +127,11 @@ def test_metrics_follow_a_real_crawl_and_end_equal_to_the_manifest(cluster, tmp_
         "node-m-0",
         "node-m-1",
     }
-    assert {name for name, _ in final} <= {
-        name + suffix for name in BY_NAME for suffix in ("", "_bucket", "_sum", "_count")
-    }
+    ours = {name + suffix for name in BY_NAME for suffix in ("", "_bucket", "_sum", "_count")}
+    assert {name for name, _ in final if not name.startswith("process_")} <= ours
+    # The standard process metrics too, the harvester's own.
+    assert value(final, "process_resident_memory_bytes") > 10e6
+    assert value(final, "process_cpu_seconds_total") > 0
 
     # The node: once both processes have ended, its endpoint has their sum, and a
     # scrape of it lets the node exit.

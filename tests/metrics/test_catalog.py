@@ -73,15 +73,15 @@ def test_top_labels_keep_the_largest_and_sum_the_rest():
     }
 
 
-def readme_metrics_table() -> dict[str, tuple[str, str, str]]:
-    """The README's "Metrics" table: name -> (type, labels, served by)."""
+def readme_metrics_table() -> dict[str, tuple[str, str, str, str]]:
+    """The README's "Metrics" table: name -> (type, labels, served by, what it counts)."""
     text = README.read_text()
     section = text.split("\n## Metrics\n", 1)[1].split("\n## ", 1)[0]
     rows = {}
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]
-        if len(cells) >= 4 and cells[0].startswith("`crawler_"):
-            rows[cells[0].strip("`")] = (cells[1], cells[2], cells[3])
+        if len(cells) == 5 and cells[0].startswith("`crawler_"):
+            rows[cells[0].strip("`")] = (cells[1], cells[2], cells[3], cells[4])
     return rows
 
 
@@ -89,7 +89,8 @@ def test_the_readme_table_lists_every_metric_as_it_is():
     table = readme_metrics_table()
     assert set(table) == {spec.name for spec in METRICS}
     for spec in METRICS:
-        kind, labels, side = table[spec.name]
+        kind, labels, side, help_text = table[spec.name]
         assert kind == spec.kind, spec.name
         assert labels == (", ".join(f"`{label}`" for label in spec.labels) or "-"), spec.name
         assert side == spec.side, spec.name
+        assert help_text == spec.help, spec.name

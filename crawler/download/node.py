@@ -293,7 +293,7 @@ class DownloaderNode:
                 # and how far apart this node must keep its requests to the host.
                 start_at = None if task.start_in is None else received + task.start_in
                 self.inbox.put((task, start_at))
-            self.metrics.in_flight(len(reply.tasks))
+            self.metrics.in_flight(self.active)
             if reply.done:
                 self.done = True
 
@@ -333,11 +333,12 @@ class DownloaderNode:
                 self._call("results", lambda c, done=batch: c.report_results(self.node, done))
                 for result in batch:
                     self.held.discard(result.id)
-                    self.metrics.reported(result)
+                self.metrics.reported(batch)
             if self.clock.now() - last_beat >= self._heartbeat:
                 held = sorted(self.held)
                 self._call("extend", lambda c, ids=held: c.extend_leases(self.node, ids))
                 last_beat = self.clock.now()
+            self.metrics.in_flight(self.active)
             if finished and not self.outbox:
                 return
             self.clock.wait(self._report_now, self.download.report_interval)
@@ -397,7 +398,6 @@ class DownloaderNode:
             self._report_now.set()
         self.outbox.append(result)
         self.active -= 1
-        self.metrics.in_flight(-1)
         if len(self.outbox) >= len(self.held):
             # Every task this node holds is done (the crawl's end, or a starved pool):
             # waiting for the next report tick would only delay the harvester.

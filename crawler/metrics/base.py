@@ -10,7 +10,7 @@ at each scrape, so that gauges are never stale and cost nothing between scrapes.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -74,11 +74,13 @@ class NodeMetrics(Protocol):
     def pool(self, size: int) -> None:
         """The process may run ``size`` downloads at once."""
 
-    def in_flight(self, change: int) -> None:
-        """Tasks leased and not finished went up or down by ``change``."""
+    def in_flight(self, count: int) -> None:
+        """``count`` tasks are leased and not finished (told after each lease and at
+        each report: a gauge needs no write per image)."""
 
-    def reported(self, result: Result) -> None:
-        """A result went to the harvester (a stored one: its file durable and in place)."""
+    def reported(self, results: Sequence[Result]) -> None:
+        """A batch of results went to the harvester (a stored one: its file durable and
+        in place)."""
 
     def linger(self, seconds: float, cancelled: Callable[[], bool] = never) -> None:
         """As ``HarvestMetrics.linger``."""
@@ -110,10 +112,10 @@ class NoMetrics:
     def pool(self, size: int) -> None:
         pass
 
-    def in_flight(self, change: int) -> None:
+    def in_flight(self, count: int) -> None:
         pass
 
-    def reported(self, result: Result) -> None:
+    def reported(self, results: Sequence[Result]) -> None:
         pass
 
     def linger(self, seconds: float, cancelled: Callable[[], bool] = never) -> None:

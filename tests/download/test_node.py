@@ -268,13 +268,13 @@ class RecordingMetrics:
     def pool(self, size: int) -> None:
         self.pool_size = size
 
-    def in_flight(self, change: int) -> None:
-        self.in_flight_now += change
-        self.lowest_in_flight = min(self.lowest_in_flight, self.in_flight_now)
-        self.highest_in_flight = max(self.highest_in_flight, self.in_flight_now)
+    def in_flight(self, count: int) -> None:
+        self.in_flight_now = count
+        self.lowest_in_flight = min(self.lowest_in_flight, count)
+        self.highest_in_flight = max(self.highest_in_flight, count)
 
-    def reported(self, result: Result) -> None:
-        self.results.append(result)
+    def reported(self, results: list[Result]) -> None:
+        self.results += results
 
     def linger(self, seconds: float) -> None:
         pass

@@ -190,25 +190,31 @@ def test_a_node_process_counts_what_it_reports():
     try:
         metrics.pool(16)
         metrics.in_flight(5)
-        metrics.in_flight(-2)
-        metrics.reported(Result(1, "u", outcome=STORED, bytes=2000, elapsed=0.03))
-        metrics.reported(Result(2, "u", error="http_503", retryable=True, elapsed=0.01))
+        metrics.in_flight(3)
         handed_back = Result(3, "u", error="store_error: no space left", local="storage")
-        metrics.reported(handed_back)
+        metrics.reported(
+            [
+                Result(1, "u", outcome=STORED, bytes=2000, elapsed=0.03),
+                Result(2, "u", error="http_503", retryable=True, elapsed=0.01),
+                handed_back,
+            ]
+        )
+        metrics.reported([Result(4, "u", outcome=STORED, bytes=1000, elapsed=0.02)])
         samples = scrape(metrics.where)
     finally:
         metrics.close()
     assert value(samples, "crawler_download_pool_size") == 16
     assert value(samples, "crawler_download_in_flight") == 3
     assert value(samples, "crawler_download_processes") == 1
-    assert value(samples, "crawler_download_images_stored_total") == 1
-    assert value(samples, "crawler_download_bytes_total") == 2000
-    assert value(samples, "crawler_download_image_bytes_bucket", le="4000.0") == 1
+    assert value(samples, "crawler_download_images_stored_total") == 2
+    assert value(samples, "crawler_download_bytes_total") == 3000
+    assert value(samples, "crawler_download_image_bytes_bucket", le="1000.0") == 1
+    assert value(samples, "crawler_download_image_bytes_bucket", le="4000.0") == 2
     assert by_label(samples, "crawler_download_images_failed_total", "reason") == {"http_503": 1}
     assert by_label(samples, "crawler_download_images_handed_back_total", "reason") == {
         "store_error": 1
     }
-    assert value(samples, "crawler_download_fetch_seconds_count") == 2
+    assert value(samples, "crawler_download_fetch_seconds_count") == 3
 
 
 CHILD = """
@@ -220,7 +226,7 @@ metrics = node_metrics(MetricsConfig(metrics="127.0.0.1:1"))  # a child never li
 metrics.pool(4)
 metrics.in_flight(2)
 for i in range(int(sys.argv[1])):
-    metrics.reported(Result(i, "u", outcome=STORED, bytes=10, elapsed=0.01))
+    metrics.reported([Result(i, "u", outcome=STORED, bytes=10, elapsed=0.01)])
 print("ready", flush=True)
 sys.stdin.readline()  # until the test lets it end
 """

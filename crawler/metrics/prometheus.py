@@ -12,6 +12,7 @@ their sum (``ProcessGroupMetrics``).
 from __future__ import annotations
 
 import shutil
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -94,11 +95,20 @@ class _CrawlCollector:
     def __init__(self, figures: FiguresSource, settings: MetricsConfig) -> None:
         self.figures = figures
         self.settings = settings
+        self._said = False
 
     def collect(self) -> Iterator[Metric]:
         try:
             crawl = self.figures()
-        except Exception:  # closing at the crawl's end: the counters are still served
+        except Exception as exc:  # a bug of ours: the counters are still served
+            if not self._said:
+                self._said = True
+                print(
+                    f"harvester: metrics: cannot read the crawl's figures "
+                    f"({type(exc).__name__}: {exc}); scrapes go on without its gauges",
+                    file=sys.stderr,
+                    flush=True,
+                )
             return
         queue = crawl.queue
 

@@ -143,9 +143,9 @@ def test_the_harvester_gauges_are_the_figures_at_the_scrape_bounded(harvester):
     assert value(samples, "crawler_crawl_finished") == 0
 
 
-def test_a_scrape_while_the_figures_cannot_be_read_still_serves_the_counters():
+def test_a_scrape_while_the_figures_cannot_be_read_still_serves_the_counters(capsys):
     def broken() -> CrawlFigures:
-        raise RuntimeError("closing")
+        raise RuntimeError("a bug")
 
     metrics = harvest_metrics(settings(), broken)
     try:
@@ -153,8 +153,11 @@ def test_a_scrape_while_the_figures_cannot_be_read_still_serves_the_counters():
         samples = scrape(metrics.where)
         assert value(samples, "crawler_images_queued_total") == 3
         assert not any(name == "crawler_tasks" for name, _ in samples)
+        assert scrape(metrics.where) is not None
     finally:
         metrics.close()
+    said = capsys.readouterr().err
+    assert said.count("cannot read the crawl's figures (RuntimeError: a bug)") == 1
 
 
 def test_linger_ends_at_the_first_scrape_after_it_or_at_the_bound(harvester):

@@ -116,6 +116,7 @@ class CrawlConfig:
         (), _networks, "must be IP networks, e.g. 10.1.0.0/16"
     )
     max_redirects: int = _setting(10, _not_negative, "must be >= 0")
+    ca_bundle: str = ""
 
 
 @dataclass(frozen=True)

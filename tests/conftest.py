@@ -1,11 +1,22 @@
-"""Checks every page the in-process tests extract against the whole-tree reference."""
+"""Checks every page the in-process tests extract against the whole-tree reference;
+fixtures several test folders share."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from crawler.web import extract
+from tests.support.tls import PrivateSite, serve_private_site
 from tests.support.whole_tree import collected, whole_tree_elements
+
+
+@pytest.fixture
+def private_site(tmp_path: Path) -> Iterator[PrivateSite]:
+    """A demo site over HTTPS, its certificate signed by a private CA of the test's."""
+    yield from serve_private_site(tmp_path)
 
 
 @pytest.fixture(autouse=True)

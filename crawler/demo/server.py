@@ -1,10 +1,12 @@
 """The demo site's server: static files on 127.0.0.1 with the right content types, an
 access log, an optional delay per image (the benchmark's latency); refuses paths that
-leave its folder. ``LocalHTTPServer`` is the base the test servers build on."""
+leave its folder; over HTTPS when given a certificate and its key (the tests' private
+CAs). ``LocalHTTPServer`` is the base the test servers build on."""
 
 from __future__ import annotations
 
 import socketserver
+import ssl
 import sys
 import threading
 import time
@@ -36,17 +38,27 @@ class DemoServer(LocalHTTPServer):
         address: tuple[str, int],
         access_log: Path | None,
         image_delay: float = 0.0,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
         self.root = root.resolve()
         self.access_log = access_log
         self.image_delay = image_delay
         self._log_lock = threading.Lock()
         super().__init__(address, _Handler)
+        self.scheme = "http"
+        if tls is not None:  # (certificate chain, key): every connection is TLS
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(*tls)
+            # The handshake in the handler's thread, not in the accepting loop.
+            self.socket = context.wrap_socket(
+                self.socket, server_side=True, do_handshake_on_connect=False
+            )
+            self.scheme = "https"
 
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
-        return f"http://{host}:{port}/"
+        return f"{self.scheme}://{host}:{port}/"
 
     def log_access(self, method: str, path: str, status: int, size: int) -> None:
         if self.access_log is None:
@@ -121,12 +133,14 @@ def serve(
     port: int = 0,
     access_log: Path | None = None,
     image_delay: float = 0.0,
+    tls: tuple[Path, Path] | None = None,
 ) -> DemoServer:
     """Serve `root` from a daemon thread; `server_address` has the real port, `close()` stops.
 
-    `image_delay` seconds are added before each image response.
+    `image_delay` seconds are added before each image response; with `tls` (certificate
+    chain and key files) it serves HTTPS.
     """
-    server = DemoServer(root, (host, port), access_log, image_delay)
+    server = DemoServer(root, (host, port), access_log, image_delay, tls)
     # A short poll interval keeps close() fast; shutdown() waits for the next poll.
     loop = threading.Thread(target=server.serve_forever, args=(0.05,), name="demosite", daemon=True)
     loop.start()

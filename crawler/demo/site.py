@@ -9,6 +9,7 @@ Usage:
     python -m crawler.demo.site generate DIR [--pages N] [--images N] [--seed N]
         [--image-bytes LOW-HIGH] [--page-kb LOW-HIGH]
     python -m crawler.demo.site serve DIR [--host H] [--port P] [--port-file F] [--access-log F]
+        [--tls-cert PEM --tls-key PEM]
 """
 
 from __future__ import annotations
@@ -457,13 +458,14 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, _raise_stop)
     server = None
     try:
-        server = serve(args.dir, args.host, args.port, args.access_log, args.image_delay)
-        host, port = server.server_address[:2]
+        tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
+        server = serve(args.dir, args.host, args.port, args.access_log, args.image_delay, tls)
+        port = server.server_address[1]
         if args.port_file:
             tmp = args.port_file.with_name(args.port_file.name + ".tmp")
             tmp.write_text(f"{port}\n")
             os.replace(tmp, args.port_file)
-        print(f"serving http://{host}:{port}/", flush=True)
+        print(f"serving {server.url}", flush=True)
         while True:
             signal.pause()
     except _Stop:
@@ -537,6 +539,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument("--port-file", type=Path)
     srv.add_argument("--access-log", type=Path)
     srv.add_argument("--image-delay", type=float, default=0.0, metavar="SECONDS")
+    srv.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain")
+    srv.add_argument("--tls-key", type=Path, help="and this private key")
     srv.set_defaults(func=_cmd_serve)
 
     check = sub.add_parser("check", help="compare a crawl's output with the ground truth")

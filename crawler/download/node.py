@@ -47,7 +47,7 @@ from crawler.records import (
 )
 from crawler.storage import probe_storage, remove_stale_temporaries
 from crawler.urls import host_of
-from crawler.web.safehttp import AddressPolicy, make_session
+from crawler.web.safehttp import AddressPolicy, make_session, tls_verify
 from crawler.wire.base import BrokerClient, CallFailed
 
 PROGRESS_SHARED_EVERY = 5.0
@@ -154,6 +154,8 @@ class DownloaderNode:
         self._report_now = gevent.event.Event()
         self.committer = Committer(self.out, config.download.sync_files)
         self.own_policy = AddressPolicy.from_config(config.crawl)
+        # Checked now: a CA bundle that is not there is a user's mistake, said at start.
+        self.verify = tls_verify(config.crawl.ca_bundle, os.environ)
         self.crawl_policy: AddressPolicy | None = None  # the harvester's, from ``join``
         # Set while this node cannot store files: it leases nothing and hands back
         # what it holds, until a probe of its storage succeeds.
@@ -500,7 +502,7 @@ class DownloaderNode:
         except StopRequested:
             return 0
         with contextlib.closing(
-            make_session(self.download.concurrency, self.user_agent, self.own_policy)
+            make_session(self.download.concurrency, self.user_agent, self.own_policy, self.verify)
         ) as session:
             self._serve(session)
         elapsed = self.clock.now() - self.stats.started

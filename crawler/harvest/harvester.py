@@ -58,6 +58,7 @@ from crawler.web.pages import (
 )
 from crawler.web.retries import next_try_in, tries_allowed
 from crawler.web.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
+from crawler.web.safehttp import tls_verify
 
 LOOP_TICK = 0.1
 
@@ -174,6 +175,7 @@ class Harvester:
             else None
         )
         self.sheets = StylesheetCache(self.crawl, self.robots)
+        tls_verify(self.crawl.ca_bundle, os.environ)  # a CA bundle not there: said at start
 
     def run(self) -> int:
         """Crawl until every page and image is done or a signal stops it; returns the

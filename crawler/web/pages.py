@@ -7,6 +7,7 @@ robots.txt could not be read, is ``retryable``: the harvester tries it again lat
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -30,7 +31,13 @@ from crawler.web.robots import (
     RobotsResponse,
     robots_url,
 )
-from crawler.web.safehttp import AddressPolicy, body_chunks, make_session, open_url
+from crawler.web.safehttp import (
+    AddressPolicy,
+    body_chunks,
+    make_session,
+    open_url,
+    tls_verify,
+)
 from crawler.web.verify import sniff_image_type
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -65,12 +72,14 @@ _opened_lock = threading.Lock()
 
 def _session(config: CrawlConfig) -> requests.Session:
     """One Session per page thread and policy: connection reuse without sharing across
-    threads, and never a session made for another address policy or User-Agent."""
+    threads, and never a session made for another address policy, User-Agent or CA
+    bundle."""
     sessions: dict = _local.__dict__.setdefault("sessions", {})
-    key = (config.allow_private, config.allow_networks, config.user_agent)
+    verify = tls_verify(config.ca_bundle, os.environ)
+    key = (config.allow_private, config.allow_networks, config.user_agent, verify)
     if key not in sessions:  # (the policy is parsed once per session, not per request)
         policy = AddressPolicy.from_config(config)
-        sessions[key] = make_session(PAGE_POOL_SIZE, config.user_agent, policy)
+        sessions[key] = make_session(PAGE_POOL_SIZE, config.user_agent, policy, verify)
         with _opened_lock:
             _opened.append(sessions[key])
     return sessions[key]

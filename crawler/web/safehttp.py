@@ -14,10 +14,11 @@ Shared by the harvester's page fetching and the downloaders, so both obey one po
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from functools import cache
 
@@ -31,7 +32,13 @@ from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from crawler.compat.gevent import wrapped_socket
 from crawler.compat.urllib3 import NewSocketCheck, pool_is_closed, use_pool_classes
 from crawler.config import CrawlConfig
-from crawler.errors import BadEncoding, BadRedirect, BlockedAddress, TooManyRedirects
+from crawler.errors import (
+    BadEncoding,
+    BadRedirect,
+    BlockedAddress,
+    ConfigError,
+    TooManyRedirects,
+)
 from crawler.urls import resolve
 
 CHUNK_BYTES = 256 * 1024
@@ -166,14 +173,40 @@ class _CheckedAdapter(HTTPAdapter):
         return f"/{url.lstrip('/')}" if url.startswith("//") else url
 
 
-def make_session(pool_size: int, user_agent: str, policy: AddressPolicy) -> requests.Session:
-    """A Session whose connections obey the address policy, pooled per host.
+# Environment variables naming a CA bundle, in the order requests reads them.
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def tls_verify(ca_bundle: str, environ: Mapping[str, str]) -> str | bool:
+    """What HTTPS certificates are checked against: the ``ca_bundle`` setting, else
+    ``REQUESTS_CA_BUNDLE`` or ``CURL_CA_BUNDLE`` (as requests reads them), else True
+    (the bundled public CAs). A bundle that is not there is a ``ConfigError`` that
+    names where it came from, at start, instead of every HTTPS request failing."""
+    origin, path = "ca_bundle", ca_bundle
+    for name in CA_BUNDLE_VARIABLES:
+        if path:
+            break
+        origin, path = name, environ.get(name, "")
+    if not path:
+        return True
+    if not (os.path.isfile(path) or os.path.isdir(path)) or not os.access(path, os.R_OK):
+        raise ConfigError(f"{origin}: no readable CA bundle (file or folder) at {path!r}")
+    return path
+
+
+def make_session(
+    pool_size: int, user_agent: str, policy: AddressPolicy, verify: str | bool = True
+) -> requests.Session:
+    """A Session whose connections obey the address policy, pooled per host, checking
+    certificates against ``verify`` (``tls_verify``) on every request path.
 
     ``trust_env`` is off: a proxy from the environment would hide the real peer
     address from the check, and a crawler should not pick up ``.netrc`` credentials.
+    (So the CA bundle variables are read by ``tls_verify`` instead.)
     """
     session = requests.Session()
     session.trust_env = False
+    session.verify = verify
     adapter = _CheckedAdapter(policy, pool_connections=64, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -236,7 +269,8 @@ def _send_lean(
         request.headers.update(headers)
     request.body = None
     request.hooks = {"response": []}
-    return session.get_adapter(request.url).send(request, stream=True, timeout=timeout)
+    adapter = session.get_adapter(request.url)
+    return adapter.send(request, stream=True, timeout=timeout, verify=session.verify)
 
 
 class _LeanRequest(requests.PreparedRequest):

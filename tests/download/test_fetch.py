@@ -470,3 +470,15 @@ def test_an_untrusted_certificate_is_a_final_tls_error_not_a_down_host(out, serv
     politeness = Politeness.from_config(PolitenessConfig())
     assert politeness.feedback("127.0.0.1", result, 0.0) is False
     assert politeness.state("127.0.0.1").down_errors == 0  # an answer: not a down host
+
+
+def test_an_image_behind_a_private_ca_is_stored_on_the_lean_path_with_its_bundle(out, private_site):
+    image = private_site.truth["images"][0]
+    url = private_site.url + image["path"].lstrip("/")
+    policy = AddressPolicy(allow_private=True)
+    trusting = make_session(4, USER_AGENT, policy, str(private_site.ca_pem))
+    result = fetch_image(trusting, 1, url, out, "node-1", LIMITS)
+    assert (result.outcome, result.sha256) == ("stored", image["sha256"]), result
+    untrusted = fetch_image(make_session(4, USER_AGENT, policy), 2, url, out, "node-1", LIMITS)
+    assert untrusted.error.startswith("tls_error: certificate verify failed"), untrusted
+    assert not untrusted.retryable

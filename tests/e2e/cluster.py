@@ -116,8 +116,11 @@ class Cluster(Processes):
         self.access_log = tmp_path / "access.log"
         self.site_url = ""
 
-    def serve_site(self, image_delay: float = 0.0, **generate: int) -> dict:
-        """Generate a demo site, serve it in its own process; returns the ground truth."""
+    def serve_site(
+        self, image_delay: float = 0.0, tls: tuple[Path, Path] | None = None, **generate: int
+    ) -> dict:
+        """Generate a demo site, serve it in its own process (over HTTPS with ``tls``, a
+        certificate chain and key); returns the ground truth."""
         truth = generate_site(self.tmp / "site", **generate)
         port_file = self.tmp / "site.port"
         self.start(
@@ -136,11 +139,13 @@ class Cluster(Processes):
                 str(self.access_log),
                 "--image-delay",
                 str(image_delay),
+                *(("--tls-cert", str(tls[0]), "--tls-key", str(tls[1])) if tls else ()),
             ],
             self.env,
             self.harvester_host,
         )
-        self.site_url = f"http://{self.address}:{wait_for_file(port_file)}/"
+        scheme = "https" if tls else "http"
+        self.site_url = f"{scheme}://{self.address}:{wait_for_file(port_file)}/"
         return truth
 
     def harvester(self, out: Path, *args: str, env: dict | None = None):

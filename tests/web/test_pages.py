@@ -196,3 +196,17 @@ def test_close_sessions_closes_every_page_threads_session(monkeypatch: pytest.Mo
     assert opened and set(closed) >= opened
     pages.close_sessions()  # twice: nothing left to close
     assert len(closed) == len(set(closed))
+
+
+def test_a_page_behind_a_private_ca_is_read_with_its_bundle(private_site, monkeypatch):
+    url = private_site.url + "index.html"
+    trusting = CrawlConfig(allow_private=True, ca_bundle=str(private_site.ca_pem))
+    page = fetch_page(url, 0, trusting)
+    assert page.error is None and page.status == 200 and page.images
+    # Without it: a clear failure of that page, final, not a down host.
+    untrusted = fetch_page(url, 0, CONFIG)
+    assert untrusted.error.startswith("tls_error: certificate verify failed"), untrusted.error
+    assert not untrusted.retryable and not untrusted.unreachable
+    # requests' own variable works too, though the sessions ignore the environment.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(private_site.ca_pem))
+    assert fetch_page(url, 0, CONFIG).error is None

@@ -7,10 +7,11 @@ import socket
 
 import gevent.socket
 import pytest
+import requests
 
 from crawler.config import CrawlConfig, load_config
 from crawler.errors import ConfigError
-from crawler.web.safehttp import AddressPolicy, _pool_classes
+from crawler.web.safehttp import AddressPolicy, _pool_classes, make_session, open_url, tls_verify
 
 PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "1.1.1.1"]
 NOT_PUBLIC = [
@@ -94,3 +95,41 @@ def test_a_pooled_connection_is_reused_only_while_its_peer_is_silent(socketpair)
     ours.close()
     connection.sock = None
     assert not connection.is_connected
+
+
+# -- which CAs HTTPS certificates are checked against ---------------------------------
+
+
+def test_the_ca_bundle_setting_wins_then_the_requests_variables(tmp_path):
+    mine, theirs, curl = (tmp_path / name for name in ("mine.pem", "theirs.pem", "curl.pem"))
+    for path in (mine, theirs, curl):
+        path.write_text("-----BEGIN CERTIFICATE-----\n")
+    environ = {"REQUESTS_CA_BUNDLE": str(theirs), "CURL_CA_BUNDLE": str(curl)}
+    assert tls_verify(str(mine), environ) == str(mine)
+    assert tls_verify("", environ) == str(theirs)
+    assert tls_verify("", {"CURL_CA_BUNDLE": str(curl)}) == str(curl)
+    assert tls_verify("", {}) is True
+    assert tls_verify(str(tmp_path), {}) == str(tmp_path)  # a folder of hashed certificates
+
+
+@pytest.mark.parametrize(
+    ("setting", "environ", "origin"),
+    [
+        ("/nowhere/ca.pem", {}, "ca_bundle"),
+        ("", {"REQUESTS_CA_BUNDLE": "/nowhere/ca.pem"}, "REQUESTS_CA_BUNDLE"),
+    ],
+)
+def test_a_ca_bundle_that_is_not_there_is_said_at_start_with_its_origin(setting, environ, origin):
+    with pytest.raises(ConfigError, match=f"^{origin}: no readable CA bundle .* '/nowhere/ca.pem'"):
+        tls_verify(setting, environ)
+
+
+def test_a_session_checks_certificates_against_its_bundle_on_both_paths(private_site):
+    url = private_site.url + "index.html"
+    trusting = make_session(2, "ua", AddressPolicy(allow_private=True), str(private_site.ca_pem))
+    public_only = make_session(2, "ua", AddressPolicy(allow_private=True))
+    for lean in (False, True):
+        with open_url(trusting, url, 5.0, 3, lean=lean) as response:
+            assert response.status_code == 200
+        with pytest.raises(requests.exceptions.SSLError):
+            open_url(public_only, url, 5.0, 3, lean=lean)

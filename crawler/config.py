@@ -117,6 +117,9 @@ class CrawlConfig:
     )
     max_redirects: int = _setting(10, _not_negative, "must be >= 0")
     ca_bundle: str = ""
+    referer: str = _setting(
+        "page", lambda v: v in ("page", "origin", "none"), "must be page, origin or none"
+    )
 
 
 @dataclass(frozen=True)

@@ -117,15 +117,21 @@ class LeasedTask:
 
     ``start_in`` (seconds from the lease) is set for a host with a delay: the request
     may not start earlier, and the node keeps ``spacing`` seconds between the end of one
-    request to the host and the start of the next."""
+    request to the host and the start of the next. ``referer`` is the ``Referer``
+    header the request carries (None: none)."""
 
     id: int
     url: str
     start_in: float | None = None
     spacing: float = 0.0
+    referer: str | None = None
 
     def to_wire(self) -> list[Any]:
-        """``[id, url]``, or ``[id, url, start_in, spacing]`` for a host with a delay."""
+        """``[id, url]``, ``[id, url, start_in, spacing]`` for a host with a delay, and
+        ``[id, url, start_in, spacing, referer]`` with a Referer (an older node reads
+        the first four)."""
+        if self.referer is not None:
+            return [self.id, self.url, self.start_in, self.spacing, self.referer]
         if self.start_in is None:
             return [self.id, self.url]
         return [self.id, self.url, self.start_in, self.spacing]
@@ -139,7 +145,8 @@ class LeasedTask:
             return None
         start_in = _float(data[2]) if len(data) > 2 else None
         spacing = (_float(data[3]) if len(data) > 3 else None) or 0.0
-        return cls(task_id, url, start_in, max(spacing, 0.0))
+        referer = _text(data[4]) if len(data) > 4 else None
+        return cls(task_id, url, start_in, max(spacing, 0.0), referer)
 
 
 @dataclass(slots=True)

@@ -238,3 +238,25 @@ def host_dir(url: str) -> str:
     if port is not None and port != DEFAULT_PORTS.get(parts.scheme.lower()):
         host = f"{host}_{port}"
     return host
+
+
+REFERER_POLICIES = ("page", "origin", "none")
+
+
+def referer_for(page: str | None, target: str, policy: str) -> str | None:
+    """The ``Referer`` a request for ``target`` found on ``page`` carries: the page
+    itself (``page``, without fragment or credentials), its origin (``origin``,
+    ``scheme://host:port/``), or none. Never from an https page to an http URL, as
+    browsers do: the page's address is not sent in clear."""
+    if not page or policy == "none":
+        return None
+    parts = urlsplit(page)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    if parts.scheme == "https" and target.lower().startswith("http:"):
+        return None
+    netloc = parts.netloc.rpartition("@")[2]
+    if policy == "origin":
+        return f"{parts.scheme}://{netloc}/"
+    path = parts.path or "/"
+    return f"{parts.scheme}://{netloc}{path}" + (f"?{parts.query}" if parts.query else "")

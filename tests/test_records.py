@@ -109,3 +109,16 @@ def test_leases_and_joins_round_trip_and_tolerate_junk() -> None:
     join = JoinReply(60.0, 10.0, "bot/1", policy)
     assert JoinReply.from_wire(across(join.to_wire())) == join
     assert JoinReply.from_wire(None) == JoinReply(0.0, 10.0)
+
+
+def test_a_leased_task_carries_its_referer_and_older_forms_still_read():
+    plain = LeasedTask(1, "http://a.test/x.png")
+    referred = LeasedTask(2, "http://a.test/y.png", referer="http://a.test/page.html")
+    timed = LeasedTask(3, "http://a.test/z.png", 1.5, 2.0, "http://a.test/")
+    for task in (plain, referred, timed):
+        assert LeasedTask.from_wire(json.loads(json.dumps(task.to_wire()))) == task
+    assert referred.to_wire() == [2, "http://a.test/y.png", None, 0.0, "http://a.test/page.html"]
+    assert LeasedTask.from_wire([3, "http://a.test/z.png", 1.5, 2.0]) == LeasedTask(
+        3, "http://a.test/z.png", 1.5, 2.0
+    )
+    assert LeasedTask.from_wire([4, "http://a.test/w.png", None, 0.0, 7]).referer is None

@@ -12,6 +12,7 @@ from crawler.urls import (
     join_reference,
     looks_like_image,
     normalize,
+    referer_for,
     remove_dot_segments,
     resolve,
 )
@@ -361,3 +362,29 @@ def test_host_dir_is_one_safe_path_component(url: str):
 def test_host_dir_of_dot_hosts_is_unknown():
     assert host_dir("http://../a.jpg") == "unknown"
     assert host_dir("http://./a.jpg") == "unknown"
+
+
+@pytest.mark.parametrize(
+    ("page", "target", "policy", "referer"),
+    [
+        (
+            "http://a.test/g/p.html?x=1#top",
+            "http://cdn.test/i.png",
+            "page",
+            "http://a.test/g/p.html?x=1",
+        ),
+        ("http://a.test:8080/g/p.html", "http://cdn.test/i.png", "origin", "http://a.test:8080/"),
+        ("http://a.test/p.html", "http://cdn.test/i.png", "none", None),
+        ("https://a.test/p.html", "https://cdn.test/i.png", "page", "https://a.test/p.html"),
+        ("https://a.test/p.html", "http://cdn.test/i.png", "page", None),  # no downgrade
+        ("https://a.test/p.html", "HTTP://cdn.test/i.png", "origin", None),
+        ("http://a.test/p.html", "https://cdn.test/i.png", "page", "http://a.test/p.html"),
+        ("http://user:secret@a.test/p.html", "http://a.test/i.png", "page", "http://a.test/p.html"),
+        ("http://a.test", "http://a.test/i.png", "page", "http://a.test/"),
+        ("", "http://a.test/i.png", "page", None),  # a seed
+        (None, "http://a.test/i.png", "origin", None),
+        ("ftp://a.test/p", "http://a.test/i.png", "page", None),
+    ],
+)
+def test_the_referer_of_a_request(page, target, policy, referer):
+    assert referer_for(page, target, policy) == referer

@@ -31,6 +31,7 @@ from crawler.records import (
     LeaseReply,
     Result,
 )
+from crawler.urls import referer_for
 
 # The longest a lease call waits for work (``queue.max_lease_wait``).
 MAX_LEASE_WAIT = QueueConfig().max_lease_wait
@@ -94,11 +95,13 @@ class Broker:
         user_agent: str = "",
         address_policy: AddressPolicyRecord | None = None,
         max_lease_wait: float | None = None,
+        referer: str = "none",
     ) -> None:
         self.max_lease_wait = MAX_LEASE_WAIT if max_lease_wait is None else max_lease_wait
         self.board = TaskBoard(lease_seconds, max_attempts, db, politeness)
         self.politeness = self.board.politeness
         self.user_agent = user_agent
+        self.referer = referer  # the crawl's Referer policy (``urls.referer_for``)
         # The crawl's address policy (allow_private, allow_networks), told to every node
         # so that one that refuses more hands such tasks back instead of failing them.
         self.address_policy = address_policy
@@ -149,7 +152,16 @@ class Broker:
                     tasks = self.board.lease(node, max(int(limit), 0), now, self._healthy(now))
                 remaining = deadline - time.monotonic()
                 if tasks or remaining <= 0:
-                    leased = [LeasedTask(t.id, t.url, t.start_in, t.spacing) for t in tasks]
+                    leased = [
+                        LeasedTask(
+                            t.id,
+                            t.url,
+                            t.start_in,
+                            t.spacing,
+                            referer_for(t.page, t.url, self.referer),
+                        )
+                        for t in tasks
+                    ]
                     return LeaseReply(leased).to_wire()
                 wake = self.board.wake_time(now)
                 if wake is not None:

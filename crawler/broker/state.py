@@ -108,7 +108,17 @@ def _to_version_2(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE tasks ADD COLUMN queued_at REAL NOT NULL DEFAULT 0")
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_to_version_1, _to_version_2)
+def _to_version_3(db: sqlite3.Connection) -> None:
+    """Pages keep the page that linked them, for their ``Referer`` ('' for seeds and
+    pages queued before)."""
+    db.execute("ALTER TABLE pages ADD COLUMN referer TEXT NOT NULL DEFAULT ''")
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    _to_version_1,
+    _to_version_2,
+    _to_version_3,
+)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -212,18 +222,21 @@ class PageFrontier:
                 "UPDATE pages SET state = 'queued' WHERE state = 'fetching'"
             ).rowcount
 
-    def add(self, url: str, depth: int) -> bool:
-        """Queue a page unless it was seen before; True when it is new."""
+    def add(self, url: str, depth: int, referer: str = "") -> bool:
+        """Queue a page (``referer``: the page that linked it) unless it was seen
+        before; True when it is new."""
         return bool(
             self.db.execute(
-                "INSERT OR IGNORE INTO pages (url, depth, state) VALUES (?, ?, 'queued')",
-                (url, depth),
+                "INSERT OR IGNORE INTO pages (url, depth, state, referer) "
+                "VALUES (?, ?, 'queued', ?)",
+                (url, depth, referer),
             ).rowcount
         )
 
-    def add_many(self, pages: list[tuple[str, int]]) -> int:
+    def add_many(self, pages: list[tuple[str, int]], referer: str = "") -> int:
+        """Queue the pages one page linked (``referer``); returns how many were new."""
         with Transaction(self.db):
-            return sum(self.add(url, depth) for url, depth in pages)
+            return sum(self.add(url, depth, referer) for url, depth in pages)
 
     def mark_seen(self, url: str) -> None:
         """Record a URL reached another way (a redirect target) as done."""
@@ -231,19 +244,19 @@ class PageFrontier:
             "INSERT OR IGNORE INTO pages (url, depth, state) VALUES (?, 0, 'done')", (url,)
         )
 
-    def take(self, limit: int, now: float = float("inf")) -> list[tuple[str, int]]:
+    def take(self, limit: int, now: float = float("inf")) -> list[tuple[str, int, str]]:
         """Up to ``limit`` queued pages due at ``now``, oldest first, now marked as being
-        fetched."""
+        fetched: (url, depth, the page that linked it or '')."""
         with Transaction(self.db):
             rows = self.db.execute(
-                "SELECT id, url, depth FROM pages WHERE state = 'queued' AND due <= ? "
+                "SELECT id, url, depth, referer FROM pages WHERE state = 'queued' AND due <= ? "
                 "ORDER BY id LIMIT ?",
                 (now, limit),
             ).fetchall()
             self.db.executemany(
                 "UPDATE pages SET state = 'fetching' WHERE id = ?", [(row[0],) for row in rows]
             )
-        return [(url, depth) for _, url, depth in rows]
+        return [(url, depth, referer) for _, url, depth, referer in rows]
 
     def finish(self, url: str, state: str) -> None:
         self.db.execute("UPDATE pages SET state = ? WHERE url = ?", (state, url))

@@ -39,10 +39,14 @@ class DemoServer(LocalHTTPServer):
         access_log: Path | None,
         image_delay: float = 0.0,
         tls: tuple[Path, Path] | None = None,
+        hotlink_protect: bool = False,
     ) -> None:
         self.root = root.resolve()
         self.access_log = access_log
         self.image_delay = image_delay
+        # As image CDNs do: an image requested without a Referer of this site is 403.
+        self.hotlink_protect = hotlink_protect
+        self.referers: dict[str, str | None] = {}  # path -> the last request's Referer
         self._log_lock = threading.Lock()
         super().__init__(address, _Handler)
         self.scheme = "http"
@@ -67,8 +71,9 @@ class DemoServer(LocalHTTPServer):
             f.write(f"{method} {path} {status} {size}\n")
 
     def handle_error(self, request: Any, client_address: Any) -> None:
-        """Clients hanging up mid-response is normal for a crawler; stay quiet about it."""
-        if not isinstance(sys.exc_info()[1], ConnectionError):
+        """Clients hanging up mid-response is normal for a crawler, and so is one that
+        refuses our certificate; stay quiet about them."""
+        if not isinstance(sys.exc_info()[1], ConnectionError | ssl.SSLError):
             super().handle_error(request, client_address)
 
     def close(self) -> None:
@@ -96,6 +101,11 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _respond(self, *, with_body: bool) -> None:
         status, body, ctype = self._lookup()
+        referer = self.headers.get("Referer")
+        self.server.referers[self.path] = referer
+        hotlinked = not (referer or "").startswith(self.server.url)
+        if self.server.hotlink_protect and ctype.startswith("image/") and hotlinked:
+            status, body, ctype = 403, b"no hotlinking\n", CONTENT_TYPES[".txt"]
         if self.server.image_delay and ctype.startswith("image/"):
             time.sleep(self.server.image_delay)  # models a slow network or server
         self.send_response(status)
@@ -134,13 +144,15 @@ def serve(
     access_log: Path | None = None,
     image_delay: float = 0.0,
     tls: tuple[Path, Path] | None = None,
+    hotlink_protect: bool = False,
 ) -> DemoServer:
     """Serve `root` from a daemon thread; `server_address` has the real port, `close()` stops.
 
     `image_delay` seconds are added before each image response; with `tls` (certificate
-    chain and key files) it serves HTTPS.
+    chain and key files) it serves HTTPS; with `hotlink_protect`, images requested
+    without a Referer from the site are refused (403).
     """
-    server = DemoServer(root, (host, port), access_log, image_delay, tls)
+    server = DemoServer(root, (host, port), access_log, image_delay, tls, hotlink_protect)
     # A short poll interval keeps close() fast; shutdown() waits for the next poll.
     loop = threading.Thread(target=server.serve_forever, args=(0.05,), name="demosite", daemon=True)
     loop.start()

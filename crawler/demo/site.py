@@ -459,7 +459,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     server = None
     try:
         tls = (args.tls_cert, args.tls_key) if args.tls_cert else None
-        server = serve(args.dir, args.host, args.port, args.access_log, args.image_delay, tls)
+        server = serve(
+            args.dir,
+            args.host,
+            args.port,
+            args.access_log,
+            args.image_delay,
+            tls,
+            args.hotlink_protect,
+        )
         port = server.server_address[1]
         if args.port_file:
             tmp = args.port_file.with_name(args.port_file.name + ".tmp")
@@ -541,6 +549,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     srv.add_argument("--image-delay", type=float, default=0.0, metavar="SECONDS")
     srv.add_argument("--tls-cert", type=Path, help="serve HTTPS with this certificate chain")
     srv.add_argument("--tls-key", type=Path, help="and this private key")
+    srv.add_argument(
+        "--hotlink-protect",
+        action="store_true",
+        help="refuse images (403) requested without a Referer from this site",
+    )
     srv.set_defaults(func=_cmd_serve)
 
     check = sub.add_parser("check", help="compare a crawl's output with the ground truth")

@@ -137,8 +137,10 @@ def fetch_image(
     node: str,
     limits: FetchLimits,
     keep: Keep | None = None,
+    referer: str | None = None,
 ) -> Result:
-    """Fetch ``url`` into ``out`` and describe what happened (see ``new_result``).
+    """Fetch ``url`` into ``out`` and describe what happened (see ``new_result``); the
+    request carries ``referer`` as its ``Referer`` (image hosts refuse hotlinks).
 
     A verified image is written to a temporary file and handed to ``keep``, which
     moves it into place: the downloader stages it in a ``committer.Committer`` that makes
@@ -156,10 +158,11 @@ def fetch_image(
             commit_file(temporary, out, relative, size, sha256)
 
     timeout = (limits.connect_timeout, limits.read_timeout)
+    headers = IMAGE_REQUEST_HEADERS
+    if referer is not None:
+        headers = {**IMAGE_REQUEST_HEADERS, "Referer": referer}
     try:
-        with open_url(
-            session, url, timeout, limits.max_redirects, IMAGE_REQUEST_HEADERS, lean=True
-        ) as response:
+        with open_url(session, url, timeout, limits.max_redirects, headers, lean=True) as response:
             result.status = response.status_code
             result.declared_type = response.headers.get("Content-Type")
             if not 200 <= response.status_code < 300 or response.status_code == 204:

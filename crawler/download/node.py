@@ -59,8 +59,8 @@ LEASE_WAIT = 1.0  # seconds a lease call waits for work to appear
 # A leased task and the clock time at which it may start (None: at once).
 Leased = tuple[LeasedTask, "float | None"]
 Reply = TypeVar("Reply")
-# Fetches one image: (session, task id, url) -> its result (``fetch.fetch_image``).
-Fetch = Callable[[Any, int, str], Result]
+# Fetches one image: (session, task id, url, Referer) -> its result (``fetch.fetch_image``).
+Fetch = Callable[[Any, int, str, "str | None"], Result]
 
 
 class Clock(Protocol):
@@ -414,7 +414,7 @@ class DownloaderNode:
         self.clock.sleep(max(0.0, start_at - self.clock.now()))
         if task.spacing:
             return self._fetch_spaced(task, host, session)
-        return self._fetch(session, task.id, task.url)
+        return self._fetch(session, task.id, task.url, task.referer)
 
     def _handed_back(self, task: LeasedTask, fault: str) -> Result:
         result = new_result(task.id, task.url, self.node)
@@ -434,9 +434,9 @@ class DownloaderNode:
                 f"{result.error}; the crawl allows it: start node {self.node} with --allow-private"
             )
 
-    def _fetch_image(self, session: Any, task_id: int, url: str) -> Result:
+    def _fetch_image(self, session: Any, task_id: int, url: str, referer: str | None) -> Result:
         return fetch_image(
-            session, task_id, url, self.out, self.node, self.limits, self.committer.stage
+            session, task_id, url, self.out, self.node, self.limits, self.committer.stage, referer
         )
 
     def show_progress(self) -> None:
@@ -470,7 +470,7 @@ class DownloaderNode:
             last_end = self.last_end.get(host, 0.0)
             self.clock.sleep(max(0.0, last_end + task.spacing - self.clock.now()))
             try:
-                return self._fetch(session, task.id, task.url)
+                return self._fetch(session, task.id, task.url, task.referer)
             finally:
                 self.last_end[host] = self.clock.now()
 

@@ -47,7 +47,7 @@ from crawler.output.manifest import MANIFEST_NAME, Manifest
 from crawler.output.progress import ProgressLog
 from crawler.records import AddressPolicyRecord
 from crawler.stats import CrawlStats
-from crawler.urls import host_of, normalize
+from crawler.urls import host_of, normalize, referer_for
 from crawler.web.pages import (
     PageResult,
     StylesheetCache,
@@ -107,8 +107,11 @@ def storage_failure(exc: BaseException) -> str | None:
 MAX_DEFERRED_PAGES = 1000
 
 
-# Fetches and extracts one page: (url, depth) -> what it holds.
-PageFetch = Callable[[str, int], PageResult]
+# Fetches and extracts one page: (url, depth, the page that linked it or '') -> what
+# it holds.
+PageFetch = Callable[[str, int, str], PageResult]
+# A page taken from the frontier: (url, depth, the page that linked it or '').
+Taken = tuple[str, int, str]
 
 
 def _quietly(close: Callable[[], Any]) -> None:
@@ -147,7 +150,7 @@ class Harvester:
         pages: PageFetch | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        """``pages`` (fetch and extract one page: url, depth -> ``PageResult``) and
+        """``pages`` (fetch and extract one page: url, depth, referer -> ``PageResult``) and
         ``clock`` (the time the crawl's schedule reads: retries, leases, delays) replace
         the web and the clock, for tests of the crawl loop."""
         self.config = config
@@ -157,7 +160,7 @@ class Harvester:
         self.seeds = check_seeds(seeds)
         self.authkey = authkey
         self.scope = Scope(self.crawl, self.seeds)
-        self.deferred: list[tuple[str, int]] = []  # taken pages whose host had no slot
+        self.deferred: list[Taken] = []  # taken pages whose host had no slot
         self.delay_known: set[str] = set()
         self._hosts_logged = False  # hosts whose Crawl-delay the broker has
         self.images_left_out = 0  # new image URLs beyond max_images, this run
@@ -203,6 +206,7 @@ class Harvester:
                     self.crawl.allow_private, tuple(self.crawl.allow_networks)
                 ),
                 max_lease_wait=queue.max_lease_wait,
+                referer=self.crawl.referer,
                 clock=self.clock,
             )
             try:
@@ -430,32 +434,31 @@ class Harvester:
         if want > 0 and len(self.deferred) < MAX_DEFERRED_PAGES:
             self.deferred += self._not_waiting_for_robots(self.state.frontier.take(want, now), now)
         waiting = []
-        slots = self.broker.take_page_slots([host_of(url) for url, _ in self.deferred], room)
-        for (url, depth), (granted, start_in) in zip(self.deferred, slots, strict=True):
+        slots = self.broker.take_page_slots([host_of(url) for url, *_ in self.deferred], room)
+        for taken, (granted, start_in) in zip(self.deferred, slots, strict=True):
             if not granted:
-                waiting.append((url, depth))
+                waiting.append(taken)
                 continue
             self.pages_begun += 1
-            future = pages.submit(self._fetch_page, url, depth, start_in)
+            url = taken[0]
+            future = pages.submit(self._fetch_page, taken, start_in)
             self.in_flight[future] = url
         self.deferred = waiting
-        self.broker.set_page_hosts({host_of(url) for url, _ in waiting})
+        self.broker.set_page_hosts({host_of(url) for url, *_ in waiting})
 
-    def _not_waiting_for_robots(
-        self, taken: list[tuple[str, int]], now: float
-    ) -> list[tuple[str, int]]:
+    def _not_waiting_for_robots(self, taken: list[Taken], now: float) -> list[Taken]:
         """The pages of ``taken`` that may start; a page whose host's robots.txt could not
         be read goes back to the frontier until that robots.txt's next try (RFC 9309:
         complete disallow meanwhile), which costs it no try of its own."""
         if self.robots is None:
             return taken
         ready = []
-        for url, depth in taken:
-            failure = self.robots.failure(url)
+        for page in taken:
+            failure = self.robots.failure(page[0])
             if failure is not None and failure.retry_at > now:
-                self.state.frontier.requeue(url, failure.retry_at)
+                self.state.frontier.requeue(page[0], failure.retry_at)
             else:
-                ready.append((url, depth))
+                ready.append(page)
         return ready
 
     def _start_robots_checks(self, pages: ThreadPoolExecutor, room: int, now: float) -> int:
@@ -484,13 +487,16 @@ class Harvester:
                     room -= 1
         return room
 
-    def _fetch_page(self, url: str, depth: int, start_in: float | None) -> PageResult:
+    def _fetch_page(self, taken: Taken, start_in: float | None) -> PageResult:
         if start_in:
             time.sleep(start_in)
-        return self._pages(url, depth)
+        return self._pages(*taken)
 
-    def _fetch_and_extract(self, url: str, depth: int) -> PageResult:
-        return fetch_page(url, depth, self.crawl, self.robots, self.sheets, self.parser.parse)
+    def _fetch_and_extract(self, url: str, depth: int, linked_from: str) -> PageResult:
+        referer = referer_for(linked_from, url, self.crawl.referer)
+        return fetch_page(
+            url, depth, self.crawl, self.robots, self.sheets, self.parser.parse, referer
+        )
 
     def _check_robots(self, robots: str, start_in: float | None) -> PageResult:
         if start_in:
@@ -565,7 +571,8 @@ class Harvester:
         )
         if page.depth < self.crawl.max_depth:
             frontier.add_many(
-                [(link, page.depth + 1) for link in links if self.scope.page_allowed(link)]
+                [(link, page.depth + 1) for link in links if self.scope.page_allowed(link)],
+                referer=page.final_url or page.url,
             )
         frontier.finish(page.url, "done")
 

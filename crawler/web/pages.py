@@ -135,9 +135,12 @@ class StylesheetCache:
         return body.decode("utf-8", errors="replace")
 
 
-def _open(url: str, config: CrawlConfig) -> requests.Response:
+def _open(
+    url: str, config: CrawlConfig, headers: dict[str, str] | None = None
+) -> requests.Response:
     """GET ``url`` as a checked stream with the page settings; the caller closes it."""
-    return open_url(_session(config), url, config.page_timeout, config.max_redirects)
+    session = _session(config)
+    return open_url(session, url, config.page_timeout, config.max_redirects, headers)
 
 
 def _get_small(url: str, config: CrawlConfig, limit: int) -> tuple[int, str, bytes]:
@@ -190,8 +193,10 @@ def fetch_page(
     robots: RobotsCache | None = None,
     stylesheets: StylesheetCache | None = None,
     parse: Callable[[bytes, str, str | None], PageContent] = extract_page,
+    referer: str | None = None,
 ) -> PageResult:
-    """GET a page (at most ``max_page_bytes`` of it) and extract images and links.
+    """GET a page (at most ``max_page_bytes`` of it), with ``referer`` as its
+    ``Referer``, and extract images and links.
 
     A response that is an image (a link without an image extension) is flagged so the
     harvester queues it as an image; other non-HTML responses are skipped. With
@@ -212,7 +217,7 @@ def fetch_page(
         return page
     started = time.monotonic()
     try:
-        with _open(url, config) as response:
+        with _open(url, config, {"Referer": referer} if referer else None) as response:
             page.status = response.status_code
             page.final_url = normalize(response.url) or url
             page.content_type = response.headers.get("Content-Type", "")

@@ -918,3 +918,17 @@ def test_figures_are_the_queue_nodes_and_hosts_now(clock: FakeClock) -> None:
     clock.advance(LEASE + 1)
     broker.maintain()
     assert figures.counters.taken_back == {} and broker.figures().counters.taken_back
+
+
+@pytest.mark.parametrize(
+    ("policy", "referer"),
+    [("page", "https://a.test/gallery.html"), ("origin", "https://a.test/"), ("none", None)],
+)
+def test_a_lease_carries_the_referer_of_the_crawls_policy(clock: FakeClock, policy, referer):
+    broker = Broker(LEASE, 3, 12.0, clock=clock, referer=policy)
+    broker.add_tasks([("https://cdn.test/1.png", "https://a.test/gallery.html#top", "img_src")])
+    broker.add_tasks([("http://cdn.test/2.png", "https://a.test/gallery.html", "img_src")])
+    broker.join("n1", {})
+    tasks = LeaseReply.from_wire(broker.lease_batch("n1", 5, wait=0)).tasks
+    by_url = {task.url: task.referer for task in tasks}
+    assert by_url == {"https://cdn.test/1.png": referer, "http://cdn.test/2.png": None}

@@ -21,8 +21,8 @@ def test_frontier_hands_out_pages_once_in_order():
     assert frontier.add("http://site.test/a", 1)
     assert not frontier.add("http://site.test/a", 2), "a seen page is not queued again"
     assert frontier.add_many([("http://site.test/b", 1), ("http://site.test/a", 1)]) == 1
-    assert frontier.take(1) == [("http://site.test/a", 1)]
-    assert frontier.take(5) == [("http://site.test/b", 1)]
+    assert frontier.take(1) == [("http://site.test/a", 1, "")]
+    assert frontier.take(5) == [("http://site.test/b", 1, "")]
     assert frontier.take(5) == []
     assert frontier.count("fetching") == 2
 
@@ -33,7 +33,7 @@ def test_frontier_reopen_requeues_only_pages_in_flight():
     first, second = frontier.take(2)
     frontier.finish(first[0], "done")
     assert frontier.reopen() == 1
-    assert frontier.take(5) == [second, ("http://site.test/2", 1)]
+    assert frontier.take(5) == [second, ("http://site.test/2", 1, "")]
 
 
 def test_redirect_targets_count_as_seen():
@@ -75,7 +75,7 @@ def test_an_older_database_gains_the_page_retry_columns(tmp_path: Path):
     old.commit()
     old.close()
     state = CrawlState(tmp_path, SEEDS)
-    assert state.resumed and state.frontier.take(5, now=0.0) == [("http://site.test/", 0)]
+    assert state.resumed and state.frontier.take(5, now=0.0) == [("http://site.test/", 0, "")]
     assert state.frontier.record_failure("http://site.test/") == 1
     assert state.held.empty()
     state.close()
@@ -113,12 +113,12 @@ def test_held_images_wait_per_robots_txt_and_survive_a_restart(tmp_path: Path):
 def test_crawl_state_new_resumed_and_finished(tmp_path: Path):
     state = CrawlState(tmp_path, SEEDS)
     assert (state.is_new, state.resumed, state.finished) == (True, False, False)
-    assert state.frontier.take(5) == [("http://site.test/", 0)]
+    assert state.frontier.take(5) == [("http://site.test/", 0, "")]
     state.close()
 
     again = CrawlState(tmp_path, SEEDS)
     assert (again.is_new, again.resumed) == (False, True)
-    assert again.frontier.take(5) == [("http://site.test/", 0)], "in flight at the stop"
+    assert again.frontier.take(5) == [("http://site.test/", 0, "")], "in flight at the stop"
     again.mark_finished()
     again.close()
     assert CrawlState(tmp_path, SEEDS).finished
@@ -270,7 +270,7 @@ def test_a_database_of_the_current_layout_without_a_version_is_adopted(tmp_path:
     )
     before.close()
     state = CrawlState(tmp_path, SEEDS)
-    assert state.resumed and state.frontier.take(5) == [("http://site.test/", 0)]
+    assert state.resumed and state.frontier.take(5) == [("http://site.test/", 0, "")]
     assert state.frontier.attempts("http://site.test/") == 2
     state.close()
     assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION
@@ -314,7 +314,18 @@ def test_tasks_of_a_version_1_crawl_get_an_unknown_queued_time(tmp_path: Path):
     )
     before.close()
     CrawlState(tmp_path, SEEDS).close()
-    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION == 2
+    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION == 3
     with sqlite3.connect(tmp_path / "crawl.db") as db:
         assert db.execute("SELECT queued_at FROM tasks").fetchall() == [(0.0,)]
     db.close()
+
+
+def test_pages_keep_the_page_that_linked_them():
+    frontier = PageFrontier(open_database(":memory:"))
+    frontier.add("http://site.test/", 0)
+    frontier.add_many([("http://site.test/a", 1)], referer="http://site.test/")
+    frontier.add_many([("http://site.test/a", 2)], referer="http://site.test/other")  # seen
+    assert frontier.take(5) == [
+        ("http://site.test/", 0, ""),
+        ("http://site.test/a", 1, "http://site.test/"),
+    ]

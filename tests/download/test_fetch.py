@@ -15,6 +15,8 @@ from PIL import Image
 
 from crawler.broker.politeness import Politeness
 from crawler.config import Config, CrawlConfig, DownloadConfig, PolitenessConfig
+from crawler.demo.server import serve as serve_files
+from crawler.demo.site import generate_site
 from crawler.download.fetch import (
     MAX_RETRY_AFTER,
     MEMORY_BODY_BYTES,
@@ -482,3 +484,18 @@ def test_an_image_behind_a_private_ca_is_stored_on_the_lean_path_with_its_bundle
     untrusted = fetch_image(make_session(4, USER_AGENT, policy), 2, url, out, "node-1", LIMITS)
     assert untrusted.error.startswith("tls_error: certificate verify failed"), untrusted
     assert not untrusted.retryable
+
+
+def test_a_hotlink_protected_image_is_stored_only_with_the_page_as_referer(out, tmp_path):
+    site = tmp_path / "site"
+    truth = generate_site(site, pages=1, images=2, seed=3)
+    image = truth["images"][0]
+    with serve_files(site, hotlink_protect=True) as server:
+        url = server.url + image["path"].lstrip("/")
+        session = make_session(4, USER_AGENT, AddressPolicy(allow_private=True))
+        refused = fetch_image(session, 1, url, out, "node-1", LIMITS)
+        assert (refused.status, refused.error) == (403, "http_403")
+        page = server.url + "index.html"
+        result = fetch_image(session, 2, url, out, "node-1", LIMITS, referer=page)
+        assert (result.outcome, result.sha256) == ("stored", image["sha256"])
+        assert server.referers[image["path"]] == page

@@ -39,7 +39,10 @@ class FakeWeb:
     answers: dict[str, list[Result]] = field(default_factory=dict)  # per URL, in turn
     requests: list[tuple[str, float, float]] = field(default_factory=list)
 
-    def fetch(self, _session: object, task_id: int, url: str) -> Result:
+    referers: dict[str, str | None] = field(default_factory=dict)
+
+    def fetch(self, _session: object, task_id: int, url: str, referer: str | None) -> Result:
+        self.referers[url] = referer
         start = self.clock.now()
         self.clock.sleep(self.seconds)
         self.requests.append((url, start, self.clock.now()))
@@ -301,3 +304,21 @@ def test_the_node_tells_its_metrics_each_result_it_reported_and_what_is_in_fligh
     failed = sorted((r.url, r.error) for r in metrics.results if not r.stored)
     assert sorted(stored) == sorted(url for url in crawl.urls if url != gone)
     assert failed == sorted([(busy, "http_503"), (gone, "http_404")])
+
+
+def test_each_image_request_carries_the_referer_its_lease_gave(tmp_path: Path) -> None:
+    crawl = make_crawl(tmp_path, images=0)
+    crawl.broker.referer = "page"
+    crawl.broker.add_tasks(
+        [
+            ("http://img0.test/a.png", "http://site.test/gallery.html", "img_src"),
+            ("http://img1.test/b.png", "", "link"),
+        ]
+    )
+
+    assert crawl.run(crawl.node()) == 0
+
+    assert crawl.web.referers == {
+        "http://img0.test/a.png": "http://site.test/gallery.html",
+        "http://img1.test/b.png": None,
+    }

@@ -117,7 +117,11 @@ class Cluster(Processes):
         self.site_url = ""
 
     def serve_site(
-        self, image_delay: float = 0.0, tls: tuple[Path, Path] | None = None, **generate: int
+        self,
+        image_delay: float = 0.0,
+        tls: tuple[Path, Path] | None = None,
+        hotlink_protect: bool = False,
+        **generate: int,
     ) -> dict:
         """Generate a demo site, serve it in its own process (over HTTPS with ``tls``, a
         certificate chain and key); returns the ground truth."""
@@ -140,6 +144,7 @@ class Cluster(Processes):
                 "--image-delay",
                 str(image_delay),
                 *(("--tls-cert", str(tls[0]), "--tls-key", str(tls[1])) if tls else ()),
+                *(("--hotlink-protect",) if hotlink_protect else ()),
             ],
             self.env,
             self.harvester_host,

@@ -55,9 +55,11 @@ class FakeSite:
     fetched: list[tuple[str, float]] = field(default_factory=list)
     on_fetch: Callable[[str], None] | None = None
     clock: ManualClock = field(default_factory=ManualClock)
+    linked_from: dict[str, str] = field(default_factory=dict)  # page -> the page given
 
-    def fetch(self, url: str, depth: int) -> PageResult:
+    def fetch(self, url: str, depth: int, linked_from: str) -> PageResult:
         self.fetched.append((url, self.clock()))
+        self.linked_from[url] = linked_from
         if self.on_fetch is not None:
             self.on_fetch(url)
         if self.failures.get(url, 0) > 0:
@@ -169,6 +171,13 @@ def test_every_page_is_fetched_once_and_every_image_recorded_once(crawl) -> None
     assert {r["outcome"] for r in records} == {STORED}
     (finished,) = run.events("crawl_finished")
     assert (finished["pages"], finished["stored"], finished["failed"]) == ("4", "8", "0")
+
+
+def test_each_page_is_fetched_with_the_page_that_first_linked_it(crawl) -> None:
+    site = tree_site()
+    assert crawl(site).code == 0
+    a, b, c = SEED + "a/", SEED + "b/", SEED + "a/c/"
+    assert site.linked_from == {SEED: "", a: SEED, b: SEED, c: a}
 
 
 def test_a_page_that_fails_for_a_passing_reason_is_tried_again_after_its_pause(crawl) -> None:

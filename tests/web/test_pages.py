@@ -210,3 +210,12 @@ def test_a_page_behind_a_private_ca_is_read_with_its_bundle(private_site, monkey
     # requests' own variable works too, though the sessions ignore the environment.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(private_site.ca_pem))
     assert fetch_page(url, 0, CONFIG).error is None
+
+
+def test_a_page_request_carries_its_referer(tmp_path: Path):
+    (tmp_path / "p.html").write_text("<p>hello</p>")
+    with serve_files(tmp_path) as server:
+        fetch_page(server.url + "p.html", 1, CONFIG, referer=server.url + "index.html")
+        assert server.referers["/p.html"] == server.url + "index.html"
+        fetch_page(server.url + "p.html", 0, CONFIG)  # a seed: none
+        assert server.referers["/p.html"] is None

@@ -128,6 +128,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="also fetch from loopback/private/link-local addresses (off by default)",
     )
+    parser.add_argument(
+        "--cookies",
+        metavar="FILE",
+        help="send the cookies of this cookies.txt (Netscape format, as browsers export "
+        "it) to their domains, for pages and images",
+    )
     _authkey_flag(parser)
 
 
@@ -289,6 +295,7 @@ def _config(args: argparse.Namespace, flag_names: tuple[str, ...]) -> Config:
     flags = {name: getattr(args, name) for name in flag_names}
     flags["authkey_file"] = args.authkey_file
     flags["allow_private"] = args.allow_private
+    flags["cookies"] = args.cookies
     return load_config(args.config, os.environ, flags)
 
 

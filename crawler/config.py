@@ -22,6 +22,8 @@ from typing import Any
 from crawler.errors import ConfigError
 
 ENV_PREFIX = "CRAWLER_"
+# Settings whose values are secrets: an error about them never shows the value.
+SECRET_KEYS = frozenset({"headers"})
 # Environment variables that start with the prefix but are not settings.
 ENV_NOT_SETTINGS = frozenset(
     {"CRAWLER_AUTHKEY", "CRAWLER_NODE_ID", "CRAWLER_SHARED_TERMINAL", "CRAWLER_METRICS_DIR"}
@@ -61,6 +63,12 @@ def _http_urls(values: tuple[str, ...]) -> bool:
 def _host_rules(values: tuple[str, ...]) -> bool:
     for value in values:
         parse_host_rule(value)  # raises a ConfigError that quotes the bad entry
+    return True
+
+
+def _header_rules(values: tuple[str, ...]) -> bool:
+    for number, value in enumerate(values, 1):
+        parse_header_rule(value, number)  # raises a ConfigError that never shows the value
     return True
 
 
@@ -117,6 +125,8 @@ class CrawlConfig:
     )
     max_redirects: int = _setting(10, _not_negative, "must be >= 0")
     ca_bundle: str = ""
+    cookies: str = ""
+    headers: tuple[str, ...] = _setting((), _header_rules, "")
     referer: str = _setting(
         "page", lambda v: v in ("page", "origin", "none"), "must be page, origin or none"
     )
@@ -299,11 +309,12 @@ def _coerce(key: str, f: dataclasses.Field, value: Any, origin: str) -> Any:
     else:  # tuple[str, ...]
         ok = isinstance(value, list | tuple) and all(isinstance(v, str) for v in value)
         value = tuple(value) if ok else value
+    shown = "a value not shown (it is secret)" if f.name in SECRET_KEYS else repr(value)
     if not ok:
-        raise ConfigError(f"{where}: expected {_type_name(expected)}, got {value!r}")
+        raise ConfigError(f"{where}: expected {_type_name(expected)}, got {shown}")
     check = f.metadata.get("check")
     if check is not None and not check(value):
-        raise ConfigError(f"{where}: {f.metadata['rule']}, got {value!r}")
+        raise ConfigError(f"{where}: {f.metadata['rule']}, got {shown}")
     return value
 
 
@@ -408,6 +419,39 @@ def load_config(
     values.update(read_environment(os.environ if environ is None else environ))
     values.update(check_flags(flags or {}))
     return build_config(values)
+
+
+_HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP token (RFC 9110)
+
+
+@dataclass(frozen=True)
+class HeaderRule:
+    """``headers`` entry: ``"PATTERN Name: value"``, the header sent with every request
+    to a host the pattern covers (``urls.host_matches``). The value is secret: it is
+    never shown, in a message or a repr."""
+
+    pattern: str
+    name: str
+    value: str = field(repr=False)
+
+
+def parse_header_rule(text: str, number: int = 1) -> HeaderRule:
+    pattern, _, header = text.strip().partition(" ")
+    name, colon, value = header.partition(":")
+    name, value = name.strip(), value.strip()
+    where = f"headers: entry {number}"
+    if not pattern or not colon or not _HEADER_NAME.fullmatch(name):
+        shown = f"{pattern} {name}".strip() if _HEADER_NAME.fullmatch(name) else pattern
+        raise ConfigError(
+            f"{where} ({shown!r}...): expected 'PATTERN Name: value', e.g. "
+            "'*.example.org Authorization: Bearer TOKEN' (the value is not shown)"
+        )
+    if not _header_value(value) or not value:
+        raise ConfigError(
+            f"{where} ({pattern} {name}): the value must be printable ASCII without "
+            "control characters (the value is not shown)"
+        )
+    return HeaderRule(pattern, name, value)
 
 
 _RULE = re.compile(r"^\s*(\S+)((?:\s+\w+\s*=\s*\S+)*)\s*$")

@@ -577,3 +577,27 @@ def test_a_bad_metrics_address_is_refused_by_name(text: str):
 
 def test_metrics_are_off_by_default():
     assert load_config(environ={}).metrics == MetricsConfig(metrics="")
+
+
+@pytest.mark.parametrize(
+    "toml",
+    [
+        'headers = "*.example.org Authorization: Bearer SECRET1"',  # not a list
+        'headers = ["*.example.org Authorization Bearer SECRET1"]',  # no colon
+        'headers = ["*.example.org Bad Name: SECRET1"]',
+        'headers = ["*.example.org Authorization: SECRET1\\u0007"]',
+    ],
+)
+def test_a_bad_header_rule_is_refused_without_showing_its_value(tmp_path, toml):
+    path = write_toml(tmp_path, f"[crawl]\n{toml}\n")
+    with pytest.raises(ConfigError, match="headers") as caught:
+        load_config(path, environ={})
+    assert "SECRET1" not in str(caught.value)
+
+
+def test_header_rules_and_cookies_come_from_the_file_and_the_environment(tmp_path):
+    path = write_toml(tmp_path, '[crawl]\nheaders = ["a.test X-Key: K1"]\ncookies = "c.txt"\n')
+    assert load_config(path, environ={}).crawl.headers == ("a.test X-Key: K1",)
+    crawl = load_config(environ={"CRAWLER_HEADERS": "a.test X-A: 1,b.test X-B: 2"}).crawl
+    assert crawl.headers == ("a.test X-A: 1", "b.test X-B: 2")
+    assert load_config(path, environ={}, flags={"cookies": "d.txt"}).crawl.cookies == "d.txt"

@@ -40,13 +40,18 @@ class DemoServer(LocalHTTPServer):
         image_delay: float = 0.0,
         tls: tuple[Path, Path] | None = None,
         hotlink_protect: bool = False,
+        require: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.root = root.resolve()
+        # (header, value) every request but robots.txt's must carry, else 403, as a
+        # site behind a login or consent does; for Cookie, one of its cookies.
+        self.require = require
         self.access_log = access_log
         self.image_delay = image_delay
         # As image CDNs do: an image requested without a Referer of this site is 403.
         self.hotlink_protect = hotlink_protect
         self.referers: dict[str, str | None] = {}  # path -> the last request's Referer
+        self.header_names: dict[str, set[str]] = {}  # path -> the last request's headers
         self._log_lock = threading.Lock()
         super().__init__(address, _Handler)
         self.scheme = "http"
@@ -103,6 +108,11 @@ class _Handler(BaseHTTPRequestHandler):
         status, body, ctype = self._lookup()
         referer = self.headers.get("Referer")
         self.server.referers[self.path] = referer
+        self.server.header_names[self.path] = {name.lower() for name in self.headers}
+        if self.path != "/robots.txt" and not all(
+            self._carries(name, value) for name, value in self.server.require
+        ):
+            status, body, ctype = 403, b"log in first\n", CONTENT_TYPES[".txt"]
         hotlinked = not (referer or "").startswith(self.server.url)
         if self.server.hotlink_protect and ctype.startswith("image/") and hotlinked:
             status, body, ctype = 403, b"no hotlinking\n", CONTENT_TYPES[".txt"]
@@ -117,6 +127,12 @@ class _Handler(BaseHTTPRequestHandler):
         self.server.log_access(self.command, self.path, status, len(body) if with_body else 0)
         if with_body:
             self.wfile.write(body)
+
+    def _carries(self, name: str, value: str) -> bool:
+        given = self.headers.get(name) or ""
+        if name.lower() == "cookie":
+            return value in [part.strip() for part in given.split(";")]
+        return given == value
 
     def _lookup(self) -> tuple[int, bytes, str]:
         """Map the request path to a file under root; refuse anything that could escape it."""
@@ -145,14 +161,16 @@ def serve(
     image_delay: float = 0.0,
     tls: tuple[Path, Path] | None = None,
     hotlink_protect: bool = False,
+    require: tuple[tuple[str, str], ...] = (),
 ) -> DemoServer:
     """Serve `root` from a daemon thread; `server_address` has the real port, `close()` stops.
 
     `image_delay` seconds are added before each image response; with `tls` (certificate
     chain and key files) it serves HTTPS; with `hotlink_protect`, images requested
-    without a Referer from the site are refused (403).
+    without a Referer from the site are refused (403); `require` names headers every
+    request must carry (``("Cookie", "consent=yes")``: that cookie among others).
     """
-    server = DemoServer(root, (host, port), access_log, image_delay, tls, hotlink_protect)
+    server = DemoServer(root, (host, port), access_log, image_delay, tls, hotlink_protect, require)
     # A short poll interval keeps close() fast; shutdown() waits for the next poll.
     loop = threading.Thread(target=server.serve_forever, args=(0.05,), name="demosite", daemon=True)
     loop.start()

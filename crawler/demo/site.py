@@ -467,6 +467,11 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             args.image_delay,
             tls,
             args.hotlink_protect,
+            tuple(("Cookie", cookie) for cookie in args.require_cookie)
+            + tuple(
+                (name.strip(), value.strip())
+                for name, _, value in (text.partition(":") for text in args.require_header)
+            ),
         )
         port = server.server_address[1]
         if args.port_file:
@@ -553,6 +558,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--hotlink-protect",
         action="store_true",
         help="refuse images (403) requested without a Referer from this site",
+    )
+    srv.add_argument(
+        "--require-cookie",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="refuse (403) requests without this cookie (robots.txt excepted)",
+    )
+    srv.add_argument(
+        "--require-header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="refuse (403) requests without this header (robots.txt excepted)",
     )
     srv.set_defaults(func=_cmd_serve)
 

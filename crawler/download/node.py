@@ -47,6 +47,7 @@ from crawler.records import (
 )
 from crawler.storage import probe_storage, remove_stale_temporaries
 from crawler.urls import host_of
+from crawler.web.credentials import credentials
 from crawler.web.safehttp import AddressPolicy, make_session, tls_verify
 from crawler.wire.base import BrokerClient, CallFailed
 
@@ -156,6 +157,7 @@ class DownloaderNode:
         self.own_policy = AddressPolicy.from_config(config.crawl)
         # Checked now: a CA bundle that is not there is a user's mistake, said at start.
         self.verify = tls_verify(config.crawl.ca_bundle, os.environ)
+        self.cookies, self.host_headers = credentials(config.crawl)  # this node's own
         self.crawl_policy: AddressPolicy | None = None  # the harvester's, from ``join``
         # Set while this node cannot store files: it leases nothing and hands back
         # what it holds, until a probe of its storage succeeds.
@@ -502,7 +504,14 @@ class DownloaderNode:
         except StopRequested:
             return 0
         with contextlib.closing(
-            make_session(self.download.concurrency, self.user_agent, self.own_policy, self.verify)
+            make_session(
+                self.download.concurrency,
+                self.user_agent,
+                self.own_policy,
+                self.verify,
+                self.cookies,
+                self.host_headers,
+            )
         ) as session:
             self._serve(session)
         elapsed = self.clock.now() - self.stats.started

@@ -48,6 +48,7 @@ from crawler.output.progress import ProgressLog
 from crawler.records import AddressPolicyRecord
 from crawler.stats import CrawlStats
 from crawler.urls import host_of, normalize, referer_for
+from crawler.web.credentials import credentials
 from crawler.web.pages import (
     PageResult,
     StylesheetCache,
@@ -178,7 +179,9 @@ class Harvester:
             else None
         )
         self.sheets = StylesheetCache(self.crawl, self.robots)
-        tls_verify(self.crawl.ca_bundle, os.environ)  # a CA bundle not there: said at start
+        # A CA bundle or a cookies file not there: said at start, not page by page.
+        tls_verify(self.crawl.ca_bundle, os.environ)
+        credentials(self.crawl)
 
     def run(self) -> int:
         """Crawl until every page and image is done or a signal stops it; returns the

@@ -18,6 +18,7 @@ import requests
 from crawler.config import CrawlConfig
 from crawler.errors import BadEncoding, UnsafeTarget
 from crawler.urls import host_of, normalize, resolve
+from crawler.web.credentials import credentials
 from crawler.web.css import import_urls, stylesheet_image_urls
 from crawler.web.extract import ImageRef, PageContent, extract_page
 from crawler.web.failures import describe_request_error
@@ -70,16 +71,27 @@ _opened: list[requests.Session] = []  # every page thread's, for close_sessions
 _opened_lock = threading.Lock()
 
 
+def _session_key(config: CrawlConfig, verify: str | bool) -> tuple:
+    """What makes two page sessions differ."""
+    return (
+        *(config.allow_private, config.allow_networks, config.user_agent),
+        *(config.cookies, config.headers, verify),
+    )
+
+
 def _session(config: CrawlConfig) -> requests.Session:
     """One Session per page thread and policy: connection reuse without sharing across
-    threads, and never a session made for another address policy, User-Agent or CA
-    bundle."""
+    threads, and never a session made for another address policy, User-Agent, CA
+    bundle, cookies file or header rules."""
     sessions: dict = _local.__dict__.setdefault("sessions", {})
     verify = tls_verify(config.ca_bundle, os.environ)
-    key = (config.allow_private, config.allow_networks, config.user_agent, verify)
+    key = _session_key(config, verify)
     if key not in sessions:  # (the policy is parsed once per session, not per request)
         policy = AddressPolicy.from_config(config)
-        sessions[key] = make_session(PAGE_POOL_SIZE, config.user_agent, policy, verify)
+        cookies, headers = credentials(config)
+        sessions[key] = make_session(
+            PAGE_POOL_SIZE, config.user_agent, policy, verify, cookies, headers
+        )
         with _opened_lock:
             _opened.append(sessions[key])
     return sessions[key]

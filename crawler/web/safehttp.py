@@ -13,6 +13,7 @@ Shared by the harvester's page fetching and the downloaders, so both obey one po
 
 from __future__ import annotations
 
+import http.cookiejar
 import ipaddress
 import os
 import re
@@ -25,6 +26,7 @@ from functools import cache
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
+from requests.cookies import get_cookie_header
 from requests.structures import CaseInsensitiveDict
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -40,6 +42,7 @@ from crawler.errors import (
     TooManyRedirects,
 )
 from crawler.urls import resolve
+from crawler.web.credentials import HostHeaders
 
 CHUNK_BYTES = 256 * 1024
 # A URL with any of these needs requests' quoting before it can go on the wire.
@@ -195,10 +198,18 @@ def tls_verify(ca_bundle: str, environ: Mapping[str, str]) -> str | bool:
 
 
 def make_session(
-    pool_size: int, user_agent: str, policy: AddressPolicy, verify: str | bool = True
+    pool_size: int,
+    user_agent: str,
+    policy: AddressPolicy,
+    verify: str | bool = True,
+    cookies: http.cookiejar.CookieJar | None = None,
+    host_headers: HostHeaders | None = None,
 ) -> requests.Session:
     """A Session whose connections obey the address policy, pooled per host, checking
-    certificates against ``verify`` (``tls_verify``) on every request path.
+    certificates against ``verify`` (``tls_verify``) on every request path. With
+    ``cookies`` (``credentials.load_cookies``) each request carries the cookies that
+    match it, and with ``host_headers`` (``credentials.HostHeaders``) the headers its
+    host's rules give, the lean image path included.
 
     ``trust_env`` is off: a proxy from the environment would hide the real peer
     address from the check, and a crawler should not pick up ``.netrc`` credentials.
@@ -207,6 +218,10 @@ def make_session(
     session = requests.Session()
     session.trust_env = False
     session.verify = verify
+    if cookies is not None:
+        session.cookies = cookies  # type: ignore[assignment]  (requests merges any jar)
+    session.crawler_cookies = cookies is not None  # type: ignore[attr-defined]
+    session.host_headers = host_headers  # type: ignore[attr-defined]
     adapter = _CheckedAdapter(policy, pool_connections=64, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -234,12 +249,16 @@ def open_url(
     ``Session.get`` cost more than the adapter's own work (docs/design-notes.md).
     Same pool, same checks, same errors.
     """
+    host_headers = getattr(session, "host_headers", None)
     for _hop in range(max_redirects + 1):
+        hop_headers = headers
+        if host_headers:  # per hop: a redirect to another host gets that host's
+            hop_headers = {**(headers or {}), **host_headers.for_url(url)}
         if lean:
-            response = _send_lean(session, url, timeout, headers)
+            response = _send_lean(session, url, timeout, hop_headers)
         else:
             response = session.get(
-                url, stream=True, timeout=timeout, allow_redirects=False, headers=headers
+                url, stream=True, timeout=timeout, allow_redirects=False, headers=hop_headers
             )
         if not response.is_redirect:
             return response
@@ -269,6 +288,10 @@ def _send_lean(
         request.headers.update(headers)
     request.body = None
     request.hooks = {"response": []}
+    if getattr(session, "crawler_cookies", False):  # the cookies.txt's, matched as usual
+        cookie = get_cookie_header(session.cookies, request)
+        if cookie:
+            request.headers["Cookie"] = cookie
     adapter = session.get_adapter(request.url)
     return adapter.send(request, stream=True, timeout=timeout, verify=session.verify)
 

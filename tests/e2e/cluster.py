@@ -121,10 +121,12 @@ class Cluster(Processes):
         image_delay: float = 0.0,
         tls: tuple[Path, Path] | None = None,
         hotlink_protect: bool = False,
+        require: tuple[str, ...] = (),
         **generate: int,
     ) -> dict:
         """Generate a demo site, serve it in its own process (over HTTPS with ``tls``, a
-        certificate chain and key); returns the ground truth."""
+        certificate chain and key; ``require``: more flags of the server, such as
+        ``--require-cookie``); returns the ground truth."""
         truth = generate_site(self.tmp / "site", **generate)
         port_file = self.tmp / "site.port"
         self.start(
@@ -145,6 +147,7 @@ class Cluster(Processes):
                 str(image_delay),
                 *(("--tls-cert", str(tls[0]), "--tls-key", str(tls[1])) if tls else ()),
                 *(("--hotlink-protect",) if hotlink_protect else ()),
+                *require,
             ],
             self.env,
             self.harvester_host,

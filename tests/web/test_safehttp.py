@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import http.server
 import ipaddress
 import socket
+import threading
 
 import gevent.socket
 import pytest
 import requests
 
 from crawler.config import CrawlConfig, load_config
+from crawler.demo.server import serve as serve_files
 from crawler.errors import ConfigError
+from crawler.web.credentials import HostHeaders
 from crawler.web.safehttp import AddressPolicy, _pool_classes, make_session, open_url, tls_verify
 
 PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "1.1.1.1"]
@@ -133,3 +137,36 @@ def test_a_session_checks_certificates_against_its_bundle_on_both_paths(private_
             assert response.status_code == 200
         with pytest.raises(requests.exceptions.SSLError):
             open_url(public_only, url, 5.0, 3, lean=lean)
+
+
+def test_a_header_rule_is_not_carried_across_a_redirect_to_another_host(tmp_path):
+    (tmp_path / "x.html").write_text("x")
+    carried = []
+    with serve_files(tmp_path) as other:
+
+        class Redirect(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                carried.append(self.headers.get("X-Key"))
+                self.send_response(302)
+                self.send_header("Location", other.url + "x.html")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+            def log_message(self, *args):
+                pass
+
+        first = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+        threading.Thread(target=first.serve_forever, daemon=True).start()
+        try:
+            port = first.server_address[1]
+            rules = HostHeaders.from_config((f"127.0.0.1:{port} X-Key: K",))
+            session = make_session(2, "ua", AddressPolicy(allow_private=True), True, None, rules)
+            for lean in (False, True):
+                with open_url(session, f"http://127.0.0.1:{port}/", 5.0, 3, lean=lean) as response:
+                    assert response.status_code == 200
+                assert "x-key" not in other.header_names["/x.html"]
+                assert "user-agent" in other.header_names["/x.html"]
+            assert carried == ["K", "K"]
+        finally:
+            first.shutdown()
+            first.server_close()

@@ -24,6 +24,7 @@ HARVEST_FLAGS = (
     *("allow_hosts", "allow_subdomains", "prefixes", "include", "exclude", "image_hosts"),
     "obey_nofollow",
     "metrics",
+    "sitemaps",
 )
 DISTRIBUTION = "distributed-image-crawler"
 EXAMPLES = {
@@ -170,6 +171,13 @@ def build_parser() -> argparse.ArgumentParser:
     harvest.add_argument("--max-images", type=int, help="image URLs to queue at most (0: no limit)")
     harvest.add_argument(
         "--ignore-robots", action="store_true", help="do not honour robots.txt (logged)"
+    )
+    harvest.add_argument(
+        "--no-sitemaps",
+        dest="sitemaps",
+        action="store_false",
+        default=None,
+        help="do not read the seeds' sitemaps (robots.txt Sitemap: lines, /sitemap.xml)",
     )
     scope = harvest.add_argument_group("scope (repeat a flag to give several values)")
     scope.add_argument(

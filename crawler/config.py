@@ -127,6 +127,8 @@ class CrawlConfig:
     ca_bundle: str = ""
     cookies: str = ""
     headers: tuple[str, ...] = _setting((), _header_rules, "")
+    sitemaps: bool = True
+    max_sitemaps: int = _setting(100, _not_negative, "must be >= 0")
     referer: str = _setting(
         "page", lambda v: v in ("page", "origin", "none"), "must be page, origin or none"
     )

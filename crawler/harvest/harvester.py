@@ -14,6 +14,7 @@ exits at once.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import os
 import signal
@@ -56,6 +57,8 @@ from crawler.web.pages import (
     close_sessions,
     fetch_page,
     fetch_robots,
+    fetch_sitemap,
+    find_sitemaps,
 )
 from crawler.web.retries import next_try_in, tries_allowed
 from crawler.web.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
@@ -113,6 +116,9 @@ MAX_DEFERRED_PAGES = 1000
 PageFetch = Callable[[str, int, str], PageResult]
 # A page taken from the frontier: (url, depth, the page that linked it or '').
 Taken = tuple[str, int, str]
+# Reads one sitemap job: (url, find: True for a site's origin, whose sitemaps are to be
+# found) -> a result whose ``sitemap`` lists what it found.
+SitemapFetch = Callable[[str, bool], PageResult]
 
 
 def _quietly(close: Callable[[], Any]) -> None:
@@ -150,13 +156,22 @@ class Harvester:
         authkey: bytes,
         pages: PageFetch | None = None,
         clock: Callable[[], float] = time.monotonic,
+        sitemaps: SitemapFetch | None = None,
     ) -> None:
         """``pages`` (fetch and extract one page: url, depth, referer -> ``PageResult``) and
         ``clock`` (the time the crawl's schedule reads: retries, leases, delays) replace
-        the web and the clock, for tests of the crawl loop."""
+        the web and the clock, for tests of the crawl loop; ``sitemaps`` reads sitemaps
+        (a harvester given ``pages`` reads them only from ``sitemaps``: a fake web has
+        no real sitemaps)."""
         self.config = config
         self.clock = clock
         self._pages = pages or self._fetch_and_extract
+        self._sitemaps = sitemaps or (self._read_sitemap if pages is None else None)
+        self.sitemap_jobs: collections.deque[tuple[str, bool]] = collections.deque()
+        self.sitemaps_seen: set[str] = set()
+        self.sitemap_pages = 0  # pages new to the frontier from sitemaps, this run
+        self._finding: set[str] = set()  # sites whose sitemaps are being looked for
+        self._guessed: set[str] = set()  # sitemaps tried by their usual name only
         self.crawl = config.crawl
         self.seeds = check_seeds(seeds)
         self.authkey = authkey
@@ -256,6 +271,7 @@ class Harvester:
             server.start()
             self._start_log(server)
             self.parser = PageParser(per_core(self.crawl.parse_processes))
+            self._find_sitemaps()
             with ThreadPoolExecutor(self.crawl.page_workers, "page") as pages:
                 try:
                     self._crawl(pages)
@@ -417,7 +433,7 @@ class Harvester:
         """No page is left to start (pages waiting for another try count as left), and
         no image waits for its host's robots.txt: held images are decided before the
         crawl ends, whatever the budgets."""
-        if not self.state.held.empty():
+        if not self.state.held.empty() or self.sitemap_jobs:
             return False
         if self._page_budget() <= 0 or self._image_budget() <= 0:
             return True
@@ -431,6 +447,7 @@ class Harvester:
         room = self._start_robots_checks(
             pages, self.crawl.page_workers * 2 - len(self.in_flight), now
         )
+        room = self._start_sitemap_jobs(pages, room)
         if room <= 0 or self._image_budget() <= 0:
             return
         want = int(min(room, self._page_budget() - len(self.deferred)))
@@ -490,6 +507,89 @@ class Harvester:
                     room -= 1
         return room
 
+    # -- sitemaps ------------------------------------------------------------------
+
+    def _find_sitemaps(self) -> None:
+        """Queue, for each seed's site, the job that finds its sitemaps."""
+        if not (self.crawl.sitemaps and self._sitemaps and self.crawl.max_sitemaps):
+            return
+        for url in self.seeds:
+            origin = f"{url.split('/', 3)[0]}//{host_of(url)}/"
+            if origin not in self._finding:
+                self._finding.add(origin)
+                self.sitemap_jobs.append((origin, True))
+
+    def _start_sitemap_jobs(self, pages: ThreadPoolExecutor, room: int) -> int:
+        """Start waiting sitemap jobs in the page threads, each in a page slot of its
+        host; returns the room left."""
+        for _ in range(len(self.sitemap_jobs)):
+            if room <= 0:
+                break
+            url, find = self.sitemap_jobs.popleft()
+            ((granted, start_in),) = self.broker.take_page_slots([host_of(url)], 1)
+            if not granted:
+                self.sitemap_jobs.append((url, find))  # its host is busy: later
+                continue
+            assert self._sitemaps is not None
+            future = pages.submit(self._sitemap_job, url, find, start_in)
+            self.in_flight[future] = url
+            room -= 1
+        return room
+
+    def _sitemap_job(self, url: str, find: bool, start_in: float | None) -> PageResult:
+        if start_in:
+            time.sleep(start_in)
+        assert self._sitemaps is not None
+        return self._sitemaps(url, find)
+
+    def _read_sitemap(self, url: str, find: bool) -> PageResult:
+        if find:
+            return find_sitemaps(url, self.crawl, self.robots)
+        return fetch_sitemap(url, self.crawl, self.robots)
+
+    def _handle_sitemap(self, page: PageResult) -> None:
+        """What a sitemap lists: more sitemaps on the crawl's hosts (``max_sitemaps``
+        read at most), pages into the frontier at depth 1 (within scope), images as
+        tasks of kind ``sitemap``; each file said in the log (a missing
+        ``/sitemap.xml`` that nothing listed is not news)."""
+        content = page.sitemap
+        if content is None:
+            if not (page.url in self._guessed and page.error == "http_404"):
+                self.log.event("sitemap_failed", url=page.url, error=page.error)
+            return
+        for url in content.sitemaps:
+            new = url not in self.sitemaps_seen and self.scope.host_allowed(url)
+            if new and len(self.sitemaps_seen) < self.crawl.max_sitemaps:
+                self.sitemaps_seen.add(url)
+                self.sitemap_jobs.append((url, False))
+                if page.guessed:
+                    self._guessed.add(url)
+        if page.url in self._finding:  # the job that found where the sitemaps are
+            return
+        pages = [url for url in content.pages if self.scope.page_allowed(url)]
+        added = 0
+        if pages and self.crawl.max_depth >= 1:
+            added = self.state.frontier.add_many([(url, 1) for url in pages])
+        self.sitemap_pages += added
+        allowed = self.scope.image_allowed
+        images = [(url, on, "sitemap") for url, on in content.images if allowed(url)]
+        self._learn_crawl_delays([url for url, _, _ in images[:1]])
+        self._queue_images(images, page.url)
+        refused = [(ref.url, page.url, ref.kind) for ref in page.refused_images]
+        self.broker.add_refused(refused, DISALLOWED)
+        self._hold_images(
+            [(ref.url, page.url, ref.kind) for ref in page.held_images if allowed(ref.url)]
+        )
+        self.log.event(
+            "sitemap_read",
+            url=page.url,
+            pages=len(content.pages),
+            new_pages=added,
+            images=len(images),
+            sitemaps=len(content.sitemaps) or None,
+            cut_short=content.cut_short or None,
+        )
+
     def _fetch_page(self, taken: Taken, start_in: float | None) -> PageResult:
         if start_in:
             time.sleep(start_in)
@@ -508,6 +608,9 @@ class Harvester:
         return check_robots(robots, self.robots)
 
     def _handle_page(self, page: PageResult) -> None:
+        if page.sitemap_job:
+            self._handle_sitemap(page)
+            return
         if page.robots_only:
             self._decide_held(page.url, self.clock())
             return
@@ -759,6 +862,8 @@ class Harvester:
             f"{sum(counts.values())} images found, {stored} stored, {failed} failed, "
             f"{self.state.stored_bytes() / 1e6:.1f} MB"
         )
+        if self.sitemap_pages:
+            line += f", {self.sitemap_pages} pages found in sitemaps"
         if self.images_left_out:
             line += f", {self.images_left_out} more image URLs left out (max_images)"
         if elapsed is None:

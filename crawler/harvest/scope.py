@@ -56,6 +56,14 @@ class Scope:
             return False
         return not any(pattern.search(url) for pattern in self.exclude)
 
+    def host_allowed(self, url: str) -> bool:
+        """The URL's host is one pages may come from (prefixes and patterns aside)."""
+        return (
+            not self.crawl.same_host
+            or url.startswith(self._seed_origins)
+            or self._on_page_hosts(host_of(url))
+        )
+
     def image_allowed(self, url: str) -> bool:
         netloc = host_of(url)
         return not self.crawl.image_hosts or any(

@@ -39,6 +39,7 @@ from crawler.web.safehttp import (
     open_url,
     tls_verify,
 )
+from crawler.web.sitemaps import MAX_SITEMAP_BYTES, NotASitemap, SitemapContent, parse_sitemap
 from crawler.web.verify import sniff_image_type
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -64,6 +65,9 @@ class PageResult:
     retryable: bool = False  # worth another try later (no answer, robots.txt unreadable)
     robots_only: bool = False  # not a page: ``check_robots`` of url, a robots.txt
     fetch_seconds: float | None = None  # request to last byte read (None: not requested)
+    sitemap_job: bool = False  # not a page: a sitemap (or where they are)
+    sitemap: SitemapContent | None = None  # what it lists (None: it could not be read)
+    guessed: bool = False  # a sitemap found by its usual name, not listed anywhere
 
 
 _local = threading.local()
@@ -273,6 +277,54 @@ def fetch_page(
         page.refused_images = [ref for ref, verdict in found if verdict == DISALLOWED]
         page.held_images = [ref for ref, verdict in found if verdict == UNREACHABLE]
         page.images = [ref for ref, verdict in found if verdict not in (DISALLOWED, UNREACHABLE)]
+    return page
+
+
+def find_sitemaps(origin: str, config: CrawlConfig, robots: RobotsCache | None) -> PageResult:
+    """Where a site's sitemaps are: the ``Sitemap:`` lines of its robots.txt, else
+    ``/sitemap.xml`` (as a ``sitemap`` result listing them, for the harvester's loop)."""
+    page = PageResult(url=origin, depth=0, sitemap_job=True)
+    listed = robots.sitemaps(origin) if robots is not None else []
+    robots_file = robots_url(origin)
+    found = [u for u in (resolve(robots_file, text) for text in listed) if u]
+    page.guessed = not found
+    page.sitemap = SitemapContent(sitemaps=found or [resolve(origin, "/sitemap.xml") or origin])
+    return page
+
+
+def fetch_sitemap(url: str, config: CrawlConfig, robots: RobotsCache | None) -> PageResult:
+    """GET one sitemap (at most ``MAX_SITEMAP_BYTES``, gzip or not) and what it lists;
+    its images are split as a page's are: allowed, refused and held by robots.txt."""
+    page = PageResult(url=url, depth=0, sitemap_job=True)
+    if robots is not None and robots.verdict(url) == DISALLOWED:
+        page.error = DISALLOWED
+        return page
+    started = time.monotonic()
+    try:
+        page.status, _mime, body = _get_small(url, config, MAX_SITEMAP_BYTES)
+    except UnsafeTarget as exc:
+        page.error = f"{exc.code}: {exc}"
+        return page
+    except requests.RequestException as exc:
+        page.error = describe_request_error(exc)[0]
+        return page
+    finally:
+        page.fetch_seconds = time.monotonic() - started
+    if page.status >= 400:
+        page.error = f"http_{page.status}"
+        return page
+    try:
+        content = parse_sitemap(body, url)
+    except NotASitemap as exc:
+        page.error = f"not_a_sitemap: {exc}"
+        return page
+    if robots is not None:
+        verdicts = [robots.verdict(image) for image, _ in content.images]
+        found = list(zip(content.images, verdicts, strict=True))
+        page.refused_images = [ImageRef(i, "sitemap") for (i, _), v in found if v == DISALLOWED]
+        page.held_images = [ImageRef(i, "sitemap") for (i, _), v in found if v == UNREACHABLE]
+        content.images = [item for item, v in found if v not in (DISALLOWED, UNREACHABLE)]
+    page.sitemap = content
     return page
 
 

@@ -132,6 +132,14 @@ class RobotsCache:
             entry = self._entries.get(robots_url(url))
         return entry if isinstance(entry, RobotsFailure) else None
 
+    def sitemaps(self, url: str) -> list[str]:
+        """The ``Sitemap:`` URLs of the host's robots.txt (fetched when not known yet;
+        none when it cannot be read)."""
+        rules = self._entry(url)
+        if isinstance(rules, RobotsFailure):
+            return []
+        return list(rules.sitemaps)
+
     def crawl_delay(self, url: str) -> float:
         """Seconds between requests the host asks for: ``Crawl-delay`` or the slower of
         it and ``Request-rate`` (0 when it asks for nothing or cannot be read)."""

@@ -27,6 +27,7 @@ from crawler.output.progress import parse_line
 from crawler.records import STORED, Result
 from crawler.web.extract import ImageRef
 from crawler.web.pages import PageResult
+from crawler.web.sitemaps import SitemapContent
 
 SEED = "http://site.test/"
 REAL_LIMIT = 20.0  # seconds a test may take at most
@@ -119,14 +120,23 @@ def crawl(tmp_path: Path) -> Iterator[Callable[..., Run]]:
     """Run one harvester to its end, with a fake node beside it."""
     nodes: list[tuple[threading.Thread, threading.Event]] = []
 
-    def run(site: FakeSite, harvester_hook: Callable[[Harvester], None] | None = None) -> Run:
+    def run(
+        site: FakeSite,
+        harvester_hook: Callable[[Harvester], None] | None = None,
+        sitemaps: Callable[[str, bool], PageResult] | None = None,
+        max_sitemaps: int = 100,
+    ) -> Run:
         listen = f"memory://crawl-{next(_names)}"
         config = Config(
-            crawl=CrawlConfig(obey_robots=False, parse_processes=0, page_workers=2),
+            crawl=CrawlConfig(
+                obey_robots=False, parse_processes=0, page_workers=2, max_sitemaps=max_sitemaps
+            ),
             queue=QueueConfig(listen=listen, linger_seconds=0.0),
             output=OutputConfig(out=str(tmp_path / "out")),
         )
-        harvester = Harvester(config, [SEED], b"", pages=site.fetch, clock=site.clock)
+        harvester = Harvester(
+            config, [SEED], b"", pages=site.fetch, clock=site.clock, sitemaps=sitemaps
+        )
         if harvester_hook is not None:
             harvester_hook(harvester)
         stop = threading.Event()
@@ -171,6 +181,42 @@ def test_every_page_is_fetched_once_and_every_image_recorded_once(crawl) -> None
     assert {r["outcome"] for r in records} == {STORED}
     (finished,) = run.events("crawl_finished")
     assert (finished["pages"], finished["stored"], finished["failed"]) == ("4", "8", "0")
+
+
+def test_pages_only_a_sitemap_lists_are_crawled_and_sitemap_reads_are_bounded(crawl) -> None:
+    hidden = SEED + "hidden/"
+    site = FakeSite({SEED: [], hidden: []})
+    asked: list[tuple[str, bool]] = []
+
+    def sitemaps(url: str, find: bool) -> PageResult:
+        asked.append((url, find))
+        page = PageResult(url, 0, sitemap_job=True)
+        if find:  # robots.txt names an index and a sitemap on another site
+            page.sitemap = SitemapContent(
+                sitemaps=[SEED + "index.xml", "http://elsewhere.test/s.xml"]
+            )
+        elif url.endswith("index.xml"):  # an index of itself and many more
+            page.sitemap = SitemapContent(sitemaps=[f"{SEED}s{n}.xml" for n in range(10)])
+        else:
+            page.sitemap = SitemapContent(
+                pages=[hidden, "http://elsewhere.test/p"],
+                images=[(SEED + "only.png", hidden)],
+            )
+        return page
+
+    run = crawl(site, sitemaps=sitemaps, max_sitemaps=3)
+    assert run.code == 0
+    assert {url for url, _ in site.fetched} == {SEED, hidden}  # nothing off the site
+    assert asked[0] == ("http://site.test/", True)
+    assert [url for url, find in asked if not find] == [
+        SEED + "index.xml",
+        SEED + "s0.xml",
+        SEED + "s1.xml",
+    ]
+    by_url = {record["url"]: record for record in run.manifest()}
+    assert by_url[SEED + "only.png"]["kind"] == "sitemap"
+    assert by_url[SEED + "only.png"]["page"] == hidden
+    assert len(run.events("sitemap_read")) == 3
 
 
 def test_each_page_is_fetched_with_the_page_that_first_linked_it(crawl) -> None:

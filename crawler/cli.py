@@ -135,6 +135,9 @@ def _common(parser: argparse.ArgumentParser) -> None:
         help="send the cookies of this cookies.txt (Netscape format, as browsers export "
         "it) to their domains, for pages and images",
     )
+    parser.add_argument(
+        "--proxy", metavar="URL", help="a forward proxy, http://HOST:PORT (else $HTTP_PROXY)"
+    )
     _authkey_flag(parser)
 
 
@@ -304,6 +307,7 @@ def _config(args: argparse.Namespace, flag_names: tuple[str, ...]) -> Config:
     flags["authkey_file"] = args.authkey_file
     flags["allow_private"] = args.allow_private
     flags["cookies"] = args.cookies
+    flags["proxy"] = args.proxy
     return load_config(args.config, os.environ, flags)
 
 

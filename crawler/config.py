@@ -126,6 +126,7 @@ class CrawlConfig:
     max_redirects: int = _setting(10, _not_negative, "must be >= 0")
     ca_bundle: str = ""
     cookies: str = ""
+    proxy: str = ""
     headers: tuple[str, ...] = _setting((), _header_rules, "")
     sitemaps: bool = True
     max_sitemaps: int = _setting(100, _not_negative, "must be >= 0")

@@ -48,6 +48,7 @@ from crawler.records import (
 from crawler.storage import probe_storage, remove_stale_temporaries
 from crawler.urls import host_of
 from crawler.web.credentials import credentials
+from crawler.web.proxies import Proxies
 from crawler.web.safehttp import AddressPolicy, make_session, tls_verify
 from crawler.wire.base import BrokerClient, CallFailed
 
@@ -158,6 +159,7 @@ class DownloaderNode:
         # Checked now: a CA bundle that is not there is a user's mistake, said at start.
         self.verify = tls_verify(config.crawl.ca_bundle, os.environ)
         self.cookies, self.host_headers = credentials(config.crawl)  # this node's own
+        self.proxies = Proxies.from_settings(config.crawl.proxy, os.environ)
         self.crawl_policy: AddressPolicy | None = None  # the harvester's, from ``join``
         # Set while this node cannot store files: it leases nothing and hands back
         # what it holds, until a probe of its storage succeeds.
@@ -511,6 +513,7 @@ class DownloaderNode:
                 self.verify,
                 self.cookies,
                 self.host_headers,
+                self.proxies,
             )
         ) as session:
             self._serve(session)

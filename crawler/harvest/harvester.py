@@ -60,6 +60,7 @@ from crawler.web.pages import (
     fetch_sitemap,
     find_sitemaps,
 )
+from crawler.web.proxies import Proxies
 from crawler.web.retries import next_try_in, tries_allowed
 from crawler.web.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
 from crawler.web.safehttp import tls_verify
@@ -197,6 +198,7 @@ class Harvester:
         # A CA bundle or a cookies file not there: said at start, not page by page.
         tls_verify(self.crawl.ca_bundle, os.environ)
         credentials(self.crawl)
+        Proxies.from_settings(self.crawl.proxy, os.environ)
 
     def run(self) -> int:
         """Crawl until every page and image is done or a signal stops it; returns the

@@ -22,6 +22,7 @@ from crawler.web.credentials import credentials
 from crawler.web.css import import_urls, stylesheet_image_urls
 from crawler.web.extract import ImageRef, PageContent, extract_page
 from crawler.web.failures import describe_request_error
+from crawler.web.proxies import Proxies
 from crawler.web.retries import is_no_answer
 from crawler.web.robots import (
     DISALLOWED,
@@ -89,12 +90,13 @@ def _session(config: CrawlConfig) -> requests.Session:
     bundle, cookies file or header rules."""
     sessions: dict = _local.__dict__.setdefault("sessions", {})
     verify = tls_verify(config.ca_bundle, os.environ)
-    key = _session_key(config, verify)
+    proxies = Proxies.from_settings(config.proxy, os.environ)
+    key = (*_session_key(config, verify), proxies)
     if key not in sessions:  # (the policy is parsed once per session, not per request)
         policy = AddressPolicy.from_config(config)
         cookies, headers = credentials(config)
         sessions[key] = make_session(
-            PAGE_POOL_SIZE, config.user_agent, policy, verify, cookies, headers
+            PAGE_POOL_SIZE, config.user_agent, policy, verify, cookies, headers, proxies
         )
         with _opened_lock:
             _opened.append(sessions[key])

@@ -43,6 +43,7 @@ from crawler.errors import (
 )
 from crawler.urls import resolve
 from crawler.web.credentials import HostHeaders
+from crawler.web.proxies import Proxies, check_target
 
 CHUNK_BYTES = 256 * 1024
 # A URL with any of these needs requests' quoting before it can go on the wire.
@@ -204,12 +205,15 @@ def make_session(
     verify: str | bool = True,
     cookies: http.cookiejar.CookieJar | None = None,
     host_headers: HostHeaders | None = None,
+    proxies: Proxies | None = None,
 ) -> requests.Session:
     """A Session whose connections obey the address policy, pooled per host, checking
     certificates against ``verify`` (``tls_verify``) on every request path. With
     ``cookies`` (``credentials.load_cookies``) each request carries the cookies that
     match it, and with ``host_headers`` (``credentials.HostHeaders``) the headers its
-    host's rules give, the lean image path included.
+    host's rules give, the lean image path included. With ``proxies``
+    (``proxies.Proxies``) requests go through the proxy their URL's scheme has, each
+    target checked against the policy first (``proxies.check_target``).
 
     ``trust_env`` is off: a proxy from the environment would hide the real peer
     address from the check, and a crawler should not pick up ``.netrc`` credentials.
@@ -222,6 +226,8 @@ def make_session(
         session.cookies = cookies  # type: ignore[assignment]  (requests merges any jar)
     session.crawler_cookies = cookies is not None  # type: ignore[attr-defined]
     session.host_headers = host_headers  # type: ignore[attr-defined]
+    session.crawler_proxies = proxies or None  # type: ignore[attr-defined]
+    session.crawler_policy = policy  # type: ignore[attr-defined]
     adapter = _CheckedAdapter(policy, pool_connections=64, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
@@ -250,15 +256,26 @@ def open_url(
     Same pool, same checks, same errors.
     """
     host_headers = getattr(session, "host_headers", None)
+    proxies: Proxies | None = getattr(session, "crawler_proxies", None)
     for _hop in range(max_redirects + 1):
         hop_headers = headers
         if host_headers:  # per hop: a redirect to another host gets that host's
             hop_headers = {**(headers or {}), **host_headers.for_url(url)}
+        proxy = proxies.for_url(url) if proxies else None
+        hop_proxies = None
+        if proxy is not None:  # the proxy connects to the target: we check it first
+            check_target(url, session.crawler_policy.allows)  # type: ignore[attr-defined]
+            hop_proxies = {"http": proxy, "https": proxy}
         if lean:
-            response = _send_lean(session, url, timeout, hop_headers)
+            response = _send_lean(session, url, timeout, hop_headers, hop_proxies)
         else:
             response = session.get(
-                url, stream=True, timeout=timeout, allow_redirects=False, headers=hop_headers
+                url,
+                stream=True,
+                timeout=timeout,
+                allow_redirects=False,
+                headers=hop_headers,
+                proxies=hop_proxies,
             )
         if not response.is_redirect:
             return response
@@ -276,6 +293,7 @@ def _send_lean(
     url: str,
     timeout: tuple[float, float] | float,
     headers: dict[str, str] | None,
+    proxies: dict[str, str] | None = None,
 ) -> requests.Response:
     request = _LeanRequest()
     request.method = "GET"
@@ -293,7 +311,9 @@ def _send_lean(
         if cookie:
             request.headers["Cookie"] = cookie
     adapter = session.get_adapter(request.url)
-    return adapter.send(request, stream=True, timeout=timeout, verify=session.verify)
+    return adapter.send(
+        request, stream=True, timeout=timeout, verify=session.verify, proxies=proxies
+    )
 
 
 class _LeanRequest(requests.PreparedRequest):

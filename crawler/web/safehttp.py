@@ -215,9 +215,9 @@ def make_session(
     (``proxies.Proxies``) requests go through the proxy their URL's scheme has, each
     target checked against the policy first (``proxies.check_target``).
 
-    ``trust_env`` is off: a proxy from the environment would hide the real peer
-    address from the check, and a crawler should not pick up ``.netrc`` credentials.
-    (So the CA bundle variables are read by ``tls_verify`` instead.)
+    ``trust_env`` is off: a crawler should not pick up ``.netrc`` credentials, and the
+    environment's proxies and CA bundles are read explicitly instead (``Proxies``,
+    ``tls_verify``), so that the address guard sees every proxied target.
     """
     session = requests.Session()
     session.trust_env = False

@@ -125,7 +125,7 @@ def _pool_classes(policy: AddressPolicy) -> dict[str, type]:
 
 class _CheckedAdapter(HTTPAdapter):
     """requests' adapter with our connection classes, and two shortcuts for the common
-    request (no proxy, default TLS settings) that skip re-parsing the URL, paid on
+    request (no proxy, no client certificate) that skip re-parsing the URL, paid on
     every image otherwise (docs/design-notes.md)."""
 
     def __init__(self, policy: AddressPolicy, **kwargs) -> None:  # type: ignore[no-untyped-def]
@@ -141,10 +141,12 @@ class _CheckedAdapter(HTTPAdapter):
     def get_connection_with_tls_context(  # type: ignore[no-untyped-def]
         self, request, verify, proxies=None, cert=None
     ):
-        if proxies or cert is not None or verify is not True:
+        if proxies or cert is not None or not isinstance(verify, bool | str):
             return super().get_connection_with_tls_context(request, verify, proxies, cert)
         origin = request.url.split("/", 3)
         key = "/".join(origin[:3]).lower()
+        if verify is not True:  # a CA bundle's pools are not the public CAs' pools
+            key += f" {verify}"
         pool = self._pools.get(key)
         if pool is None or pool_is_closed(pool):  # new, or closed by the manager's LRU
             pool = super().get_connection_with_tls_context(request, verify, proxies, cert)

@@ -142,6 +142,13 @@ def host_fields(hosts: list[dict[str, Any]]) -> dict[str, str | None]:
     return {"busy": busy or None, "throttled": throttled or None}
 
 
+def _after(start_in: float | None, fetch: Callable[..., PageResult], *args: Any) -> PageResult:
+    """``fetch(*args)``, in a page thread, once the host's delay (``start_in``) is over."""
+    if start_in:
+        time.sleep(start_in)
+    return fetch(*args)
+
+
 def _page_outcome(page: PageResult) -> tuple[int | None, str | None]:
     """A page result as the politeness feedback reads results: (status, error)."""
     return (None, "connection_error") if page.unreachable else (page.status, page.error)
@@ -463,7 +470,7 @@ class Harvester:
                 continue
             self.pages_begun += 1
             url = taken[0]
-            future = pages.submit(self._fetch_page, taken, start_in)
+            future = pages.submit(_after, start_in, self._pages, *taken)
             self.in_flight[future] = url
         self.deferred = waiting
         self.broker.set_page_hosts({host_of(url) for url, *_ in waiting})
@@ -504,7 +511,7 @@ class Harvester:
             else:
                 ((granted, start_in),) = self.broker.take_page_slots([host_of(robots)], 1)
                 if granted:
-                    future = pages.submit(self._check_robots, robots, start_in)
+                    future = pages.submit(_after, start_in, self._check_robots, robots)
                     self.in_flight[future] = robots
                     room -= 1
         return room
@@ -532,17 +539,11 @@ class Harvester:
             if not granted:
                 self.sitemap_jobs.append((url, find))  # its host is busy: later
                 continue
-            assert self._sitemaps is not None
-            future = pages.submit(self._sitemap_job, url, find, start_in)
+            assert self._sitemaps is not None  # jobs are queued only with a reader
+            future = pages.submit(_after, start_in, self._sitemaps, url, find)
             self.in_flight[future] = url
             room -= 1
         return room
-
-    def _sitemap_job(self, url: str, find: bool, start_in: float | None) -> PageResult:
-        if start_in:
-            time.sleep(start_in)
-        assert self._sitemaps is not None
-        return self._sitemaps(url, find)
 
     def _read_sitemap(self, url: str, find: bool) -> PageResult:
         if find:
@@ -575,13 +576,7 @@ class Harvester:
         self.sitemap_pages += added
         allowed = self.scope.image_allowed
         images = [(url, on, "sitemap") for url, on in content.images if allowed(url)]
-        self._learn_crawl_delays([url for url, _, _ in images[:1]])
-        self._queue_images(images, page.url)
-        refused = [(ref.url, page.url, ref.kind) for ref in page.refused_images]
-        self.broker.add_refused(refused, DISALLOWED)
-        self._hold_images(
-            [(ref.url, page.url, ref.kind) for ref in page.held_images if allowed(ref.url)]
-        )
+        self._take_images(page, images)
         self.log.event(
             "sitemap_read",
             url=page.url,
@@ -592,10 +587,18 @@ class Harvester:
             cut_short=content.cut_short or None,
         )
 
-    def _fetch_page(self, taken: Taken, start_in: float | None) -> PageResult:
-        if start_in:
-            time.sleep(start_in)
-        return self._pages(*taken)
+    def _take_images(self, page: PageResult, images: list[tuple[str, str, str]]) -> None:
+        """Queue what a page (or a sitemap) found, ``(url, page, kind)`` items already
+        in scope, its hosts' crawl delays learnt first; record the images robots.txt
+        refuses, and hold those whose host's robots.txt cannot be read yet."""
+        self._learn_crawl_delays([url for url, _, _ in images])
+        self._queue_images(images, page.url)
+        refused = [(ref.url, page.url, ref.kind) for ref in page.refused_images]
+        self.broker.add_refused(refused, DISALLOWED)
+        allowed = self.scope.image_allowed
+        self._hold_images(
+            [(ref.url, page.url, ref.kind) for ref in page.held_images if allowed(ref.url)]
+        )
 
     def _fetch_and_extract(self, url: str, depth: int, linked_from: str) -> PageResult:
         referer = referer_for(linked_from, url, self.crawl.referer)
@@ -603,9 +606,7 @@ class Harvester:
             url, depth, self.crawl, self.robots, self.sheets, self.parser.parse, referer
         )
 
-    def _check_robots(self, robots: str, start_in: float | None) -> PageResult:
-        if start_in:
-            time.sleep(start_in)
+    def _check_robots(self, robots: str) -> PageResult:
         assert self.robots is not None  # checks start only when robots.txt is obeyed
         return check_robots(robots, self.robots)
 
@@ -664,19 +665,10 @@ class Harvester:
             nofollow_links=(len(page.nofollow_links) if self.crawl.obey_nofollow else 0) or None,
             truncated=page.truncated or None,
         )
-        self._learn_crawl_delays([page.url, *(ref.url for ref in images)])
+        self._learn_crawl_delays([page.url])
         # Tasks first, then the page is done: a crash in between re-fetches the page,
         # and the image URLs it queues again are de-duplicated.
-        self._queue_images([(ref.url, page.url, ref.kind) for ref in images], page.url)
-        refused = [(ref.url, page.url, ref.kind) for ref in page.refused_images]
-        self.broker.add_refused(refused, DISALLOWED)
-        self._hold_images(
-            [
-                (ref.url, page.url, ref.kind)
-                for ref in page.held_images
-                if self.scope.image_allowed(ref.url)
-            ]
-        )
+        self._take_images(page, [(ref.url, page.url, ref.kind) for ref in images])
         if page.depth < self.crawl.max_depth:
             frontier.add_many(
                 [(link, page.depth + 1) for link in links if self.scope.page_allowed(link)],

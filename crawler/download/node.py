@@ -47,9 +47,7 @@ from crawler.records import (
 )
 from crawler.storage import probe_storage, remove_stale_temporaries
 from crawler.urls import host_of
-from crawler.web.credentials import credentials
-from crawler.web.proxies import Proxies
-from crawler.web.safehttp import AddressPolicy, make_session, tls_verify
+from crawler.web.safehttp import AddressPolicy, make_session, session_options
 from crawler.wire.base import BrokerClient, CallFailed
 
 PROGRESS_SHARED_EVERY = 5.0
@@ -157,9 +155,7 @@ class DownloaderNode:
         self.committer = Committer(self.out, config.download.sync_files)
         self.own_policy = AddressPolicy.from_config(config.crawl)
         # Checked now: a CA bundle that is not there is a user's mistake, said at start.
-        self.verify = tls_verify(config.crawl.ca_bundle, os.environ)
-        self.cookies, self.host_headers = credentials(config.crawl)  # this node's own
-        self.proxies = Proxies.from_settings(config.crawl.proxy, os.environ)
+        self.session_options = session_options(config.crawl, os.environ)  # this node's own
         self.crawl_policy: AddressPolicy | None = None  # the harvester's, from ``join``
         # Set while this node cannot store files: it leases nothing and hands back
         # what it holds, until a probe of its storage succeeds.
@@ -510,10 +506,7 @@ class DownloaderNode:
                 self.download.concurrency,
                 self.user_agent,
                 self.own_policy,
-                self.verify,
-                self.cookies,
-                self.host_headers,
-                self.proxies,
+                self.session_options,
             )
         ) as session:
             self._serve(session)

@@ -49,7 +49,6 @@ from crawler.output.progress import ProgressLog
 from crawler.records import AddressPolicyRecord
 from crawler.stats import CrawlStats
 from crawler.urls import host_of, normalize, referer_for
-from crawler.web.credentials import credentials
 from crawler.web.pages import (
     PageResult,
     StylesheetCache,
@@ -60,10 +59,9 @@ from crawler.web.pages import (
     fetch_sitemap,
     find_sitemaps,
 )
-from crawler.web.proxies import Proxies
 from crawler.web.retries import next_try_in, tries_allowed
 from crawler.web.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
-from crawler.web.safehttp import tls_verify
+from crawler.web.safehttp import session_options
 
 LOOP_TICK = 0.1
 
@@ -203,9 +201,7 @@ class Harvester:
         )
         self.sheets = StylesheetCache(self.crawl, self.robots)
         # A CA bundle or a cookies file not there: said at start, not page by page.
-        tls_verify(self.crawl.ca_bundle, os.environ)
-        credentials(self.crawl)
-        Proxies.from_settings(self.crawl.proxy, os.environ)
+        session_options(self.crawl, os.environ)
 
     def run(self) -> int:
         """Crawl until every page and image is done or a signal stops it; returns the

@@ -18,11 +18,9 @@ import requests
 from crawler.config import CrawlConfig
 from crawler.errors import BadEncoding, UnsafeTarget
 from crawler.urls import host_of, normalize, resolve
-from crawler.web.credentials import credentials
 from crawler.web.css import import_urls, stylesheet_image_urls
 from crawler.web.extract import ImageRef, PageContent, extract_page
 from crawler.web.failures import describe_request_error
-from crawler.web.proxies import Proxies
 from crawler.web.retries import is_no_answer
 from crawler.web.robots import (
     DISALLOWED,
@@ -38,7 +36,7 @@ from crawler.web.safehttp import (
     body_chunks,
     make_session,
     open_url,
-    tls_verify,
+    session_options,
 )
 from crawler.web.sitemaps import MAX_SITEMAP_BYTES, NotASitemap, SitemapContent, parse_sitemap
 from crawler.web.verify import sniff_image_type
@@ -76,28 +74,16 @@ _opened: list[requests.Session] = []  # every page thread's, for close_sessions
 _opened_lock = threading.Lock()
 
 
-def _session_key(config: CrawlConfig, verify: str | bool) -> tuple:
-    """What makes two page sessions differ."""
-    return (
-        *(config.allow_private, config.allow_networks, config.user_agent),
-        *(config.cookies, config.headers, verify),
-    )
-
-
 def _session(config: CrawlConfig) -> requests.Session:
     """One Session per page thread and policy: connection reuse without sharing across
     threads, and never a session made for another address policy, User-Agent, CA
     bundle, cookies file or header rules."""
     sessions: dict = _local.__dict__.setdefault("sessions", {})
-    verify = tls_verify(config.ca_bundle, os.environ)
-    proxies = Proxies.from_settings(config.proxy, os.environ)
-    key = (*_session_key(config, verify), proxies)
+    options = session_options(config, os.environ)
+    key = (config.allow_private, config.allow_networks, config.user_agent, options)
     if key not in sessions:  # (the policy is parsed once per session, not per request)
         policy = AddressPolicy.from_config(config)
-        cookies, headers = credentials(config)
-        sessions[key] = make_session(
-            PAGE_POOL_SIZE, config.user_agent, policy, verify, cookies, headers, proxies
-        )
+        sessions[key] = make_session(PAGE_POOL_SIZE, config.user_agent, policy, options)
         with _opened_lock:
             _opened.append(sessions[key])
     return sessions[key]

@@ -21,6 +21,8 @@ from crawler.errors import BlockedAddress, ConfigError
 
 _VARIABLES = {"http": ("HTTP_PROXY", "http_proxy"), "https": ("HTTPS_PROXY", "https_proxy")}
 _NO_PROXY = ("NO_PROXY", "no_proxy")
+# Every environment variable ``Proxies.from_settings`` reads.
+PROXY_VARIABLES = (*_VARIABLES["http"], *_VARIABLES["https"], *_NO_PROXY)
 
 
 @dataclass(frozen=True)

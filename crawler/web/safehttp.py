@@ -42,8 +42,8 @@ from crawler.errors import (
     TooManyRedirects,
 )
 from crawler.urls import resolve
-from crawler.web.credentials import HostHeaders
-from crawler.web.proxies import Proxies, check_target
+from crawler.web.credentials import HostHeaders, credentials
+from crawler.web.proxies import PROXY_VARIABLES, Proxies, check_target
 
 CHUNK_BYTES = 256 * 1024
 # A URL with any of these needs requests' quoting before it can go on the wire.
@@ -200,22 +200,52 @@ def tls_verify(ca_bundle: str, environ: Mapping[str, str]) -> str | bool:
     return path
 
 
+@dataclass(frozen=True)
+class SessionOptions:
+    """What a session's requests carry and go through, beyond its address policy:
+    ``verify`` (``tls_verify``), ``cookies`` (``credentials.load_cookies``),
+    ``host_headers`` (``credentials.HostHeaders``) and ``proxies`` (``Proxies``)."""
+
+    verify: str | bool = True
+    cookies: http.cookiejar.CookieJar | None = None
+    host_headers: HostHeaders | None = None
+    proxies: Proxies | None = None
+
+
+ENVIRONMENT_VARIABLES = (*CA_BUNDLE_VARIABLES, *PROXY_VARIABLES)
+
+
+def session_options(config: CrawlConfig, environ: Mapping[str, str]) -> SessionOptions:
+    """The options the settings and the environment give, worked out once per set of
+    them (the page threads ask before every page). A CA bundle, cookies file or proxy
+    that cannot be used is a ``ConfigError``: callers ask at start to say it there."""
+    return _options(config, tuple(environ.get(name, "") for name in ENVIRONMENT_VARIABLES))
+
+
+@cache
+def _options(config: CrawlConfig, environment: tuple[str, ...]) -> SessionOptions:
+    environ = dict(zip(ENVIRONMENT_VARIABLES, environment, strict=True))
+    cookies, host_headers = credentials(config)
+    return SessionOptions(
+        tls_verify(config.ca_bundle, environ),
+        cookies,
+        host_headers,
+        Proxies.from_settings(config.proxy, environ),
+    )
+
+
 def make_session(
     pool_size: int,
     user_agent: str,
     policy: AddressPolicy,
-    verify: str | bool = True,
-    cookies: http.cookiejar.CookieJar | None = None,
-    host_headers: HostHeaders | None = None,
-    proxies: Proxies | None = None,
+    options: SessionOptions = SessionOptions(),
 ) -> requests.Session:
-    """A Session whose connections obey the address policy, pooled per host, checking
-    certificates against ``verify`` (``tls_verify``) on every request path. With
-    ``cookies`` (``credentials.load_cookies``) each request carries the cookies that
-    match it, and with ``host_headers`` (``credentials.HostHeaders``) the headers its
-    host's rules give, the lean image path included. With ``proxies``
-    (``proxies.Proxies``) requests go through the proxy their URL's scheme has, each
-    target checked against the policy first (``proxies.check_target``).
+    """A Session whose connections obey the address policy, pooled per host, with
+    ``options`` on every request path, the lean image path included: certificates
+    checked against ``options.verify``; the cookies that match each request; the
+    headers its host's rules give; and, with proxies, each request through the proxy
+    of its URL's scheme, the target checked against the policy first
+    (``proxies.check_target``).
 
     ``trust_env`` is off: a crawler should not pick up ``.netrc`` credentials, and the
     environment's proxies and CA bundles are read explicitly instead (``Proxies``,
@@ -223,12 +253,12 @@ def make_session(
     """
     session = requests.Session()
     session.trust_env = False
-    session.verify = verify
-    if cookies is not None:
-        session.cookies = cookies  # type: ignore[assignment]  (requests merges any jar)
-    session.crawler_cookies = cookies is not None  # type: ignore[attr-defined]
-    session.host_headers = host_headers  # type: ignore[attr-defined]
-    session.crawler_proxies = proxies or None  # type: ignore[attr-defined]
+    session.verify = options.verify
+    if options.cookies is not None:
+        session.cookies = options.cookies  # type: ignore[assignment]  (any jar merges)
+    session.crawler_cookies = options.cookies is not None  # type: ignore[attr-defined]
+    session.host_headers = options.host_headers  # type: ignore[attr-defined]
+    session.crawler_proxies = options.proxies or None  # type: ignore[attr-defined]
     session.crawler_policy = policy  # type: ignore[attr-defined]
     adapter = _CheckedAdapter(policy, pool_connections=64, pool_maxsize=pool_size, max_retries=0)
     session.mount("http://", adapter)

@@ -26,7 +26,13 @@ from crawler.download.fetch import (
 )
 from crawler.records import Result
 from crawler.storage import TMP_DIR
-from crawler.web.safehttp import CHUNK_BYTES, AddressPolicy, make_session, open_url
+from crawler.web.safehttp import (
+    CHUNK_BYTES,
+    AddressPolicy,
+    SessionOptions,
+    make_session,
+    open_url,
+)
 from tests.web.test_failures import self_signed, serve
 
 __all__ = ["self_signed", "serve"]  # fixtures shared with test_failures
@@ -478,7 +484,7 @@ def test_an_image_behind_a_private_ca_is_stored_on_the_lean_path_with_its_bundle
     image = private_site.truth["images"][0]
     url = private_site.url + image["path"].lstrip("/")
     policy = AddressPolicy(allow_private=True)
-    trusting = make_session(4, USER_AGENT, policy, str(private_site.ca_pem))
+    trusting = make_session(4, USER_AGENT, policy, SessionOptions(verify=str(private_site.ca_pem)))
     result = fetch_image(trusting, 1, url, out, "node-1", LIMITS)
     assert (result.outcome, result.sha256) == ("stored", image["sha256"]), result
     untrusted = fetch_image(make_session(4, USER_AGENT, policy), 2, url, out, "node-1", LIMITS)

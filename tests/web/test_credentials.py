@@ -16,7 +16,7 @@ from crawler.download.fetch import FetchLimits, fetch_image
 from crawler.errors import ConfigError
 from crawler.web.credentials import HostHeaders, credentials, load_cookies
 from crawler.web.pages import fetch_page
-from crawler.web.safehttp import AddressPolicy, make_session
+from crawler.web.safehttp import AddressPolicy, SessionOptions, make_session
 
 COOKIES = """\
 # Netscape HTTP Cookie File
@@ -109,8 +109,8 @@ def test_pages_and_images_behind_a_cookie_and_a_header_are_fetched_with_both(tmp
     policy = AddressPolicy(allow_private=True)
     limits = FetchLimits.from_config(Config())
     out = tmp_path / "out"
-    with_both = make_session(4, "ua", policy, True, cookies, headers)
+    with_both = make_session(4, "ua", policy, SessionOptions(cookies=cookies, host_headers=headers))
     result = fetch_image(with_both, 1, url, out, "node-1", limits)  # the lean path
     assert (result.outcome, result.sha256) == ("stored", image["sha256"])
-    cookie_only = make_session(4, "ua", policy, True, cookies)
+    cookie_only = make_session(4, "ua", policy, SessionOptions(cookies=cookies))
     assert fetch_image(cookie_only, 2, url, out, "node-1", limits).error == "http_403"

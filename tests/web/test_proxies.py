@@ -12,7 +12,7 @@ from crawler.download.fetch import FetchLimits, fetch_image
 from crawler.errors import BlockedAddress, ConfigError
 from crawler.web.pages import fetch_page
 from crawler.web.proxies import Proxies, check_target
-from crawler.web.safehttp import AddressPolicy, make_session, open_url
+from crawler.web.safehttp import AddressPolicy, SessionOptions, make_session, open_url
 from tests.support.proxy import ForwardProxy
 
 
@@ -70,7 +70,7 @@ def test_pages_and_images_go_through_the_proxy_and_the_guard_still_holds(tmp_pat
         url = server.url + image["path"].lstrip("/")
         proxies = Proxies.from_settings(proxy.url, {})
         policy = AddressPolicy(allow_private=True)
-        session = make_session(4, "ua", policy, proxies=proxies)
+        session = make_session(4, "ua", policy, SessionOptions(proxies=proxies))
         result = fetch_image(
             session, 1, url, tmp_path / "out", "n", FetchLimits.from_config(Config())
         )
@@ -79,7 +79,7 @@ def test_pages_and_images_go_through_the_proxy_and_the_guard_still_holds(tmp_pat
         assert ("GET", url) in proxy.requests
         # Without allow_private the target is refused here; the proxy never hears of it.
         seen = len(proxy.requests)
-        guarded = make_session(4, "ua", AddressPolicy(), proxies=proxies)
+        guarded = make_session(4, "ua", AddressPolicy(), SessionOptions(proxies=proxies))
         with pytest.raises(BlockedAddress):
             open_url(guarded, url, 5.0, 3, lean=True)
         assert len(proxy.requests) == seen

@@ -15,7 +15,14 @@ from crawler.config import CrawlConfig, load_config
 from crawler.demo.server import serve as serve_files
 from crawler.errors import ConfigError
 from crawler.web.credentials import HostHeaders
-from crawler.web.safehttp import AddressPolicy, _pool_classes, make_session, open_url, tls_verify
+from crawler.web.safehttp import (
+    AddressPolicy,
+    SessionOptions,
+    _pool_classes,
+    make_session,
+    open_url,
+    tls_verify,
+)
 
 PUBLIC = ["93.184.216.34", "8.8.8.8", "2606:4700::1111", "1.1.1.1"]
 NOT_PUBLIC = [
@@ -130,7 +137,9 @@ def test_a_ca_bundle_that_is_not_there_is_said_at_start_with_its_origin(setting,
 
 def test_a_session_checks_certificates_against_its_bundle_on_both_paths(private_site):
     url = private_site.url + "index.html"
-    trusting = make_session(2, "ua", AddressPolicy(allow_private=True), str(private_site.ca_pem))
+    trusting = make_session(
+        2, "ua", AddressPolicy(allow_private=True), SessionOptions(verify=str(private_site.ca_pem))
+    )
     public_only = make_session(2, "ua", AddressPolicy(allow_private=True))
     for lean in (False, True):
         with open_url(trusting, url, 5.0, 3, lean=lean) as response:
@@ -160,7 +169,9 @@ def test_a_header_rule_is_not_carried_across_a_redirect_to_another_host(tmp_path
         try:
             port = first.server_address[1]
             rules = HostHeaders.from_config((f"127.0.0.1:{port} X-Key: K",))
-            session = make_session(2, "ua", AddressPolicy(allow_private=True), True, None, rules)
+            session = make_session(
+                2, "ua", AddressPolicy(allow_private=True), SessionOptions(host_headers=rules)
+            )
             for lean in (False, True):
                 with open_url(session, f"http://127.0.0.1:{port}/", 5.0, 3, lean=lean) as response:
                     assert response.status_code == 200

@@ -17,6 +17,10 @@ soup holds those elements and nothing else. That means:
   namespaces, and that bookkeeping was a fifth of the parse;
 * ``data`` still goes through the base class.
 
+It also notes the tag name, id and classes of every element it sees (kept or not, but
+not inside an inert one): ``ElementNames``, for ``web.selectors`` to tell which style
+rules cannot match without building the whole tree.
+
 Checked on beautifulsoup4 4.12.3 (the floor) through 4.15.
 """
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 
 from bs4 import BeautifulSoup, MarkupResemblesLocatorWarning, XMLParsedAsHTMLWarning
 from bs4.builder import LXMLTreeBuilder
@@ -40,6 +45,15 @@ warnings.filterwarnings("ignore", category=XMLParsedAsHTMLWarning, module=_THIS_
 
 # keep(name, attributes): whether an element goes into the soup.
 Keep = Callable[[str, Mapping[str, str]], bool]
+
+
+@dataclass
+class ElementNames:
+    """The tag names, ids and classes of a page's elements, as written."""
+
+    tags: set[str] = field(default_factory=set)
+    ids: set[str] = field(default_factory=set)
+    classes: set[str] = field(default_factory=set)
 
 
 class _KeptElementsBuilder(LXMLTreeBuilder):
@@ -59,6 +73,7 @@ class _KeptElementsBuilder(LXMLTreeBuilder):
         self._open: list[bool] = []  # per open element: handed on?
         self._inert_depth = 0  # open inert elements
         self._in_text = False  # the innermost open element is a kept text_of one
+        self.names = ElementNames()
 
     def start(self, name, attrs, nsmap={}):  # noqa: B006 (lxml's signature, never mutated)
         if self._inert_depth:
@@ -66,6 +81,15 @@ class _KeptElementsBuilder(LXMLTreeBuilder):
             self._inert_depth += name in self._inert
             self._in_text = False
             return
+        names = self.names
+        names.tags.add(name)
+        if attrs:  # (lxml's empty mapping answers .get() through a KeyError)
+            element_id = attrs.get("id")
+            if element_id:
+                names.ids.add(element_id)
+            classes = attrs.get("class")
+            if classes:
+                names.classes.update(classes.split())
         kept = self._keep(name, attrs)
         self._open.append(kept)
         self._inert_depth += name in self._inert
@@ -99,8 +123,10 @@ class _KeptElementsBuilder(LXMLTreeBuilder):
 
 def parse_kept(
     text: str, keep: Keep, text_of: frozenset[str], inert: frozenset[str]
-) -> BeautifulSoup:
+) -> tuple[BeautifulSoup, ElementNames]:
     """A soup of ``text`` (HTML, parsed by lxml) holding only the elements ``keep``
-    accepts outside ``inert`` elements, with the text of kept ``text_of`` elements;
-    ``find_all(True)`` lists them in document order."""
-    return BeautifulSoup(text, builder=_KeptElementsBuilder(keep, text_of, inert))
+    accepts outside ``inert`` elements, with the text of kept ``text_of`` elements
+    (``find_all(True)`` lists them in document order), and the names of all elements
+    outside ``inert`` ones."""
+    builder = _KeptElementsBuilder(keep, text_of, inert)
+    return BeautifulSoup(text, builder=builder), builder.names

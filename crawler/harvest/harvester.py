@@ -599,7 +599,14 @@ class Harvester:
     def _fetch_and_extract(self, url: str, depth: int, linked_from: str) -> PageResult:
         referer = referer_for(linked_from, url, self.crawl.referer)
         return fetch_page(
-            url, depth, self.crawl, self.robots, self.sheets, self.parser.parse, referer
+            url,
+            depth,
+            self.crawl,
+            self.robots,
+            self.sheets,
+            self.parser.parse,
+            referer,
+            self.parser.match,
         )
 
     def _check_robots(self, robots: str) -> PageResult:

@@ -9,6 +9,7 @@ pages go to the workers in batches (``PageParser``).
 Until the workers have started (importing BeautifulSoup and lxml takes a while) pages
 are parsed in the calling thread, so the first page is not delayed;
 the same if the pool breaks (a worker killed), after which a fresh pool is started.
+Matching style-sheet selectors on a whole page (``match``) goes the same way.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
-from crawler.web.extract import PageContent, extract_page
+from crawler.web.extract import PageContent, extract_page, match_page_selectors
 
 PARENT_CHECK_SECONDS = 1.0
 
@@ -51,16 +52,30 @@ MAX_BATCH_PAGES = 32
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
-def extract_pages(pages: list[tuple[bytes, str, str | None]]) -> list[PageContent | Exception]:
-    """``extract_page`` of each page, in a worker: a page's own exception is its result
-    (it goes back to that page's caller), so one hostile page fails no other."""
-    results: list[PageContent | Exception] = []
-    for html, url, content_type in pages:
+# A page for a worker: (html, url, content type, None) to extract it, or
+# (html, url, content type, selectors) to match those selectors on it.
+Job = tuple[bytes, str, str | None, list[str] | None]
+Result = PageContent | list[bool]
+
+
+def extract_pages(pages: list[Job]) -> list[Result | Exception]:
+    """``extract_page`` (or ``match_page_selectors``) of each page, in a worker: a
+    page's own exception is its result (it goes back to that page's caller), so one
+    hostile page fails no other."""
+    results: list[Result | Exception] = []
+    for job in pages:
         try:
-            results.append(extract_page(html, url, content_type))
+            results.append(_run(job))
         except Exception as exc:
             results.append(exc)
     return results
+
+
+def _run(job: Job) -> Result:
+    html, url, content_type, selectors = job
+    if selectors is None:
+        return extract_page(html, url, content_type)
+    return match_page_selectors(html, content_type, selectors)
 
 
 class _Waiting:
@@ -68,16 +83,16 @@ class _Waiting:
 
     __slots__ = ("done", "page", "result", "size")
 
-    def __init__(self, page: tuple[bytes, str, str | None]) -> None:
+    def __init__(self, page: Job) -> None:
         self.page = page
         self.size = len(page[0])
         self.done = threading.Event()
-        self.result: PageContent | BaseException | None = None
+        self.result: Result | BaseException | None = None
 
 
 class PageParser:
     """``parse(html, url, content_type)``: ``extract_page``, in ``processes`` workers
-    (0: in the calling thread).
+    (0: in the calling thread); ``match(html, content_type, selectors)`` likewise.
 
     Pages go to the workers in batches, one message each way per batch: the page
     threads hand their pages in and wait; a sender thread keeps one batch in the pool
@@ -113,20 +128,31 @@ class PageParser:
         self._warm = self._pool.submit(_ready)
 
     def parse(self, html: bytes, url: str, content_type: str | None) -> PageContent:
+        result = self._do((html, url, content_type, None))
+        assert isinstance(result, PageContent)
+        return result
+
+    def match(self, html: bytes, content_type: str | None, selectors: list[str]) -> list[bool]:
+        """``match_page_selectors``, in the workers as ``parse``."""
+        result = self._do((html, "", content_type, list(selectors)))
+        assert isinstance(result, list)
+        return result
+
+    def _do(self, job: Job) -> Result:
         with self._lock:
             warm = self._warm
             if self._pool is None or warm is None or not warm.done():
                 waiting = None
             else:
-                waiting = _Waiting((html, url, content_type))
+                waiting = _Waiting(job)
                 self._waiting.append(waiting)
                 self._changed.notify()
         if waiting is None:
-            return extract_page(html, url, content_type)
+            return _run(job)
         waiting.done.wait()
         result = waiting.result
         if isinstance(result, _Unparsed):  # the pool could not do it: parse it here
-            return extract_page(html, url, content_type)
+            return _run(job)
         if isinstance(result, BaseException):
             raise result  # extract_page's own exceptions come through as they are
         assert result is not None
@@ -172,10 +198,10 @@ class PageParser:
         self,
         batch: list[_Waiting],
         pool: ProcessPoolExecutor,
-        done: Future[list[PageContent | Exception]] | None,
+        done: Future[list[Result | Exception]] | None,
     ) -> None:
         """A batch is back (``done``), or could not be sent (None): wake its callers."""
-        results: list[PageContent | BaseException] = [_Unparsed()] * len(batch)
+        results: list[Result | BaseException] = [_Unparsed()] * len(batch)
         broken = done is None
         if done is not None:
             try:
@@ -213,7 +239,7 @@ class _Unparsed(Exception):
     """A page the workers could not parse (pool broken or closed): its caller parses it."""
 
 
-def _resolve(batch: list[_Waiting], results: list[PageContent | BaseException]) -> None:
+def _resolve(batch: list[_Waiting], results: list[Result | BaseException]) -> None:
     for waiting, result in zip(batch, results, strict=True):
         waiting.result = result
         waiting.done.set()

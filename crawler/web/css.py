@@ -1,14 +1,20 @@
-"""Image URLs in CSS: ``style`` attributes and ``<style>`` blocks. Pure: no I/O.
+"""Image URLs in CSS: ``style`` attributes, ``<style>`` blocks and style sheets. Pure.
 
 What a browser would load as an image: ``url()`` and ``image-set()`` in the image
 properties, with quoting, escapes and comments handled, the last declaration of a
 property in a rule winning (a later gradient hides an earlier image), and fonts left out.
+A sheet's images come with the selector of their rule (``stylesheet_image_rules``), for
+``selectors`` to tell whether the page has an element it matches; rules a screen never
+applies (``@media print``, ``@page``) give none.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
+
+from crawler.web.selectors import media_applies, nest_selector
 
 # Properties whose url() a browser loads as an image. Names in one group set the same
 # image: the shorthand resets it, so the later of ``background`` and
@@ -51,28 +57,59 @@ _CSS_ESCAPE = re.compile(r"\\(?:([0-9a-fA-F]{1,6})[ \t\n]?|(\n)|(.))", re.S)
 _COMMENT = re.compile(r"/\*.*?(?:\*/|\Z)", re.S)
 _IMPORT = re.compile(
     r"""@import\s+(?:url\(\s*(?P<q1>["']?)(?P<url>[^"')]*?)(?P=q1)\s*\)"""
-    r"""|(?P<q2>["'])(?P<string>[^"']*?)(?P=q2))""",
+    r"""|(?P<q2>["'])(?P<string>[^"']*?)(?P=q2))(?P<media>[^;{}]*)""",
     re.I,
 )
+# At-rules whose blocks hold no rule for the page's elements (@font-face's src is a
+# font; @page styles printed pages).
+_SKIPPED_AT_RULES = frozenset(
+    {"page", "font-face", "counter-style", "font-feature-values", "property"}
+    | {"font-palette-values", "color-profile", "position-try", "view-transition"}
+)
+_KEYFRAMES = re.compile(r"(?:-[a-z]+-)?keyframes", re.I)
+_AT_KEYWORD = re.compile(r"@(-?[-\w]+)")
+_SPACES = re.compile(r"\s+")
+
+
+class CssRule(NamedTuple):
+    """Images a rule shows, and its selector (None: shown whatever the page holds, as in
+    ``style`` attributes and ``@keyframes``); nested rules' selectors are resolved."""
+
+    selector: str | None
+    urls: list[str]
 
 
 def import_urls(css: str) -> list[str]:
-    """URLs of the style sheets a sheet pulls in with ``@import`` (comments ignored)."""
-    return [
-        match.group("url") or match.group("string")
-        for match in _IMPORT.finditer(_COMMENT.sub("", css))
-        if match.group("url") or match.group("string")
-    ]
+    """URLs of the style sheets a sheet pulls in with ``@import`` (comments ignored),
+    but for those only imported for media a screen is not (``@import "p.css" print``)."""
+    found = []
+    for match in _IMPORT.finditer(_COMMENT.sub("", css)):
+        url = match.group("url") or match.group("string")
+        media = re.sub(r"\b(?:layer|supports)\([^)]*\)|\blayer\b", "", match.group("media"))
+        if url and media_applies(media):
+            found.append(url)
+    return found
+
+
+def stylesheet_image_rules(css: str) -> list[CssRule]:
+    """The image-showing rules of a style sheet (or ``<style>`` block), in order: each
+    winning image declaration with its rule's selector."""
+    if not may_hold_images(css):
+        return []
+    return _scan(css, declarations_at_top_level=False).rules()
 
 
 def stylesheet_image_urls(css: str) -> list[str]:
-    """Image URLs a browser would load from a style sheet's declarations, in order."""
-    return _css_image_urls(css, declarations_at_top_level=False)
+    """Image URLs a browser would load from a style sheet's declarations, in order, if
+    every rule matched an element."""
+    return [url for rule in stylesheet_image_rules(css) for url in rule.urls]
 
 
 def style_attribute_image_urls(css: str) -> list[str]:
     """Image URLs a browser would load from a ``style`` attribute, in order."""
-    return _css_image_urls(css, declarations_at_top_level=True)
+    if not may_hold_images(css):
+        return []
+    return [url for rule in _scan(css, declarations_at_top_level=True).rules() for url in rule.urls]
 
 
 def may_hold_images(css: str) -> bool:
@@ -80,13 +117,13 @@ def may_hold_images(css: str) -> bool:
     return _CSS_MAY_HOLD_IMAGES.search(css) is not None
 
 
-def _css_image_urls(css: str, declarations_at_top_level: bool) -> list[str]:
-    if not may_hold_images(css):
-        return []
-    scanner = _CssScanner(declarations_at_top_level)
-    for token in _CSS_TOKEN.finditer(_CSS_NEWLINES.sub("\n", css)):
+def _scan(css: str, declarations_at_top_level: bool) -> _CssScanner:
+    text = _CSS_NEWLINES.sub("\n", css)
+    scanner = _CssScanner(text, declarations_at_top_level)
+    for token in _CSS_TOKEN.finditer(text):
         scanner.feed(token)
-    return scanner.finish()
+    scanner.finish()
+    return scanner
 
 
 @dataclass
@@ -95,6 +132,47 @@ class _Declaration:
     important: bool
     urls: list[str]
     variables: list[str]  # custom properties it reads with var(--name)
+    selector: str | None  # of its rule (None: applies whatever the page holds)
+
+
+@dataclass
+class _Block:
+    """An open ``{ }`` block: its image declarations by property group, and what they
+    apply to: ``selector``'s elements, or any page (``always``, a ``@keyframes`` step);
+    neither (a top-level ``@media``), or a block a screen skips, counts nothing."""
+
+    declarations: dict[str, _Declaration]
+    selector: str | None = None
+    always: bool = False
+    keyframes: bool = False
+    skipped: bool = False
+
+    @property
+    def counts(self) -> bool:
+        return not self.skipped and (self.always or self.selector is not None)
+
+
+def _block_after(parent: _Block, prelude: str) -> _Block:
+    """The block opened by ``prelude {`` inside ``parent``."""
+    prelude = _SPACES.sub(" ", _COMMENT.sub("", prelude)).strip()
+    if parent.skipped:
+        return _Block({}, skipped=True)
+    if parent.keyframes:
+        return _Block({}, always=True)  # a step (from, 50%): not a selector
+    keyword = _AT_KEYWORD.match(prelude)
+    if keyword is not None:
+        name = keyword.group(1).lower()
+        if name == "media":
+            skipped = not media_applies(prelude[keyword.end() :])
+            return _Block({}, parent.selector, parent.always, skipped=skipped)
+        if name in _SKIPPED_AT_RULES:
+            return _Block({}, skipped=True)
+        if _KEYFRAMES.fullmatch(name):
+            return _Block({}, keyframes=True)
+        return _Block({}, parent.selector, parent.always)  # @supports, @layer, @container
+    if parent.selector is None:
+        return _Block({}, prelude or "*")
+    return _Block({}, nest_selector(parent.selector, prelude or "&"))
 
 
 class _CssScanner:
@@ -104,9 +182,9 @@ class _CssScanner:
     one is only beaten by a later ``!important`` one); its url()s are the images shown.
     """
 
-    def __init__(self, declarations_at_top_level: bool) -> None:
-        self.declarations_at_top_level = declarations_at_top_level
-        self.blocks: list[dict[str, _Declaration]] = [{}]
+    def __init__(self, text: str, declarations_at_top_level: bool) -> None:
+        self.text = text
+        self.blocks = [_Block({}, always=declarations_at_top_level)]
         self.winners: list[_Declaration] = []
         # url()s held by custom properties (--hero: url(a.png)), anywhere in this CSS:
         # an image property that reads one with var(--hero) shows them.
@@ -161,18 +239,18 @@ class _CssScanner:
             self.end_declaration()
             self.start_statement(end)
         elif symbol == "{":
-            self.blocks.append({})
+            self.blocks.append(_block_after(self.blocks[-1], self.text[self.position : end - 1]))
             self.start_statement(end)
         elif symbol == "}":
             self.end_declaration()
             if len(self.blocks) > 1:
-                self.winners.extend(self.blocks.pop().values())
+                self.winners.extend(self.blocks.pop().declarations.values())
             self.start_statement(end)
         elif not self.in_value:
             self.name.append(symbol)
 
     def end_declaration(self) -> None:
-        if not self.in_value or (len(self.blocks) == 1 and not self.declarations_at_top_level):
+        if not self.in_value or not self.blocks[-1].counts:
             return
         name = "".join(self.name).strip()
         if name.startswith("--"):  # custom property names are case-sensitive
@@ -183,22 +261,29 @@ class _CssScanner:
         if group is None:
             return
         block = self.blocks[-1]
-        previous = block.get(group)
+        previous = block.declarations.get(group)
         if previous is None or self.important or not previous.important:
-            block.pop(group, None)  # re-insert: document order follows the winner
-            block[group] = _Declaration(self.position, self.important, self.urls, self.variables)
+            block.declarations.pop(group, None)  # re-insert: document order follows the winner
+            block.declarations[group] = _Declaration(
+                self.position, self.important, self.urls, self.variables, block.selector
+            )
 
-    def finish(self) -> list[str]:
+    def finish(self) -> None:
         self.end_declaration()
         for block in self.blocks:
-            self.winners.extend(block.values())
+            self.winners.extend(block.declarations.values())
         self.winners.sort(key=lambda declaration: declaration.position)
-        return [
-            url
-            for declaration in self.winners
-            for url in declaration.urls
-            + [url for name in declaration.variables for url in self.custom.get(name, [])]
-        ]
+
+    def rules(self) -> list[CssRule]:
+        """Each winning declaration's images (its own and its variables'), in order."""
+        found = []
+        for declaration in self.winners:
+            urls = declaration.urls + [
+                url for name in declaration.variables for url in self.custom.get(name, [])
+            ]
+            if urls:
+                found.append(CssRule(declaration.selector, urls))
+        return found
 
 
 def _css_unescape(text: str) -> str:

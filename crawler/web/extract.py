@@ -30,7 +30,16 @@ from crawler.web.css import (
     import_urls,
     may_hold_images,
     style_attribute_image_urls,
-    stylesheet_image_urls,
+    stylesheet_image_rules,
+)
+from crawler.web.selectors import (
+    ImageRule,
+    PageTokens,
+    applied_rules,
+    image_rule,
+    match_selectors,
+    media_applies,
+    page_tokens,
 )
 
 # Attributes lazy-loading libraries use to hold the real image URL.
@@ -90,6 +99,7 @@ class PageContent:
     links: list[str] = field(default_factory=list)
     stylesheets: list[str] = field(default_factory=list)  # applied ones, to fetch
     nofollow_links: list[str] = field(default_factory=list)  # only ever seen as nofollow
+    tokens: PageTokens = field(default_factory=lambda: page_tokens((), (), ()))
 
 
 def parse_srcset(value: str) -> list[str]:
@@ -187,15 +197,34 @@ def extract_page(html: bytes, page_url: str, content_type: str | None = None) ->
     """Find the images a page shows and the pages it links to.
 
     Image URLs are resolved against ``<base href>`` (or the page URL), normalized and
-    de-duplicated in document order; the first kind seen for a URL wins.
+    de-duplicated in document order; the first kind seen for a URL wins. The images of
+    the page's ``<style>`` rules come last, those of rules whose selector matches an
+    element (``selectors``); linked style sheets are ``pages.py``'s.
     """
     codec, start = page_encoding(html, content_type)
-    elements = _elements(html[start:].decode(codec, errors="replace"))
-    return _collect(elements, page_url, url_query_encoding(codec))
+    text = html[start:].decode(codec, errors="replace")
+    elements, tokens = _parse(text)
+    collector = _collect(elements, page_url, url_query_encoding(codec))
+    content = collector.finish()
+    content.tokens = tokens
+    # The page's own <style> rules show their images where they match an element.
+    rules = [rule for rule in collector.style_rules if not set(rule.urls) <= collector.seen_images]
+    for rule in applied_rules(rules, tokens, lambda selectors: match_selectors(text, selectors)):
+        for url in rule.urls:
+            collector.add_image(url, "css")
+    return content
 
 
-def _collect(elements: list[_Element], page_url: str, query_encoding: str) -> PageContent:
-    """What a page's elements show, their URLs resolved against its ``<base href>``."""
+def match_page_selectors(html: bytes, content_type: str | None, selectors: list[str]) -> list[bool]:
+    """``selectors.match_selectors`` on a page as served (decoded as ``extract_page``
+    decodes it): which of ``selectors`` match one of its elements."""
+    codec, start = page_encoding(html, content_type)
+    return match_selectors(html[start:].decode(codec, errors="replace"), selectors)
+
+
+def _collect(elements: list[_Element], page_url: str, query_encoding: str) -> _Collector:
+    """A collector that visited a page's elements, its URLs resolved against its
+    ``<base href>``."""
     base = page_url
     for element in elements:
         if element.tag == "base" and element.get("href"):
@@ -204,7 +233,7 @@ def _collect(elements: list[_Element], page_url: str, query_encoding: str) -> Pa
     collector = _Collector(base, query_encoding)
     for element in elements:
         collector.visit(element)
-    return collector.finish()
+    return collector
 
 
 @dataclass
@@ -239,8 +268,14 @@ def _is_read(tag: str, attributes: Mapping[str, str]) -> bool:
 
 
 def _elements(text: str) -> list[_Element]:
+    """The elements of the page extraction reads, in document order (``_parse``)."""
+    return _parse(text)[0]
+
+
+def _parse(text: str) -> tuple[list[_Element], PageTokens]:
     """The elements of the page extraction reads, in document order, parsed by
-    BeautifulSoup with lxml (``compat.bs4.parse_kept``: the soup holds only those).
+    BeautifulSoup with lxml (``compat.bs4.parse_kept``: the soup holds only those), and
+    the tag names, ids and classes of all its elements.
 
     A flat list: visiting does not depend on where the parser nested a tag (lxml nests
     tags after a ``<source>`` inside it, and parks what follows a stray ``</html>``).
@@ -248,12 +283,13 @@ def _elements(text: str) -> list[_Element]:
     it), so it is left out.
     """
     if not text.strip():
-        return []
-    soup = parse_kept(text.replace("\x00", "\ufffd"), _is_read, _TEXT_TAGS, _INERT_TAGS)
-    return [
+        return [], page_tokens((), (), ())
+    soup, names = parse_kept(text.replace("\x00", "\ufffd"), _is_read, _TEXT_TAGS, _INERT_TAGS)
+    elements = [
         _Element(tag.name, tag.attrs, tag.get_text() if tag.name == "style" else "")
         for tag in soup.find_all(True)
     ]
+    return elements, page_tokens(names.tags, names.ids, names.classes)
 
 
 class _Collector:
@@ -290,6 +326,7 @@ class _Collector:
         self.seen_links: set[str] = set()
         self.nofollow: dict[str, None] = {}  # ordered set
         self.page_nofollow = False
+        self.style_rules: list[ImageRule] = []  # of <style> blocks, matched after the visit
         self.visitors: dict[str, Callable[[_Element], None]] = {
             tag: getattr(self, name) for tag, name in self.VISITORS.items()
         }
@@ -370,8 +407,9 @@ class _Collector:
             self.add_image(element.get("href"), "preload")
             for candidate in parse_srcset(element.get("imagesrcset")):
                 self.add_image(candidate, "preload")
-        # Browsers do not apply "alternate stylesheet" until the user picks it.
-        if "stylesheet" in rels and "alternate" not in rels:
+        # Browsers do not apply "alternate stylesheet" until the user picks it, nor
+        # media=print on a screen.
+        if "stylesheet" in rels and "alternate" not in rels and media_applies(element.get("media")):
             url = self.resolve(element.get("href", ""))
             if url is not None and url not in self.content.stylesheets:
                 self.content.stylesheets.append(url)
@@ -419,8 +457,15 @@ class _Collector:
             self.add_image(url, "object")
 
     def visit_style(self, element: _Element) -> None:
-        for url in stylesheet_image_urls(element.text or ""):
-            self.add_image(url, "css")
+        if not media_applies(element.get("media")):
+            return
+        for selector, references in stylesheet_image_rules(element.text or ""):
+            urls = [url for url in map(self.resolve, references) if url is not None]
+            if selector is None:  # shown whatever the page holds (@keyframes)
+                for url in urls:
+                    self.add_image(url, "css")
+            elif urls:
+                self.style_rules.append(image_rule(selector, urls))
         for reference in import_urls(element.text or ""):  # fetched like linked sheets
             url = self.resolve(reference)
             if url is not None and url not in self.content.stylesheets:

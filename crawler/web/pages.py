@@ -18,8 +18,8 @@ import requests
 from crawler.config import CrawlConfig
 from crawler.errors import BadEncoding, UnsafeTarget
 from crawler.urls import host_of, normalize, resolve
-from crawler.web.css import import_urls, stylesheet_image_urls
-from crawler.web.extract import ImageRef, PageContent, extract_page
+from crawler.web.css import import_urls, stylesheet_image_rules
+from crawler.web.extract import ImageRef, PageContent, extract_page, match_page_selectors
 from crawler.web.failures import describe_request_error
 from crawler.web.retries import is_no_answer
 from crawler.web.robots import (
@@ -38,6 +38,7 @@ from crawler.web.safehttp import (
     open_url,
     session_options,
 )
+from crawler.web.selectors import ImageRule, applied_rules, image_rule
 from crawler.web.sitemaps import MAX_SITEMAP_BYTES, NotASitemap, SitemapContent, parse_sitemap
 from crawler.web.verify import sniff_image_type
 
@@ -103,28 +104,47 @@ MAX_IMPORT_DEPTH = 4
 
 
 class StylesheetCache:
-    """Image URLs of each style sheet, fetched once per crawl and shared by the page
-    threads; ``@import`` is followed (same host, a few levels, no cycles)."""
+    """The image rules of each style sheet, fetched once per crawl and shared by the
+    page threads; ``@import`` is followed (same host, a few levels, no cycles).
+
+    It also keeps the sheet images some page already showed: the crawl has them, so
+    later pages need not match their rules again (most pages of a site share its
+    sheets, and matching may cost a parse of the whole page)."""
 
     def __init__(self, config: CrawlConfig, robots: RobotsCache | None) -> None:
         self.config = config
         self.robots = robots
-        self._images: dict[str, list[str]] = {}
+        self._rules: dict[str, list[ImageRule]] = {}
+        self._shown: set[str] = set()
         self._lock = threading.Lock()
 
-    def image_urls(self, url: str, visiting: frozenset[str] = frozenset()) -> list[str]:
+    def rules(self, url: str, visiting: frozenset[str] = frozenset()) -> list[ImageRule]:
+        """The image rules of the sheet at ``url`` and of those it imports."""
         with self._lock:
-            if url in self._images:
-                return self._images[url]
+            if url in self._rules:
+                return self._rules[url]
         css = self._fetch(url)
-        images = [u for u in (resolve(url, ref) for ref in stylesheet_image_urls(css)) if u]
+        rules = []
+        for selector, references in stylesheet_image_rules(css):
+            urls = [u for u in (resolve(url, reference) for reference in references) if u]
+            if urls:
+                rules.append(image_rule(selector, urls))
         if len(visiting) < MAX_IMPORT_DEPTH:
             for imported in (resolve(url, ref) for ref in import_urls(css)):
                 if imported and imported not in visiting and host_of(imported) == host_of(url):
-                    images += self.image_urls(imported, visiting | {url})
+                    rules += self.rules(imported, visiting | {url})
         with self._lock:
-            self._images[url] = images
-        return images
+            self._rules[url] = rules
+        return rules
+
+    def unshown(self, urls: list[str]) -> list[str]:
+        """Those of ``urls`` no page has shown yet."""
+        with self._lock:
+            return [url for url in urls if url not in self._shown]
+
+    def shown(self, urls: list[str]) -> None:
+        with self._lock:
+            self._shown.update(urls)
 
     def _fetch(self, url: str) -> str:
         """The sheet's text; empty when it is missing, refused or not CSS."""
@@ -198,6 +218,7 @@ def fetch_page(
     stylesheets: StylesheetCache | None = None,
     parse: Callable[[bytes, str, str | None], PageContent] = extract_page,
     referer: str | None = None,
+    match: Callable[[bytes, str | None, list[str]], list[bool]] = match_page_selectors,
 ) -> PageResult:
     """GET a page (at most ``max_page_bytes`` of it), with ``referer`` as its
     ``Referer``, and extract images and links.
@@ -209,7 +230,9 @@ def fetch_page(
     (``robots_unreachable``, retryable unless it is a TLS failure), and images on such
     hosts are ``held_images``.
     ``parse`` is ``extract_page`` or its stand-in (the harvester's ``PageParser``
-    runs it in worker processes).
+    runs it in worker processes), ``match`` the same for ``match_page_selectors``:
+    the page's own-host style sheets show an image only where a rule's selector
+    matches an element of the page.
     """
     page = PageResult(url=url, depth=depth)
     verdict, failure = (None, None) if robots is None else robots.judge(url)
@@ -258,7 +281,13 @@ def fetch_page(
     page.images, page.links = content.images, content.links
     page.nofollow_links = content.nofollow_links
     if stylesheets is not None:
-        page.images += _stylesheet_images(content, page.final_url or url, stylesheets)
+        shown = _stylesheet_images(
+            content,
+            page.final_url or url,
+            stylesheets,
+            lambda selectors: match(body, page.content_type, selectors),
+        )
+        page.images += shown
     if robots is not None:
         verdicts = [robots.verdict(ref.url) for ref in page.images]
         found = list(zip(page.images, verdicts, strict=True))
@@ -317,19 +346,26 @@ def fetch_sitemap(url: str, config: CrawlConfig, robots: RobotsCache | None) -> 
 
 
 def _stylesheet_images(
-    content: PageContent, page_url: str, stylesheets: StylesheetCache
+    content: PageContent,
+    page_url: str,
+    stylesheets: StylesheetCache,
+    match: Callable[[list[str]], list[bool]],
 ) -> list[ImageRef]:
-    """Images from the page's own-host style sheets that the page did not name itself."""
-    seen = {ref.url for ref in content.images}
-    found = []
-    for sheet in content.stylesheets:
-        if host_of(sheet) != host_of(page_url):
-            continue
-        for image in stylesheets.image_urls(sheet):
-            if image not in seen:
-                seen.add(image)
-                found.append(ImageRef(image, "stylesheet"))
-    return found
+    """Images the page's own-host style sheets show on it (a rule's selector matches
+    one of its elements) that neither the page named itself nor an earlier page showed.
+    ``match`` is only called for the rules the page's names leave possible."""
+    own = [sheet for sheet in content.stylesheets if host_of(sheet) == host_of(page_url)]
+    named = {ref.url for ref in content.images}
+    rules = []
+    for rule in (rule for sheet in own for rule in stylesheets.rules(sheet)):
+        urls = [u for u in stylesheets.unshown(list(rule.urls)) if u not in named]
+        if urls:
+            rules.append(ImageRule(rule.selector, tuple(urls), rule.needs))
+    found: dict[str, None] = {}
+    for rule in applied_rules(rules, content.tokens, match):
+        found.update(dict.fromkeys(rule.urls))
+    stylesheets.shown(list(found))
+    return [ImageRef(image, "stylesheet") for image in found]
 
 
 def _looks_binary(body: bytes) -> bool:

@@ -18,7 +18,8 @@ Pages and what each covers:
                          placeholder in src, a lazysizes-like script), loading=lazy far down
     /css.html            style attributes (quotes, escapes, entities), <style> blocks
                          (background, layers, image-set, list-style-image, content, border-
-                         image, mask-image), an external sheet with @import, traps
+                         image, mask-image), an external sheet with @import, traps, and
+                         rules that match no element, need :hover, or are for print
     /urls.html           <base href>, relative, root-relative, protocol-relative, absolute,
                          entities, a query, non-ASCII, space, tab, fragment, a//b
     /legacy-1252.html    windows-1252 by <meta charset>
@@ -296,6 +297,12 @@ def _css(b: _Builder) -> None:
     b.image("/images/sheet/from-sheet.png", why="external sheet, ../ from css/")
     b.image("/css/img/next-to-sheet.png", why="external sheet, relative to the sheet")
     b.image("/css/sub/deep.png", why="@import-ed sheet, relative to that sheet")
+    b.image("/images/sheet/first-item.png", why="sheet rule: li:first-child::before")
+    b.image("/images/sheet/nested.png", why="sheet rule in CSS nesting (& .inner)")
+    b.image("/images/sheet/attribute.png", why="sheet rule with an attribute selector")
+    b.image("/images/css/not-hovered.png", why="inline rule: :not(:hover) matches")
+    for name, why in STYLE_RULE_TRAPS.items():
+        b.image(f"/images/trap/{name}", loaded=False, found=False, why=f"trap: {why}")
     b.image(
         "/images/trap/overridden.png",
         loaded=False,
@@ -330,8 +337,19 @@ def _css(b: _Builder) -> None:
         """@import url("sub/more.css");
 .sheet-bg { background-image: url(../images/sheet/from-sheet.png); width: 48px; height: 32px }
 .sheet-local { background: url("img/next-to-sheet.png") no-repeat; width: 48px; height: 32px }
+.sheet-list > li:first-child::before { content: url(../images/sheet/first-item.png) }
+.sheet-nest { & .inner { background: url(../images/sheet/nested.png); width: 48px; height: 32px } }
+[data-tile="wide"] { background: url(../images/sheet/attribute.png); width: 48px; height: 32px }
+/* rules that match no element of any page, or only on user action, or in print */
+.no-such-element { background: url(../images/trap/unmatched-sheet.png) }
+.sheet-bg:hover { background-image: url(../images/trap/hover-sheet.png) }
+.sheet-local:focus, .sheet-local:active { background: url(../images/trap/focus-sheet.png) }
+.ghost::before { content: url(../images/trap/pseudo-unmatched.png) }
+.sheet-list > li:nth-child(5) { list-style-image: url(../images/trap/nth-unmatched.png) }
+@media print { .sheet-bg { background-image: url(../images/trap/print-sheet.png) } }
 """,
     )
+    b.text("/css/print.css", ".box { background: url(../images/trap/print-link.png) }\n")
     b.text("/css/sub/more.css", ".imported { background: url(deep.png); height: 32px }\n")
     b.text(
         "/css/alt.css",
@@ -339,6 +357,8 @@ def _css(b: _Builder) -> None:
     )
     head = """<link rel="stylesheet" href="css/site.css">
 <link rel="alternate stylesheet" href="css/alt.css" title="Alternative">
+<link rel="stylesheet" href="css/print.css" media="print">
+<style media="print">.box { background: url(images/trap/print-style.png) }</style>
 <style>
 @font-face { font-family: "TrapFont"; src: url("fonts/trap-font.svg#TrapFont") format("svg"); }
 .font-user { font-family: "TrapFont", serif }
@@ -356,6 +376,9 @@ ul.bullets { list-style-image: url('images/css/bullet.png') }
 .later { background: none }
 @media (max-width: 1px) { .media-miss { background: url(images/unshown/media-miss.png) } }
 .display-none { display: none; background: url(images/unshown/display-none.png) }
+.unmatched-inline .box { background: url(images/trap/unmatched-inline.png) }
+.box.framed:hover { border-image: url(images/trap/hover-inline.png) 12 round }
+.masked:not(:hover) { background-image: url(images/css/not-hovered.png) }
 </style>"""
     body = r"""<div class="box" style="background-image:url('images/css/inline-single.png')"></div>
 <div class="box" style='background-image:url("images/css/inline-double.png")'></div>
@@ -377,8 +400,27 @@ ul.bullets { list-style-image: url('images/css/bullet.png') }
 <p class="font-user">abc in the SVG font, which Chromium does not support.</p>
 <div class="box later"></div>
 <div class="box media-miss"></div>
-<div class="box display-none"></div>"""
+<div class="box display-none"></div>
+<ul class="sheet-list"><li>first</li><li>second</li></ul>
+<div class="sheet-nest"><div class="inner"></div></div>
+<div data-tile="wide"></div>"""
     b.page("/css.html", _html("CSS images", body, head))
+
+
+# Style rules a browser does not apply to the fixture's pages (their images are real
+# files, so reporting one costs precision only through the expectations).
+STYLE_RULE_TRAPS = {
+    "unmatched-sheet.png": "sheet rule whose selector matches no element",
+    "hover-sheet.png": "sheet rule that needs :hover",
+    "focus-sheet.png": "sheet rule that needs :focus or :active",
+    "pseudo-unmatched.png": "::before of an element no page has",
+    "nth-unmatched.png": "li:nth-child(5) of a two-item list",
+    "print-sheet.png": "sheet rule inside @media print",
+    "print-link.png": "a <link rel=stylesheet media=print>",
+    "print-style.png": "a <style media=print>",
+    "unmatched-inline.png": "<style> rule whose selector matches no element",
+    "hover-inline.png": "<style> rule that needs :hover",
+}
 
 
 SVG_FONT = b"""<svg xmlns="http://www.w3.org/2000/svg"><defs>

@@ -8,7 +8,7 @@ def keep(name, attributes):
 
 
 def kept(html: str) -> list[tuple[str, str | None]]:
-    soup = parse_kept(html, keep, frozenset({"style"}), frozenset({"template"}))
+    soup, _names = parse_kept(html, keep, frozenset({"style"}), frozenset({"template"}))
     return [(tag.name, tag.parent.name) for tag in soup.find_all(True)]
 
 
@@ -26,7 +26,7 @@ def test_only_kept_elements_in_document_order_under_their_kept_ancestor():
 
 
 def test_text_only_inside_text_elements_and_attributes_as_written():
-    soup = parse_kept(
+    soup, _names = parse_kept(
         '<p class="a  b">para</p><style>p { color: red }</style><a class="x y" href=/z>link</a>',
         keep,
         frozenset({"style"}),
@@ -44,7 +44,7 @@ def test_nothing_inside_an_inert_element_even_nested_ones():
         "<template data-src=t.png><img src=in.png><template><a href=/deep></a></template>"
         "<a href=/in></a></template><img src=after.png><!-- <img src=comment.png> -->"
     )
-    soup = parse_kept(html, keep, frozenset(), frozenset({"template"}))
+    soup, _names = parse_kept(html, keep, frozenset(), frozenset({"template"}))
     found = [(tag.name, tag.get("src") or tag.get("href")) for tag in soup.find_all(True)]
     assert found == [("template", None), ("img", "after.png")]
 
@@ -52,3 +52,15 @@ def test_nothing_inside_an_inert_element_even_nested_ones():
 def test_empty_and_markup_free_text():
     assert kept("") == []
     assert kept("just words, no tags") == []
+
+
+def test_names_of_every_element_kept_or_not_but_none_inside_an_inert_one():
+    html = (
+        '<div id="top" class="card  wide"><p class="note">x</p><img class=pic src=a.png></div>'
+        '<template><span id="hidden" class="inert"></span></template><section id=""></section>'
+    )
+    _soup, names = parse_kept(html, keep, frozenset(), frozenset({"template"}))
+    assert {"div", "p", "img", "template", "section", "html", "body"} <= names.tags
+    assert "span" not in names.tags
+    assert names.ids == {"top"}
+    assert names.classes == {"card", "wide", "note", "pic"}

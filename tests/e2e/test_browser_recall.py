@@ -12,13 +12,14 @@ from __future__ import annotations
 import pytest
 
 from tests.browser_site.check import Report, run_check
-from tests.browser_site.site import PROBES
+from tests.browser_site.site import PROBES, STYLE_RULE_TRAPS
 
 # Traps a browser does not load and we must not report.
 TRAPS = {
     "/images/trap/overridden.png": "url() overridden by a later gradient in the same rule",
     "/images/trap/alternate.png": "only in a rel='alternate stylesheet' sheet",
     "/fonts/trap-font.svg": "@font-face SVG font: a font, not an image",
+    **{f"/images/trap/{name}": why for name, why in STYLE_RULE_TRAPS.items()},
 }
 MISSING_FAVICON = "/icons/missing-favicon.ico"
 

@@ -154,10 +154,23 @@ def test_pages_waiting_together_go_in_one_batch_and_each_gets_its_own_result():
 
 
 def test_one_bad_page_fails_only_itself():
-    good, bad = (PAGE, URL, "text/html"), ("not bytes", URL, "text/html")
+    good, bad = (PAGE, URL, "text/html", None), ("not bytes", URL, "text/html", None)
     first, second, third = extract_pages([good, bad, good])  # type: ignore[list-item]
     assert first == third == extract_page(PAGE, URL, "text/html")
     assert isinstance(second, TypeError)
+
+
+def test_selectors_are_matched_in_the_workers_like_pages_are_parsed():
+    page = b"<div class='gallery'><ul><li class='tile'>x</li></ul></div><template><p class='t'>"
+    selectors = [".gallery .tile", ".nowhere", "li:hover", ".t", "div > ul"]
+    parser = PageParser(processes=1)
+    try:
+        wait_until_warm(parser)
+        assert parser.match(page, "text/html", selectors) == [True, False, False, False, True]
+        assert parser.pages == 1, "the match went to the worker"
+    finally:
+        parser.close()
+    assert PageParser(processes=0).match(page, None, selectors) == [True, False, False, False, True]
 
 
 def test_closing_while_pages_wait_leaves_no_caller_waiting():

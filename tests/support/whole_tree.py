@@ -44,6 +44,7 @@ def collected(elements: list[extract._Element]) -> tuple:
         content.links,
         content.stylesheets,
         content.nofollow_links,
+        collector.style_rules,
         bases[:1],
     )
 

@@ -488,10 +488,11 @@ def test_css_in_style_blocks_and_attributes():
         <body><div style="background: url(&quot;inline.png&quot;) no-repeat">
         <p STYLE="list-style-image: url(bullet.png)"><span style="color: red">x</span></body>
     """
+    # <style> rules are matched once the page is read: their images come last.
     assert images(html) == [
-        ("http://example.org/static/bg.jpg", "css"),
         ("http://example.org/static/inline.png", "css"),
         ("http://example.org/static/bullet.png", "css"),
+        ("http://example.org/static/bg.jpg", "css"),
     ]
 
 

@@ -64,7 +64,7 @@ def _stages(html: bytes, url: str) -> dict[str, float]:
     text = extract.decode_html(html)
     elements = extract._elements(text)
     query_encoding = extract.url_query_encoding(codec)
-    content = extract._collect(elements, url, query_encoding)
+    content = extract._collect(elements, url, query_encoding).finish()
     return {
         "to worker": _cpu_ms(lambda: pickle.loads(pickle.dumps((html, url, "text/html")))),
         "decode": _cpu_ms(lambda: extract.decode_html(html)),

@@ -74,6 +74,9 @@ class _KeptElementsBuilder(LXMLTreeBuilder):
         self._inert_depth = 0  # open inert elements
         self._in_text = False  # the innermost open element is a kept text_of one
         self.names = ElementNames()
+        self._tags = self.names.tags
+        self._add_id = self.names.ids.add
+        self._add_classes = self.names.classes.update
 
     def start(self, name, attrs, nsmap={}):  # noqa: B006 (lxml's signature, never mutated)
         if self._inert_depth:
@@ -81,15 +84,13 @@ class _KeptElementsBuilder(LXMLTreeBuilder):
             self._inert_depth += name in self._inert
             self._in_text = False
             return
-        names = self.names
-        names.tags.add(name)
+        if name not in self._tags:
+            self._tags.add(name)
         if attrs:  # (lxml's empty mapping answers .get() through a KeyError)
-            element_id = attrs.get("id")
-            if element_id:
-                names.ids.add(element_id)
-            classes = attrs.get("class")
-            if classes:
-                names.classes.update(classes.split())
+            if "class" in attrs:
+                self._add_classes(attrs["class"].split())
+            if "id" in attrs:
+                self._add_id(attrs["id"])  # ("" too: no selector needs it)
         kept = self._keep(name, attrs)
         self._open.append(kept)
         self._inert_depth += name in self._inert

@@ -210,5 +210,5 @@ def match_selectors(text: str, selectors: Sequence[str]) -> list[bool]:
 def _compiled(selector: str) -> soupsieve.SoupSieve | None:
     try:
         return soupsieve.compile(selector)
-    except (soupsieve.SelectorSyntaxError, ValueError, TypeError, RecursionError):
+    except (soupsieve.SelectorSyntaxError, NotImplementedError, ValueError, RecursionError):
         return None

@@ -69,6 +69,8 @@ _SKIPPED_AT_RULES = frozenset(
 _KEYFRAMES = re.compile(r"(?:-[a-z]+-)?keyframes", re.I)
 _AT_KEYWORD = re.compile(r"@(-?[-\w]+)")
 _SPACES = re.compile(r"\s+")
+# Blocks nested deeper than this (real sheets nest a few levels) show no image.
+MAX_NESTING = 32
 
 
 class CssRule(NamedTuple):
@@ -239,7 +241,11 @@ class _CssScanner:
             self.end_declaration()
             self.start_statement(end)
         elif symbol == "{":
-            self.blocks.append(_block_after(self.blocks[-1], self.text[self.position : end - 1]))
+            if len(self.blocks) > MAX_NESTING:  # (each level wraps the selector again)
+                self.blocks.append(_Block({}, skipped=True))
+            else:
+                prelude = self.text[self.position : end - 1]
+                self.blocks.append(_block_after(self.blocks[-1], prelude))
             self.start_statement(end)
         elif symbol == "}":
             self.end_declaration()

@@ -202,7 +202,10 @@ def match_selectors(text: str, selectors: Sequence[str]) -> list[bool]:
     matched = []
     for selector in selectors:
         compiled = _compiled(selector)
-        matched.append(compiled is None or compiled.select_one(soup) is not None)
+        try:
+            matched.append(compiled is None or compiled.select_one(soup) is not None)
+        except (RecursionError, ValueError, TypeError):  # a hostile selector: as unread
+            matched.append(True)
     return matched
 
 

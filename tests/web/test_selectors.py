@@ -231,3 +231,12 @@ def test_a_page_whose_style_rules_all_miss_is_not_parsed_whole(monkeypatch):
     html += "</style><p class='somewhere'>x</p>"
     assert images(html) == []
     assert calls == []
+
+
+def test_hostile_style_rules_cost_no_page():
+    deep = ".a {" * 5000 + "background: url(deep.png)" + "}" * 5000
+    wrapped = ":is(" * 3000 + ".a" + ")" * 3000
+    html = f"<style>{deep} {wrapped} {{ background: url(wrapped.png) }}</style><p class=a>"
+    found = images(html)  # no exception, no quadratic selector
+    assert "deep.png" not in found
+    assert match_selectors("<p class=a>", [wrapped, ".a"]) == [True, True]

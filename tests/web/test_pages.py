@@ -10,6 +10,7 @@ import requests
 from crawler.config import CrawlConfig
 from crawler.demo.server import serve as serve_files
 from crawler.web.css import import_urls
+from crawler.web.extract import match_page_selectors
 from crawler.web.pages import StylesheetCache, check_robots, fetch_page, fetch_robots
 from crawler.web.robots import RobotsCache
 from tests.e2e.cluster import free_port
@@ -76,6 +77,23 @@ def test_images_of_linked_and_imported_style_sheets_are_found(site, tmp_path):
     assert gets.count("/css/main.css") == 1, "each sheet is fetched once per crawl"
     assert gets.count("/css/parts/more.css") == 1
     assert "/css/alt.css" not in gets, "alternate style sheets are not applied"
+
+
+def test_selectors_are_matched_once_per_page_and_only_those_still_possible(site):
+    asked = []
+
+    def match(html, content_type, selectors):
+        asked.append(selectors)
+        return match_page_selectors(html, content_type, selectors)
+
+    sheets = StylesheetCache(CONFIG, robots=None)
+    fetch_page(site.url + "a/page.html", 0, CONFIG, stylesheets=sheets, match=match)
+    # .logo's image the page names itself; ul/li/a.next, .nowhere: no such elements;
+    # @media print is skipped; the gradient hides .gone's image.
+    assert asked == [[".hero", ".hero:hover, .hero:focus", ".card"]]
+    fetch_page(site.url + "a/other.html", 0, CONFIG, stylesheets=sheets, match=match)
+    # hero.png and card.png were shown by the first page: not looked for again.
+    assert asked[1:] == [["ul > li a.next", ".hero:hover, .hero:focus"]]
 
 
 def test_without_a_stylesheet_cache_no_sheet_is_fetched(site, tmp_path):

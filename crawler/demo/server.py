@@ -1,10 +1,14 @@
 """The demo site's server: static files on 127.0.0.1 with the right content types, an
 access log, an optional delay per image (the benchmark's latency); refuses paths that
 leave its folder; over HTTPS when given a certificate and its key (the tests' private
-CAs). ``LocalHTTPServer`` is the base the test servers build on."""
+CAs); answers conditional GETs as static servers do (``ETag`` and ``Last-Modified`` on
+every file, 304 when ``If-None-Match`` or ``If-Modified-Since`` says the client has
+it). ``LocalHTTPServer`` is the base the test servers build on."""
 
 from __future__ import annotations
 
+import email.utils
+import hashlib
 import socketserver
 import ssl
 import sys
@@ -105,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._respond(with_body=False)
 
     def _respond(self, *, with_body: bool) -> None:
-        status, body, ctype = self._lookup()
+        status, body, ctype, validators = self._lookup()
         referer = self.headers.get("Referer")
         self.server.referers[self.path] = referer
         self.server.header_names[self.path] = {name.lower() for name in self.headers}
@@ -116,11 +120,16 @@ class _Handler(BaseHTTPRequestHandler):
         hotlinked = not (referer or "").startswith(self.server.url)
         if self.server.hotlink_protect and ctype.startswith("image/") and hotlinked:
             status, body, ctype = 403, b"no hotlinking\n", CONTENT_TYPES[".txt"]
+        if status == 200 and self._client_has(*validators):
+            status, body = 304, b""
         if self.server.image_delay and ctype.startswith("image/"):
             time.sleep(self.server.image_delay)  # models a slow network or server
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(body)))
+        if status in (200, 304):
+            self.send_header("ETag", validators[0])
+            self.send_header("Last-Modified", email.utils.formatdate(validators[1], usegmt=True))
         self.end_headers()
         # Log before the body goes out, so a client that has read the response can
         # count on finding its request in the log.
@@ -128,26 +137,44 @@ class _Handler(BaseHTTPRequestHandler):
         if with_body:
             self.wfile.write(body)
 
+    def _client_has(self, etag: str, modified: float) -> bool:
+        """RFC 9110 13.2.2: If-None-Match decides when sent, else If-Modified-Since."""
+        tags = self.headers.get("If-None-Match")
+        if tags is not None:
+            return any(tag.strip() in (etag, "*", "W/" + etag) for tag in tags.split(","))
+        since = self.headers.get("If-Modified-Since")
+        if since is None:
+            return False
+        try:
+            when = email.utils.parsedate_to_datetime(since).timestamp()
+        except (TypeError, ValueError, IndexError, OverflowError):
+            return False
+        return int(modified) <= when
+
     def _carries(self, name: str, value: str) -> bool:
         given = self.headers.get(name) or ""
         if name.lower() == "cookie":
             return value in [part.strip() for part in given.split(";")]
         return given == value
 
-    def _lookup(self) -> tuple[int, bytes, str]:
-        """Map the request path to a file under root; refuse anything that could escape it."""
+    def _lookup(self) -> tuple[int, bytes, str, tuple[str, float]]:
+        """Map the request path to a file under root, refusing anything that could
+        escape it: (status, body, content type, (its ETag, its modification time))."""
         path = unquote(urlsplit(self.path).path)
         parts = [p for p in path.split("/") if p]
+        none = ("", 0.0)
         if ".." in parts or "\x00" in path:
-            return 403, b"forbidden\n", CONTENT_TYPES[".txt"]
+            return 403, b"forbidden\n", CONTENT_TYPES[".txt"], none
         target = self.server.root.joinpath(*parts)
         if target.is_dir():
             target = target / "index.html"
         if not target.resolve().is_relative_to(self.server.root):
-            return 403, b"forbidden\n", CONTENT_TYPES[".txt"]
+            return 403, b"forbidden\n", CONTENT_TYPES[".txt"], none
         if not target.is_file():
-            return 404, b"not found\n", CONTENT_TYPES[".txt"]
-        return 200, target.read_bytes(), content_type(target.name)
+            return 404, b"not found\n", CONTENT_TYPES[".txt"], none
+        body = target.read_bytes()
+        etag = '"' + hashlib.sha256(body).hexdigest()[:20] + '"'
+        return 200, body, content_type(target.name), (etag, target.stat().st_mtime)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the per-request stderr lines; the access log replaces them."""

@@ -68,6 +68,9 @@ class PageResult:
     sitemap_job: bool = False  # not a page: a sitemap (or where they are)
     sitemap: SitemapContent | None = None  # what it lists (None: it could not be read)
     guessed: bool = False  # a sitemap found by its usual name, not listed anywhere
+    etag: str = ""  # the page's validators as served ('' when it sent none)
+    last_modified: str = ""
+    not_modified: bool = False  # 304 to a conditional GET: what it referenced last holds
 
 
 _local = threading.local()
@@ -219,6 +222,7 @@ def fetch_page(
     parse: Callable[[bytes, str, str | None], PageContent] = extract_page,
     referer: str | None = None,
     match: Callable[[bytes, str | None, list[str]], list[bool]] = match_page_selectors,
+    validators: tuple[str, str] = ("", ""),
 ) -> PageResult:
     """GET a page (at most ``max_page_bytes`` of it), with ``referer`` as its
     ``Referer``, and extract images and links.
@@ -232,7 +236,9 @@ def fetch_page(
     ``parse`` is ``extract_page`` or its stand-in (the harvester's ``PageParser``
     runs it in worker processes), ``match`` the same for ``match_page_selectors``:
     the page's own-host style sheets show an image only where a rule's selector
-    matches an element of the page.
+    matches an element of the page. With ``validators`` (the ETag and Last-Modified
+    the page was last served with) the GET is conditional: a 304 is ``not_modified``,
+    with nothing extracted.
     """
     page = PageResult(url=url, depth=depth)
     verdict, failure = (None, None) if robots is None else robots.judge(url)
@@ -244,11 +250,16 @@ def fetch_page(
         return page
     started = time.monotonic()
     try:
-        with _open(url, config, {"Referer": referer} if referer else None) as response:
+        with _open(url, config, _page_headers(referer, validators)) as response:
             page.status = response.status_code
             page.final_url = normalize(response.url) or url
             page.content_type = response.headers.get("Content-Type", "")
+            page.etag = response.headers.get("ETag", "")[:MAX_VALIDATOR_CHARS]
+            page.last_modified = response.headers.get("Last-Modified", "")[:MAX_VALIDATOR_CHARS]
             mime = page.content_type.split(";")[0].strip().lower()
+            if response.status_code == 304 and any(validators):
+                page.not_modified = True
+                return page
             if response.status_code >= 400:
                 page.error = f"http_{response.status_code}"
                 return page
@@ -295,6 +306,24 @@ def fetch_page(
         page.held_images = [ref for ref, verdict in found if verdict == UNREACHABLE]
         page.images = [ref for ref, verdict in found if verdict not in (DISALLOWED, UNREACHABLE)]
     return page
+
+
+MAX_VALIDATOR_CHARS = 256
+
+
+def _page_headers(referer: str | None, validators: tuple[str, str]) -> dict[str, str] | None:
+    """A page request's own headers: its Referer, and the validators of a recrawl."""
+    etag, last_modified = validators
+    headers = {
+        name: value
+        for name, value in (
+            ("Referer", referer),
+            ("If-None-Match", etag),
+            ("If-Modified-Since", last_modified),
+        )
+        if value
+    }
+    return headers or None
 
 
 def find_sitemaps(origin: str, config: CrawlConfig, robots: RobotsCache | None) -> PageResult:

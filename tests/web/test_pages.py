@@ -96,6 +96,27 @@ def test_selectors_are_matched_once_per_page_and_only_those_still_possible(site)
     assert asked[1:] == [["ul > li a.next", ".hero:hover, .hero:focus"]]
 
 
+def test_a_conditional_get_of_a_page_unchanged_is_not_modified(site, tmp_path):
+    url = site.url + "a/page.html"
+    first = fetch_page(url, 0, CONFIG)
+    assert first.etag.startswith('"') and first.last_modified.endswith("GMT")
+    assert first.images and not first.not_modified
+
+    again = fetch_page(url, 0, CONFIG, validators=(first.etag, first.last_modified))
+    assert (again.status, again.not_modified, again.error) == (304, True, None)
+    assert again.images == [] and again.links == []  # what it referenced last holds
+    by_date = fetch_page(url, 0, CONFIG, validators=("", first.last_modified))
+    assert by_date.not_modified
+
+    (tmp_path / "a" / "page.html").write_text('<img src="/img/new.png">')
+    changed = fetch_page(url, 0, CONFIG, validators=(first.etag, first.last_modified))
+    assert (changed.status, changed.not_modified) == (200, False)
+    assert changed.etag != first.etag
+    assert [ref.url for ref in changed.images] == [site.url + "img/new.png"]
+    statuses = [line.split()[2] for line in (tmp_path / "access.log").read_text().splitlines()]
+    assert statuses == ["200", "304", "304", "200"]
+
+
 def test_without_a_stylesheet_cache_no_sheet_is_fetched(site, tmp_path):
     page = fetch_page(site.url + "a/page.html", 0, CONFIG)
     assert [ref.kind for ref in page.images] == ["img_src"]

@@ -230,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="put its failed images back in the queue and resume it to fetch them again",
     )
     retry.add_argument(
+        "--recrawl",
+        action="store_true",
+        help="crawl a finished crawl's pages again with conditional GETs (a 304 reuses what "
+        "the page referenced), fetching only image URLs it has not seen; writes "
+        "OUT/recrawl.json (new, changed and gone)",
+    )
+    retry.add_argument(
         "--only",
         action="append",
         metavar="REASON",
@@ -324,7 +331,9 @@ def cmd_harvest(args: argparse.Namespace) -> int:
     config = _config(args, HARVEST_FLAGS)
     if args.only and not args.retry_failed:
         raise ConfigError("--only goes with --retry-failed")
-    harvester = Harvester(config, args.seeds, _authkey(config))
+    if args.recrawl and args.retry_failed:
+        raise ConfigError("--recrawl and --retry-failed go in separate runs")
+    harvester = Harvester(config, args.seeds, _authkey(config), recrawl=args.recrawl)
     if args.retry_failed:
         from crawler.harvest.requeue import retry_failed
 

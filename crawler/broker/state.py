@@ -114,10 +114,22 @@ def _to_version_3(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE pages ADD COLUMN referer TEXT NOT NULL DEFAULT ''")
 
 
+def _to_version_4(db: sqlite3.Connection) -> None:
+    """Pages keep, for a recrawl, the validators they were served with, what they
+    referenced (``refs``: JSON, '' when not known) and what they referenced before
+    the recrawl (``refs_before``, NULL outside one)."""
+    db.execute("ALTER TABLE pages ADD COLUMN etag TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE pages ADD COLUMN last_modified TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE pages ADD COLUMN refs TEXT NOT NULL DEFAULT ''")
+    db.execute("ALTER TABLE pages ADD COLUMN refs_before TEXT")
+    db.execute("ALTER TABLE pages ADD COLUMN outcome TEXT NOT NULL DEFAULT ''")
+
+
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     _to_version_1,
     _to_version_2,
     _to_version_3,
+    _to_version_4,
 )
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -279,6 +291,50 @@ class PageFrontier:
         query = f"SELECT COUNT(*) FROM pages WHERE state IN ({marks})"
         return self.db.execute(query, states).fetchone()[0]
 
+    def validators(self, url: str) -> tuple[str, str]:
+        """The ETag and Last-Modified ``url`` was last served with ('' for none)."""
+        row = self.db.execute(
+            "SELECT etag, last_modified FROM pages WHERE url = ?", (url,)
+        ).fetchone()
+        return (row[0], row[1]) if row else ("", "")
+
+    def remember(self, url: str, validators: tuple[str, str], refs: str, outcome: str) -> None:
+        """Keep what a fetched page referenced (``refs``, JSON) and its validators, for
+        a recrawl; ``outcome`` is how it compared with the crawl before (recrawls)."""
+        self.db.execute(
+            "UPDATE pages SET etag = ?, last_modified = ?, refs = ?, outcome = ? WHERE url = ?",
+            (*validators, refs, outcome, url),
+        )
+
+    def refs(self, url: str) -> tuple[str, str | None]:
+        """What ``url`` referenced when last fetched, and before the recrawl (JSON)."""
+        row = self.db.execute(
+            "SELECT refs, refs_before FROM pages WHERE url = ?", (url,)
+        ).fetchone()
+        return (row[0], row[1]) if row else ("", None)
+
+    def queue_all_again(self) -> int:
+        """Queue every page again (as new: no failed tries, due now), keeping what each
+        referenced as ``refs_before``; returns how many were queued. Call it within a
+        transaction (``CrawlState.start_recrawl``)."""
+        return self.db.execute(
+            "UPDATE pages SET state = 'queued', attempts = 0, due = 0, refs_before = refs, "
+            "outcome = '' WHERE state IN ('done', 'failed', 'skipped')"
+        ).rowcount
+
+    def recrawl_outcomes(self) -> dict[str, int]:
+        """Pages by how they compared with the crawl before: not_modified, unchanged,
+        changed, new, gone (failed now, fetched before)."""
+        return dict(
+            self.db.execute(
+                "SELECT outcome, COUNT(*) FROM pages WHERE outcome != '' GROUP BY outcome"
+            ).fetchall()
+        )
+
+    def all_refs(self) -> Iterator[tuple[str, str, str | None, str]]:
+        """(page, refs, refs_before, outcome) of every page."""
+        yield from self.db.execute("SELECT url, refs, refs_before, outcome FROM pages")
+
 
 class HeldImages:
     """Image URLs whose host's robots.txt could not be read yet, by robots.txt URL.
@@ -394,6 +450,29 @@ class CrawlState:
 
     def mark_finished(self) -> None:
         self.meta.set("finished", True)
+
+    @property
+    def recrawls(self) -> int:
+        """How many times this crawl was started again with ``--recrawl``."""
+        return int(self.meta.get("recrawls") or 0)
+
+    def start_recrawl(self) -> int:
+        """Make a finished crawl a crawl again, in one transaction: every page queued
+        (``PageFrontier.queue_all_again``), and the first task id a new image URL will
+        get kept (``recrawl_first_task``); returns how many pages were queued."""
+        with Transaction(self.pages_db):
+            queued = self.frontier.queue_all_again()
+            last = self.pages_db.execute("SELECT COALESCE(MAX(id), 0) FROM tasks").fetchone()
+            self.meta.set("recrawl_first_task", int(last[0]) + 1)
+            self.meta.set("recrawls", self.recrawls + 1)
+            self.meta.set("finished", False)
+        return queued
+
+    def new_image_urls(self) -> list[str]:
+        """Image URLs first found by the current recrawl."""
+        first = int(self.meta.get("recrawl_first_task") or 0)
+        rows = self.pages_db.execute("SELECT url FROM tasks WHERE id >= ? ORDER BY id", (first,))
+        return [row[0] for row in rows]
 
     def stored_bytes(self) -> int:
         row = self.pages_db.execute(

@@ -33,6 +33,15 @@ from crawler.config import Config, per_core
 from crawler.errors import ConfigError, OtherCrawl
 from crawler.harvest.parsing import PageParser
 from crawler.harvest.recorder import Recorder
+from crawler.harvest.recrawl import (
+    GONE,
+    NOT_MODIFIED,
+    compare,
+    page_outcome,
+    parse_refs,
+    refs_json,
+    write_report,
+)
 from crawler.harvest.scope import Scope
 from crawler.metrics import harvest_metrics
 from crawler.metrics.base import (
@@ -49,6 +58,7 @@ from crawler.output.progress import ProgressLog
 from crawler.records import AddressPolicyRecord
 from crawler.stats import CrawlStats
 from crawler.urls import host_of, normalize, referer_for
+from crawler.web.extract import ImageRef
 from crawler.web.pages import (
     PageResult,
     StylesheetCache,
@@ -163,14 +173,18 @@ class Harvester:
         pages: PageFetch | None = None,
         clock: Callable[[], float] = time.monotonic,
         sitemaps: SitemapFetch | None = None,
+        recrawl: bool = False,
     ) -> None:
         """``pages`` (fetch and extract one page: url, depth, referer -> ``PageResult``) and
         ``clock`` (the time the crawl's schedule reads: retries, leases, delays) replace
         the web and the clock, for tests of the crawl loop; ``sitemaps`` reads sitemaps
         (a harvester given ``pages`` reads them only from ``sitemaps``: a fake web has
-        no real sitemaps)."""
+        no real sitemaps). ``recrawl``: a finished crawl starts again (``--recrawl``)."""
         self.config = config
         self.clock = clock
+        self.recrawl = recrawl
+        self.recrawling = False  # this run belongs to a recrawl (started or resumed)
+        self._validators: dict[str, tuple[str, str]] = {}  # for the page threads
         self._pages = pages or self._fetch_and_extract
         self._sitemaps = sitemaps or (self._read_sitemap if pages is None else None)
         self.sitemap_jobs: collections.deque[tuple[str, bool]] = collections.deque()
@@ -210,13 +224,21 @@ class Harvester:
         with contextlib.ExitStack() as opened:
             opened.callback(_quietly, self._open_state().close)
             opened.callback(_quietly, self.state.close)
-            if self.state.finished:
+            if self.state.finished and self.recrawl:
+                queued = self.state.start_recrawl()
+                print(
+                    f"recrawl {self.state.recrawls}: {queued} pages queued again "
+                    "(conditional GETs; images known already are not fetched again)",
+                    flush=True,
+                )
+            elif self.state.finished:
                 print(
                     f"crawl already finished (state in {self.config.output.state_dir}): "
                     + self.summary(None),
                     flush=True,
                 )
                 return self._finished_code()
+            self.recrawling = self.state.recrawls > 0
             queue = self.config.queue
             self.broker = Broker(
                 queue.lease_seconds,
@@ -307,6 +329,8 @@ class Harvester:
                 **self.stats.fields(),
             )
             print(self.summary(elapsed), flush=True)
+            if self.recrawling:
+                self._report_recrawl()
             self.metrics.linger(self.config.metrics.metrics_linger, lambda: self.stopping)
             return self._finished_code()
         except (OSError, sqlite3.Error) as exc:
@@ -314,6 +338,15 @@ class Harvester:
             if reason is None:
                 raise
             raise HarvesterStorageFailed(reason) from exc
+
+    def _report_recrawl(self) -> None:
+        """``OUT/recrawl.json`` and its line: the recrawl against the crawl before."""
+        report = compare(
+            self.state.recrawls, self.state.frontier.all_refs(), self.state.new_image_urls()
+        )
+        path = write_report(self.config.output.out_dir, report)
+        self.log.event("recrawl_finished", report=str(path), **report.pages)
+        print(f"{report.line()} ({path})", flush=True)
 
     def _finished_code(self) -> int:
         return EXIT_FINISHED if self.state.frontier.count("done") else EXIT_NOTHING_FETCHED
@@ -466,6 +499,8 @@ class Harvester:
                 continue
             self.pages_begun += 1
             url = taken[0]
+            if self.recrawling:
+                self._validators[url] = self.state.frontier.validators(url)
             future = pages.submit(_after, start_in, self._pages, *taken)
             self.in_flight[future] = url
         self.deferred = waiting
@@ -607,6 +642,7 @@ class Harvester:
             self.parser.parse,
             referer,
             self.parser.match,
+            self._validators.pop(url, ("", "")),
         )
 
     def _check_robots(self, robots: str) -> PageResult:
@@ -647,6 +683,8 @@ class Harvester:
             return
         if page.error:
             frontier.finish(page.url, "failed")
+            if self.recrawling and frontier.refs(page.url)[1]:
+                frontier.remember(page.url, ("", ""), "", GONE)
             if page.depth == 0:  # a seed: the user should hear about it at once
                 print(f"harvester: seed {page.url} failed: {page.error}", file=sys.stderr)
             self.stats.count_page(ok=False)
@@ -655,8 +693,22 @@ class Harvester:
             return
         self.stats.count_page(ok=True)
         self.metrics.page(PAGE_FETCHED, None, page.fetch_seconds)
+        refs, refs_before = frontier.refs(page.url)
+        if page.not_modified:  # what it referenced last time holds
+            kept_images, kept_links = parse_refs(refs)
+            page.images = [ImageRef(url, kind) for url, kind in kept_images]
+            page.links, page.nofollow_links = kept_links, []
         images = [ref for ref in page.images if self.scope.image_allowed(ref.url)]
         links = page.links + ([] if self.crawl.obey_nofollow else page.nofollow_links)
+        if page.not_modified:
+            outcome = NOT_MODIFIED
+            refs_now = refs
+            served = (page.etag, page.last_modified)  # a 304 may bring new ones
+            validators = served if any(served) else frontier.validators(page.url)
+        else:
+            refs_now = refs_json(((ref.url, ref.kind) for ref in images), links)
+            outcome = page_outcome(refs_now, refs_before) if self.recrawling else ""
+            validators = (page.etag, page.last_modified)
         self.log.event(
             "page_fetched",
             url=page.url,
@@ -677,6 +729,7 @@ class Harvester:
                 [(link, page.depth + 1) for link in links if self.scope.page_allowed(link)],
                 referer=page.final_url or page.url,
             )
+        frontier.remember(page.url, validators, refs_now, outcome)
         frontier.finish(page.url, "done")
 
     def _try_page_again(self, page: PageResult) -> bool:

@@ -314,7 +314,7 @@ def test_tasks_of_a_version_1_crawl_get_an_unknown_queued_time(tmp_path: Path):
     )
     before.close()
     CrawlState(tmp_path, SEEDS).close()
-    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION == 3
+    assert user_version(tmp_path / "crawl.db") == SCHEMA_VERSION == 4
     with sqlite3.connect(tmp_path / "crawl.db") as db:
         assert db.execute("SELECT queued_at FROM tasks").fetchall() == [(0.0,)]
     db.close()

@@ -128,6 +128,19 @@ class Cluster(Processes):
         certificate chain and key; ``require``: more flags of the server, such as
         ``--require-cookie``); returns the ground truth."""
         truth = generate_site(self.tmp / "site", **generate)
+        self.serve_folder(self.tmp / "site", image_delay, tls, hotlink_protect, require)
+        return truth
+
+    def serve_folder(
+        self,
+        root: Path,
+        image_delay: float = 0.0,
+        tls: tuple[Path, Path] | None = None,
+        hotlink_protect: bool = False,
+        require: tuple[str, ...] = (),
+    ) -> None:
+        """Serve the files under ``root`` with the demo site's server, in its own
+        process (options as ``serve_site``'s); sets ``site_url``."""
         port_file = self.tmp / "site.port"
         self.start(
             "site",
@@ -136,7 +149,7 @@ class Cluster(Processes):
                 "-m",
                 "crawler.demo.site",
                 "serve",
-                str(self.tmp / "site"),
+                str(root),
                 "--host",
                 self.address,
                 "--port-file",
@@ -154,7 +167,6 @@ class Cluster(Processes):
         )
         scheme = "https" if tls else "http"
         self.site_url = f"{scheme}://{self.address}:{wait_for_file(port_file)}/"
-        return truth
 
     def harvester(self, out: Path, *args: str, env: dict | None = None):
         return self.crawler(

@@ -5,13 +5,11 @@ new image URLs downloaded, and what is new, changed and gone reported."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 from PIL import Image
 
 from crawler.output.manifest import MANIFEST_NAME, read_manifest
-from tests.e2e.cluster import wait_for_file
 
 
 def build(root: Path) -> None:
@@ -37,15 +35,7 @@ def crawl(cluster, out: Path, node: str, *args: str) -> str:
 def test_a_recrawl_fetches_only_what_changed(cluster, tmp_path):
     site = tmp_path / "site"
     build(site)
-    cluster.start(
-        "site",
-        [
-            *(sys.executable, "-m", "crawler.demo.site", "serve", str(site)),
-            *("--port-file", str(tmp_path / "site.port"), "--access-log", str(cluster.access_log)),
-        ],
-        cluster.env,
-    )
-    cluster.site_url = f"http://127.0.0.1:{wait_for_file(tmp_path / 'site.port')}/"
+    cluster.serve_folder(site)
     base = cluster.site_url.rstrip("/")
     out = tmp_path / "downloads"
     crawl(cluster, out, "node-a")

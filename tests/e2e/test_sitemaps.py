@@ -5,14 +5,12 @@ an image sitemap."""
 from __future__ import annotations
 
 import gzip
-import sys
 from pathlib import Path
 
 from PIL import Image
 
 from crawler.output.manifest import MANIFEST_NAME, read_manifest
 from crawler.output.progress import parse_line
-from tests.e2e.cluster import wait_for_file
 
 NS = 'xmlns="http://www.sitemaps.org/schemas/sitemap/0.9"'
 IMAGE_NS = 'xmlns:image="http://www.google.com/schemas/sitemap-image/1.1"'
@@ -71,15 +69,7 @@ def crawl(cluster, tmp_path: Path, name: str, *args: str, node: bool = True):
 def serve(cluster, tmp_path: Path) -> None:
     site = tmp_path / "site"
     sitemap_site(site)
-    cluster.start(
-        "site",
-        [
-            *(sys.executable, "-m", "crawler.demo.site", "serve", str(site)),
-            *("--port-file", str(tmp_path / "site.port"), "--access-log", str(cluster.access_log)),
-        ],
-        cluster.env,
-    )
-    cluster.site_url = f"http://127.0.0.1:{wait_for_file(tmp_path / 'site.port')}/"
+    cluster.serve_folder(site)
 
 
 def test_pages_and_images_only_sitemaps_list_are_crawled(cluster, tmp_path):

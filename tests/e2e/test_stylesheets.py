@@ -3,13 +3,11 @@ crawl by real harvester (with its parse workers) and downloader processes."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 from PIL import Image
 
 from crawler.output.manifest import MANIFEST_NAME, read_manifest
-from tests.e2e.cluster import wait_for_file
 
 SHEET = """
 .hero { background: url(/img/hero.png) }
@@ -43,15 +41,7 @@ def style_site(root: Path) -> None:
 def test_a_crawl_stores_the_images_of_matching_rules_only(cluster, tmp_path):
     site = tmp_path / "site"
     style_site(site)
-    cluster.start(
-        "site",
-        [
-            *(sys.executable, "-m", "crawler.demo.site", "serve", str(site)),
-            *("--port-file", str(tmp_path / "site.port"), "--access-log", str(cluster.access_log)),
-        ],
-        cluster.env,
-    )
-    cluster.site_url = f"http://127.0.0.1:{wait_for_file(tmp_path / 'site.port')}/"
+    cluster.serve_folder(site)
     out = tmp_path / "downloads"
     cluster.harvester(out)
     cluster.downloader("node-a", out)

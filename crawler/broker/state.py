@@ -322,15 +322,6 @@ class PageFrontier:
             "outcome = '' WHERE state IN ('done', 'failed', 'skipped')"
         ).rowcount
 
-    def recrawl_outcomes(self) -> dict[str, int]:
-        """Pages by how they compared with the crawl before: not_modified, unchanged,
-        changed, new, gone (failed now, fetched before)."""
-        return dict(
-            self.db.execute(
-                "SELECT outcome, COUNT(*) FROM pages WHERE outcome != '' GROUP BY outcome"
-            ).fetchall()
-        )
-
     def all_refs(self) -> Iterator[tuple[str, str, str | None, str]]:
         """(page, refs, refs_before, outcome) of every page."""
         yield from self.db.execute("SELECT url, refs, refs_before, outcome FROM pages")

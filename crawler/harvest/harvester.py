@@ -693,7 +693,8 @@ class Harvester:
             return
         self.stats.count_page(ok=True)
         self.metrics.page(PAGE_FETCHED, None, page.fetch_seconds)
-        refs, refs_before = frontier.refs(page.url)
+        # (read only in a recrawl: the first crawl of a page has nothing kept yet)
+        refs, refs_before = frontier.refs(page.url) if self.recrawling else ("", None)
         if page.not_modified:  # what it referenced last time holds
             kept_images, kept_links = parse_refs(refs)
             page.images = [ImageRef(url, kind) for url, kind in kept_images]

@@ -76,26 +76,7 @@ def test_media_applies(media: str, applies: bool):
 
 def test_tokens_rule_out_selectors_needing_a_name_no_element_has():
     tokens = page_tokens(["div", "p", "html"], ["main"], ["card", "Wide"])
-    may = {
-        s: image_rule(s, ["x.png"]).may_match(tokens)
-        for s in (
-            ".card",
-            "div.card > p",
-            "#main .wide",
-            "p:not(.missing)",
-            ".card:has(.missing)",
-            "[data-x] .card",
-            "*",
-            ":root",
-            ".missing",
-            "section .card",
-            "#other",
-            "div.card.missing",
-            "a",
-            ".a\\:b",
-        )
-    }
-    assert [s for s, ok in may.items() if ok] == [
+    possible = (
         ".card",
         "div.card > p",
         "#main .wide",
@@ -105,7 +86,10 @@ def test_tokens_rule_out_selectors_needing_a_name_no_element_has():
         "*",
         ":root",
         ".a\\:b",  # (escaped: not read, so tried)
-    ]
+    )
+    ruled_out = (".missing", "section .card", "#other", "div.card.missing", "a")
+    may = {s: image_rule(s, ["x.png"]).may_match(tokens) for s in possible + ruled_out}
+    assert [s for s, ok in may.items() if ok] == list(possible)
     assert image_rule(".missing, .card", ["x.png"]).may_match(tokens)
     assert image_rule(None, ["x.png"]).may_match(page_tokens([], [], []))
 

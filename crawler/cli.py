@@ -25,6 +25,7 @@ HARVEST_FLAGS = (
     "obey_nofollow",
     "metrics",
     "sitemaps",
+    "render",
 )
 DISTRIBUTION = "distributed-image-crawler"
 EXAMPLES = {
@@ -40,7 +41,8 @@ EXAMPLES = {
   crawler harvest https://example.org/blog/ --prefix https://example.org/blog/ --exclude '[?]page='
   crawler harvest https://example.org/ --allow-host cdn.example.org --image-host '*.example.org'
   crawler harvest https://example.org/ --retry-failed --only http_503 --only timeout
-  crawler harvest https://example.org/ --metrics 9100""",
+  crawler harvest https://example.org/ --metrics 9100
+  crawler harvest https://example.org/ --render auto""",
     "download": """\
   crawler download --authkey-file ~/.crawler.key
   crawler download --connect harvester.example.lan:5599 --out /data/images --processes 4
@@ -181,6 +183,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_false",
         default=None,
         help="do not read the seeds' sitemaps (robots.txt Sitemap: lines, /sitemap.xml)",
+    )
+    harvest.add_argument(
+        "--render",
+        choices=("never", "auto", "always"),
+        help="render pages in headless Chromium to find the images and links their "
+        "scripts make: never (default), auto (pages whose scripts look like they build "
+        "images or links, while it pays), always",
     )
     scope = harvest.add_argument_group("scope (repeat a flag to give several values)")
     scope.add_argument(

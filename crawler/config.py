@@ -224,6 +224,20 @@ class MetricsConfig:
 
 
 @dataclass(frozen=True)
+class RenderConfig:
+    """The browser pass for pages whose scripts make their images (``crawler.render``)."""
+
+    render: str = _setting(
+        "never", lambda v: v in ("never", "auto", "always"), "must be never, auto or always"
+    )
+    render_concurrency: int = _setting(2, _positive, "must be > 0")
+    render_timeout: float = _setting(20.0, _positive, "must be > 0")
+    render_pages_per_browser: int = _setting(100, _positive, "must be > 0")
+    render_max_requests: int = _setting(300, _positive, "must be > 0")
+    chromium: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
@@ -231,6 +245,7 @@ class Config:
     download: DownloadConfig = field(default_factory=DownloadConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    render: RenderConfig = field(default_factory=RenderConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}

@@ -42,6 +42,7 @@ from crawler.harvest.recrawl import (
     refs_json,
     write_report,
 )
+from crawler.harvest.render_tally import RenderTally
 from crawler.harvest.scope import Scope
 from crawler.metrics import harvest_metrics
 from crawler.metrics.base import (
@@ -56,6 +57,9 @@ from crawler.metrics.base import (
 from crawler.output.manifest import MANIFEST_NAME, Manifest
 from crawler.output.progress import ProgressLog
 from crawler.records import AddressPolicyRecord
+from crawler.render.base import Renderer
+from crawler.render.chromium import ChromiumRenderer, find_chromium
+from crawler.render.stage import RenderStage
 from crawler.stats import CrawlStats
 from crawler.urls import host_of, normalize, referer_for
 from crawler.web.extract import ImageRef
@@ -65,6 +69,7 @@ from crawler.web.pages import (
     check_robots,
     close_sessions,
     fetch_page,
+    fetch_resource,
     fetch_robots,
     fetch_sitemap,
     find_sitemaps,
@@ -174,12 +179,15 @@ class Harvester:
         clock: Callable[[], float] = time.monotonic,
         sitemaps: SitemapFetch | None = None,
         recrawl: bool = False,
+        renderer: Renderer | None = None,
     ) -> None:
         """``pages`` (fetch and extract one page: url, depth, referer -> ``PageResult``) and
         ``clock`` (the time the crawl's schedule reads: retries, leases, delays) replace
         the web and the clock, for tests of the crawl loop; ``sitemaps`` reads sitemaps
         (a harvester given ``pages`` reads them only from ``sitemaps``: a fake web has
-        no real sitemaps). ``recrawl``: a finished crawl starts again (``--recrawl``)."""
+        no real sitemaps). ``recrawl``: a finished crawl starts again (``--recrawl``).
+        ``renderer`` renders pages for ``--render`` auto or always (default: a local
+        Chromium, started on the first page to render)."""
         self.config = config
         self.clock = clock
         self.recrawl = recrawl
@@ -214,6 +222,12 @@ class Harvester:
             else None
         )
         self.sheets = StylesheetCache(self.crawl, self.robots)
+        self.render_mode = config.render.render
+        self._renderer = renderer
+        if self.render_mode != "never" and renderer is None:
+            find_chromium(config.render.chromium)  # none: said at start, not page by page
+        self.render = RenderStage("never", None)
+        self.render_tally = RenderTally(self.render_mode)
         # A CA bundle or a cookies file not there: said at start, not page by page.
         session_options(self.crawl, os.environ)
 
@@ -298,6 +312,7 @@ class Harvester:
             server.start()
             self._start_log(server)
             self.parser = PageParser(per_core(self.crawl.parse_processes))
+            self.render = self._render_stage()
             self._find_sitemaps()
             with ThreadPoolExecutor(self.crawl.page_workers, "page") as pages:
                 try:
@@ -305,6 +320,8 @@ class Harvester:
                 finally:
                     if self.stopping or self.broker.storage_fault:
                         pages.shutdown(wait=False, cancel_futures=True)
+                    if self.render.renderer is not None:
+                        self.render.renderer.close()
                     self.parser.close()
             close_sessions()
             elapsed = time.monotonic() - started
@@ -631,6 +648,17 @@ class Harvester:
             [(ref.url, page.url, ref.kind) for ref in page.held_images if allowed(ref.url)]
         )
 
+    def _render_stage(self) -> RenderStage:
+        """The page path's render stage for ``--render`` (none with ``never``)."""
+        if self.render_mode == "never":
+            return RenderStage("never", None)
+        renderer = self._renderer or ChromiumRenderer(
+            self.config.render,
+            lambda url, referer: fetch_resource(url, self.crawl, referer, self.robots),
+            frame_allowed=self.scope.page_allowed,
+        )
+        return RenderStage(self.render_mode, renderer, self.crawl.user_agent)
+
     def _fetch_and_extract(self, url: str, depth: int, linked_from: str) -> PageResult:
         referer = referer_for(linked_from, url, self.crawl.referer)
         return fetch_page(
@@ -643,6 +671,7 @@ class Harvester:
             referer,
             self.parser.match,
             self._validators.pop(url, ("", "")),
+            self.render,
         )
 
     def _check_robots(self, robots: str) -> PageResult:
@@ -720,7 +749,10 @@ class Harvester:
             off_host_images=len(page.images) - len(images) or None,
             nofollow_links=(len(page.nofollow_links) if self.crawl.obey_nofollow else 0) or None,
             truncated=page.truncated or None,
+            **self.render_tally.page(page),
         )
+        if page.render_host_stopped:
+            self.log.event("render_stopped", host=host_of(page.url), reason="nothing new")
         self._learn_crawl_delays([page.url])
         # Tasks first, then the page is done: a crash in between re-fetches the page,
         # and the image URLs it queues again are de-duplicated.
@@ -917,6 +949,7 @@ class Harvester:
             line += f", {self.sitemap_pages} pages found in sitemaps"
         if self.images_left_out:
             line += f", {self.images_left_out} more image URLs left out (max_images)"
+        line += self.render_tally.summary()
         if elapsed is None:
             return line
         rate = self.stats.stored / elapsed if elapsed > 0 else 0.0

@@ -25,6 +25,7 @@ from types import MappingProxyType
 from typing import ClassVar
 
 from crawler.compat.bs4 import parse_kept
+from crawler.render.hints import SCRIPT_CHARS_READ, Script, script_hints
 from crawler.urls import looks_like_image, resolve
 from crawler.web.css import (
     import_urls,
@@ -100,6 +101,8 @@ class PageContent:
     stylesheets: list[str] = field(default_factory=list)  # applied ones, to fetch
     nofollow_links: list[str] = field(default_factory=list)  # only ever seen as nofollow
     tokens: PageTokens = field(default_factory=lambda: page_tokens((), (), ()))
+    # Why its scripts look like they build images or links (``render.hints``), or ().
+    script_hints: tuple[str, ...] = ()
 
 
 def parse_srcset(value: str) -> list[str]:
@@ -207,6 +210,12 @@ def extract_page(html: bytes, page_url: str, content_type: str | None = None) ->
     collector = _collect(elements, page_url, url_query_encoding(codec))
     content = collector.finish()
     content.tokens = tokens
+    content.script_hints = script_hints(
+        collector.scripts,
+        (name[1:] for name in tokens.names if name[:1] == "#"),
+        len(content.images),
+        len(content.links),
+    )
     # The page's own <style> rules show their images where they match an element.
     rules = [rule for rule in collector.style_rules if not set(rule.urls) <= collector.seen_images]
     for rule in applied_rules(rules, tokens, lambda selectors: match_selectors(text, selectors)):
@@ -240,14 +249,14 @@ def _collect(elements: list[_Element], page_url: str, query_encoding: str) -> _C
 class _Element:
     tag: str
     attributes: dict[str, str]
-    text: str = ""  # only kept for <style>
+    text: str = ""  # only kept for <style> and <script>
 
     def get(self, name: str, default: str = "") -> str:
         return self.attributes.get(name, default)
 
 
 _LAZY_ATTRIBUTES = _LAZY_SRC_SET | _LAZY_SRCSET_SET
-_TEXT_TAGS = frozenset({"style"})  # the text of a <style> is read
+_TEXT_TAGS = frozenset({"style", "script"})  # the text of these is read
 _INERT_TAGS = frozenset({"template"})
 
 
@@ -286,7 +295,7 @@ def _parse(text: str) -> tuple[list[_Element], PageTokens]:
         return [], page_tokens((), (), ())
     soup, names = parse_kept(text.replace("\x00", "\ufffd"), _is_read, _TEXT_TAGS, _INERT_TAGS)
     elements = [
-        _Element(tag.name, tag.attrs, tag.get_text() if tag.name == "style" else "")
+        _Element(tag.name, tag.attrs, tag.get_text() if tag.name in _TEXT_TAGS else "")
         for tag in soup.find_all(True)
     ]
     return elements, page_tokens(names.tags, names.ids, names.classes)
@@ -313,6 +322,7 @@ class _Collector:
             "object": "visit_object",
             "embed": "visit_object",
             "style": "visit_style",
+            "script": "visit_script",
             "use": "visit_svg_use",
             **dict.fromkeys(("table", "td", "th", "tr", "body"), "visit_background"),
         }
@@ -327,6 +337,7 @@ class _Collector:
         self.nofollow: dict[str, None] = {}  # ordered set
         self.page_nofollow = False
         self.style_rules: list[ImageRule] = []  # of <style> blocks, matched after the visit
+        self.scripts: list[Script] = []  # for the render hints
         self.visitors: dict[str, Callable[[_Element], None]] = {
             tag: getattr(self, name) for tag, name in self.VISITORS.items()
         }
@@ -471,6 +482,16 @@ class _Collector:
             if url is not None and url not in self.content.stylesheets:
                 self.content.stylesheets.append(url)
 
+    def visit_script(self, element: _Element) -> None:
+        kind = element.get("type").strip().lower()
+        if kind.endswith("json") or len(self.scripts) >= MAX_SCRIPTS_READ:
+            return  # data, not code (JSON-LD, a framework's state)
+        src = element.get("src").strip()
+        self.scripts.append(Script(src, "" if src else (element.text or "")[:SCRIPT_CHARS_READ]))
+
+
+# A page's first scripts are read for the render hints, at most this many.
+MAX_SCRIPTS_READ = 256
 
 # From the visitors, so that a new one cannot be missed: elements whose visitor reads
 # them whatever their attributes (and <base>, which extract_page reads), and those

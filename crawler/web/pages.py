@@ -17,6 +17,7 @@ import requests
 
 from crawler.config import CrawlConfig
 from crawler.errors import BadEncoding, UnsafeTarget
+from crawler.render.stage import RenderStage
 from crawler.urls import host_of, normalize, resolve
 from crawler.web.css import import_urls, stylesheet_image_rules
 from crawler.web.extract import ImageRef, PageContent, extract_page, match_page_selectors
@@ -71,6 +72,14 @@ class PageResult:
     etag: str = ""  # the page's validators as served ('' when it sent none)
     last_modified: str = ""
     not_modified: bool = False  # 304 to a conditional GET: what it referenced last holds
+    script_hints: tuple[str, ...] = ()  # why its scripts may build images (render.hints)
+    rendered: bool = False  # went through the render stage
+    rendered_images: int = 0  # images only the render found (tagged "rendered")
+    rendered_links: int = 0  # links only the render found
+    render_error: str | None = None  # the render did not finish (what it had is kept)
+    render_seconds: float | None = None
+    render_blocked: tuple[str, ...] = ()  # requests the browser was refused (a few)
+    render_host_stopped: bool = False  # auto renders no more pages of this host
 
 
 _local = threading.local()
@@ -223,6 +232,7 @@ def fetch_page(
     referer: str | None = None,
     match: Callable[[bytes, str | None, list[str]], list[bool]] = match_page_selectors,
     validators: tuple[str, str] = ("", ""),
+    render: RenderStage | None = None,
 ) -> PageResult:
     """GET a page (at most ``max_page_bytes`` of it), with ``referer`` as its
     ``Referer``, and extract images and links.
@@ -238,7 +248,8 @@ def fetch_page(
     the page's own-host style sheets show an image only where a rule's selector
     matches an element of the page. With ``validators`` (the ETag and Last-Modified
     the page was last served with) the GET is conditional: a 304 is ``not_modified``,
-    with nothing extracted.
+    with nothing extracted. With ``render``, a page it wants is also rendered, and the
+    images and links only the render found are added (``render.stage``).
     """
     page = PageResult(url=url, depth=depth)
     verdict, failure = (None, None) if robots is None else robots.judge(url)
@@ -291,6 +302,7 @@ def fetch_page(
         return page
     page.images, page.links = content.images, content.links
     page.nofollow_links = content.nofollow_links
+    page.script_hints = content.script_hints
     if stylesheets is not None:
         shown = _stylesheet_images(
             content,
@@ -299,6 +311,8 @@ def fetch_page(
             lambda selectors: match(body, page.content_type, selectors),
         )
         page.images += shown
+    if render is not None and render.wanted(page.final_url, content.script_hints):
+        _render(page, body, content, render, parse)
     if robots is not None:
         verdicts = [robots.verdict(ref.url) for ref in page.images]
         found = list(zip(page.images, verdicts, strict=True))
@@ -309,6 +323,40 @@ def fetch_page(
 
 
 MAX_VALIDATOR_CHARS = 256
+
+
+def _render(
+    page: PageResult,
+    body: bytes,
+    content: PageContent,
+    render: RenderStage,
+    parse: Callable[[bytes, str, str | None], PageContent],
+) -> None:
+    """Add to ``page`` what rendering it finds beyond its static parse."""
+    assert page.final_url is not None
+    static = PageContent(page.images, page.links, [], page.nofollow_links, content.tokens)
+    added = render.render(page.final_url, body, page.content_type, static, parse)
+    page.rendered = True
+    page.images += added.images
+    page.links += added.links
+    page.nofollow_links += added.nofollow_links
+    page.rendered_images, page.rendered_links = len(added.images), len(added.links)
+    page.render_error, page.render_seconds = added.error, added.seconds
+    page.render_blocked, page.render_host_stopped = added.blocked, added.host_stopped
+
+
+def fetch_resource(
+    url: str, config: CrawlConfig, referer: str, robots: RobotsCache | None = None
+) -> tuple[int, str, bytes]:
+    """GET a resource a rendered page asks for (a script, a style sheet, data), as the
+    crawl fetches pages: its address policy, proxy, TLS and cookies, with ``referer``,
+    at most ``max_page_bytes``: (status, content type, body). Raises ``UnsafeTarget``
+    for an address or a URL (``robots``: one robots.txt disallows) it may not fetch."""
+    if robots is not None and robots.verdict(url) == DISALLOWED:
+        raise UnsafeTarget("disallowed by robots.txt")
+    with _open(url, config, _page_headers(referer, ("", ""))) as response:
+        content_type = response.headers.get("Content-Type", "")
+        return response.status_code, content_type, _read_limited(response, config.max_page_bytes)
 
 
 def _page_headers(referer: str | None, validators: tuple[str, str]) -> dict[str, str] | None:

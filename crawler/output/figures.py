@@ -179,6 +179,9 @@ class Timeline:
         self.width = wider
 
 
+SCRIPT_EXAMPLES = 5  # pages named whose scripts may build images (not rendered)
+
+
 @dataclass
 class LogFigures:
     """Figures folded from progress log records, one ``add`` per line."""
@@ -192,6 +195,12 @@ class LogFigures:
     pages: int = 0
     references: int = 0
     page_failures: FailureGroups = field(default_factory=FailureGroups)
+    # Pages whose scripts may build images or links and that were not rendered, a few
+    # of them by name; pages rendered and the images only rendering found.
+    script_pages: int = 0
+    script_examples: list[str] = field(default_factory=list)
+    rendered_pages: int = 0
+    rendered_images: int = 0
     totals: dict[str, str] = field(default_factory=dict)  # latest totals or crawl_finished
     stored_timeline: Timeline | None = None
     totals_timeline: Timeline | None = None
@@ -213,6 +222,13 @@ class LogFigures:
         elif event == "page_fetched":
             self.pages += 1
             self.references += _int(record.get("images")) or 0
+            if record.get("rendered"):
+                self.rendered_pages += 1
+                self.rendered_images += _int(record.get("rendered_images")) or 0
+            elif record.get("scripts"):
+                self.script_pages += 1
+                if len(self.script_examples) < SCRIPT_EXAMPLES:
+                    self.script_examples.append(record.get("url", ""))
         elif event == "page_failed":
             self.page_failures.add(record.get("error"), record.get("url", ""), "")
         elif event == "stored":

@@ -271,6 +271,7 @@ def _figures(manifest: ManifestFigures, log: LogFigures | None, skipped: int) ->
             ("Pages fetched / failed", f"{fetched:,} / {failed:,}"),
             ("Image references on pages", _number(log.references)),
         ]
+        crawl += _render_rows(log)
     else:
         crawl.append(("Progress log", "none found: these figures come from the manifest"))
     images = [
@@ -295,6 +296,29 @@ def _figures(manifest: ManifestFigures, log: LogFigures | None, skipped: int) ->
         for rows in (crawl, images)
     )
     return f'<section><h2>Crawl</h2><div class="columns">{tables}</div></section>'
+
+
+def _render_rows(log: LogFigures) -> list[tuple[str, str]]:
+    """What rendering found, and the pages whose scripts may build images or links but
+    were not rendered (the first few named: ``--render auto`` would render them)."""
+    rows = []
+    if log.rendered_pages:
+        rows.append(
+            (
+                "Pages rendered (--render)",
+                f"{log.rendered_pages:,}, {log.rendered_images:,} images only the browser found",
+            )
+        )
+    if log.script_pages:
+        named = "<br>".join(_link(url) for url in log.script_examples)
+        more = "<br>…" if log.script_pages > len(log.script_examples) else ""
+        rows.append(
+            (
+                "Pages whose scripts may build images or links, not rendered",
+                f"{log.script_pages:,} (--render auto renders them)<br>{named}{more}",
+            )
+        )
+    return rows
 
 
 def _files(count: int, size: int) -> str:

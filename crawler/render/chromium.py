@@ -282,7 +282,6 @@ class ChromiumRenderer:
             deadline = started + self.settings.render_timeout
             try:
                 await page.goto(request.url, wait_until="load", timeout=_ms_left(deadline))
-                await _settle(page, deadline)
                 await _scroll(page, deadline)
                 await _settle(page, deadline)
             except PlaywrightError as exc:

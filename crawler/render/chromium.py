@@ -60,6 +60,9 @@ CHROMIUM_FLAGS = (
     "--disable-component-update",
     "--disable-sync",
     "--disable-dev-shm-usage",
+    # A page's script heap is bounded: one that allocates without end crashes its own
+    # renderer (that render fails), not the machine.
+    "--js-flags=--max-old-space-size=512",
     "--host-resolver-rules=MAP * ~NOTFOUND",
     "--proxy-bypass-list=<-loopback>",
 )

@@ -234,3 +234,26 @@ class _Handler(BaseHTTPRequestHandler):
 
 def wait_quiet(seconds: float = 0.2) -> None:
     time.sleep(seconds)
+
+
+# The pages of the site a crawl can walk from /index.html (not the forbidden-address
+# and never-finishing ones, which are for the renderer's own tests).
+CRAWLABLE = ("/index.html", *RENDERED_IMAGES)
+
+
+def write_script_site(root) -> dict[str, bytes]:
+    """Write the crawlable pages, their images and the JSON they fetch under ``root``
+    (a ``pathlib.Path``), for a file server; returns each image's path and bytes."""
+    images = {}
+    for path in CRAWLABLE:
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(SCRIPT_PAGES[path], encoding="utf-8")
+    for path in {image for found in RENDERED_IMAGES.values() for image in found}:
+        images[path] = png_bytes("#%06x" % (sum(map(ord, path)) * 2654435761 & 0xFFFFFF))
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(images[path])
+    (root / "api").mkdir(exist_ok=True)
+    (root / "api" / "photos.json").write_text(json.dumps(FETCHED_PHOTOS))
+    return images

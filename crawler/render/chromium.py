@@ -75,7 +75,11 @@ FETCHED_KINDS = frozenset({"script", "stylesheet", "xhr", "fetch", "document"})
 CACHED_KINDS = frozenset({"script", "stylesheet"})
 MAX_SCROLL_STEPS = 25
 SCROLL_PAUSE_MS = 120
-SETTLE_MS = 1500  # at most, waiting for the network to go quiet after load and scrolling
+# After load and scrolling, the render waits until no request has been in flight for
+# QUIET_SECONDS (every request goes through the route handler, which counts them), at
+# most SETTLE_SECONDS.
+QUIET_SECONDS = 0.3
+SETTLE_SECONDS = 2.0
 READ_DOM_SECONDS = 3.0
 CLOSE_SECONDS = 5.0
 MAX_BLOCKED_KEPT = 10
@@ -161,6 +165,8 @@ class _Page:
     host: str
     served_document: bool = False
     requests: int = 0
+    in_flight: int = 0
+    last_activity: float = field(default_factory=time.monotonic)
     images: dict[str, None] = field(default_factory=dict)
     blocked: list[str] = field(default_factory=list)
 
@@ -286,7 +292,7 @@ class ChromiumRenderer:
             try:
                 await page.goto(request.url, wait_until="load", timeout=_ms_left(deadline))
                 await _scroll(page, deadline)
-                await _settle(page, deadline)
+                await _settle(state, deadline)
             except PlaywrightError as exc:
                 error = "render_timeout" if "Timeout" in str(exc) else f"render_failed: {exc}"
             with contextlib.suppress(PlaywrightError, TimeoutError):
@@ -315,6 +321,8 @@ class ChromiumRenderer:
         url = request.url
         kind = request.resource_type
         state.requests += 1
+        state.in_flight += 1
+        state.last_activity = time.monotonic()
         try:
             if state.requests > self.settings.render_max_requests:
                 state.block(url, "too many requests")
@@ -337,6 +345,9 @@ class ChromiumRenderer:
                 await self._fetched(route, state, url, kind)
         except Exception:  # the page or context closed meanwhile: nothing to answer
             return
+        finally:
+            state.in_flight -= 1
+            state.last_activity = time.monotonic()
 
     async def _main_document(self, route: Any, state: _Page, url: str) -> None:
         request = state.request
@@ -439,12 +450,15 @@ def _ms_left(deadline: float) -> float:
     return max(1.0, (deadline - time.monotonic()) * 1000)
 
 
-async def _settle(page: Any, deadline: float) -> None:
-    """Wait until the network is quiet, at most ``SETTLE_MS`` and never past ``deadline``."""
-    from playwright.async_api import TimeoutError as PlaywrightTimeout
-
-    with contextlib.suppress(PlaywrightTimeout):
-        await page.wait_for_load_state("networkidle", timeout=min(SETTLE_MS, _ms_left(deadline)))
+async def _settle(state: _Page, deadline: float) -> None:
+    """Wait until no request of the page has been in flight for ``QUIET_SECONDS``, at
+    most ``SETTLE_SECONDS`` and never past ``deadline``."""
+    until = min(deadline, time.monotonic() + SETTLE_SECONDS)
+    while time.monotonic() < until:
+        quiet_for = time.monotonic() - state.last_activity
+        if state.in_flight == 0 and quiet_for >= QUIET_SECONDS:
+            return
+        await asyncio.sleep(0.05)
 
 
 _SCROLL = """() => {

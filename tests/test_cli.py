@@ -256,6 +256,16 @@ def test_user_mistakes_get_one_line_and_exit_code_2(tmp_path):
             {**env, "CRAWLER_MAX_PAGES": "many"},
             "CRAWLER_MAX_PAGES",
         ),
+        (
+            ["harvest", "http://127.0.0.1:9/", "--render", "auto"],
+            {**env, "CRAWLER_CHROMIUM": str(a_file)},
+            "is not an executable file",
+        ),
+        (
+            ["harvest", "http://127.0.0.1:9/", "--render", "always"],
+            {**env, "PATH": str(tmp_path)},
+            "apt-get install chromium",
+        ),
     ]
     for args, case_env, expected in cases:
         out = [] if "--out" in args else ["--out", str(tmp_path / "o")]

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crawler.compat.playwright import start_playwright
 from crawler.config import RenderConfig
 from crawler.errors import ConfigError, UnsafeTarget
 from crawler.render.base import RenderRequest, RenderResult
@@ -391,9 +392,7 @@ class ChromiumRenderer:
             if current is not None and not current.dead and current.browser.is_connected():
                 return current
             if self._playwright is None:
-                from playwright.async_api import async_playwright
-
-                self._playwright = await async_playwright().start()
+                self._playwright = await start_playwright()
             browser = await self._playwright.chromium.launch(
                 executable_path=self.binary,
                 headless=True,

@@ -7,6 +7,7 @@ crawl's address policy forbids whatever a script tries, and a page that never fi
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -111,3 +112,12 @@ def test_without_chromium_the_error_says_how_to_get_it(monkeypatch) -> None:
         find_chromium("")
     with pytest.raises(ConfigError, match="not an executable"):
         find_chromium("/nonexistent/chromium")
+
+
+def test_the_browser_runs_in_a_session_of_its_own_so_ctrl_c_is_the_harvesters(
+    renderer, site
+) -> None:
+    assert render(renderer, site, "/plain.html").error is None
+    pids = renderer.browser_pids()
+    assert pids
+    assert {os.getsid(pid) for pid in pids}.isdisjoint({os.getsid(0)})

@@ -334,7 +334,9 @@ class ChromiumRenderer:
             elif kind == "document" and request.frame.parent_frame is None:
                 await self._main_document(route, state, url)
             elif kind == "image":
-                if len(state.images) < MAX_IMAGES_KEPT:
+                # A frame's images are its own page's: the frame is crawled as a link.
+                own = request.frame.parent_frame is None
+                if own and len(state.images) < MAX_IMAGES_KEPT:
                     state.images[url] = None
                 await route.fulfill(status=200, content_type="image/gif", body=PIXEL)
             elif kind not in FETCHED_KINDS:

@@ -6,7 +6,10 @@ reference for "what a page shows", so this serves a fixture site (tests/browser_
 every markup kind and trap) on 127.0.0.1 and compares:
 
 * found: what our own code reports, walking the site breadth-first with
-  ``crawler.web.pages.fetch_page`` (style sheets included) from the fixture's index page;
+  ``crawler.web.pages.fetch_page`` (style sheets included) from the fixture's index page,
+  once per render mode (``--render`` of the crawler): ``never`` (no render stage),
+  ``auto`` (the pages whose scripts look like they build images or links) and
+  ``always`` (every page), rendered by ``crawler.render.chromium.ChromiumRenderer``;
 * loaded: the image responses (200, ``image/*``) the server sent while headless
   Chromium rendered each visited page, one run at a time, at several viewports and
   pixel densities, so that every srcset candidate or ``<picture>`` branch some real
@@ -17,12 +20,19 @@ every markup kind and trap) on 127.0.0.1 and compares:
 recall = |found & loaded| / |loaded|, precision = |found & real| / |found| (references the
 fixture declares broken on purpose, a 404 favicon, are left out: they are reported as
 broken, not as images; ``precision_raw`` keeps them), shown = |found & loaded| / |found|.
+Per mode, the same figures are also given for the script-made images alone (those the
+fixture marks ``needs_render``: only a render of a page finds them) and for the others.
+The Chromium reference is one for all modes: every page any mode reached, and the pages
+only script-made links lead to, whichever modes run.
 
 The fixture also says, per image, what Chromium must and must not load and what we must
-and must not report; every failed expectation is listed, so a harness bug shows up.
+and must not report (per mode: a script-made image is found exactly when the mode
+rendered the page that makes it), and which pages ``auto`` must and must not render;
+every failed expectation is listed, so a harness bug shows up.
 
 Usage:
-    python -m tests.browser_site.check [--json FILE] [--keep DIR] [--chromium PATH]
+    python -m tests.browser_site.check [--render never|auto|always|all] [--json FILE]
+        [--keep DIR] [--chromium PATH]
 """
 
 from __future__ import annotations
@@ -39,8 +49,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -51,10 +61,12 @@ import requests
 from lxml import etree
 from PIL import Image
 
-from crawler.config import load_config
+from crawler.config import CrawlConfig, RenderConfig, load_config
 from crawler.demo.server import LocalHTTPServer
+from crawler.render.base import RENDER_MODES, Renderer
+from crawler.render.stage import RenderStage
 from crawler.urls import host_of, normalize
-from crawler.web.pages import PageResult, StylesheetCache, fetch_page
+from crawler.web.pages import PageResult, StylesheetCache, fetch_page, fetch_resource
 
 # A URL path's empty segment (``images//x.png``) is this folder on disk: a file system
 # has no empty names, and collapsing ``//`` would hide a crawler that collapses it too.
@@ -69,6 +81,7 @@ CONTENT_TYPES = {
     ".webp": "image/webp",
     ".svg": "image/svg+xml",
     ".ico": "image/x-icon",
+    ".json": "application/json",
 }
 CHROMIUM_FLAGS = (
     "--headless",
@@ -87,6 +100,10 @@ IDLE_TIMEOUT = 3.0  # seconds to wait for the server to finish a run's last requ
 FETCH_TIMEOUT = 10.0
 MAX_PAGES = 50
 MAX_DEPTH = 4
+# The render stage's settings for the auto and always walks: two pages at once (and two
+# page fetches at once in those walks), each within ten seconds.
+RENDER_CONCURRENCY = 2
+RENDER_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -110,6 +127,9 @@ VIEWPORTS = (
     Viewport(1680, 3000, 2),
 )
 PROBE_VIEWPORT = VIEWPORTS[1]
+# The script pages show nothing that depends on the viewport: one run each, tall enough
+# that what nears the viewport (IntersectionObserver) is in it without scrolling.
+SCRIPT_VIEWPORT = VIEWPORTS[1]
 
 
 # ---------------------------------------------------------------- fixture types
@@ -125,12 +145,19 @@ class FixtureImage:
     real: bool = True  # served, and a decodable image
     why: str = ""
     broken: bool = False  # a reference that 404s on purpose
+    # The page (URL path) whose scripts make it, or make the link to the page it is on:
+    # ``found`` holds when a mode renders that page; otherwise it must not be found.
+    needs_render: str | None = None
 
 
 @dataclass(frozen=True)
 class FixturePage:
     path: str
-    via: str  # how it is reached: "link", "iframe" or "frame"
+    via: str  # how it is reached: "link", "iframe", "frame", or "script" (a link only
+    # the scripts of ``needs_render`` make)
+    needs_render: str | None = None
+    auto: bool | None = None  # --render auto must (True) or must not (False) render it
+    one_viewport: bool = False  # Chromium sees it at SCRIPT_VIEWPORT only
 
 
 @dataclass(frozen=True)
@@ -300,25 +327,72 @@ class _RecordingHandler(BaseHTTPRequestHandler):
 # ---------------------------------------------------------------- found: our own code
 
 
-def walk(start: str, max_pages: int = MAX_PAGES, max_depth: int = MAX_DEPTH) -> list[PageResult]:
-    """Breadth-first over the start page's host with the harvester's own page code."""
+def walk(
+    start: str,
+    mode: str = "never",
+    *,
+    renderer: Renderer | None = None,
+    workers: int = 1,
+    chromium: str = "",
+    max_pages: int = MAX_PAGES,
+    max_depth: int = MAX_DEPTH,
+) -> list[PageResult]:
+    """Breadth-first over the start page's host with the harvester's own page code.
+
+    ``mode`` is the crawler's ``--render``: ``never`` passes no render stage (the page
+    path as it was before there was one); ``auto`` and ``always`` a ``RenderStage`` of
+    their own on ``renderer`` (default: a ``ChromiumRenderer`` of the ``chromium``
+    binary, made here and closed at the end). ``workers`` pages of one depth are
+    fetched at once; the pages come back in the order of a walk one page at a time."""
+    if mode not in RENDER_MODES:
+        raise ValueError(f"render mode must be one of {', '.join(RENDER_MODES)}: {mode!r}")
     config = load_config(None, {}, {"allow_private": True})
     sheets = StylesheetCache(config.crawl, None)
+    own = None
+    stage = None
+    if mode != "never":
+        if renderer is None:
+            renderer = own = make_renderer(config.crawl, chromium)
+        stage = RenderStage(mode, renderer, config.crawl.user_agent)
+
+    def fetch(url: str, depth: int) -> PageResult:
+        return fetch_page(url, depth, config.crawl, None, sheets, render=stage)
+
     host = host_of(start)
-    queue: deque[tuple[str, int]] = deque([(start, 0)])
+    level, depth = [start], 0
     seen = {start}
     pages: list[PageResult] = []
-    while queue and len(pages) < max_pages:
-        url, depth = queue.popleft()
-        page = fetch_page(url, depth, config.crawl, None, sheets)
-        pages.append(page)
-        if page.error or page.is_image or depth >= max_depth:
-            continue
-        for link in page.links:
-            if host_of(link) == host and link not in seen:
-                seen.add(link)
-                queue.append((link, depth + 1))
+    try:
+        with ThreadPoolExecutor(max(1, workers), "browsercheck-walk") as pool:
+            while level and len(pages) < max_pages:
+                level = level[: max_pages - len(pages)]
+                done = list(pool.map(fetch, level, [depth] * len(level)))
+                pages += done
+                following = []
+                for page in done if depth < max_depth else []:
+                    if page.error or page.is_image:
+                        continue
+                    for link in page.links:
+                        if host_of(link) == host and link not in seen:
+                            seen.add(link)
+                            following.append(link)
+                level, depth = following, depth + 1
+    finally:
+        if own is not None:
+            own.close()
     return pages
+
+
+def make_renderer(
+    crawl: CrawlConfig, chromium: str = "", concurrency: int = RENDER_CONCURRENCY
+) -> Renderer:
+    """The crawler's Chromium renderer, fetching what pages ask for as the crawl does."""
+    from crawler.render.chromium import ChromiumRenderer
+
+    settings = RenderConfig(
+        render_concurrency=concurrency, render_timeout=RENDER_TIMEOUT, chromium=chromium
+    )
+    return ChromiumRenderer(settings, lambda url, referer: fetch_resource(url, crawl, referer))
 
 
 def html_pages(pages: Iterable[PageResult]) -> list[PageResult]:
@@ -400,12 +474,14 @@ def browse(
     pages: Sequence[str],
     viewports: Sequence[Viewport] = VIEWPORTS,
     dom_dir: Path | None = None,
+    only_at: Mapping[str, Sequence[Viewport]] | None = None,
 ) -> list[BrowserRun]:
-    """Render every page at every viewport, one Chromium at a time, and attribute the
-    server's responses to the run that caused them."""
+    """Render every page at every viewport (those ``only_at`` names, for its pages), one
+    Chromium at a time, and attribute the server's responses to the run that caused
+    them."""
     runs = []
     for page in pages:
-        for viewport in viewports:
+        for viewport in (only_at or {}).get(page, viewports):
             label = f"{page} {viewport.label}"
             server.run = label
             started = time.monotonic()
@@ -539,53 +615,136 @@ class ProbeResult:
 
 
 @dataclass
+class ModeReport:
+    """The figures of one render mode's walk against the shared Chromium reference."""
+
+    mode: str
+    pages: list[PageRow]
+    total: Score
+    script: Score  # the script-made images alone (the fixture's needs_render)
+    other: Score  # every other image
+    missed: list[dict[str, Any]]  # loaded by Chromium, not found
+    not_real: list[dict[str, Any]]  # found, not a real image
+    not_loaded: list[dict[str, Any]]  # found, real, loaded by no run
+    violations: list[str]  # failed fixture expectations of this mode's walk
+    found_urls: dict[str, str]  # url -> kind
+    pages_reached: int
+    rendered_pages: list[str]
+    render_errors: dict[str, str]  # page -> why its render did not finish
+    render_seconds: float  # the renders' own seconds, summed
+    walk_seconds: float
+    walked: list[dict[str, Any]]
+
+    @property
+    def pages_rendered(self) -> int:
+        return len(self.rendered_pages)
+
+    @property
+    def render_seconds_per_page(self) -> float | None:
+        return self.render_seconds / len(self.rendered_pages) if self.rendered_pages else None
+
+    @property
+    def meets_targets(self) -> bool:
+        """100% recall and precision: ``never`` on the images a static parser can see,
+        a rendering mode on all of them."""
+        figures = self.other if self.mode == "never" else self.total
+        return figures.recall == 1.0 and figures.precision == 1.0
+
+
+@dataclass
 class Report:
     origin: str
     chromium: str
     viewports: list[str]
-    pages: list[PageRow]
-    total: Score
-    missed: list[dict[str, Any]]  # loaded by Chromium, not found
-    not_real: list[dict[str, Any]]  # found, not a real image
-    not_loaded: list[dict[str, Any]]  # found, real, loaded by no run
-    violations: list[str]  # failed fixture expectations
+    modes: dict[str, ModeReport]  # by render mode, in RENDER_MODES order
+    violations: list[str]  # failed expectations of the site and the Chromium reference
     loaded_urls: list[str]
-    found_urls: dict[str, str]  # url -> kind
+    script_urls: list[str]  # the script-made images (needs_render)
     real: dict[str, str | None]  # url -> None when real, else why not
     runs: list[BrowserRun]
-    walked: list[dict[str, Any]]
     probes: list[ProbeResult] = field(default_factory=list)
     seconds: float = 0.0
 
+    def mode(self, name: str) -> ModeReport:
+        return self.modes[name]
+
+    @property
+    def all_violations(self) -> list[str]:
+        """Every failed expectation, those of a mode's walk prefixed with the mode."""
+        return self.violations + [
+            f"{name}: {problem}" for name, mode in self.modes.items() for problem in mode.violations
+        ]
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=2, ensure_ascii=False)
+        data = asdict(self)
+        for name, mode in self.modes.items():
+            data["modes"][name].update(
+                pages_rendered=mode.pages_rendered,
+                render_seconds_per_page=mode.render_seconds_per_page,
+                meets_targets=mode.meets_targets,
+            )
+        return json.dumps(data, indent=2, ensure_ascii=False)
 
 
 def build_report(
     site: Site,
     origin: str,
     chromium: str,
-    walked: list[PageResult],
+    walks: Mapping[str, list[PageResult]],
     runs: list[BrowserRun],
     real: Mapping[str, str | None],
     viewports: Sequence[Viewport] = VIEWPORTS,
+    walk_seconds: Mapping[str, float] | None = None,
 ) -> Report:
+    host = host_of(origin + "/")
+    loaded = {url for run in runs for url in run.images if host_of(url) == host}
+    broken = {_url(origin, image.path) for image in site.images if image.broken}
+    script = {_url(origin, image.path) for image in site.images if image.needs_render}
+    modes = {
+        mode: _mode_report(site, origin, mode, walked, runs, loaded, script, real, broken, host)
+        for mode, walked in walks.items()
+    }
+    for mode, seconds in (walk_seconds or {}).items():
+        modes[mode].walk_seconds = round(seconds, 2)
+    return Report(
+        origin=origin,
+        chromium=chromium,
+        viewports=[viewport.label for viewport in viewports],
+        modes=modes,
+        violations=reference_problems(site, origin, runs, real),
+        loaded_urls=sorted(loaded),
+        script_urls=sorted(script),
+        real=dict(sorted(real.items())),
+        runs=runs,
+    )
+
+
+def _mode_report(
+    site: Site,
+    origin: str,
+    mode: str,
+    walked: list[PageResult],
+    runs: list[BrowserRun],
+    loaded: set[str],
+    script: set[str],
+    real: Mapping[str, str | None],
+    broken: set[str],
+    host: str,
+) -> ModeReport:
     pages = html_pages(walked)
     found_on = {_page_url(page): {ref.url: ref.kind for ref in page.images} for page in pages}
     found: dict[str, str] = {}
     for images in found_on.values():
         for url, kind in images.items():
             found.setdefault(url, kind)
-    host = host_of(origin + "/")
-    loaded = {url for run in runs for url in run.images if host_of(url) == host}
-    broken = {_url(origin, image.path) for image in site.images if image.broken}
     rows = [_page_row(page, runs, found_on, real, broken, host) for page in found_on]
-    return Report(
-        origin=origin,
-        chromium=chromium,
-        viewports=[viewport.label for viewport in viewports],
+    rendered = [page for page in pages if page.rendered]
+    return ModeReport(
+        mode=mode,
         pages=rows,
         total=score(loaded, found, real, broken),
+        script=score(loaded & script, _only(found, script), real, broken),
+        other=score(loaded - script, _only(found, found.keys() - script), real, broken),
         missed=[
             {"url": url, "loaded_by": [f"{r.page} {r.viewport}" for r in runs if url in r.images]}
             for url in sorted(loaded - found.keys())
@@ -600,16 +759,34 @@ def build_report(
             for url in sorted(found.keys() - loaded)
             if real.get(url, "not checked") is None
         ],
-        violations=check_expectations(site, origin, walked, runs, found, real),
-        loaded_urls=sorted(loaded),
+        violations=mode_problems(site, origin, mode, walked, found),
         found_urls=dict(sorted(found.items())),
-        real=dict(sorted(real.items())),
-        runs=runs,
+        pages_reached=len(pages),
+        rendered_pages=[_page_url(page) for page in rendered],
+        render_errors={_page_url(p): p.render_error for p in rendered if p.render_error},
+        render_seconds=round(sum(page.render_seconds or 0.0 for page in rendered), 2),
+        walk_seconds=0.0,
         walked=[
-            {"url": page.url, "status": page.status, "error": page.error, "links": page.links}
+            {
+                "url": page.url,
+                "status": page.status,
+                "error": page.error,
+                "links": page.links,
+                "script_hints": list(page.script_hints),
+                "rendered": page.rendered,
+                "rendered_images": page.rendered_images,
+                "rendered_links": page.rendered_links,
+                "render_error": page.render_error,
+                "render_seconds": page.render_seconds,
+            }
             for page in walked
         ],
     )
+
+
+def _only(found: Mapping[str, str], urls: Iterable[str]) -> dict[str, str]:
+    keep = set(urls)
+    return {url: kind for url, kind in found.items() if url in keep}
 
 
 def _page_url(page: PageResult) -> str:
@@ -645,56 +822,104 @@ def _page_row(
     )
 
 
-def check_expectations(
-    site: Site,
-    origin: str,
-    walked: list[PageResult],
-    runs: list[BrowserRun],
-    found: Mapping[str, str],
-    real: Mapping[str, str | None],
+def reference_problems(
+    site: Site, origin: str, runs: list[BrowserRun], real: Mapping[str, str | None]
 ) -> list[str]:
-    """Every way the run differs from what the fixture says should happen."""
+    """Every way the Chromium reference and the served files differ from what the
+    fixture says, whatever the render mode."""
     loaded = {url for run in runs for url in run.images}
     problems = [f"Chromium run {run.page} {run.viewport}: {run.error}" for run in runs if run.error]
     for image in site.images:
-        problems += _image_expectations(image, _url(origin, image.path), loaded, found, real)
+        problems += _loaded_expectations(image, _url(origin, image.path), loaded, real)
     declared = {_url(origin, image.path) for image in site.images}
     problems += [f"Chromium loaded an undeclared file: {url}" for url in sorted(loaded - declared)]
-    visited = {_page_url(page) for page in html_pages(walked)}
     documents = {doc for run in runs for doc in run.documents}
+    for fixture_page in site.pages:
+        url = _url(origin, fixture_page.path)
+        if fixture_page.via in ("iframe", "frame") and url not in documents:
+            problems.append(f"Chromium did not load the {fixture_page.via} {fixture_page.path}")
+    return problems
+
+
+def mode_problems(
+    site: Site, origin: str, mode: str, walked: list[PageResult], found: Mapping[str, str]
+) -> list[str]:
+    """Every way one mode's walk differs from what the fixture says should happen."""
+    pages = html_pages(walked)
+    visited = {_page_url(page) for page in pages}
+    rendered = {_page_url(page) for page in pages if page.rendered}
+    problems = []
+    for image in site.images:
+        expect = image.found
+        if image.needs_render is not None and _url(origin, image.needs_render) not in rendered:
+            expect = False  # what a static parse cannot see must not be reported
+        problems += _found_expectations(image, _url(origin, image.path), expect, found)
+    declared = {_url(origin, image.path) for image in site.images}
+    problems += [f"reported an undeclared URL: {url}" for url in sorted(found.keys() - declared)]
     for fixture_page in site.pages:
         url = _url(origin, fixture_page.path)
         if fixture_page.via == "link" and url not in visited:
             problems.append(f"the walk did not reach linked page {fixture_page.path}")
-        if fixture_page.via != "link" and url not in documents:
-            problems.append(f"Chromium did not load the {fixture_page.via} {fixture_page.path}")
-    pages = {_url(origin, page.path) for page in site.pages}
-    problems += [f"a page reported as an image: {url}" for url in sorted(pages & found.keys())]
+        if fixture_page.via == "script":
+            assert fixture_page.needs_render is not None
+            linked_by = _url(origin, fixture_page.needs_render)
+            if linked_by in rendered and url not in visited:
+                problems.append(
+                    f"the walk did not reach {fixture_page.path}, linked by the rendered "
+                    f"{fixture_page.needs_render}"
+                )
+            if linked_by not in rendered and url in visited:
+                problems.append(
+                    f"the walk reached {fixture_page.path}, which only the scripts of the "
+                    f"unrendered {fixture_page.needs_render} link to"
+                )
+        if mode == "auto" and fixture_page.auto is not None and url in visited:
+            if fixture_page.auto and url not in rendered:
+                problems.append(f"auto did not render {fixture_page.path}")
+            if not fixture_page.auto and url in rendered:
+                problems.append(f"auto rendered {fixture_page.path}, whose scripts build nothing")
+    if mode == "always":
+        problems += [f"always did not render {url}" for url in sorted(visited - rendered)]
+    if mode == "never" and rendered:
+        problems += [f"never rendered {url}" for url in sorted(rendered)]
+    problems += [
+        f"render of {_page_url(page)}: {page.render_error}" for page in pages if page.render_error
+    ]
+    page_urls = {_url(origin, page.path) for page in site.pages}
+    problems += [f"a page reported as an image: {url}" for url in sorted(page_urls & found.keys())]
     return problems
 
 
-def _image_expectations(
-    image: FixtureImage,
-    url: str,
-    loaded: set[str],
-    found: Mapping[str, str],
-    real: Mapping[str, str | None],
+def _what(image: FixtureImage) -> str:
+    return f"{image.path} ({image.why})" if image.why else image.path
+
+
+def _loaded_expectations(
+    image: FixtureImage, url: str, loaded: set[str], real: Mapping[str, str | None]
 ) -> list[str]:
-    what = f"{image.path} ({image.why})" if image.why else image.path
+    what = _what(image)
     problems = []
     if image.loaded is True and url not in loaded:
         problems.append(f"Chromium should load {what} at some viewport, none did")
     if image.loaded is False and url in loaded:
         problems.append(f"Chromium loaded {what}, which it should not")
-    if image.found is True and url not in found:
-        problems.append(f"extraction should report {what}")
-    if image.found is False and url in found:
-        problems.append(f"extraction reported the trap {what}")
     is_real = real.get(url, "not checked") is None
     if is_real != image.real:
         why = real.get(url, "not checked")
         problems.append(f"{what} should {'' if image.real else 'not '}be a real image ({why})")
     return problems
+
+
+def _found_expectations(
+    image: FixtureImage, url: str, expect: bool | None, found: Mapping[str, str]
+) -> list[str]:
+    what = _what(image)
+    if expect is True and url not in found:
+        return [f"extraction should report {what}"]
+    if expect is False and url in found:
+        trap = "the trap" if image.needs_render is None else "unrendered"
+        return [f"extraction reported {trap} {what}"]
+    return []
 
 
 # ---------------------------------------------------------------- running it
@@ -708,9 +933,17 @@ def run_check(
     chromium: str,
     keep: Path | None = None,
     viewports: Sequence[Viewport] = VIEWPORTS,
+    modes: Sequence[str] = RENDER_MODES,
+    render_concurrency: int = RENDER_CONCURRENCY,
 ) -> Report:
-    """Serve the fixture site, walk it with our code, render it with Chromium, score."""
+    """Serve the fixture site, walk it with our code once per render mode (``modes``),
+    render it with Chromium, score."""
     from tests.browser_site.site import build_site
+
+    unknown = [mode for mode in modes if mode not in RENDER_MODES]
+    if unknown or not modes:
+        raise ValueError(f"render modes must be among {', '.join(RENDER_MODES)}: {unknown}")
+    modes = [mode for mode in RENDER_MODES if mode in modes]
 
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="browsercheck-") as scratch:
@@ -724,7 +957,7 @@ def run_check(
         try:
             site = build_site(server.origin)
             write_site(site, site_root)
-            report = _measure(server, site, chromium, viewports, keep)
+            report = _measure(server, site, chromium, viewports, keep, modes, render_concurrency)
         finally:
             server.close()
     report.seconds = round(time.monotonic() - started, 1)
@@ -737,18 +970,53 @@ def _measure(
     chromium: str,
     viewports: Sequence[Viewport],
     keep: Path | None,
+    modes: Sequence[str],
+    render_concurrency: int,
 ) -> Report:
-    server.run = "walk"
-    walked = walk(server.origin + site.start)
-    pages = [_page_url(page) for page in html_pages(walked)]
-    runs = browse(server, chromium, pages, viewports, keep / "dom" if keep else None)
-    found = {ref.url for page in html_pages(walked) for ref in page.images}
+    walks: dict[str, list[PageResult]] = {}
+    seconds: dict[str, float] = {}
+    renderer = None
+    try:
+        for mode in modes:
+            if mode != "never" and renderer is None:
+                config = load_config(None, {}, {"allow_private": True})
+                renderer = make_renderer(config.crawl, chromium, render_concurrency)
+            server.run = f"walk {mode}"  # the renderer's fetches are the walk's own
+            started = time.monotonic()
+            walks[mode] = walk(
+                server.origin + site.start,
+                mode,
+                renderer=renderer,
+                workers=1 if mode == "never" else render_concurrency,
+            )
+            seconds[mode] = time.monotonic() - started
+    finally:
+        server.run = "idle"
+        if renderer is not None:
+            renderer.close()
+    # One reference for every mode: the pages any mode reached, and those only
+    # script-made links lead to (so that --render never alone is judged against it too).
+    pages: dict[str, None] = {}
+    for walked in walks.values():
+        pages.update(dict.fromkeys(_page_url(page) for page in html_pages(walked)))
+    only_at: dict[str, Sequence[Viewport]] = {}
+    for fixture_page in site.pages:
+        url = _url(server.origin, fixture_page.path)
+        if fixture_page.via == "script":
+            pages.setdefault(url)
+        if fixture_page.one_viewport:
+            only_at[url] = [SCRIPT_VIEWPORT]
+    dom_dir = keep / "dom" if keep else None
+    runs = browse(server, chromium, list(pages), viewports, dom_dir, only_at)
+    found = {
+        ref.url for walked in walks.values() for page in html_pages(walked) for ref in page.images
+    }
     fixture_urls = {_url(server.origin, image.path) for image in site.images}
     server.run = "real"
     real = check_real(found | fixture_urls, host_of(server.origin + "/"))
     server.run = "idle"
     version = chromium_version(chromium)
-    report = build_report(site, server.origin, version, walked, runs, real, viewports)
+    report = build_report(site, server.origin, version, walks, runs, real, viewports, seconds)
     report.probes = measure_probes(server, site, chromium)
     return report
 
@@ -785,31 +1053,107 @@ def measure_probes(server: FixtureServer, site: Site, chromium: str) -> list[Pro
 
 def format_report(report: Report) -> str:
     origin = report.origin
-    short = len(origin)
+    modes = list(report.modes.values())
     lines = [
-        f"browser check: {report.chromium}, viewports {', '.join(report.viewports)}",
-        f"{'page':<26}{'loaded':>7}{'found':>7}{'hit':>6}{'recall':>9}"
-        f"{'precision':>11}{'shown':>8}",
+        f"browser check: {report.chromium}, viewports {', '.join(report.viewports)}, "
+        f"render modes {', '.join(report.modes)}",
+        "",
     ]
-    for row in report.pages:
-        lines.append(_score_line(row.page[short:], row.score))
-    lines.append(_score_line("total", report.total))
-    if report.total.precision != report.total.precision_raw:
-        lines.append(
-            f"(precision leaves out references that 404 on purpose; "
-            f"with them: {report.total.precision_raw:.1%})"
-        )
-    lines += _section("missed: loaded by Chromium, not found", report.missed, origin)
-    lines += _section("found, not a real image", report.not_real, origin)
-    lines += _section("found, loaded by no viewport (real images)", report.not_loaded, origin)
-    lines.append(f"expectations: {'all met' if not report.violations else 'FAILED'}")
-    lines += [f"  {problem}" for problem in report.violations]
+    lines += _summary_lines(modes)
+    lines.append("")
+    lines += _page_lines(modes, len(origin))
+    for mode in modes:
+        if mode.total.precision != mode.total.precision_raw:
+            lines.append(
+                f"({mode.mode}: precision leaves out references that 404 on purpose; "
+                f"with them: {mode.total.precision_raw:.1%})"
+            )
+    for title, attribute in (
+        ("missed: loaded by Chromium, not found", "missed"),
+        ("found, not a real image", "not_real"),
+        ("found, loaded by no viewport (real images)", "not_loaded"),
+    ):
+        lists = {mode.mode: getattr(mode, attribute) for mode in modes}
+        if len(modes) > 1 and all(items == lists[modes[0].mode] for items in lists.values()):
+            lines += _section(f"{title} (every mode)", lists[modes[0].mode], origin)
+        else:
+            for name, items in lists.items():
+                lines += _section(f"{title} ({name})", items, origin)
+    violations = report.all_violations
+    lines.append(f"expectations: {'all met' if not violations else 'FAILED'}")
+    lines += [f"  {problem}" for problem in violations]
     lines += _probe_lines(report.probes)
     slowest = max((run.seconds for run in report.runs), default=0.0)
     lines.append(
         f"{len(report.runs)} Chromium runs (slowest {slowest:.1f} s), {report.seconds:.1f} s in all"
     )
     return "\n".join(lines)
+
+
+def _summary_lines(modes: list[ModeReport]) -> list[str]:
+    """The modes side by side."""
+
+    def row(name: str, values: Iterable[str]) -> str:
+        return f"{name:<34}" + "".join(f"{value:>10}" for value in values)
+
+    def pct(value: float, whole: int = 1) -> str:
+        return f"{value:.1%}" if whole else "-"
+
+    per_page = [mode.render_seconds_per_page for mode in modes]
+    return [
+        row("render mode", (mode.mode for mode in modes)),
+        row("recall", (pct(mode.total.recall) for mode in modes)),
+        row("precision", (pct(mode.total.precision) for mode in modes)),
+        row("shown", (pct(mode.total.shown) for mode in modes)),
+        row(
+            "recall, script-made images",
+            (pct(mode.script.recall, mode.script.loaded) for mode in modes),
+        ),
+        row("  (found of loaded)", (f"{m.script.hit}/{m.script.loaded}" for m in modes)),
+        row("recall, other images", (pct(mode.other.recall) for mode in modes)),
+        row("precision, other images", (pct(mode.other.precision) for mode in modes)),
+        row("images found", (str(mode.total.found) for mode in modes)),
+        row("pages reached", (str(mode.pages_reached) for mode in modes)),
+        row("pages rendered", (str(mode.pages_rendered) for mode in modes)),
+        row("render seconds, total", (f"{mode.render_seconds:.1f}" for mode in modes)),
+        row(
+            "render seconds per rendered page", ("-" if s is None else f"{s:.2f}" for s in per_page)
+        ),
+        row("walk seconds", (f"{mode.walk_seconds:.1f}" for mode in modes)),
+        row("targets", ("met" if mode.meets_targets else "MISSED" for mode in modes)),
+    ]
+
+
+def _page_lines(modes: list[ModeReport], short: int) -> list[str]:
+    """Per page: what Chromium loaded, and per mode what was found of it (* rendered)."""
+    header = f"{'page':<28}{'loaded':>7}"
+    for mode in modes:
+        header += f" |{mode.mode:>7}{'hit':>5}{'recall':>8} "
+    lines = [header]
+    loaded: dict[str, int] = {}
+    order: dict[str, None] = {}
+    for mode in modes:
+        for row in mode.pages:
+            loaded.setdefault(row.page, row.score.loaded)
+            order.setdefault(row.page)
+    for page in order:
+        line = f"{page[short:]:<28}{loaded[page]:>7}"
+        for mode in modes:
+            row = next((r for r in mode.pages if r.page == page), None)
+            mark = "*" if page in mode.rendered_pages else " "
+            if row is None:
+                line += f" |{'-':>7}{'-':>5}{'-':>8} "
+            else:
+                s = row.score
+                line += f" |{s.found:>7}{s.hit:>5}{s.recall:>8.1%}{mark}"
+        lines.append(line)
+    total = f"{'total':<28}{modes[0].total.loaded:>7}"
+    for mode in modes:
+        s = mode.total
+        total += f" |{s.found:>7}{s.hit:>5}{s.recall:>8.1%} "
+    lines.append(total)
+    lines.append("(* rendered; a page's row counts the frames Chromium loaded with it)")
+    return lines
 
 
 def _probe_lines(probes: list[ProbeResult]) -> list[str]:
@@ -821,13 +1165,6 @@ def _probe_lines(probes: list[ProbeResult]) -> list[str]:
             f"found {len(probe.found)}/{len(probe.expected)}  {probe.markup}"
         )
     return lines
-
-
-def _score_line(name: str, s: Score) -> str:
-    return (
-        f"{name:<26}{s.loaded:>7}{s.found:>7}{s.hit:>6}{s.recall:>9.1%}"
-        f"{s.precision:>11.1%}{s.shown:>8.1%}"
-    )
 
 
 def _section(title: str, items: list[dict[str, Any]], origin: str) -> list[str]:
@@ -847,17 +1184,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", type=Path, help="also write the report as JSON here")
     parser.add_argument("--keep", type=Path, help="keep the site and DOM dumps in this folder")
     parser.add_argument("--chromium", help="the Chromium binary (default: chromium on PATH)")
+    parser.add_argument(
+        "--render",
+        choices=(*RENDER_MODES, "all"),
+        default="all",
+        help="the crawler's render mode to measure; all (default): every mode side by side",
+    )
+    parser.add_argument(
+        "--render-concurrency",
+        type=int,
+        default=RENDER_CONCURRENCY,
+        help=f"pages rendered at once by auto and always (default {RENDER_CONCURRENCY})",
+    )
     args = parser.parse_args(argv)
     chromium = args.chromium or find_chromium()
     if chromium is None:
         print("chromium not found: install it (apt-get install chromium)", file=sys.stderr)
         return 2
-    report = run_check(chromium, keep=args.keep)
+    if args.render_concurrency < 1:
+        parser.error("--render-concurrency must be at least 1")
+    modes = RENDER_MODES if args.render == "all" else (args.render,)
+    report = run_check(
+        chromium, keep=args.keep, modes=modes, render_concurrency=args.render_concurrency
+    )
     print(format_report(report))
     if args.json:
         args.json.write_text(report.to_json() + "\n", encoding="utf-8")
-    perfect = report.total.recall == 1.0 and report.total.precision == 1.0
-    return 0 if perfect and not report.violations else 1
+    met = all(mode.meets_targets for mode in report.modes.values())
+    return 0 if met and not report.all_violations else 1
 
 
 if __name__ == "__main__":

@@ -27,13 +27,29 @@ Pages and what each covers:
     /malformed.html      unclosed and upper-case tags, duplicate attributes, stray </html>
     /frameset.html       <frameset>: /frames/left.html and /frame.html
     /frame.html          the iframe document of /index.html (also a <frame> above)
+
+Pages whose images or links scripts make (``needs_render``: found only when the check's
+render mode renders that page; static extraction must not report them), each seen by
+Chromium at one viewport (nothing on them depends on its size):
+    /scripts/gallery.html    a gallery built from a JavaScript array (createElement('img'))
+    /scripts/slider.html     a slider built by innerHTML from an array, a cloned slide, a
+                             <style> background of the slides (no slide in the markup)
+    /scripts/lazy.html       IntersectionObserver + new Image() 2400px down, no data-*
+    /scripts/menu.html       a menu built by a script (createElement('a')) linking to
+                             /scripts/menu/spring.html and autumn.html, which no markup
+                             links to: their own (static) images need the menu rendered
+    /scripts/json.html       items fetched as JSON with fetch() and put in the DOM
+    /scripts/analytics.html  an analytics-like script that builds nothing: ``auto`` must
+                             not render it
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
+import json
 import random
+from typing import Any
 
 from PIL import Image, ImageDraw
 
@@ -75,6 +91,12 @@ NAV = """<nav><ul>
 <li><a href="/bom.html">Byte order mark</a></li>
 <li><a href="/malformed.html">Malformed HTML</a></li>
 <li><a href="/frameset.html">Frameset</a></li>
+<li><a href="/scripts/gallery.html">Script gallery</a></li>
+<li><a href="/scripts/slider.html">Script slider</a></li>
+<li><a href="/scripts/lazy.html">Script lazy loader</a></li>
+<li><a href="/scripts/menu.html">Script menu</a></li>
+<li><a href="/scripts/json.html">Script JSON content</a></li>
+<li><a href="/scripts/analytics.html">Analytics only</a></li>
 </ul></nav>"""
 
 
@@ -89,19 +111,33 @@ class _Builder:
         self.probes: list[Probe] = []
 
     def image(
-        self, path: str, loaded: bool | None = True, found: bool | None = True, why: str = ""
+        self,
+        path: str,
+        loaded: bool | None = True,
+        found: bool | None = True,
+        why: str = "",
+        needs_render: str | None = None,
     ) -> None:
-        """A real image at ``path`` (query ignored by the server), drawn from its name."""
+        """A real image at ``path`` (query ignored by the server), drawn from its name;
+        ``needs_render``: the page whose render finds it (static extraction does not)."""
         self.files[path.split("?")[0]] = draw(path)
-        self.images.append(FixtureImage(path, loaded, found, True, why))
+        self.images.append(FixtureImage(path, loaded, found, True, why, False, needs_render))
 
     def missing(self, path: str, why: str) -> None:
         """A reference that 404s on purpose: found, never loaded, never real."""
         self.images.append(FixtureImage(path, False, True, False, why, broken=True))
 
-    def page(self, path: str, html: str, via: str = "link", encoding: str = "utf-8") -> None:
+    def page(
+        self,
+        path: str,
+        html: str,
+        via: str = "link",
+        encoding: str = "utf-8",
+        **script: Any,
+    ) -> None:
+        """``script``: FixturePage's fields for script pages (needs_render, auto, ...)."""
         self.files[path] = html.encode(encoding)
-        self.pages.append(FixturePage(path, via))
+        self.pages.append(FixturePage(path, via, **script))
 
     def text(self, path: str, text: str) -> None:
         self.files[path] = text.encode()
@@ -155,6 +191,7 @@ def build_site(origin: str) -> Site:
     _encodings(b)
     _malformed(b)
     _frames(b)
+    _scripts(b)
     _probes(b)
     return b.site()
 
@@ -577,6 +614,217 @@ def _frames(b: _Builder) -> None:
 </body></html>
 """,
         via="frame",
+    )
+
+
+# The pages whose images and links scripts make. Their script-made images have
+# ``needs_render`` set: static extraction does not report them (the check asserts that),
+# a render of the page does. No image URL appears whole in these scripts' text, as on
+# most sites: the URLs are put together from a folder and a name.
+GALLERY = "/scripts/gallery.html"
+SLIDER = "/scripts/slider.html"
+SCRIPT_LAZY = "/scripts/lazy.html"
+MENU = "/scripts/menu.html"
+MENU_PAGES = ("/scripts/menu/spring.html", "/scripts/menu/autumn.html")
+JSON_PAGE = "/scripts/json.html"
+ANALYTICS = "/scripts/analytics.html"
+SCRIPT_PAGES = (GALLERY, SLIDER, SCRIPT_LAZY, MENU, JSON_PAGE)  # auto must render these
+
+GALLERY_SCRIPT = """<script>
+(function () {
+  var photos = [
+    {name: "harbour", ext: "jpg", alt: "The harbour"},
+    {name: "lighthouse", ext: "png", alt: "The lighthouse"},
+    {name: "dunes", ext: "jpg", alt: "The dunes"},
+    {name: "pier", ext: "gif", alt: "The pier"}
+  ];
+  var box = document.getElementById("gallery");
+  photos.forEach(function (photo) {
+    var img = document.createElement("img");
+    img.src = "/images/script/gallery/" + photo.name + "." + photo.ext;
+    img.alt = photo.alt;
+    img.width = 48;
+    img.height = 32;
+    box.appendChild(img);
+  });
+})();
+</script>"""
+
+SLIDER_SCRIPT = """<script>
+(function () {
+  var folder = "/images/script/slider/";
+  var slides = [["one", "jpg"], ["two", "png"], ["three", "webp"]];
+  var track = document.querySelector(".slider-track");
+  track.innerHTML = slides.map(function (slide) {
+    return '<div class="slide"><img src="' + folder + slide[0] + "." + slide[1] +
+      '" alt="" width="48" height="32"></div>';
+  }).join("");
+  // An endless slider's trick: the first slide cloned after the last.
+  track.appendChild(track.firstElementChild.cloneNode(true));
+})();
+</script>"""
+
+SCRIPT_LAZY_SCRIPT = """<script>
+(function () {
+  var seen = new IntersectionObserver(function (entries) {
+    entries.forEach(function (entry) {
+      if (!entry.isIntersecting) return;
+      var img = new Image();
+      img.src = "/images/script/lazy/" + entry.target.id + ".png";
+      img.alt = "";
+      entry.target.appendChild(img);
+      seen.unobserve(entry.target);
+    });
+  });
+  var photos = document.querySelectorAll("figure.photo");
+  for (var i = 0; i < photos.length; i++) seen.observe(photos[i]);
+})();
+</script>"""
+
+MENU_SCRIPT = """<script>
+(function () {
+  var sections = [["spring", "Spring collection"], ["autumn", "Autumn collection"]];
+  var menu = document.getElementById("menu");
+  sections.forEach(function (section) {
+    var a = document.createElement("a");
+    a.href = "/scripts/menu/" + section[0] + ".html";
+    a.textContent = section[1];
+    menu.appendChild(a);
+  });
+})();
+</script>"""
+
+JSON_SCRIPT = """<script>
+fetch("/scripts/data/items.json")
+  .then(function (response) { return response.json(); })
+  .then(function (items) {
+    var list = document.getElementById("items");
+    list.innerHTML = items.map(function (item) {
+      var picture = item.background
+        ? '<div class="tile" style="background-image: url(' + item.image + ')"></div>'
+        : '<img src="' + item.image + '" alt="" width="48" height="32">';
+      return "<li>" + picture + "<span>" + item.title + "</span></li>";
+    }).join("");
+  });
+</script>"""
+
+JSON_ITEMS = (
+    ("Blue mug", "/images/script/json/mug.png", False),
+    ("Red kettle", "/images/script/json/kettle.jpg", False),
+    ("Tea towel", "/images/script/json/towel.png", True),
+)
+
+# Analytics as sites inline it: a queue, a cookie, timing. Nothing it does makes an
+# image or a link, so ``auto`` must leave the page alone (``always`` renders it in vain).
+ANALYTICS_SCRIPT = """<script>
+window.dataLayer = window.dataLayer || [];
+function track() { window.dataLayer.push(arguments); }
+track("js", Date.now());
+track("config", "FIXTURE-1", {page_path: location.pathname, title: document.title});
+document.cookie = "visitor=" + Math.floor(Math.random() * 1e9) + "; path=/; SameSite=Lax";
+window.addEventListener("load", function () {
+  track("timing", Math.round(performance.now()));
+});
+</script>"""
+
+
+def _scripts(b: _Builder) -> None:
+    one = {"one_viewport": True}
+
+    b.image("/images/script/gallery-cover.png", why="the gallery's one <img> in the markup")
+    for name in ("harbour.jpg", "lighthouse.png", "dunes.jpg", "pier.gif"):
+        b.image(
+            f"/images/script/gallery/{name}",
+            why="gallery <img> made by createElement('img') from a JS array",
+            needs_render=GALLERY,
+        )
+    body = (
+        """<img src="/images/script/gallery-cover.png" alt="cover" width="48" height="32">
+<div id="gallery"></div>
+"""
+        + GALLERY_SCRIPT
+    )
+    b.page(GALLERY, _html("Script gallery", body), auto=True, **one)
+
+    for name in ("one.jpg", "two.png", "three.webp"):
+        b.image(
+            f"/images/script/slider/{name}",
+            why="slide built by innerHTML from a JS array",
+            needs_render=SLIDER,
+        )
+    b.image(
+        "/images/script/slider/slide-bg.png",
+        found=None,
+        why="<style> background of .slide: no .slide until the script makes them",
+        needs_render=SLIDER,
+    )
+    head = """<style>
+.slide { display: inline-block; padding: 4px;
+         background: url(/images/script/slider/slide-bg.png) no-repeat }
+</style>"""
+    body = '<div class="slider"><div class="slider-track"></div></div>\n' + SLIDER_SCRIPT
+    b.page(SLIDER, _html("Script slider", body, head), auto=True, **one)
+
+    for name in ("far-1", "far-2"):
+        b.image(
+            f"/images/script/lazy/{name}.png",
+            why="new Image() when its <figure> nears the viewport, 2400px down, no data-*",
+            needs_render=SCRIPT_LAZY,
+        )
+    head = "<style>figure.photo { width: 48px; height: 32px; margin: 4px }</style>"
+    body = (
+        """<p>The photos are far down: a browser shows them once they near the viewport.</p>
+<div style="height: 2400px">Spacer.</div>
+<figure class="photo" id="far-1"></figure>
+<figure class="photo" id="far-2"></figure>
+"""
+        + SCRIPT_LAZY_SCRIPT
+    )
+    b.page(SCRIPT_LAZY, _html("Script lazy loader", body, head), auto=True, **one)
+
+    b.image("/images/script/menu-logo.png", why="the menu page's own <img>")
+    body = (
+        """<img src="/images/script/menu-logo.png" alt="logo" width="48" height="32">
+<nav id="menu"></nav>
+"""
+        + MENU_SCRIPT
+    )
+    b.page(MENU, _html("Script menu", body), auto=True, **one)
+    for path in MENU_PAGES:
+        season = path.rsplit("/", 1)[1].removesuffix(".html")
+        images = (f"/images/script/menu/{season}-1.jpg", f"/images/script/menu/{season}-2.png")
+        for image in images:
+            b.image(
+                image,
+                why="<img> on a page only a script-made link leads to",
+                needs_render=MENU,
+            )
+        body = "\n".join(f'<img src="{image}" alt="" width="48" height="32">' for image in images)
+        title = f"{season.title()} collection"
+        b.page(path, _html(title, body), via="script", needs_render=MENU, **one)
+
+    b.text(
+        "/scripts/data/items.json",
+        json.dumps([{"title": t, "image": i, "background": bg} for t, i, bg in JSON_ITEMS]),
+    )
+    for _title, image, background in JSON_ITEMS:
+        b.image(
+            image,
+            why="from JSON fetched by fetch(), put in the DOM"
+            + (" as a style background" if background else ""),
+            needs_render=JSON_PAGE,
+        )
+    head = "<style>.tile { width: 48px; height: 32px }</style>"
+    body = '<ul id="items"></ul>\n' + JSON_SCRIPT
+    b.page(JSON_PAGE, _html("Script JSON content", body, head), auto=True, **one)
+
+    b.image("/images/script/analytics-hero.png", why="the analytics page's own <img>")
+    body = '<img src="/images/script/analytics-hero.png" alt="hero" width="48" height="32">'
+    b.page(
+        ANALYTICS,
+        _html("Analytics only", body, ANALYTICS_SCRIPT),
+        auto=False,
+        **one,
     )
 
 

@@ -52,7 +52,7 @@ Fetch = Callable[[str, str], tuple[int, str, bytes]]
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # As root (CI, containers) Chromium needs --no-sandbox; the rest keep it from calling home
 # (on a closed network its own background connections are refused many at a time).
-CHROMIUM_FLAGS = (
+QUIET_FLAGS = (
     "--no-sandbox",
     "--disable-gpu",
     "--disable-quic",
@@ -60,6 +60,9 @@ CHROMIUM_FLAGS = (
     "--disable-background-networking",
     "--disable-component-update",
     "--disable-sync",
+)
+CHROMIUM_FLAGS = (
+    *QUIET_FLAGS,
     "--disable-dev-shm-usage",
     # A page's script heap is bounded: one that allocates without end crashes its own
     # renderer (that render fails), not the machine.

@@ -64,6 +64,7 @@ from PIL import Image
 from crawler.config import CrawlConfig, RenderConfig, load_config
 from crawler.demo.server import LocalHTTPServer
 from crawler.render.base import RENDER_MODES, Renderer
+from crawler.render.chromium import QUIET_FLAGS
 from crawler.render.stage import RenderStage
 from crawler.urls import host_of, normalize
 from crawler.web.pages import PageResult, StylesheetCache, fetch_page, fetch_resource
@@ -85,13 +86,7 @@ CONTENT_TYPES = {
 }
 CHROMIUM_FLAGS = (
     "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *QUIET_FLAGS,  # the renderer's: as root, and no calls home on a closed network
     "--no-proxy-server",  # only 127.0.0.1, whatever the environment says
 )
 VIRTUAL_TIME_MS = 2500

@@ -118,7 +118,6 @@ class Run:
 @pytest.fixture
 def crawl(tmp_path: Path) -> Iterator[Callable[..., Run]]:
     """Run one harvester to its end, with a fake node beside it."""
-    nodes: list[tuple[threading.Thread, threading.Event]] = []
 
     def run(
         site: FakeSite,
@@ -139,22 +138,23 @@ def crawl(tmp_path: Path) -> Iterator[Callable[..., Run]]:
         )
         if harvester_hook is not None:
             harvester_hook(harvester)
-        stop = threading.Event()
-        node = threading.Thread(target=_node_when_served, args=(listen, site.clock, stop))
-        node.start()
-        nodes.append((node, stop))
-        timer = threading.Timer(REAL_LIMIT, harvester._stop, (15, None))  # never hang
-        timer.start()
-        try:
-            code = harvester.run()
-        finally:
-            timer.cancel()
-            stop.set()
-            node.join(REAL_LIMIT)
-        return Run(code, tmp_path / "out")
+        return Run(run_with_node(harvester, listen, site.clock), tmp_path / "out")
 
     yield run
-    for node, stop in nodes:
+
+
+def run_with_node(harvester: Harvester, listen: str, clock: ManualClock) -> int:
+    """Run ``harvester`` to its end (its exit code), a node storing what it serves on
+    ``listen`` beside it; stopped after ``REAL_LIMIT`` seconds whatever happens."""
+    stop = threading.Event()
+    node = threading.Thread(target=_node_when_served, args=(listen, clock, stop))
+    node.start()
+    timer = threading.Timer(REAL_LIMIT, harvester._stop, (15, None))  # never hang
+    timer.start()
+    try:
+        return harvester.run()
+    finally:
+        timer.cancel()
         stop.set()
         node.join(REAL_LIMIT)
 

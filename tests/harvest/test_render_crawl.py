@@ -4,7 +4,6 @@ what a crawl without rendering says it may have missed (summary, log and report)
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,7 @@ from crawler.output.progress import parse_line
 from crawler.output.report import write_report
 from crawler.render.base import RenderResult
 from crawler.render.double import ScriptedRenderer
-from tests.harvest.test_crawl_loop import REAL_LIMIT, ManualClock, _node_when_served
+from tests.harvest.test_crawl_loop import ManualClock, run_with_node
 from tests.support.script_site import RENDERED_IMAGES, ScriptSite
 
 _count = iter(range(1000))
@@ -55,19 +54,10 @@ def run_crawl(site: ScriptSite, out: Path, mode: str, renderer=None, capsys=None
         output=OutputConfig(out=str(out)),
         render=RenderConfig(render=mode),
     )
-    clock = ManualClock()
-    harvester = Harvester(config, [site.url + "/index.html"], b"", clock=clock, renderer=renderer)
-    stop = threading.Event()
-    node = threading.Thread(target=_node_when_served, args=(listen, clock, stop))
-    node.start()
-    timer = threading.Timer(REAL_LIMIT, harvester._stop, (15, None))
-    timer.start()
-    try:
-        code = harvester.run()
-    finally:
-        timer.cancel()
-        stop.set()
-        node.join(REAL_LIMIT)
+    harvester = Harvester(
+        config, [site.url + "/index.html"], b"", clock=ManualClock(), renderer=renderer
+    )
+    code = run_with_node(harvester, listen, harvester.clock)
     assert code == EXIT_FINISHED
     events = [parse_line(line) for line in (out / "progress.log").read_text().splitlines()]
     pages = {e["url"]: e for e in events if e.get("event") == "page_fetched"}

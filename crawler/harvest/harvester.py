@@ -751,6 +751,10 @@ class Harvester:
             truncated=page.truncated or None,
             **self.render_tally.page(page),
         )
+        if page.rendered:
+            self.metrics.render(page.render_error, page.render_seconds or 0.0, page.rendered_images)
+        elif page.script_hints:
+            self.metrics.script_page_unrendered()
         if page.render_host_stopped:
             self.log.event("render_stopped", host=host_of(page.url), reason="nothing new")
         self._learn_crawl_delays([page.url])

@@ -49,6 +49,13 @@ class HarvestMetrics(Protocol):
     def page(self, outcome: str, error: str | None, seconds: float | None) -> None:
         """A page's outcome (``PAGE_*``), its error and its fetch time (None: not fetched)."""
 
+    def render(self, error: str | None, seconds: float, images: int) -> None:
+        """A page was rendered: its render error (None: it finished), its time, and the
+        image URLs only the render found."""
+
+    def script_page_unrendered(self) -> None:
+        """A page whose scripts look like they build images or links was not rendered."""
+
     def images_queued(self, count: int) -> None:
         """``count`` new image tasks were queued."""
 
@@ -98,6 +105,12 @@ class NoMetrics:
     where = ""
 
     def page(self, outcome: str, error: str | None, seconds: float | None) -> None:
+        pass
+
+    def render(self, error: str | None, seconds: float, images: int) -> None:
+        pass
+
+    def script_page_unrendered(self) -> None:
         pass
 
     def images_queued(self, count: int) -> None:

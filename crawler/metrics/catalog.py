@@ -63,6 +63,34 @@ METRICS: tuple[MetricSpec, ...] = (
         "Page fetches that failed for a passing reason and are tried again.",
         ["reason"],
     ),
+    _spec(
+        "crawler_pages_rendered_total",
+        COUNTER,
+        H,
+        "Pages rendered in the browser (--render), by outcome: ok, timeout (what the page "
+        "showed by then was read) or failed.",
+        ["outcome"],
+    ),
+    _spec(
+        "crawler_rendered_images_total",
+        COUNTER,
+        H,
+        "Image URLs only rendering found (not in the page as served).",
+    ),
+    _spec(
+        "crawler_script_pages_unrendered_total",
+        COUNTER,
+        H,
+        "Pages whose scripts look like they build images or links and that were not "
+        "rendered (--render never, or auto stopped on their host).",
+    ),
+    _spec(
+        "crawler_render_seconds",
+        HISTOGRAM,
+        H,
+        "Time to render a page in the browser, scrolling and settling included.",
+        buckets=FETCH_BUCKETS,
+    ),
     _spec("crawler_images_queued_total", COUNTER, H, "Image URLs queued as tasks (each once)."),
     _spec("crawler_images_stored_total", COUNTER, H, "Images stored (final)."),
     _spec("crawler_images_failed_total", COUNTER, H, "Images failed (final).", ["reason"]),

@@ -170,6 +170,17 @@ class PrometheusHarvestMetrics:
         if seconds is not None:
             m["crawler_page_fetch_seconds"].observe(seconds)
 
+    def render(self, error: str | None, seconds: float, images: int) -> None:
+        m = self._m
+        outcome = "ok" if error is None else "timeout" if error == "render_timeout" else "failed"
+        m["crawler_pages_rendered_total"].labels(outcome).inc()
+        m["crawler_render_seconds"].observe(seconds)
+        if images:
+            m["crawler_rendered_images_total"].inc(images)
+
+    def script_page_unrendered(self) -> None:
+        self._m["crawler_script_pages_unrendered_total"].inc()
+
     def images_queued(self, count: int) -> None:
         if count:
             self._m["crawler_images_queued_total"].inc(count)

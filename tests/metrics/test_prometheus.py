@@ -117,6 +117,25 @@ def test_the_harvester_counts_pages_images_and_nodes_by_reason(harvester):
     )
 
 
+def test_the_harvester_counts_renders_by_outcome_and_pages_left_unrendered(harvester):
+    harvester.render(None, 0.8, 5)
+    harvester.render("render_timeout", 20.0, 1)
+    harvester.render("render_failed: cannot start Chromium: no such file", 0.1, 0)
+    harvester.script_page_unrendered()
+    harvester.script_page_unrendered()
+
+    samples = scrape(harvester.where)
+    assert by_label(samples, "crawler_pages_rendered_total", "outcome") == {
+        "ok": 1,
+        "timeout": 1,
+        "failed": 1,
+    }
+    assert value(samples, "crawler_rendered_images_total") == 6
+    assert value(samples, "crawler_script_pages_unrendered_total") == 2
+    assert value(samples, "crawler_render_seconds_count") == 3
+    assert value(samples, "crawler_render_seconds_bucket", le="1.0") == 2
+
+
 def test_the_harvester_gauges_are_the_figures_at_the_scrape_bounded(harvester):
     samples = scrape(harvester.where)
     assert by_label(samples, "crawler_tasks", "state") == {

@@ -18,7 +18,8 @@ proxy is a local socket that closes every connection, and it resolves no host na
 
 Rendering runs on one asyncio loop in a thread of its own; ``render`` may be called
 from any thread, at most ``render_concurrency`` pages at once (the others wait), each in
-a fresh browser context, within ``render_timeout`` (then what the page shows is read).
+a tab of its own (a browser context, reused for up to ``PAGES_PER_TAB`` pages, on a
+blank page in between), within ``render_timeout`` (then what the page shows is read).
 The browser is started on the first render, and again after
 ``render_pages_per_browser`` pages or a crash.
 """
@@ -84,9 +85,12 @@ SCROLL_PAUSE_MS = 120
 # most SETTLE_SECONDS.
 QUIET_SECONDS = 0.3
 SETTLE_SECONDS = 2.0
-READ_DOM_SECONDS = 3.0
+READ_DOM_SECONDS = 2.0
 CLOSE_SECONDS = 5.0
 MAX_BLOCKED_KEPT = 10
+# A tab (context and page) renders this many pages, then a fresh one is made; a render
+# that failed or timed out closes its tab at once.
+PAGES_PER_TAB = 20
 MAX_IMAGES_KEPT = 5000
 CACHE_BYTES = 32 * 1024 * 1024
 CACHE_ENTRY_BYTES = 2 * 1024 * 1024
@@ -180,11 +184,23 @@ class _Page:
 
 
 @dataclass
+class _Tab:
+    """A browser context and its page, reused by one render after another."""
+
+    context: Any
+    page: Any
+    user_agent: str
+    state: _Page | None = None  # the render it is doing
+    renders: int = 0
+
+
+@dataclass
 class _Browser:
     browser: Any
     rendered: int = 0
     active: int = 0
     dead: bool = False
+    tabs: list[_Tab] = field(default_factory=list)  # parked, for the next renders
 
 
 class ChromiumRenderer:
@@ -280,35 +296,74 @@ class ChromiumRenderer:
         from playwright.async_api import Error as PlaywrightError
 
         request = state.request
-        context = await holder.browser.new_context(
-            user_agent=request.user_agent or None,
-            viewport=VIEWPORT,
-            service_workers="block",
-            accept_downloads=False,
-        )
+        tab = await self._tab(holder, request.user_agent)
+        tab.state = state
         error = None
         dom = ""
+        completed = False
         try:
-            await context.route("**/*", lambda route: self._route(route, state))
-            page = await context.new_page()
-            page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
             deadline = started + self.settings.render_timeout
             try:
-                await page.goto(request.url, wait_until="load", timeout=_ms_left(deadline))
-                await _scroll(page, deadline)
+                await tab.page.goto(request.url, wait_until="load", timeout=_ms_left(deadline))
+                await _scroll(tab.page, deadline)
                 await _settle(state, deadline)
             except PlaywrightError as exc:
                 error = "render_timeout" if "Timeout" in str(exc) else f"render_failed: {exc}"
             with contextlib.suppress(PlaywrightError, TimeoutError):
-                dom = await asyncio.wait_for(page.content(), READ_DOM_SECONDS)
+                dom = await asyncio.wait_for(tab.page.content(), READ_DOM_SECONDS)
+            completed = True
         finally:
-            try:
-                await asyncio.wait_for(context.close(), CLOSE_SECONDS)
-            except (PlaywrightError, TimeoutError):
+            tab.renders += 1
+            tab.state = None
+            if not completed:  # cancelled (past its bound): the browser goes, tab and all
                 holder.dead = True
+            elif error is None and tab.renders < PAGES_PER_TAB and not holder.dead:
+                await self._park(holder, tab)
+            else:
+                await self._close_tab(holder, tab)
         if error and error.startswith("render_failed"):
             error = f"render_failed: {_first_line(error.split(': ', 1)[1])}"
         return self._result(state, dom, error, started)
+
+    async def _tab(self, holder: _Browser, user_agent: str) -> _Tab:
+        """A parked tab of ``holder`` for ``user_agent``, or a new one (its own context)."""
+        while holder.tabs:
+            tab = holder.tabs.pop()
+            if tab.user_agent == user_agent:
+                return tab
+            await self._close_tab(holder, tab)
+        context = await holder.browser.new_context(
+            user_agent=user_agent or None,
+            viewport=VIEWPORT,
+            service_workers="block",
+            accept_downloads=False,
+        )
+        tab = _Tab(context, None, user_agent)
+        # Each request belongs to the render the tab is doing when it is made.
+        await context.route("**/*", lambda route: self._route(route, tab.state))
+        tab.page = await context.new_page()
+        tab.page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.dismiss()))
+        return tab
+
+    async def _park(self, holder: _Browser, tab: _Tab) -> None:
+        """Keep ``tab`` for the next render, on a blank page: what the last one's page
+        still does (timers, requests) ends here, before another page is loaded."""
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            await asyncio.wait_for(tab.page.goto("about:blank"), CLOSE_SECONDS)
+        except (PlaywrightError, TimeoutError):
+            await self._close_tab(holder, tab)
+            return
+        holder.tabs.append(tab)
+
+    async def _close_tab(self, holder: _Browser, tab: _Tab) -> None:
+        from playwright.async_api import Error as PlaywrightError
+
+        try:
+            await asyncio.wait_for(tab.context.close(), CLOSE_SECONDS)
+        except (PlaywrightError, TimeoutError):
+            holder.dead = True
 
     def _result(self, state: _Page, dom: str, error: str | None, started: float) -> RenderResult:
         return RenderResult(
@@ -320,7 +375,11 @@ class ChromiumRenderer:
             requests=state.requests,
         )
 
-    async def _route(self, route: Any, state: _Page) -> None:
+    async def _route(self, route: Any, state: _Page | None) -> None:
+        if state is None:  # (a parked tab loads nothing)
+            with contextlib.suppress(Exception):
+                await route.abort("blockedbyclient")
+            return
         request = route.request
         url = request.url
         kind = request.resource_type

@@ -121,3 +121,10 @@ def test_the_browser_runs_in_a_session_of_its_own_so_ctrl_c_is_the_harvesters(
     pids = renderer.browser_pids()
     assert pids
     assert {os.getsid(pid) for pid in pids}.isdisjoint({os.getsid(0)})
+
+
+def test_a_reused_tab_carries_nothing_from_the_page_before(renderer, site) -> None:
+    assert render(renderer, site, "/gallery.html").error is None
+    plain = render(renderer, site, "/plain.html")
+    assert plain.images == (site.url + "/img/plain.png",)
+    assert "gallery-a.png" not in plain.dom

@@ -25,7 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from crawler.config import CrawlConfig, RenderConfig
-from crawler.render.chromium import ChromiumRenderer, _descendants
+from crawler.render.chromium import ChromiumRenderer, descendant_pids, pss_bytes
 from crawler.render.stage import RenderStage
 from crawler.web.pages import fetch_page, fetch_resource
 from tests.support.script_site import CRAWLABLE, ScriptSite
@@ -45,18 +45,6 @@ def cpu_seconds(pids: list[int]) -> float:
     return total / TICKS
 
 
-def pss_bytes(pids: list[int]) -> int:
-    total = 0
-    for pid in pids:
-        try:
-            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-                if line.startswith("Pss:"):
-                    total += int(line.split()[1]) * 1024
-        except (OSError, ValueError):
-            continue
-    return total
-
-
 class Sampler:
     """The peak PSS of this process's descendants (browser, driver), every 0.2 s."""
 
@@ -68,7 +56,7 @@ class Sampler:
 
     def _run(self) -> None:
         while not self._stop.wait(0.2):
-            self.peak = max(self.peak, pss_bytes(_descendants(os.getpid())))
+            self.peak = max(self.peak, pss_bytes(descendant_pids(os.getpid())))
 
     def stop(self) -> int:
         self._stop.set()
@@ -114,10 +102,10 @@ def main() -> int:
         stage = RenderStage("always", renderer)
         run([site.url + "/plain.html"], 1, stage)  # the browser started, not counted
         sampler = Sampler()
-        cpu_before = cpu_seconds(_descendants(os.getpid()))
+        cpu_before = cpu_seconds(descendant_pids(os.getpid()))
         here_before = time.process_time()
         walls, total = run(urls, concurrency, stage)
-        cpu_browser = cpu_seconds(_descendants(os.getpid())) - cpu_before
+        cpu_browser = cpu_seconds(descendant_pids(os.getpid())) - cpu_before
         cpu_here = time.process_time() - here_before
         peak = sampler.stop()
         renderer.close()

@@ -26,7 +26,6 @@ class RenderTally:
         self.links = 0
         self.errors = 0
         self.seconds = 0.0
-        self.stopped_hosts: list[str] = []
 
     def page(self, page: PageResult) -> dict[str, Any]:
         """Count ``page``; the fields its ``page_fetched`` event gets (None: left out)."""

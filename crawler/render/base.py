@@ -40,7 +40,6 @@ class RenderResult:
     blocked: tuple[str, ...] = ()
     error: str | None = None
     seconds: float = 0.0
-    requests: int = 0  # requests the page's browser made (all kinds)
 
 
 class Renderer(Protocol):

@@ -253,7 +253,7 @@ class ChromiumRenderer:
 
     def browser_pids(self) -> list[int]:
         """The running browser's processes (for memory figures); [] when none runs."""
-        return [pid for pid in _descendants(os.getpid()) if _is_chromium(pid, self.binary)]
+        return [pid for pid in descendant_pids(os.getpid()) if _is_chromium(pid, self.binary)]
 
     def close(self) -> None:
         if self._closed:
@@ -372,7 +372,6 @@ class ChromiumRenderer:
             blocked=tuple(state.blocked),
             error=error,
             seconds=time.monotonic() - started,
-            requests=state.requests,
         )
 
     async def _route(self, route: Any, state: _Page | None) -> None:
@@ -548,7 +547,7 @@ def _first_line(error: object) -> str:
     return (text[0] if text else type(error).__name__)[:200]
 
 
-def _descendants(root: int) -> list[int]:
+def descendant_pids(root: int) -> list[int]:
     """The processes below ``root`` (Linux /proc; [] elsewhere)."""
     children: dict[int, list[int]] = {}
     for entry in Path("/proc").glob("[0-9]*/stat"):
@@ -573,12 +572,13 @@ def _is_chromium(pid: int, binary: str) -> bool:
     return "chrom" in Path(exe).name or Path(exe) == Path(binary).resolve()
 
 
-def rss_bytes(pids: list[int]) -> int:
-    """The summed resident memory of ``pids`` (Linux /proc)."""
+def pss_bytes(pids: list[int]) -> int:
+    """The summed proportional memory (PSS: shared pages split between their users) of
+    ``pids`` (Linux /proc; a process gone meanwhile counts 0)."""
     total = 0
     for pid in pids:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            total += int(Path(f"/proc/{pid}/statm").read_text().split()[1]) * os.sysconf(
-                "SC_PAGE_SIZE"
-            )
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
+                    total += int(line.split()[1]) * 1024
     return total

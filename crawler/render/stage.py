@@ -67,11 +67,8 @@ class RenderStage:
         assert self.renderer is not None
         result = self.renderer.render(RenderRequest(url, body, content_type, self.user_agent))
         rendered = _added(result, url, static, parse)
-        stopped = False
-        if self.mode == "auto":
-            found_new = bool(rendered.images or rendered.links)
-            stopped = self.auto.rendered(host_of(url), found_new)
-        if stopped:
+        found_new = bool(rendered.images or rendered.links)
+        if self.mode == "auto" and self.auto.rendered(host_of(url), found_new):
             return replace(rendered, host_stopped=True)
         return rendered
 

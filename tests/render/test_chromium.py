@@ -16,7 +16,7 @@ import pytest
 from crawler.config import CrawlConfig, RenderConfig
 from crawler.errors import ConfigError
 from crawler.render.base import RenderRequest
-from crawler.render.chromium import ChromiumRenderer, find_chromium, rss_bytes
+from crawler.render.chromium import ChromiumRenderer, find_chromium, pss_bytes
 from crawler.web.extract import extract_page
 from crawler.web.pages import fetch_resource
 from tests.support.hostile_server import HostileServer
@@ -103,7 +103,7 @@ def test_the_browser_is_restarted_after_its_pages_and_its_memory_is_measurable(
     for _ in range(5):
         assert render(renderer, site, "/slider.html").error is None
     assert renderer.launches > before
-    assert rss_bytes(renderer.browser_pids()) > 10 * 1024 * 1024
+    assert pss_bytes(renderer.browser_pids()) > 10 * 1024 * 1024
 
 
 def test_without_chromium_the_error_says_how_to_get_it(monkeypatch) -> None:

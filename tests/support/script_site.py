@@ -15,7 +15,6 @@ import io
 import json
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler
 
 from PIL import Image
@@ -231,10 +230,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
         except (ConnectionError, TimeoutError):
             pass
-
-
-def wait_quiet(seconds: float = 0.2) -> None:
-    time.sleep(seconds)
 
 
 # The pages of the site a crawl can walk from /index.html (not the forbidden-address

@@ -123,7 +123,7 @@ VIEWPORTS = (
 )
 PROBE_VIEWPORT = VIEWPORTS[1]
 # The script pages show nothing that depends on the viewport: one run each, tall enough
-# that what nears the viewport (IntersectionObserver) is in it without scrolling.
+# that what nears the viewport (the lazy loader's test) is in it without scrolling.
 SCRIPT_VIEWPORT = VIEWPORTS[1]
 
 

@@ -67,7 +67,8 @@ EXAMPLES = {
   crawler verify /data/crawl --requeue-missing""",
     "keygen": """\
   crawler keygen ~/.crawler.key
-  scp -p ~/.crawler.key node1.example.lan:.crawler.key""",
+  scp -p ~/.crawler.key node1.example.lan:.crawler.key
+  crawler keygen --tls ~/.crawler-tls --host harvester.example.lan --host 10.0.0.5""",
 }
 
 
@@ -113,6 +114,16 @@ def _authkey_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _tls_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tls-cert", metavar="FILE", help="this side's TLS certificate, PEM")
+    parser.add_argument("--tls-key", metavar="FILE", help="its private key, PEM, mode 0600")
+    parser.add_argument(
+        "--tls-ca",
+        metavar="FILE",
+        help="the CA that signs the other side's certificate (`crawler keygen --tls DIR`)",
+    )
+
+
 def _metrics_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--metrics",
@@ -141,6 +152,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
         "--proxy", metavar="URL", help="a forward proxy, http://HOST:PORT (else $HTTP_PROXY)"
     )
     _authkey_flag(parser)
+    _tls_flags(parser)
 
 
 def _with_examples(name: str) -> dict[str, Any]:
@@ -301,6 +313,7 @@ def build_parser() -> argparse.ArgumentParser:
     status.add_argument("--json", action="store_true", help="print the raw figures as JSON")
     _config_flag(status)
     _authkey_flag(status)
+    _tls_flags(status)
 
     verify = command("verify", "check stored files against the manifest; re-queue bad ones")
     verify.add_argument("out", nargs="?", type=Path, help="output folder (default: downloads)")
@@ -313,18 +326,37 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _config_flag(verify)
 
-    keygen = command("keygen", "write a new random authkey file (mode 0600)")
-    keygen.add_argument("path", type=Path)
+    keygen = command("keygen", "write a new random authkey file (mode 0600), or TLS files")
+    keygen.add_argument("path", type=Path, nargs="?", help="the authkey file to write")
+    keygen.add_argument(
+        "--tls",
+        type=Path,
+        metavar="DIR",
+        help="write a private CA and certificates for the harvester and the nodes in DIR",
+    )
+    keygen.add_argument(
+        "--host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a name or address nodes reach the harvester by, for its certificate "
+        "(repeatable; localhost, 127.0.0.1, ::1 and this machine's name are always in)",
+    )
     return parser
 
 
 def _config(args: argparse.Namespace, flag_names: tuple[str, ...]) -> Config:
     flags = {name: getattr(args, name) for name in flag_names}
     flags["authkey_file"] = args.authkey_file
+    flags.update(_tls_settings(args))
     flags["allow_private"] = args.allow_private
     flags["cookies"] = args.cookies
     flags["proxy"] = args.proxy
     return load_config(args.config, os.environ, flags)
+
+
+def _tls_settings(args: argparse.Namespace) -> dict[str, Any]:
+    return {"tls_cert": args.tls_cert, "tls_key": args.tls_key, "tls_ca": args.tls_ca}
 
 
 def _authkey(config: Config) -> bytes:
@@ -405,9 +437,9 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from crawler.output.status import fetch_status, format_status
 
-    flags = {"connect": args.connect, "authkey_file": args.authkey_file}
+    flags = {"connect": args.connect, "authkey_file": args.authkey_file, **_tls_settings(args)}
     config = load_config(args.config, os.environ, flags)
-    status = fetch_status(config.download.connect, _authkey(config))
+    status = fetch_status(config.download.connect, _authkey(config), config.tls)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
     else:
@@ -451,10 +483,28 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from crawler.wire.authkey import write_new_key
+    if args.path is None and args.tls is None:
+        raise ConfigError("keygen: give a key FILE to write, or --tls DIR (or both)")
+    if args.host and args.tls is None:
+        raise ConfigError("keygen: --host goes with --tls DIR")
+    if args.path is not None:
+        from crawler.wire.authkey import write_new_key
 
-    write_new_key(args.path)
-    print(f"wrote a new authkey to {args.path} (mode 0600); copy it to every node")
+        write_new_key(args.path)
+        print(f"wrote a new authkey to {args.path} (mode 0600); copy it to every node")
+    if args.tls is not None:
+        from crawler.wire.certs import write_tls_files
+
+        files = write_tls_files(args.tls, args.host)
+        ca, folder = files.path("ca.pem"), files.folder
+        print(
+            f"wrote a private CA and certificates to {folder}; the harvester's is valid for "
+            f"{', '.join(files.harvester_names)}\n"
+            f"  harvester: --tls-cert {folder / 'harvester.pem'} "
+            f"--tls-key {folder / 'harvester-key.pem'} --tls-ca {ca}\n"
+            f"  each node (copy ca.pem, node.pem, node-key.pem to it, keeping mode 0600): "
+            f"--tls-cert {folder / 'node.pem'} --tls-key {folder / 'node-key.pem'} --tls-ca {ca}"
+        )
     return 0
 
 

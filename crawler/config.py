@@ -238,6 +238,25 @@ class RenderConfig:
 
 
 @dataclass(frozen=True)
+class TlsConfig:
+    """TLS on the wire between harvester and nodes (``crawler.wire.tls``); off when empty.
+
+    The harvester serves TLS when given ``tls_cert`` and checks nodes' certificates
+    (mutual TLS) when also given ``tls_ca``. A node or ``crawler status`` speaks TLS
+    when given ``tls_ca`` or ``tls_cert``, and always checks the harvester's certificate
+    (against ``tls_ca``, else the system's trusted CAs).
+    """
+
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.tls_cert or self.tls_ca)
+
+
+@dataclass(frozen=True)
 class Config:
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
@@ -246,6 +265,7 @@ class Config:
     output: OutputConfig = field(default_factory=OutputConfig)
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
+    tls: TlsConfig = field(default_factory=TlsConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}

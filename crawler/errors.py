@@ -5,9 +5,9 @@ prints the message on one line and exits with the class's ``exit_code``. Anythin
 else is a bug and keeps its traceback. The exit codes:
 
 ==  ==================================================================================
-2   ``ConfigError``, ``AuthKeyError``, ``StateError``, ``BrokerUnavailable``,
-    ``NotAHarvester``: the command cannot run as given (scripts and the end-to-end
-    tests rely on 2 for each of these)
+2   ``ConfigError``, ``AuthKeyError``, ``TlsError``, ``StateError``,
+    ``BrokerUnavailable``, ``NotAHarvester``: the command cannot run as given
+    (scripts and the end-to-end tests rely on 2 for each of these)
 4   ``OtherCrawl``: the state or output folder holds another crawl
 ==  ==================================================================================
 
@@ -39,6 +39,12 @@ class ConfigError(CrawlerError):
 
 class AuthKeyError(CrawlerError):
     """The manager's authkey is missing, too short or stored unsafely."""
+
+    exit_code = EXIT_ERROR
+
+
+class TlsError(CrawlerError):
+    """A TLS peer's certificate is refused, or refuses ours: the TLS settings are wrong."""
 
     exit_code = EXIT_ERROR
 

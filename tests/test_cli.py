@@ -505,6 +505,7 @@ def test_verify_of_a_crawl_whose_files_all_match_exits_0(tmp_path: Path):
 EXIT_CODES = {
     errors.ConfigError: 2,
     errors.AuthKeyError: 2,
+    errors.TlsError: 2,
     errors.BrokerUnavailable: 2,
     errors.NotAHarvester: 2,
     errors.StateError: 2,

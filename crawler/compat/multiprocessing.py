@@ -13,6 +13,10 @@ there is no public way.
   (``RawIOConnection``) to pass our own read and write: reads that stop at a deadline,
   and ``gevent.os`` for a gevent socket, where ``os.read`` fails with EAGAIN. The
   public ``Connection`` has no timeout and no way to choose how it does I/O.
+* ``Connection._close``: how a connection closes its descriptor (``os.close``).
+  Overridden (``SocketConnection``) so that a connection over a TLS socket closes the
+  socket object, whose reads and writes it makes: the public ``Connection`` takes only
+  a descriptor and reads it raw, which would bypass TLS.
 * ``Connection(handle)``: building a connection from a descriptor we connected
   ourselves (with ``TCP_NODELAY``, a connect deadline and a peek at the greeting);
   ``Client`` connects for us and offers none of that.
@@ -88,6 +92,24 @@ class RawIOConnection(Connection):
 
     def _send(self, buf: bytes, write: Any = None) -> None:
         super()._send(buf, self.write_raw)  # type: ignore[misc]
+
+
+class SocketConnection(RawIOConnection):
+    """A ``Connection`` whose bytes go through a socket object (an ``ssl.SSLSocket``)
+    rather than its descriptor; closing it closes the socket."""
+
+    def __init__(self, sock: Any) -> None:
+        self.sock = sock
+        super().__init__(sock.fileno())
+
+    def read_raw(self, handle: int, size: int) -> bytes:
+        return self.sock.recv(size)
+
+    def write_raw(self, handle: int, data: bytes) -> int:
+        return self.sock.send(data)
+
+    def _close(self, _close: Any = None) -> None:
+        self.sock.close()
 
 
 def with_serializer(

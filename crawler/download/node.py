@@ -133,7 +133,9 @@ class DownloaderNode:
         self.out = Path(config.output.out)
         self.batch_size = self.download.batch_size or self.download.concurrency
         self.limits = FetchLimits.from_config(config)
-        self._connect = connect or (lambda: wire.connect(config.download.connect, authkey))
+        self._connect = connect or (
+            lambda: wire.connect(config.download.connect, authkey, config.tls)
+        )
         self._fetch = fetch or self._fetch_image
         self._client: BrokerClient | None = None
         self._client_lock = gevent.lock.RLock()

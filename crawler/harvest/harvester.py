@@ -271,7 +271,9 @@ class Harvester:
             try:
                 self.metrics = harvest_metrics(self.config.metrics, self._figures)
                 opened.callback(self.metrics.close)
-                server = wire.serve(self.broker, queue.listen, self.authkey, queue)
+                server = wire.serve(
+                    self.broker, queue.listen, self.authkey, queue, self.config.tls
+                )
                 self._open_outputs(opened)
             except BaseException:
                 if self.state.is_new:  # a start that failed leaves no crawl behind
@@ -437,6 +439,14 @@ class Harvester:
             file=sys.stderr,
             flush=True,
         )
+        if wire.clear_on_network(self.config.queue.listen, self.config.tls):
+            print(
+                f"harvester: warning: serving {server.where} beyond this machine without TLS: "
+                "URLs and results cross the network in clear (--tls-cert, --tls-key, "
+                "--tls-ca; `crawler keygen --tls DIR`)",
+                file=sys.stderr,
+                flush=True,
+            )
 
     # -- the main loop -------------------------------------------------------------
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 from typing import Any
 
 from crawler import wire
+from crawler.config import TlsConfig
 
 
-def fetch_status(url: str, authkey: bytes) -> dict[str, Any]:
-    """The broker's ``status()`` at ``url`` (``wire.connect``). Raises
-    ``BrokerUnavailable`` (nothing there, or gone), ``AuthKeyError`` (another key) or
-    ``NotAHarvester`` (another server, or one that said nothing in time)."""
-    client = wire.connect(url, authkey)
+def fetch_status(url: str, authkey: bytes, tls: TlsConfig | None = None) -> dict[str, Any]:
+    """The broker's ``status()`` at ``url`` (``wire.connect``, in TLS by ``tls``).
+    Raises ``BrokerUnavailable`` (nothing there, or gone), ``AuthKeyError`` (another
+    key), ``TlsError`` (a certificate refused) or ``NotAHarvester`` (another server, or
+    one that said nothing in time)."""
+    client = wire.connect(url, authkey, tls)
     try:
         return client.status()
     finally:

@@ -1,23 +1,25 @@
 """How nodes reach the crawl's broker, and how a harvester serves it: a wire chosen by
 the URL's scheme.
 
-``connect(url, authkey)`` gives a node its ``BrokerClient`` (``base.py``);
-``serve(broker, url, authkey, settings)`` gives the harvester its ``Server``:
+``connect(url, authkey, tls)`` gives a node its ``BrokerClient`` (``base.py``);
+``serve(broker, url, authkey, settings, tls)`` gives the harvester its ``Server``:
 
 * ``tcp://HOST:PORT`` or plain ``HOST:PORT``: the harvester's manager over TCP
-  (``manager_client.py``, ``manager_server.py``).
+  (``manager_client.py``, ``manager_server.py``), in TLS when ``tls`` (the ``[tls]``
+  settings) says so (``tls.py``).
 * ``memory://NAME``: a ``Broker`` in this process (``inprocess.py``; tests and tools).
 
-Another wire (Redis, TLS) adds its scheme to ``CLIENTS`` and ``SERVERS`` here and to
+Another wire (Redis, say) adds its scheme to ``CLIENTS`` and ``SERVERS`` here and to
 ``config.BROKER_SCHEMES`` (which checks the URLs of the settings); nothing else changes.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from crawler.config import parse_address, split_broker_url
+from crawler.config import TlsConfig, parse_address, split_broker_url
 from crawler.errors import ConfigError
 from crawler.wire.base import BrokerClient, RecordClient
 
@@ -39,13 +41,16 @@ class Server(Protocol):
 _IN_PROCESS: dict[str, InProcessServer] = {}
 
 
-def _tcp(rest: str, authkey: bytes) -> BrokerClient:
-    from crawler.wire.manager_client import ManagerWire
+def _tcp(rest: str, authkey: bytes, tls: TlsConfig) -> BrokerClient:
+    from crawler.wire.manager_client import HANDSHAKE_TIMEOUT, ManagerWire
+    from crawler.wire.tls import client_context
 
-    return RecordClient(ManagerWire(parse_address(rest, "connect"), authkey))
+    context = client_context(tls) if tls.enabled else None
+    address = parse_address(rest, "connect")
+    return RecordClient(ManagerWire(address, authkey, HANDSHAKE_TIMEOUT, context))
 
 
-def _memory(rest: str, authkey: bytes) -> BrokerClient:
+def _memory(rest: str, authkey: bytes, _tls: TlsConfig) -> BrokerClient:
     from crawler.wire.inprocess import InProcessWire
 
     server = _IN_PROCESS.get(rest)
@@ -54,36 +59,63 @@ def _memory(rest: str, authkey: bytes) -> BrokerClient:
     return RecordClient(InProcessWire(server))
 
 
-def _serve_tcp(broker: Broker, rest: str, authkey: bytes, settings: QueueConfig) -> Server:
+def _serve_tcp(
+    broker: Broker, rest: str, authkey: bytes, settings: QueueConfig, tls: TlsConfig
+) -> Server:
     from crawler.wire.manager_server import BrokerServer, ServerLimits
+    from crawler.wire.tls import server_context
 
     address = parse_address(rest, "listen")
-    return BrokerServer(broker, address, authkey, ServerLimits.from_config(settings))
+    context = server_context(tls) if tls.enabled else None
+    return BrokerServer(broker, address, authkey, ServerLimits.from_config(settings), context)
 
 
-def _serve_memory(broker: Broker, rest: str, _authkey: bytes, _settings: QueueConfig) -> Server:
+def _serve_memory(
+    broker: Broker, rest: str, _authkey: bytes, _settings: QueueConfig, _tls: TlsConfig
+) -> Server:
     from crawler.wire.inprocess import InProcessServer
 
     _IN_PROCESS[rest] = InProcessServer(broker, f"memory://{rest}")
     return _IN_PROCESS[rest]
 
 
-CLIENTS: dict[str, Callable[[str, bytes], BrokerClient]] = {"tcp": _tcp, "memory": _memory}
-SERVERS: dict[str, Callable[[Broker, str, bytes, QueueConfig], Server]] = {
+CLIENTS: dict[str, Callable[[str, bytes, TlsConfig], BrokerClient]] = {
+    "tcp": _tcp,
+    "memory": _memory,
+}
+SERVERS: dict[str, Callable[[Broker, str, bytes, QueueConfig, TlsConfig], Server]] = {
     "tcp": _serve_tcp,
     "memory": _serve_memory,
 }
 
 
-def connect(url: str, authkey: bytes) -> BrokerClient:
+def connect(url: str, authkey: bytes, tls: TlsConfig | None = None) -> BrokerClient:
     """A client of the broker at ``url``. Connecting may raise what ``BrokerClient``'s
-    calls raise (``BrokerUnavailable``, ``AuthKeyError``, ``NotAHarvester``)."""
+    calls raise (``BrokerUnavailable``, ``AuthKeyError``, ``TlsError``,
+    ``NotAHarvester``), and ``ConfigError`` for TLS files that cannot be used."""
     scheme, rest = split_broker_url(url, "connect")
-    return CLIENTS[scheme](rest, authkey)
+    return CLIENTS[scheme](rest, authkey, tls or TlsConfig())
 
 
-def serve(broker: Broker, url: str, authkey: bytes, settings: QueueConfig) -> Server:
-    """A server of ``broker`` at ``url`` (``queue.listen``), not started yet. Raises
-    ``ConfigError`` for an address it cannot listen on."""
+def clear_on_network(url: str, tls: TlsConfig) -> bool:
+    """Whether serving at ``url`` (``queue.listen``) sends the crawl in clear beyond
+    this machine: plain TCP on an address that is not loopback."""
     scheme, rest = split_broker_url(url, "listen")
-    return SERVERS[scheme](broker, rest, authkey, settings)
+    if scheme != "tcp" or tls.tls_cert:
+        return False
+    host = parse_address(rest, "listen")[0]
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to any address
+        return True
+
+
+def serve(
+    broker: Broker, url: str, authkey: bytes, settings: QueueConfig, tls: TlsConfig | None = None
+) -> Server:
+    """A server of ``broker`` at ``url`` (``queue.listen``), not started yet. Raises
+    ``ConfigError`` for an address it cannot listen on or TLS files it cannot use."""
+    scheme, rest = split_broker_url(url, "listen")
+    return SERVERS[scheme](broker, rest, authkey, settings, tls or TlsConfig())

@@ -34,6 +34,7 @@ import math
 import os
 import select
 import socket
+import ssl
 import time
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -46,6 +47,7 @@ from crawler.compat.multiprocessing import (
     NotAChallenge,
     RawIOConnection,
     SerializingConnection,
+    SocketConnection,
     client_handshake,
     forget_thread_connection,
     never_decref,
@@ -55,6 +57,7 @@ from crawler.compat.multiprocessing import (
 )
 from crawler.errors import AuthKeyError, BrokerUnavailable, NotAHarvester
 from crawler.wire.base import CallFailed
+from crawler.wire.tls import handshake_error
 
 SERIALIZER = "crawler-json"
 TASK_QUEUE_METHODS = ("join", "lease_batch", "extend_leases", "leave", "status")
@@ -167,46 +170,145 @@ def _cooperative_connection_class() -> type[_BoundedConnection]:
     return CooperativeConnection
 
 
+class _BoundedTlsConnection(SocketConnection):
+    """A ``Connection`` over a TLS socket whose reads stop at a deadline while there
+    is one, as ``_BoundedConnection``'s do. Under gevent the socket is gevent's, so its
+    reads and writes wait on the hub by themselves."""
+
+    deadline: _Deadline | None = None
+    _timed = False
+
+    def _bound(self) -> None:
+        setup = _current_setup.get()
+        deadline = self.deadline or (setup.deadline if setup else None)
+        if deadline is None:
+            if self._timed:
+                self.sock.settimeout(None)
+                self._timed = False
+            return
+        remaining = deadline.remaining()
+        if remaining <= 0:
+            raise _DeadlinePassed
+        self.sock.settimeout(remaining)
+        self._timed = True
+
+    def read_raw(self, handle: int, size: int) -> bytes:
+        self._bound()
+        try:
+            return self.sock.recv(size)
+        except TimeoutError:
+            raise _DeadlinePassed from None
+
+    def write_raw(self, handle: int, data: bytes) -> int:
+        self._bound()
+        return self.sock.send(data)
+
+
 def _where(address: tuple[str, int]) -> str:
     return f"{address[0]}:{address[1]}"
 
 
-def _client(address: tuple[str, int], authkey: bytes | None = None) -> SerializingConnection:
-    """Open an authenticated, JSON-speaking connection to a manager.
+class TlsAddress(tuple):
+    """A harvester's ``(host, port)`` that carries the TLS context to reach it with.
 
-    Connecting and the key handshake both ways end by a deadline: ``HANDSHAKE_TIMEOUT``
-    from now, or the one ``ManagerWire`` is being set up by. Raises ``NotAHarvester``
-    for a peer that answers otherwise than a manager (or, at a setup's first contact,
-    not at all), ``AuthKeyError`` for a harvester with another key, and
-    ``OSError``/``EOFError`` for the network's failures and a harvester that stalls.
+    The manager hands its address to ``_client`` for every connection its proxies
+    open (one per thread or greenlet), so the address is where the context travels.
+    """
+
+    context: Any
+
+    def __new__(cls, address: tuple[str, int], context: Any) -> TlsAddress:
+        made = super().__new__(cls, address)
+        made.context = context
+        return made
+
+
+def _client(address: tuple[str, int], authkey: bytes | None = None) -> SerializingConnection:
+    """Open an authenticated, JSON-speaking connection to a manager (in TLS for a
+    ``TlsAddress``).
+
+    Connecting, TLS and the key handshake both ways end by a deadline:
+    ``HANDSHAKE_TIMEOUT`` from now, or the one ``ManagerWire`` is being set up by.
+    Raises ``NotAHarvester`` for a peer that answers otherwise than a manager (or, at a
+    setup's first contact, not at all), ``AuthKeyError`` for a harvester with another
+    key, ``TlsError`` for a certificate either side refuses, and ``OSError``/``EOFError``
+    for the network's failures and a harvester that stalls.
     """
     setup = _current_setup.get()
     deadline = setup.deadline if setup else _Deadline.after(HANDSHAKE_TIMEOUT)
     if deadline.remaining() <= 0:
         raise _DeadlinePassed
     where = _where(address)
+    first_contact = bool(setup and not setup.answered)
+    tls = getattr(address, "context", None)
     sock = socket.create_connection(address, timeout=max(deadline.remaining(), 0.001))
     try:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if authkey is not None:
-            _check_greeting(sock, where, deadline, first_contact=bool(setup and not setup.answered))
-        sock.settimeout(None)  # blocking again: the Connection reads the descriptor itself
+        if tls is not None:
+            sock = _tls_handshake(sock, tls, address[0], where, deadline, first_contact)
+        elif authkey is not None:
+            _check_greeting(sock, where, deadline, first_contact)
+        if tls is None:
+            sock.settimeout(None)  # blocking again: the Connection reads the descriptor
     except BaseException:
         sock.close()
         raise
-    connection_class = _cooperative_connection_class() if _gevent_patched() else _BoundedConnection
-    connection = connection_class(sock.detach())
+    connection: _BoundedConnection | _BoundedTlsConnection
+    if tls is not None:
+        connection = _BoundedTlsConnection(sock)
+    elif _gevent_patched():
+        connection = _cooperative_connection_class()(sock.detach())
+    else:
+        connection = _BoundedConnection(sock.detach())
     try:
         if authkey is not None:
             connection.deadline = deadline
             _answer_and_ask(connection, authkey, where, deadline)
             connection.deadline = None  # downloaders keep connections idle for the whole crawl
+    except ssl.SSLError as exc:  # TLS 1.3: a refused certificate shows at the first read
+        connection.close()
+        raise handshake_error(exc, where) from None
     except BaseException:
         connection.close()
         raise
     if setup:
         setup.answered = True
+    return json_connection(connection)
+
+
+def json_connection(connection: Any) -> SerializingConnection:
+    """The connection, sending and receiving JSON data (the wire's serializer)."""
     return with_serializer(connection, _json_dumps, _json_loads)
+
+
+def _tls_handshake(
+    sock: socket.socket,
+    context: ssl.SSLContext,
+    host: str,
+    where: str,
+    deadline: _Deadline,
+    first_contact: bool,
+) -> ssl.SSLSocket:
+    """``sock`` in TLS, the harvester's certificate checked for ``host``."""
+    tls = context.wrap_socket(sock, server_hostname=host, do_handshake_on_connect=False)
+    try:
+        tls.settimeout(max(deadline.remaining(), 0.001))
+        tls.do_handshake()
+    except TimeoutError:
+        tls.close()
+        if not first_contact:
+            raise TimeoutError(f"no TLS handshake within {deadline.seconds:g} s") from None
+        raise NotAHarvester(
+            f"{where} did not answer a TLS handshake within {deadline.seconds:g} s: "
+            "is it a crawler harvester started with --tls-cert?"
+        ) from None
+    except ssl.SSLError as exc:
+        tls.close()
+        raise handshake_error(exc, where) from None
+    except BaseException:
+        tls.close()
+        raise
+    return tls
 
 
 def _check_greeting(
@@ -221,7 +323,8 @@ def _check_greeting(
             raise TimeoutError(f"no challenge within {deadline.seconds:g} s") from None
         raise NotAHarvester(
             f"{where} did not answer the crawler handshake within {deadline.seconds:g} s: "
-            "is it a crawler harvester (crawler harvest --listen ...)?"
+            "is it a crawler harvester (crawler harvest --listen ...)? One started with "
+            "--tls-cert needs --tls-ca here"
         ) from None
     if not greeting:
         raise EOFError("closed the connection before the handshake")
@@ -248,7 +351,9 @@ def _answer_and_ask(
 
 
 class _DeepQueueListener(Listener):
-    """A JSON-speaking listener with a longer accept queue.
+    """The server's listener, with a longer accept queue; ``accept`` gives the plain
+    connection, on which the server runs TLS and the key handshake before it speaks
+    JSON (``json_connection``).
 
     The manager's server asks for 16; a burst of connections beyond that makes the kernel
     drop connection attempts, and each real client caught in it waits 1 s or more.
@@ -256,9 +361,6 @@ class _DeepQueueListener(Listener):
 
     def __init__(self, address: Any = None, family: Any = None, backlog: int = 1) -> None:
         super().__init__(address, family, max(backlog, LISTEN_BACKLOG))
-
-    def accept(self) -> SerializingConnection:  # type: ignore[override]
-        return with_serializer(super().accept(), _json_dumps, _json_loads)
 
 
 register_serializer(SERIALIZER, _DeepQueueListener, _client)
@@ -304,16 +406,23 @@ class ManagerWire:
 
     Raises ``BrokerUnavailable`` for every network failure (worth a retry),
     ``CallFailed`` when the harvester failed to take a call (an exception on its side),
-    ``AuthKeyError`` for another key and ``NotAHarvester`` for a peer that is no
-    harvester (both final). Connecting, the handshake and getting the proxies end within
-    ``handshake_timeout`` seconds; calls afterwards wait as long as the harvester takes.
+    ``AuthKeyError`` for another key, ``TlsError`` for a certificate either side refuses
+    and ``NotAHarvester`` for a peer that is no harvester (all final). Connecting, the
+    handshake and getting the proxies end within ``handshake_timeout`` seconds; calls
+    afterwards wait as long as the harvester takes. With ``tls`` (``tls.client_context``)
+    every connection is TLS, the harvester's certificate checked for the host connected to.
     """
 
     def __init__(
-        self, address: tuple[str, int], authkey: bytes, handshake_timeout: float = HANDSHAKE_TIMEOUT
+        self,
+        address: tuple[str, int],
+        authkey: bytes,
+        handshake_timeout: float = HANDSHAKE_TIMEOUT,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self.address = address
-        self._manager = _ClientManager(address=address, authkey=authkey, serializer=SERIALIZER)
+        reach = TlsAddress(address, tls) if tls is not None else address
+        self._manager = _ClientManager(address=reach, authkey=authkey, serializer=SERIALIZER)
         setup = _current_setup.set(_Setup(_Deadline.after(handshake_timeout)))
         try:
             self._manager.connect()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -20,10 +21,15 @@ from multiprocessing.managers import BaseManager
 from typing import Any
 
 from crawler.broker.broker import Broker
-from crawler.compat.multiprocessing import ManagerServer, server_handshake
+from crawler.compat.multiprocessing import ManagerServer, SocketConnection, server_handshake
 from crawler.config import QueueConfig
 from crawler.errors import ConfigError
-from crawler.wire.manager_client import RESULT_QUEUE_METHODS, SERIALIZER, TASK_QUEUE_METHODS
+from crawler.wire.manager_client import (
+    RESULT_QUEUE_METHODS,
+    SERIALIZER,
+    TASK_QUEUE_METHODS,
+    json_connection,
+)
 
 
 def _nodelay_socket(connection: Any) -> socket.socket:
@@ -109,12 +115,16 @@ class EventThrottle:
 
 
 def handshake_failure(exc: BaseException) -> str:
-    """Why a peer failed the key handshake, in words fit for the log (never the key)."""
+    """Why a peer failed TLS or the key handshake, in words fit for the log (never the
+    key): ``wrong key``, ``timeout``, ``closed``, ``tls: <reason>``, ``protocol error``."""
     if isinstance(exc, AuthenticationError):
         return "wrong key"
+    if isinstance(exc, ssl.SSLError) and not isinstance(exc, ssl.SSLEOFError):
+        reason = exc.reason or type(exc).__name__
+        return f"tls: {reason.lower().replace('_', ' ')}"
     if isinstance(exc, BlockingIOError | TimeoutError):
         return "timeout"  # SO_RCVTIMEO ran out: os.read fails with EAGAIN
-    if isinstance(exc, EOFError | ConnectionError):
+    if isinstance(exc, EOFError | ConnectionError | ssl.SSLEOFError):
         return "closed"
     return "protocol error"  # garbage: a message too long, not a challenge, cut short
 
@@ -141,9 +151,10 @@ def _set_io_timeout(sock: socket.socket, seconds: float) -> None:
 class _GuardedServer:
     """The manager's server, hardened against hostile peers, with TCP_NODELAY and a clean stop.
 
-    * The key handshake runs in the connection's thread with a time bound, so a peer
-      that connects and says nothing is dropped; a failure becomes an ``auth_failed``
-      event (throttled per peer address).
+    * TLS (with ``tls``, a ``tls.server_context``) and then the key handshake run in
+      the connection's thread with a time bound, so a peer that connects and says
+      nothing is dropped; a failure becomes an ``auth_failed`` event (throttled per
+      peer address).
     * At most ``max_connections`` connection threads. At the limit the oldest connection
       still in its handshake makes room (a downloader answers in milliseconds, so a
       flood of idle connections cannot lock it out); if none is, the new one is closed.
@@ -161,8 +172,10 @@ class _GuardedServer:
         authkey: bytes,
         limits: ServerLimits,
         note_event: Callable[[str, dict[str, Any]], None],
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         self._manager = ManagerServer(manager_class, address, authkey, SERIALIZER)
+        self._tls = tls
         self.address: tuple[str, int] = self._manager.address
         self._authkey = authkey
         self.limits = limits
@@ -230,33 +243,64 @@ class _GuardedServer:
 
     def _serve(self, connection: Any, sock: socket.socket, host: str, peer: str) -> None:
         try:
-            if self._authenticate(connection, sock, host, peer):
-                self._manager.answer_requests(connection)
+            connection = self._authenticate(connection, sock, host, peer)
+            if connection is not None:
+                self._manager.answer_requests(json_connection(connection))
         finally:
             with self._lock:
                 self._open_sockets.discard(sock)
                 self._in_handshake.pop(sock, None)
-            connection.close()
+            if connection is not None:
+                connection.close()
             sock.close()
 
-    def _authenticate(self, connection: Any, sock: socket.socket, host: str, peer: str) -> bool:
-        """The manager's HMAC handshake, both ways, each read and write time-bounded."""
+    def _authenticate(self, connection: Any, sock: socket.socket, host: str, peer: str) -> Any:
+        """TLS if configured, then the manager's HMAC handshake both ways, each read and
+        write time-bounded. The connection to serve (over TLS, it is a new one), or None
+        when the peer failed (the connection is closed then)."""
         try:
-            _set_io_timeout(sock, self.limits.handshake_timeout)
-            server_handshake(connection, self._authkey)
-            _set_io_timeout(sock, 0)  # downloaders keep connections idle for the whole crawl
+            if self._tls is not None:
+                connection = self._tls_accept(connection)
+                server_handshake(connection, self._authkey)
+                connection.sock.settimeout(None)  # idle for the whole crawl from now on
+            else:
+                _set_io_timeout(sock, self.limits.handshake_timeout)
+                server_handshake(connection, self._authkey)
+                _set_io_timeout(sock, 0)  # downloaders keep connections idle for the whole crawl
         except Exception as exc:
+            connection.close()
             with self._lock:
                 # Not ours to report when we cut it: at the limit, or because we stop.
                 cut_by_us = self.closing or sock not in self._in_handshake
             if not cut_by_us:
                 self._note("auth_failed", host, {"peer": peer, "reason": handshake_failure(exc)})
-            return False
+            return None
         with self._lock:
             if sock not in self._in_handshake:
-                return False  # cut at the connection limit meanwhile
+                connection.close()
+                return None  # cut at the connection limit meanwhile
             del self._in_handshake[sock]
-        return True
+        return connection
+
+    def _tls_accept(self, connection: Any) -> SocketConnection:
+        """The server's TLS handshake on an accepted connection, within the handshake
+        timeout; the plain connection is closed, the TLS one returned (its socket still
+        bounded by the timeout, for the key handshake)."""
+        assert self._tls is not None
+        raw = socket.socket(fileno=os.dup(connection.fileno()))
+        connection.close()
+        try:
+            raw.settimeout(self.limits.handshake_timeout)
+            tls = self._tls.wrap_socket(raw, server_side=True, do_handshake_on_connect=False)
+        except BaseException:
+            raw.close()
+            raise
+        try:
+            tls.do_handshake()
+        except BaseException:
+            tls.close()
+            raise
+        return SocketConnection(tls)
 
     def _note(self, name: str, per: str, fields: dict[str, Any]) -> None:
         """Record an event unless one of the same name and ``per`` was recorded lately."""
@@ -279,7 +323,8 @@ class _GuardedServer:
 
 
 class BrokerServer:
-    """The harvester's side: serves one Broker on ``address`` until ``stop``."""
+    """The harvester's side: serves one Broker on ``address`` until ``stop``, in TLS
+    with ``tls`` (``tls.server_context``)."""
 
     def __init__(
         self,
@@ -287,6 +332,7 @@ class BrokerServer:
         address: tuple[str, int],
         authkey: bytes,
         limits: ServerLimits | None = None,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         class ServingManager(BaseManager):
             pass
@@ -305,6 +351,7 @@ class BrokerServer:
                 authkey,
                 limits or ServerLimits.from_config(QueueConfig()),
                 broker.note_event,
+                tls,
             )
         except OSError as exc:
             raise ConfigError(

@@ -66,7 +66,8 @@ def test_an_http_port_is_no_harvester(tmp_path):
 
     message = (
         f"127.0.0.1:{port} did not answer the crawler handshake within "
-        f"{HANDSHAKE_TIMEOUT:g} s: is it a crawler harvester (crawler harvest --listen ...)?"
+        f"{HANDSHAKE_TIMEOUT:g} s: is it a crawler harvester (crawler harvest --listen ...)? "
+        "One started with --tls-cert needs --tls-ca here"
     )
     for name, (code, stderr, seconds) in outcomes.items():
         assert code == 2, stderr

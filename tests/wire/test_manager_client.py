@@ -515,7 +515,8 @@ def test_a_server_that_says_nothing_is_not_a_harvester_after_the_deadline() -> N
     assert isinstance(error, NotAHarvester)
     assert str(error) == (
         f"127.0.0.1:{address[1]} did not answer the crawler handshake within 0.5 s: "
-        "is it a crawler harvester (crawler harvest --listen ...)?"
+        "is it a crawler harvester (crawler harvest --listen ...)? One started with "
+        "--tls-cert needs --tls-ca here"
     )
     assert SHORT - 0.05 <= seconds < SHORT + SLACK
 

@@ -260,8 +260,8 @@ class Broker:
                 {
                     "node": info.node,
                     "host": str(info.info.get("host", "")),
-                    "pid": int(info.info.get("pid", 0) or 0),
-                    "concurrency": int(info.info.get("concurrency", 0) or 0),
+                    "pid": _whole(info.info.get("pid")),
+                    "concurrency": _whole(info.info.get("concurrency")),
                     "leased": int(held.get(info.node, 0)),
                     "stored": info.stored,
                     "failed": info.failed,
@@ -444,3 +444,8 @@ class Broker:
             self.nodes[node] = info = NodeInfo(str(node), {}, self.clock())
             self._events.append(("node_joined", {"node": node, "rejoined": True}))
         info.last_seen = self.clock()
+
+
+def _whole(value: Any) -> int:
+    """A count a node told about itself (``join``'s info), 0 unless a plain integer."""
+    return value if type(value) is int and 0 <= value < 2**63 else 0

@@ -271,9 +271,7 @@ class Harvester:
             try:
                 self.metrics = harvest_metrics(self.config.metrics, self._figures)
                 opened.callback(self.metrics.close)
-                server = wire.serve(
-                    self.broker, queue.listen, self.authkey, queue, self.config.tls
-                )
+                server = wire.serve(self.broker, queue.listen, self.authkey, queue, self.config.tls)
                 self._open_outputs(opened)
             except BaseException:
                 if self.state.is_new:  # a start that failed leaves no crawl behind

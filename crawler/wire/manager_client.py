@@ -36,6 +36,7 @@ import select
 import socket
 import ssl
 import time
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from multiprocessing import AuthenticationError
@@ -276,9 +277,12 @@ def _client(address: tuple[str, int], authkey: bytes | None = None) -> Serializi
     return json_connection(connection)
 
 
-def json_connection(connection: Any) -> SerializingConnection:
-    """The connection, sending and receiving JSON data (the wire's serializer)."""
-    return with_serializer(connection, _json_dumps, _json_loads)
+def json_connection(
+    connection: Any, loads: Callable[[bytes], Any] = _json_loads
+) -> SerializingConnection:
+    """The connection, sending JSON data and receiving what ``loads`` makes of each
+    message (JSON data; the server's checks requests too, ``messages.py``)."""
+    return with_serializer(connection, _json_dumps, loads)
 
 
 def _tls_handshake(

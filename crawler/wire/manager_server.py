@@ -3,6 +3,8 @@
 The port is open to anyone who can reach it, so the server holds out against peers
 without the key (``ServerLimits``): the handshake is time-bounded, failures become
 throttled ``auth_failed`` events in the progress log, and connection threads are capped.
+Peers with the key are held to the requests of ``messages.py``: a bad one closes that
+connection, with a throttled ``bad_message`` event.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from crawler.wire.manager_client import (
     TASK_QUEUE_METHODS,
     json_connection,
 )
+from crawler.wire.messages import RequestChecker
 
 
 def _nodelay_socket(connection: Any) -> socket.socket:
@@ -245,7 +248,8 @@ class _GuardedServer:
         try:
             connection = self._authenticate(connection, sock, host, peer)
             if connection is not None:
-                self._manager.answer_requests(json_connection(connection))
+                checker = RequestChecker(lambda reason: self._bad_message(host, peer, reason))
+                self._manager.answer_requests(json_connection(connection, checker))
         finally:
             with self._lock:
                 self._open_sockets.discard(sock)
@@ -301,6 +305,10 @@ class _GuardedServer:
             tls.close()
             raise
         return SocketConnection(tls)
+
+    def _bad_message(self, host: str, peer: str, reason: str) -> None:
+        """An authenticated peer sent a request we refuse: its connection closes."""
+        self._note("bad_message", host, {"peer": peer, "reason": reason})
 
     def _note(self, name: str, per: str, fields: dict[str, Any]) -> None:
         """Record an event unless one of the same name and ``per`` was recorded lately."""

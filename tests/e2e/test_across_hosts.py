@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.cluster import Cluster
+from tests.e2e.test_tls import harvester_flags, keygen, node_flags
 
 # A /30 that exists only between the two namespaces this test creates.
 HARVESTER_IP, DOWNLOADER_IP = "10.231.77.1", "10.231.77.2"
@@ -56,16 +57,22 @@ def two_hosts():
             subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=30)
 
 
-def test_crawl_across_two_network_namespaces(two_hosts, tmp_path: Path):
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+def test_crawl_across_two_network_namespaces(two_hosts, tmp_path: Path, tls: bool):
     in_harvester_host, in_downloader_host = two_hosts
     cluster = Cluster(tmp_path, in_harvester_host, in_downloader_host, HARVESTER_IP)
+    harvester_tls, node_tls = [], []
+    if tls:  # the harvester's certificate names the address nodes connect to
+        pki = tmp_path / "pki"
+        keygen(pki, HARVESTER_IP)
+        harvester_tls, node_tls = harvester_flags(pki), node_flags(pki)
     try:
         # 0.1 s per image: the first node to connect must not finish before the second joins.
         truth = cluster.serve_site(image_delay=0.1, pages=12, images=90, seed=11)
         harvester_out, downloader_out = tmp_path / "harvester", tmp_path / "downloader"
-        cluster.harvester(harvester_out)
+        cluster.harvester(harvester_out, *harvester_tls)
         for name in ("remote-a", "remote-b"):
-            cluster.downloader(name, downloader_out)
+            cluster.downloader(name, downloader_out, *node_tls)
         codes = cluster.wait_all(["harvester", "remote-a", "remote-b"])
         assert codes == {"harvester": 0, "remote-a": 0, "remote-b": 0}, {
             name: cluster.output(name) for name in codes
@@ -74,5 +81,7 @@ def test_crawl_across_two_network_namespaces(two_hosts, tmp_path: Path):
         assert cluster.listen == f"{HARVESTER_IP}:5599"
         assert not list(harvester_out.glob("10.*")), "images belong on the downloader host"
         assert list(downloader_out.glob(f"{HARVESTER_IP}_*")), "no images on the downloader"
+        warned = "without TLS" in (cluster.logs / "harvester.err").read_text()
+        assert warned is not tls  # serving on 10.231.77.1 in clear is worth one warning
     finally:
         cluster.stop_all()

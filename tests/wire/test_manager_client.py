@@ -424,12 +424,17 @@ def test_a_pickle_sent_with_the_right_key_is_never_loaded(
             assert b"#RETURN" in raw.recv_bytes()
         raw.send(CreatesMarker(marker))
         assert raw.poll(CALL_TIMEOUT), "the server did not answer the pickle"
-        answer = raw.recv_bytes()
+        try:
+            answer = raw.recv_bytes()
+        except EOFError:
+            answer = b"(closed)"
     finally:
         raw.close()
 
     assert not marker.exists()
-    assert b"#TRACEBACK" in answer
+    # A first message is answered with an error; in a session, a message that is not
+    # a request closes the connection (messages.py).
+    assert answer == b"(closed)" if session_first else b"#TRACEBACK" in answer
     client = connect(server)
     assert call_within(CALL_TIMEOUT, client.join, "n1", {})["lease_seconds"] == 60.0
 

@@ -156,9 +156,11 @@ def test_what_crosses_the_network_is_encrypted_only_with_tls(pki: Path, encrypte
 
 
 def test_a_node_without_a_certificate_is_refused_by_a_mutual_tls_harvester(pki: Path) -> None:
-    with serving(harvester_tls(pki)) as (server, _, events):
-        with pytest.raises(TlsError, match="refused this node's certificate"):
-            wire_to(server.address, node_tls(pki, with_cert=False))
+    with (
+        serving(harvester_tls(pki)) as (server, _, events),
+        pytest.raises(TlsError, match="refused this node's certificate"),
+    ):
+        wire_to(server.address, node_tls(pki, with_cert=False))
         # Server side: one auth_failed event naming TLS, nothing else served.
         deadline = time.monotonic() + 5
         while not events.seen and time.monotonic() < deadline:
@@ -175,17 +177,21 @@ def test_without_a_ca_on_the_harvester_any_node_that_trusts_it_gets_to_the_key_c
 
 
 def test_a_harvester_signed_by_another_ca_is_not_trusted(pki: Path, other_pki: Path) -> None:
-    with serving(harvester_tls(other_pki, mutual=False)) as (server, _, _events):
-        with pytest.raises(TlsError, match="certificate we do not trust") as raised:
-            wire_to(server.address, node_tls(pki))
+    with (
+        serving(harvester_tls(other_pki, mutual=False)) as (server, _, _events),
+        pytest.raises(TlsError, match="certificate we do not trust") as raised,
+    ):
+        wire_to(server.address, node_tls(pki))
     assert "--tls-ca" in str(raised.value)
 
 
 def test_a_harvester_certificate_for_other_names_is_not_trusted(pki: Path) -> None:
     assert "127.0.0.2" not in harvester_names(())
-    with serving(harvester_tls(pki), host="127.0.0.2") as (server, _, _events):
-        with pytest.raises(TlsError, match="--host NAME") as raised:
-            wire_to(server.address, node_tls(pki))
+    with (
+        serving(harvester_tls(pki), host="127.0.0.2") as (server, _, _events),
+        pytest.raises(TlsError, match="--host NAME") as raised,
+    ):
+        wire_to(server.address, node_tls(pki))
     assert "127.0.0.2" in str(raised.value)
 
 
@@ -193,9 +199,11 @@ def test_a_node_signed_by_another_ca_is_refused(pki: Path, other_pki: Path) -> N
     wrong = TlsConfig(
         str(other_pki / "node.pem"), str(other_pki / "node-key.pem"), str(pki / "ca.pem")
     )
-    with serving(harvester_tls(pki)) as (server, _, _events):
-        with pytest.raises(TlsError, match="refused this node's certificate"):
-            wire_to(server.address, wrong)
+    with (
+        serving(harvester_tls(pki)) as (server, _, _events),
+        pytest.raises(TlsError, match="refused this node's certificate"),
+    ):
+        wire_to(server.address, wrong)
 
 
 def test_a_plain_node_meets_a_tls_harvester_with_a_hint(pki: Path) -> None:
@@ -207,9 +215,11 @@ def test_a_plain_node_meets_a_tls_harvester_with_a_hint(pki: Path) -> None:
 
 
 def test_a_tls_node_meets_a_plain_harvester_with_a_hint(pki: Path) -> None:
-    with serving(None) as (server, _, events):
-        with pytest.raises(NotAHarvester, match="did not answer in TLS.*--tls-cert"):
-            wire_to(server.address, node_tls(pki), timeout=SHORT)
+    with (
+        serving(None) as (server, _, _events),
+        pytest.raises(NotAHarvester, match=r"did not answer in TLS.*--tls-cert"),
+    ):
+        wire_to(server.address, node_tls(pki), timeout=SHORT)
 
 
 def test_a_tls_node_meets_a_silent_server_within_its_deadline(pki: Path) -> None:
@@ -235,7 +245,7 @@ def test_a_peer_that_stalls_in_the_tls_handshake_is_cut_and_others_are_served(pk
 
 
 def test_unusable_tls_files_are_clear_errors(pki: Path, tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="tls_cert: cannot read .*missing.pem"):
+    with pytest.raises(ConfigError, match=r"tls_cert: cannot read .*missing\.pem"):
         server_context(TlsConfig(str(tmp_path / "missing.pem"), str(pki / "harvester-key.pem")))
     loose = tmp_path / "loose-key.pem"
     loose.write_bytes((pki / "harvester-key.pem").read_bytes())
@@ -258,7 +268,7 @@ def test_keygen_never_overwrites_and_keeps_keys_private(pki: Path) -> None:
     assert oct(os.stat(pki / "harvester-key.pem").st_mode & 0o777) == "0o600"
     assert oct(os.stat(pki / "node-key.pem").st_mode & 0o777) == "0o600"
     before = (pki / "ca.pem").read_bytes()
-    with pytest.raises(ConfigError, match="already holds ca.pem"):
+    with pytest.raises(ConfigError, match=r"already holds ca\.pem"):
         write_tls_files(pki)
     assert (pki / "ca.pem").read_bytes() == before
 

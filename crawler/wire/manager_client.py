@@ -68,7 +68,14 @@ LISTEN_BACKLOG = 1024
 TRANSIENT_ERRORS = (OSError, EOFError)
 # Seconds to connect and pass the key handshake (and, for ManagerWire, get the proxies).
 HANDSHAKE_TIMEOUT = 10.0
+SETUP_STEPS = 8  # connections a ManagerWire's setup opens, at most (it opens 6)
 GREETING_BYTES = 48  # of a peer's first message, peeked at to tell what it is
+# A peer gone silent (a partition, a machine powered off) ends the connection after
+# about DEAD_PEER_SECONDS, on both sides, instead of TCP's 15 minutes: keepalive
+# probes on an idle connection (after 5 s, every 2 s, 4 unanswered) and a bound on
+# data left unacknowledged (TCP_USER_TIMEOUT). The node then reconnects.
+DEAD_PEER_SECONDS = 15
+_KEEPALIVE = (("TCP_KEEPIDLE", 5), ("TCP_KEEPINTVL", 2), ("TCP_KEEPCNT", 4))
 
 
 # Built once: json.dumps with options builds a new encoder per call.
@@ -81,6 +88,20 @@ def _json_dumps(obj: Any) -> bytes:
 
 def _json_loads(data: bytes) -> Any:
     return json.loads(data)
+
+
+def detect_dead_peers(sock: socket.socket) -> None:
+    """Set TCP_NODELAY, keepalive and TCP_USER_TIMEOUT on a connected TCP socket (the
+    options this system has), so that a silent peer ends it (``DEAD_PEER_SECONDS``)."""
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in _KEEPALIVE:
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+    if hasattr(socket, "TCP_USER_TIMEOUT"):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, DEAD_PEER_SECONDS * 1000)
 
 
 def _gevent_patched() -> bool:
@@ -106,11 +127,34 @@ class _Deadline:
 
 @dataclass
 class _Setup:
-    """A ``ManagerWire`` being set up: its deadline, and whether the peer has passed a
-    handshake yet (once it has, silence means a harvester that stalls, not a stranger)."""
+    """A ``ManagerWire`` being set up: its deadlines, and whether the peer has passed a
+    handshake yet (once it has, silence means a harvester that stalls, not a stranger).
 
-    deadline: _Deadline
+    Setting up opens several connections one after the other (the manager's, one per
+    proxy, its reference counts), each with its handshake: about 30 round trips in all,
+    12 s on a 400 ms path. So each connection has its own ``seconds`` (from its start,
+    through its handshake and its request), and the whole setup ``SETUP_STEPS`` times as
+    long: a far harvester connects, a silent or stalling one is still found out within
+    ``seconds``.
+    """
+
+    seconds: float
+    deadline: _Deadline  # of the whole setup
+    step: _Deadline | None = None  # of the connection being opened
     answered: bool = False
+
+    @classmethod
+    def within(cls, seconds: float) -> _Setup:
+        return cls(seconds, _Deadline.after(seconds * SETUP_STEPS))
+
+    def next_step(self) -> _Deadline:
+        """The deadline of a new connection, from now (never past the whole setup's)."""
+        step = _Deadline.after(self.seconds)
+        self.step = step if step.at < self.deadline.at else self.deadline
+        return self.step
+
+    def current(self) -> _Deadline:
+        return self.step or self.deadline
 
 
 class _DeadlinePassed(Exception):
@@ -135,7 +179,7 @@ class _BoundedConnection(RawIOConnection):
 
     def read_raw(self, handle: int, size: int) -> bytes:
         setup = _current_setup.get()
-        deadline = self.deadline or (setup.deadline if setup else None)
+        deadline = self.deadline or (setup.current() if setup else None)
         if deadline is None:
             return self._read(handle, size)
         remaining = deadline.remaining()
@@ -181,7 +225,7 @@ class _BoundedTlsConnection(SocketConnection):
 
     def _bound(self) -> None:
         setup = _current_setup.get()
-        deadline = self.deadline or (setup.deadline if setup else None)
+        deadline = self.deadline or (setup.current() if setup else None)
         if deadline is None:
             if self._timed:
                 self.sock.settimeout(None)
@@ -236,7 +280,7 @@ def _client(address: tuple[str, int], authkey: bytes | None = None) -> Serializi
     for the network's failures and a harvester that stalls.
     """
     setup = _current_setup.get()
-    deadline = setup.deadline if setup else _Deadline.after(HANDSHAKE_TIMEOUT)
+    deadline = setup.next_step() if setup else _Deadline.after(HANDSHAKE_TIMEOUT)
     if deadline.remaining() <= 0:
         raise _DeadlinePassed
     where = _where(address)
@@ -244,7 +288,7 @@ def _client(address: tuple[str, int], authkey: bytes | None = None) -> Serializi
     tls = getattr(address, "context", None)
     sock = socket.create_connection(address, timeout=max(deadline.remaining(), 0.001))
     try:
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        detect_dead_peers(sock)
         if tls is not None:
             sock = _tls_handshake(sock, tls, address[0], where, deadline, first_contact)
         elif authkey is not None:
@@ -411,10 +455,12 @@ class ManagerWire:
     Raises ``BrokerUnavailable`` for every network failure (worth a retry),
     ``CallFailed`` when the harvester failed to take a call (an exception on its side),
     ``AuthKeyError`` for another key, ``TlsError`` for a certificate either side refuses
-    and ``NotAHarvester`` for a peer that is no harvester (all final). Connecting, the
-    handshake and getting the proxies end within ``handshake_timeout`` seconds; calls
-    afterwards wait as long as the harvester takes. With ``tls`` (``tls.client_context``)
-    every connection is TLS, the harvester's certificate checked for the host connected to.
+    and ``NotAHarvester`` for a peer that is no harvester (all final). Each connection
+    the setup opens (connecting, its handshake, its request for the proxies) ends within
+    ``handshake_timeout`` seconds, the whole setup within ``SETUP_STEPS`` times that
+    (``_Setup``); calls afterwards wait as long as the harvester takes. With ``tls``
+    (``tls.client_context``) every connection is TLS, the harvester's certificate
+    checked for the host connected to.
     """
 
     def __init__(
@@ -427,7 +473,7 @@ class ManagerWire:
         self.address = address
         reach = TlsAddress(address, tls) if tls is not None else address
         self._manager = _ClientManager(address=reach, authkey=authkey, serializer=SERIALIZER)
-        setup = _current_setup.set(_Setup(_Deadline.after(handshake_timeout)))
+        setup = _current_setup.set(_Setup.within(handshake_timeout))
         try:
             self._manager.connect()
             self._tasks: TaskQueueProxy = self._manager.get_task_queue()

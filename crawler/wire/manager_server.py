@@ -30,20 +30,21 @@ from crawler.wire.manager_client import (
     RESULT_QUEUE_METHODS,
     SERIALIZER,
     TASK_QUEUE_METHODS,
+    detect_dead_peers,
     json_connection,
 )
 from crawler.wire.messages import RequestChecker
 
 
 def _nodelay_socket(connection: Any) -> socket.socket:
-    """A duplicate of the connection's socket, with TCP_NODELAY set on the shared socket.
+    """A duplicate of the connection's socket, with TCP_NODELAY and the dead-peer
+    bounds (``detect_dead_peers``) set on the shared socket.
 
     The duplicate keeps the socket alive until we close it, so shutting it down can
     never hit an unrelated socket that reused a closed descriptor number.
     """
     sock = socket.socket(fileno=os.dup(connection.fileno()))
-    if sock.family in (socket.AF_INET, socket.AF_INET6):
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    detect_dead_peers(sock)
     return sock
 
 

@@ -82,8 +82,10 @@ class Link:
         self._random = random.Random(self.seed)
         self._stop = threading.Event()
         self._fds: list[int] = []
-        for side, ns, here, there in (("a", self.ns_a, self.addr_a, self.addr_b),
-                                      ("b", self.ns_b, self.addr_b, self.addr_a)):
+        for side, ns, here, there in (
+            ("a", self.ns_a, self.addr_a, self.addr_b),
+            ("b", self.ns_b, self.addr_b, self.addr_a),
+        ):
             device = f"{self.name}{side}"
             self._fds.append(open_tun(device))
             ip("link", "set", device, "netns", ns)

@@ -488,7 +488,9 @@ class ManagerWire:
                 f"{handshake_timeout:g} s"
             ) from None
         except TRANSIENT_ERRORS as exc:
-            raise BrokerUnavailable(f"harvester at {self.where} is not reachable: {exc}") from exc
+            raise BrokerUnavailable(
+                f"harvester at {self.where} is not reachable: {str(exc) or type(exc).__name__}"
+            ) from exc
         finally:
             _current_setup.reset(setup)
 

@@ -53,17 +53,16 @@ def hosts():
 
 
 def run_crawl(tmp_path: Path, harvester_ns: str, links: dict, env: dict, **site: float):
-    """Serve the site and start the nodes, then (once both wait for it) the harvester."""
+    """Serve the site, start the harvester and, once it listens, the nodes."""
     cluster = Cluster(tmp_path, exec_in(harvester_ns), (), HARVESTER)
     truth = cluster.serve_site(**site)
     out = tmp_path / "harvester"
+    cluster.harvester(out, env={**cluster.env, **env})
+    wait_for_text(cluster.logs / "harvester.err", "serving tasks on")
     outs = {}
     for name, link in links.items():
         outs[name] = tmp_path / name
         cluster.downloader(name, outs[name], concurrency=CONCURRENCY, host=exec_in(link.ns_b))
-    for name in links:
-        wait_for_text(cluster.logs / f"{name}.err", "not reachable")
-    cluster.harvester(out, env={**cluster.env, **env})
     return cluster, truth, out, outs
 
 
@@ -101,35 +100,22 @@ def finish(cluster: Cluster, truth: dict, out: Path, outs: dict, links: dict, ca
     return {**result, "figures": figures, "events": events}
 
 
-def test_ten_percent_packet_loss(hosts, tmp_path: Path) -> None:
+def test_a_lossy_link_and_a_slow_reordering_link(hosts, tmp_path: Path) -> None:
+    """node-a behind 10% packet loss (both ways), node-b behind 200 ms ± 50 ms each
+    way (packets overtake each other), in one crawl."""
     harvester_ns, links = hosts
-    for link in links.values():
-        link.set(loss=0.10)
+    links["node-a"].set(loss=0.10)
+    links["node-b"].set(delay=0.2, jitter=0.05)
     cluster, truth, out, outs = run_crawl(
-        tmp_path, harvester_ns, links, {}, pages=5, images=40, seed=21, image_delay=0.5
+        tmp_path, harvester_ns, links, {}, pages=4, images=60, seed=21, image_delay=0.6
     )
     try:
-        done = finish(cluster, truth, out, outs, links, "10% loss")
+        done = finish(cluster, truth, out, outs, links, "10% loss / 200 ms ± 50 ms delay")
     finally:
         cluster.stop_all()
-    assert done["figures"]["packets_dropped"] > 50  # the faults were real
-
-
-def test_delay_with_jitter_that_reorders(hosts, tmp_path: Path) -> None:
-    harvester_ns, links = hosts
-    for link in links.values():
-        link.set(delay=0.2, jitter=0.05)
-    started = time.monotonic()
-    cluster, truth, out, outs = run_crawl(
-        tmp_path, harvester_ns, links, {}, pages=5, images=40, seed=22, image_delay=0.2
-    )
-    try:
-        done = finish(cluster, truth, out, outs, links, "200 ms ± 50 ms delay")
-    finally:
-        cluster.stop_all()
-    # Each image costs a node at least a round trip (>= 300 ms) through the links.
-    assert time.monotonic() - started > 40 * 0.3 / (2 * CONCURRENCY)
-    assert done["figures"]["fetched_twice"] <= done["figures"]["retried_after_a_failed_fetch"]
+    assert links["node-a"].counts.dropped > 30  # the faults were real
+    # (check_crawl asserted that both nodes stored images.)
+    assert done["figures"]["nodes_lost"] == 0
 
 
 def test_a_partition_between_the_harvester_and_one_node(hosts, tmp_path: Path) -> None:
@@ -160,9 +146,10 @@ def test_a_partition_between_the_harvester_and_one_node(hosts, tmp_path: Path) -
         cluster.stop_all()
     events = done["events"]
     assert [e["node"] for e in events if e["event"] == "node_lost"] == ["node-b"]
-    assert any(
-        e["event"] == "node_joined" and e["node"] == "node-b" and e.get("rejoined") for e in events
-    ), "node-b did not come back"
+    lost_at = next(i for i, e in enumerate(events) if e["event"] == "node_lost")
+    assert [e for e in events[lost_at:] if e["event"] == "node_joined" and e["node"] == "node-b"], (
+        "node-b did not come back"
+    )
     # The others kept working meanwhile, and node-b worked again after the partition.
     assert stored_by_a_during >= 100, stored_by_a_during
     assert stored_by(out / "progress.log", "node-b") > stored_by_b_at_return

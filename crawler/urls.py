@@ -24,7 +24,9 @@ IMAGE_EXTENSIONS = frozenset(
     }
 )
 # Characters a browser would percent-encode before sending; keep existing escapes.
-_SAFE = "!#$%&'()*+,/:;=?@[]~"
+# "#" is not safe: a character the query's encoding lacks becomes "&#N;", and a bare
+# "#" there would start a fragment.
+_SAFE = "!$%&'()*+,/:;=?@[]~"
 _HOST_DIR_OK = re.compile(r"[^a-z0-9.\-]")
 # The WHATWG URL standard's forbidden domain code points: a browser refuses such a host.
 _FORBIDDEN_IN_HOST = re.compile(r"[\x00-\x20#%/:<>?@\[\\\]^|\x7f]")
@@ -72,7 +74,7 @@ def _canonical_netloc(scheme: str, authority: str) -> str | None:
         port = parts.port
     except ValueError:
         return None
-    if not parts.hostname:
+    if not parts.hostname or "%" in parts.hostname:  # fe80::1%eth0: browsers refuse zone IDs
         return None
     try:
         host = parts.hostname.encode("idna").decode("ascii")

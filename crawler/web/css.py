@@ -37,12 +37,16 @@ _CSS_IMAGE_PROPERTIES = {
 _CSS_URL_FUNCTIONS = frozenset({"url", "image-set", "-webkit-image-set"})
 _CSS_MAY_HOLD_IMAGES = re.compile(r"url\(|image-set\(", re.I)
 _CSS_NEWLINES = re.compile(r"\r\n|[\r\f]")
+# CSS whitespace is space, tab and newline (after _CSS_NEWLINES): not Python's \s, which
+# holds U+00A0, U+3000 ... that an unquoted url() keeps, and non-printable code points,
+# which make it a bad URL.
 _CSS_TOKEN = re.compile(
     r"""
       (?P<comment>/\*.*?(?:\*/|\Z))
     | "(?P<double_quoted>(?:[^"\\\n]|\\.)*)"?
     | '(?P<single_quoted>(?:[^'\\\n]|\\.)*)'?
-    | (?i:url)\(\s*(?P<bare_url>(?:[^()"'\\\s]|\\[0-9a-fA-F]{1,6}[ \t\n]?|\\[^\n0-9a-fA-F])+)\s*\)
+    | (?i:url)\([ \t\n]*(?P<bare_url>(?:[^()"'\\ \t\n\x00-\x08\x0b\x0e-\x1f\x7f]
+        |\\[0-9a-fA-F]{1,6}[ \t\n]?|\\[^\n0-9a-fA-F])+)[ \t\n]*\)
     | (?P<function>-?[a-zA-Z_][-\w]*)\(
     | (?P<word>[-\w]+)
     | (?P<symbol>[{}();:!])
@@ -71,6 +75,10 @@ _AT_KEYWORD = re.compile(r"@(-?[-\w]+)")
 _SPACES = re.compile(r"\s+")
 # Blocks nested deeper than this (real sheets nest a few levels) show no image.
 MAX_NESTING = 32
+# A nested rule's selector repeats its parent's once per "&" ("a{&&&&{&&&&{..." makes it
+# four times longer a level); one that would be longer is not built: the rule counts as
+# shown whatever the page holds, as a selector soupsieve cannot read does.
+MAX_SELECTOR_CHARS = 100_000
 
 
 class CssRule(NamedTuple):
@@ -174,6 +182,9 @@ def _block_after(parent: _Block, prelude: str) -> _Block:
         return _Block({}, parent.selector, parent.always)  # @supports, @layer, @container
     if parent.selector is None:
         return _Block({}, prelude or "*")
+    copies = prelude.count("&") + prelude.count(",") + 1  # of the parent, at most
+    if len(prelude) + copies * (len(parent.selector) + 7) > MAX_SELECTOR_CHARS:
+        return _Block({}, always=True)
     return _Block({}, nest_selector(parent.selector, prelude or "&"))
 
 

@@ -13,6 +13,7 @@ for the whole crawl.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -149,7 +150,10 @@ class RobotsCache:
         delay = float(rules.crawl_delay(self.agent) or 0.0)
         rate = rules.request_rate(self.agent)
         if rate is not None and rate.requests:
-            delay = max(delay, rate.seconds / rate.requests)
+            try:
+                delay = max(delay, rate.seconds / rate.requests)
+            except OverflowError:  # "Request-rate: 1/1000...0", hundreds of digits
+                delay = sys.float_info.max  # finite: the wire carries no infinity
         return delay
 
     def _judge(self, url: str, entry: Protego | RobotsFailure) -> str:

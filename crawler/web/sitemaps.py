@@ -14,6 +14,7 @@ cookies and headers, robots.txt).
 
 from __future__ import annotations
 
+import codecs
 import zlib
 from dataclasses import dataclass, field
 
@@ -42,7 +43,7 @@ class SitemapContent:
 
 def ungzip(body: bytes, limit: int = MAX_SITEMAP_BYTES) -> tuple[bytes, bool]:
     """The body, gunzipped when it is gzip, at most ``limit`` bytes; and whether it was
-    cut there."""
+    cut there (or after its first gzip member, when more follow: they are not read)."""
     if not body.startswith(GZIP_MAGIC):
         return body[:limit], len(body) > limit
     decoder = zlib.decompressobj(wbits=47)
@@ -52,13 +53,14 @@ def ungzip(body: bytes, limit: int = MAX_SITEMAP_BYTES) -> tuple[bytes, bool]:
         raise NotASitemap(f"corrupt gzip: {exc}") from None
     if not decoder.eof and not decoder.unconsumed_tail:
         raise NotASitemap("corrupt gzip: cut short")
-    return data, bool(decoder.unconsumed_tail)
+    return data, bool(decoder.unconsumed_tail) or decoder.unused_data.startswith(GZIP_MAGIC)
 
 
 def parse_sitemap(body: bytes, url: str) -> SitemapContent:
     """What one sitemap file lists, its URLs resolved against ``url`` and normalized
     (those that are not http(s) left out). Raises ``NotASitemap``."""
     data, cut = ungzip(body)
+    data = data.removeprefix(codecs.BOM_UTF8)  # else "\ufeff<urlset" reads as a text sitemap
     content = SitemapContent(cut_short=cut)
     head = data.lstrip()[:1]
     if head != b"<":
@@ -72,7 +74,7 @@ def parse_sitemap(body: bytes, url: str) -> SitemapContent:
         raise NotASitemap(f"not XML: {exc}") from None
     if root is None:
         raise NotASitemap("not XML")
-    kind = etree.QName(root).localname
+    kind = root.tag.rpartition("}")[2]  # etree.QName refuses the tags recover=True keeps
     if kind == "sitemapindex":
         for loc in root.iter(f"{{{_SITEMAP_NS}}}loc", "loc"):
             _add(content.sitemaps, loc.text, url, content)
@@ -91,11 +93,8 @@ def parse_sitemap(body: bytes, url: str) -> SitemapContent:
 
 
 def _first_loc(entry: etree._Element, base: str) -> str | None:
-    for loc in entry:
-        if etree.QName(loc).localname == "loc" and etree.QName(loc).namespace in (
-            _SITEMAP_NS,
-            None,
-        ):
+    for loc in entry:  # (comments and the like too; recover=True keeps tags like "a:")
+        if loc.tag in (f"{{{_SITEMAP_NS}}}loc", "loc"):
             return _resolved(loc.text, base)
     return None
 

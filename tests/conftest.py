@@ -7,10 +7,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from crawler.web import extract
 from tests.support.tls import PrivateSite, serve_private_site
 from tests.support.whole_tree import collected, whole_tree_elements
+
+# Property tests: no per-example deadline (a loaded CI machine is slow, not wrong).
+settings.register_profile("crawler", deadline=None, print_blob=True)
+settings.load_profile("crawler")
 
 
 @pytest.fixture

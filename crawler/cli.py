@@ -374,7 +374,12 @@ def cmd_harvest(args: argparse.Namespace) -> int:
         raise ConfigError("--only goes with --retry-failed")
     if args.recrawl and args.retry_failed:
         raise ConfigError("--recrawl and --retry-failed go in separate runs")
-    harvester = Harvester(config, args.seeds, _authkey(config), recrawl=args.recrawl)
+    authkey = _authkey(config)
+    if config.tls.enabled:  # unusable TLS files stop the harvester before it makes anything
+        from crawler.wire.tls import server_context
+
+        server_context(config.tls)
+    harvester = Harvester(config, args.seeds, authkey, recrawl=args.recrawl)
     if args.retry_failed:
         from crawler.harvest.requeue import retry_failed
 
@@ -393,6 +398,11 @@ def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
     node_id = nodes.default_node_id()
     if processes > 1:
         from crawler.metrics import process_group_metrics
+
+        if config.tls.enabled:  # TLS files checked once, here (this process never patches)
+            from crawler.wire.tls import client_context
+
+            client_context(config.tls)
 
         metrics = process_group_metrics(config.metrics)
         try:
@@ -483,10 +493,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    if args.path is None and args.tls is None:
-        raise ConfigError("keygen: give a key FILE to write, or --tls DIR (or both)")
     if args.host and args.tls is None:
-        raise ConfigError("keygen: --host goes with --tls DIR")
+        raise ConfigError("--host goes with --tls DIR")
+    if args.path is None and args.tls is None:
+        raise ConfigError("give a key FILE to write, or --tls DIR (or both)")
     if args.path is not None:
         from crawler.wire.authkey import write_new_key
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,30 @@ def test_a_crawl_over_mutual_tls(cluster: Cluster, tmp_path: Path) -> None:
     assert "without TLS" not in harvester_err  # loopback: no warning either way
     for name in ("harvester", "node-a", "no-cert"):
         assert "BEGIN" not in cluster.output(name) and "Traceback" not in cluster.output(name)
+
+
+def test_tls_mistakes_are_one_line(tmp_path: Path) -> None:
+    def crawler(*args: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, "CRAWLER_AUTHKEY": "k" * 24}
+        return subprocess.run(
+            [sys.executable, "-m", "crawler", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    missing = str(tmp_path / "missing.pem")
+    # Two node processes: the files are checked once, before either starts.
+    node = crawler("download", "--processes", "2", "--tls-cert", missing, "--tls-ca", missing)
+    assert node.returncode == 2
+    assert node.stderr.strip().splitlines() == [
+        f"crawler download: error: tls_ca: cannot read {missing}: No such file or directory"
+    ]
+    out = tmp_path / "out"
+    harvester = crawler("harvest", "http://127.0.0.1:9/", "--tls-ca", missing, "--out", str(out))
+    assert harvester.returncode == 2 and "needs its own too" in harvester.stderr
+    assert not out.exists()  # nothing made: no state, no lock
+    assert crawler("keygen", "--host", "x").stderr.strip() == (
+        "crawler keygen: error: --host goes with --tls DIR"
+    )

@@ -46,7 +46,8 @@ EXAMPLES = {
     "download": """\
   crawler download --authkey-file ~/.crawler.key
   crawler download --connect harvester.example.lan:5599 --out /data/images --processes 4
-  crawler download --metrics 0.0.0.0:9101 --processes 4""",
+  crawler download --metrics 0.0.0.0:9101 --processes 4
+  AWS_ENDPOINT_URL_S3=http://minio.lan:9000 crawler download --out s3://images/crawl1""",
     "tail": """\
   crawler tail downloads/progress.log
   crawler tail downloads/progress.log --only failed,page_failed""",
@@ -55,7 +56,8 @@ EXAMPLES = {
   crawler urls https://example.org/ --kinds | cut -f1 | sort | uniq -c""",
     "report": """\
   crawler report
-  crawler report /data/crawl --max-thumbnails 500""",
+  crawler report /data/crawl --max-thumbnails 500
+  crawler report /data/crawl --images s3://images/crawl1""",
     "export": """\
   crawler export > images.csv
   crawler export /data/crawl --format jsonl --output images.jsonl""",
@@ -111,6 +113,15 @@ def _config_flag(parser: argparse.ArgumentParser) -> None:
 def _authkey_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--authkey-file", help="file holding the shared key, mode 0600 (else $CRAWLER_AUTHKEY)"
+    )
+
+
+def _images_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--images",
+        metavar="WHERE",
+        help="where the stored images are, if not under OUT: a folder, or the nodes' "
+        "store s3://BUCKET/PREFIX",
     )
 
 
@@ -301,11 +312,13 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument(
         "--max-thumbnails", type=int, default=2000, metavar="N", help="gallery size (2000)"
     )
+    _images_flag(report)
 
     export = command("export", "the manifest with image dimensions, as CSV/JSONL")
     export.add_argument("out", nargs="?", type=Path, help="output folder (default: downloads)")
     export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
     export.add_argument("--output", type=Path, metavar="FILE", help="write here (default: stdout)")
+    _images_flag(export)
     _config_flag(export)
 
     status = command("status", "ask a running harvester how the crawl goes")
@@ -374,6 +387,14 @@ def cmd_harvest(args: argparse.Namespace) -> int:
         raise ConfigError("--only goes with --retry-failed")
     if args.recrawl and args.retry_failed:
         raise ConfigError("--recrawl and --retry-failed go in separate runs")
+    from crawler.objectstore import is_store_url
+
+    if is_store_url(config.output.out):
+        raise ConfigError(
+            f"--out {config.output.out}: the harvester's --out is a local folder (its "
+            "manifest, log and state); give the store to the downloaders, and to "
+            "`crawler report` and `crawler export` as --images"
+        )
     authkey = _authkey(config)
     if config.tls.enabled:  # unusable TLS files stop the harvester before it makes anything
         from crawler.wire.tls import server_context
@@ -467,7 +488,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from crawler.output.report import write_report
 
     out, config = _output_folder(args)
-    summary = write_report(out, max_thumbnails=args.max_thumbnails, log=config.output.log_path)
+    summary = write_report(
+        out, max_thumbnails=args.max_thumbnails, log=config.output.log_path, images=args.images
+    )
     print(summary.line())
     return 0
 
@@ -476,7 +499,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from crawler.output.export import export_manifest
 
     out, _ = _output_folder(args)
-    rows = export_manifest(out, args.format, args.output)
+    rows = export_manifest(out, args.format, args.output, args.images)
     if args.output:
         print(f"exported {rows} rows to {args.output}", file=sys.stderr)
     return 0

@@ -180,6 +180,7 @@ class DownloadConfig:
     sync_files: bool = True
     report_interval: float = _setting(0.25, _positive, "must be > 0")
     shutdown_grace: float = _setting(10.0, _positive, "must be > 0")
+    spool: str = ""
 
 
 @dataclass(frozen=True)

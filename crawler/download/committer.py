@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crawler.objectstore import ObjectStore
 from crawler.storage import (
     StrPath,
     check_temporary,
@@ -124,3 +125,53 @@ def _store_error(item: Staged, exc: OSError) -> str:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(item.temporary)
     return f"store_error: {exc.strerror or exc}"
+
+
+class StoreCommitter(Committer):
+    """Puts verified temporary files into an object store (``objectstore.py``) in
+    batches, instead of renaming them into a folder: ``--out s3://...``.
+
+    The temporaries live in a local spool folder (``out``); each is checked against its
+    size and SHA-256, read, put under its relative path (the store verifies it too) and
+    removed. A put that fails is a ``store_error`` for that key, as a full disk is:
+    the node hands the task back and pauses. ``uploads`` puts run at once (greenlets:
+    boto3 waits on gevent's sockets).
+    """
+
+    def __init__(self, spool: Path, store: ObjectStore, uploads: int = 8) -> None:
+        super().__init__(spool, sync=False)
+        self.store = store
+        self.uploads = uploads
+
+    def commit(
+        self, staged: Iterable[Staged], blocking: Callable[..., Any] | None = None
+    ) -> dict[int, str]:
+        """Put ``staged`` into the store; ``{key: error}`` for those that could not be."""
+        import gevent.pool
+
+        staged = list(staged)
+        if not staged:
+            return {}
+        blocking = blocking or _call
+        failed = blocking(_check_staged, staged)
+
+        def put(item: Staged) -> tuple[int, str | None]:
+            try:
+                data = blocking(_read, item.temporary)
+                self.store.put(Path(item.relative).as_posix(), data, item.sha256)
+            except OSError as exc:
+                return item.key, _store_error(item, exc)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(item.temporary)
+            return item.key, None
+
+        todo = [item for item in staged if item.key not in failed]
+        for key, error in gevent.pool.Pool(self.uploads).imap_unordered(put, todo):
+            if error is not None:
+                failed[key] = error
+        return failed
+
+
+def _read(path: StrPath) -> bytes:
+    with open(path, "rb") as handle:
+        return handle.read()

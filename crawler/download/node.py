@@ -31,11 +31,12 @@ from gevent.pool import Group, Pool
 from crawler import wire
 from crawler.broker.politeness import MIN_PENALTY, is_throttle
 from crawler.config import Config
-from crawler.download.committer import Committer
+from crawler.download.committer import Committer, StoreCommitter
 from crawler.download.fetch import FetchLimits, fetch_image, new_result
 from crawler.download.processes import SHARED_TERMINAL
 from crawler.errors import BrokerUnavailable, CrawlerError, NotAHarvester, StateError
 from crawler.metrics.base import NodeMetrics, NoMetrics
+from crawler.objectstore import default_spool, is_store_url, open_store
 from crawler.records import (
     LOCAL_ERROR,
     LOCAL_POLICY,
@@ -130,7 +131,15 @@ class DownloaderNode:
         self.metrics = metrics or NoMetrics()
         self.node = node_id
         self.clock = clock or GeventClock()
-        self.out = Path(config.output.out)
+        # Images go to ``output.out``: a folder, or an object store (``s3://...``) that
+        # they reach from a local spool folder (``stored_in`` names it for messages).
+        self.store = open_store(config.output.out) if is_store_url(config.output.out) else None
+        self.out = (
+            Path(config.download.spool or default_spool())
+            if self.store
+            else Path(config.output.out)
+        )
+        self.stored_in = self.store.where if self.store else str(self.out)
         self.batch_size = self.download.batch_size or self.download.concurrency
         self.limits = FetchLimits.from_config(config)
         self._connect = connect or (
@@ -154,7 +163,11 @@ class DownloaderNode:
         self.last_end: dict[str, float] = {}  # delayed host -> when its last request ended
         self.host_locks: dict[str, gevent.lock.Semaphore] = {}
         self._report_now = gevent.event.Event()
-        self.committer = Committer(self.out, config.download.sync_files)
+        self.committer = (
+            StoreCommitter(self.out, self.store)
+            if self.store
+            else Committer(self.out, config.download.sync_files)
+        )
         self.own_policy = AddressPolicy.from_config(config.crawl)
         # Checked now: a CA bundle that is not there is a user's mistake, said at start.
         self.session_options = session_options(config.crawl, os.environ)  # this node's own
@@ -367,7 +380,7 @@ class DownloaderNode:
             return
         self.fault = error
         say(
-            f"node {self.node}: cannot store images in {self.out} ({error}); handing its "
+            f"node {self.node}: cannot store images in {self.stored_in} ({error}); handing its "
             "tasks back to the harvester and pausing until it can write again"
         )
         gevent.spawn(self._wait_for_storage)
@@ -377,11 +390,17 @@ class DownloaderNode:
             self.clock.wait(self._stop_event, STORAGE_PROBE_INTERVAL)
             try:
                 self._in_thread(probe_storage, self.out)
+                self._probe_store()
             except OSError:
                 continue
             self.fault = None
-            say(f"node {self.node}: can store images in {self.out} again; resuming")
+            say(f"node {self.node}: can store images in {self.stored_in} again; resuming")
             return
+
+    def _probe_store(self) -> None:
+        """Raise ``OSError`` unless the object store (if any) answers a listing."""
+        if self.store is not None:
+            next(iter(self.store.keys()), None)
 
     def fetch(self, leased: Leased, session: Any) -> None:
         task, start_at = leased
@@ -491,9 +510,14 @@ class DownloaderNode:
             stale = remove_stale_temporaries(self.out)
             probe_storage(self.out, START_PROBE_BYTES)
         except OSError as exc:
+            folder = "spool folder" if self.store else "output folder"
             raise StateError(
-                f"cannot store images in the output folder {self.out}: {exc.strerror or exc}"
+                f"cannot store images in the {folder} {self.out}: {exc.strerror or exc}"
             ) from None
+        try:
+            self._probe_store()
+        except OSError as exc:
+            raise StateError(f"cannot store images in {self.stored_in}: {exc}") from None
         if stale:
             say(f"node {self.node}: removed {stale} partial files left by a killed process")
 

@@ -2,7 +2,8 @@
 
 Rows carry the manifest's fields in a fixed order (``COLUMNS``), with the image's
 dimensions filled in from the stored file when an older manifest lacks them, and
-``file``: the absolute path of the stored file when it exists. The manifest is streamed,
+``file``: where the stored file is when it is there (its absolute path, or its
+object's URL in the nodes' store: ``images.py``). The manifest is streamed,
 so a manifest of any length is exported in constant memory. ``report`` reads the
 manifest with the same helpers.
 """
@@ -15,11 +16,12 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, TextIO
+from typing import IO, Any, TextIO
 
 from PIL import Image
 
 from crawler.errors import ConfigError, StateError
+from crawler.output.images import ImageFiles, safe_relative
 from crawler.output.manifest import MANIFEST_NAME, ManifestRecords
 from crawler.records import STORED
 from crawler.web.verify import PILLOW_FAILURES
@@ -56,21 +58,17 @@ def manifest_records(out: Path, action: str) -> ManifestRecords:
 
 
 def stored_file(out: Path, relative: Any) -> str | None:
-    """The absolute path of the stored file a record's ``path`` names, if it exists.
-
-    Storage writes only plain relative paths under OUT (no symlinks); refusing absolute
-    paths and ``..`` keeps a hand-edited manifest from pointing anywhere else. Plain
-    strings and one ``stat``, as this runs once per record.
-    """
-    if not isinstance(relative, str) or not relative or relative.startswith("/"):
-        return None
-    if ".." in relative.split("/"):
+    """The absolute path of the stored file a record's ``path`` names under OUT, if it
+    exists (``images.safe_relative``: nothing outside OUT). Plain strings and one
+    ``stat``, as this runs once per record."""
+    relative = safe_relative(relative)
+    if relative is None:
         return None
     candidate = os.path.join(os.path.abspath(out), relative)
     return candidate if os.path.isfile(candidate) else None
 
 
-def image_size(path: str) -> tuple[int, int] | None:
+def image_size(path: str | IO[bytes]) -> tuple[int, int] | None:
     """Width and height from the file's header (pixels are not decoded), or None."""
     try:
         # catch_warnings changes the whole process's filters: fine here, since only
@@ -83,45 +81,57 @@ def image_size(path: str) -> tuple[int, int] | None:
         return None
 
 
-def export_row(out: Path, record: dict[str, Any]) -> dict[str, Any]:
-    """A manifest record as an export row: ``COLUMNS`` in order, dimensions joined."""
+def export_row(images: ImageFiles | Path, record: dict[str, Any]) -> dict[str, Any]:
+    """A manifest record as an export row: ``COLUMNS`` in order, dimensions joined;
+    ``file`` is where the image is (``images``: OUT's folder, or ``ImageFiles``)."""
+    if isinstance(images, Path):
+        images = ImageFiles(images)
     row = {column: record.get(column) for column in COLUMNS}
-    file = stored_file(out, record.get("path")) if record.get("outcome") == STORED else None
+    file = images.locate(record.get("path")) if record.get("outcome") == STORED else None
     row["file"] = file
     if file and (row["width"] is None or row["height"] is None):
-        size = image_size(file)
+        try:
+            with images.open(file) as handle:
+                size = image_size(handle)
+        except OSError:
+            size = None
         if size:
             row["width"], row["height"] = size
     return row
 
 
-def export_manifest(out: Path, fmt: str, dest: TextIO | Path | None) -> int:
+def export_manifest(
+    out: Path, fmt: str, dest: TextIO | Path | None, images: str | None = None
+) -> int:
     """Write every manifest record of OUT as ``fmt`` (csv or jsonl); rows written.
 
-    ``dest`` is an open text stream, a file to create, or None for standard output.
+    ``dest`` is an open text stream, a file to create, or None for standard output;
+    ``images`` where the stored images are, when not under OUT (a folder, or the nodes'
+    object store, ``s3://BUCKET/PREFIX``).
     """
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     records = manifest_records(out, "export")
+    files = ImageFiles(out, images)
     if dest is None:
-        return _write_rows(out, records, fmt, sys.stdout)
+        return _write_rows(files, records, fmt, sys.stdout)
     if isinstance(dest, Path):
         try:
             handle = dest.open("w", encoding="utf-8", newline="")
         except OSError as error:
             raise ConfigError(f"cannot write {dest}: {error.strerror}") from error
         with handle:
-            return _write_rows(out, records, fmt, handle)
-    return _write_rows(out, records, fmt, dest)
+            return _write_rows(files, records, fmt, handle)
+    return _write_rows(files, records, fmt, dest)
 
 
-def _write_rows(out: Path, records: ManifestRecords, fmt: str, handle: TextIO) -> int:
+def _write_rows(files: ImageFiles, records: ManifestRecords, fmt: str, handle: TextIO) -> int:
     writer = csv.writer(handle) if fmt == "csv" else None
     if writer:
         writer.writerow(COLUMNS)
     count = 0
     for record in records:
-        row = export_row(out, record)
+        row = export_row(files, record)
         if writer:
             writer.writerow(row.values())
         else:

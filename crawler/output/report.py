@@ -27,12 +27,12 @@ import warnings
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 from urllib.parse import urlsplit
 
 from PIL import Image, features
 
-from crawler.output.export import manifest_records, stored_file
+from crawler.output.export import manifest_records
 from crawler.output.figures import (
     FailureGroups,
     LogFigures,
@@ -42,6 +42,7 @@ from crawler.output.figures import (
     read_log,
     text_of,
 )
+from crawler.output.images import ImageFiles
 from crawler.stats import CrawlStats
 from crawler.storage import TMP_DIR
 from crawler.web.verify import PILLOW_FAILURES
@@ -103,7 +104,7 @@ def gather_command(out: Path) -> str:
 # -- thumbnails ----------------------------------------------------------------------------
 
 
-def make_thumbnail(path: str | Path) -> tuple[bytes, tuple[int, int]] | None:
+def make_thumbnail(path: str | Path | IO[bytes]) -> tuple[bytes, tuple[int, int]] | None:
     """A thumbnail of the image's first frame, and the image's size; None if unreadable.
 
     Pillow's decompression-bomb warning is an error here, as in ``verify``; JPEGs are
@@ -126,15 +127,20 @@ def make_thumbnail(path: str | Path) -> tuple[bytes, tuple[int, int]] | None:
     return buffer.getvalue(), size
 
 
-def add_thumbnail(tile: Tile) -> None:
-    """Fill the tile's thumbnail (and missing dimensions), or say why there is none."""
+def add_thumbnail(tile: Tile, images: ImageFiles | None = None) -> None:
+    """Fill the tile's thumbnail (and missing dimensions), or say why there is none;
+    ``images`` reads the file (by default, from its path)."""
     if tile.file is None:
         tile.note = f"not here: on node {tile.node}"
         return
     if tile.content_type == "image/svg+xml" or (tile.path or "").endswith(".svg"):
         tile.note = "SVG: not rendered"  # a script inside an SVG is not ours to run
         return
-    made = make_thumbnail(tile.file)
+    try:
+        with images.open(tile.file) if images else open(tile.file, "rb") as handle:
+            made = make_thumbnail(handle)
+    except OSError:
+        made = None
     if made is None:
         tile.note = "cannot be read"
         return
@@ -546,20 +552,23 @@ def render_report(
 
 
 def write_report(
-    out: Path, *, max_thumbnails: int = 2000, log: Path | None = None
+    out: Path, *, max_thumbnails: int = 2000, log: Path | None = None, images: str | None = None
 ) -> ReportSummary:
     """Write OUT/report.html from OUT's manifest and progress log (``log``, by default
-    OUT/progress.log; without one the page says so and uses the manifest alone).
+    OUT/progress.log; without one the page says so and uses the manifest alone), with
+    the stored images read from OUT, or from ``images`` (a folder, or the nodes' object
+    store: ``images.py``).
 
     Raises StateError when OUT has no manifest. The page is written to a temporary
     name and renamed, so a reader never sees half a report.
     """
     records = manifest_records(out, "report")
-    manifest = ManifestFigures(max_tiles=max_thumbnails, locate=lambda path: stored_file(out, path))
+    files = ImageFiles(out, images)
+    manifest = ManifestFigures(max_tiles=max_thumbnails, locate=files.locate)
     for record in records:
         manifest.add(record)
     for tile in manifest.tiles.values():
-        add_thumbnail(tile)
+        add_thumbnail(tile, files)
     page = render_report(
         manifest, read_log(log or out / "progress.log"), records.skipped, out, datetime.now(UTC)
     )

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from crawler import storage
-from crawler.download.committer import Committer
+from crawler.download.committer import Committer, StoreCommitter
+from crawler.objectstore import MemoryStore
 from crawler.storage import (
     TMP_DIR,
 )
@@ -83,3 +84,46 @@ def test_committer_reports_the_files_it_could_not_store(tmp_path: Path):
     assert list(failed) == [1] and failed[1].startswith("store_error: ")
     assert (out / good).read_bytes() == CONTENT
     assert list((out / TMP_DIR).iterdir()) == []  # the failed one's temporary is gone too
+
+
+# -- into an object store (--out s3://...) ---------------------------------------------
+
+
+def test_store_committer_puts_verified_files_and_removes_the_temporaries(tmp_path: Path):
+    spool = tmp_path / "spool"
+    store = MemoryStore("memory://committer-test")
+    committer = StoreCommitter(spool, store)
+    contents = [CONTENT, b"GIF89a other"]
+    relatives = []
+    for key, content in enumerate(contents):
+        sha = hashlib.sha256(content).hexdigest()
+        relatives.append(image_relative_path("http://h.example/x", sha, "bin"))
+        committer.stage(key, write_temporary(spool, content), relatives[-1], len(content), sha)
+    # A temporary whose bytes changed after the download is refused, not put.
+    bad = write_temporary(spool, CONTENT)
+    bad.write_bytes(b"changed on disk")
+    committer.stage(7, bad, relatives[0], len(CONTENT), SHA)
+
+    failed = committer.commit(committer.take())
+
+    assert set(failed) == {7} and failed[7].startswith("store_error: ")
+    assert store.objects == {str(relatives[0]): CONTENT, str(relatives[1]): b"GIF89a other"}
+    assert not list((spool / TMP_DIR).glob("*"))  # every temporary removed
+
+
+def test_a_store_that_fails_is_a_store_error_for_each_file(tmp_path: Path):
+    spool = tmp_path / "spool"
+    store = MemoryStore("memory://failing", fail=OSError("s3://b: RequestTimeout: timed out"))
+    committer = StoreCommitter(spool, store)
+    sha = hashlib.sha256(CONTENT).hexdigest()
+    relative = image_relative_path("http://h.example/x", sha, "bin")
+    committer.stage(1, write_temporary(spool, CONTENT), relative, len(CONTENT), sha)
+    committer.stage(2, write_temporary(spool, CONTENT), relative, len(CONTENT), sha)
+
+    failed = committer.commit(committer.take())
+
+    assert failed == {
+        1: "store_error: s3://b: RequestTimeout: timed out",
+        2: "store_error: s3://b: RequestTimeout: timed out",
+    }
+    assert store.objects == {} and not list((spool / TMP_DIR).glob("*"))

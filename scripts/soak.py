@@ -25,6 +25,7 @@ import os
 import random
 import secrets
 import signal
+import statistics
 import struct
 import subprocess
 import sys
@@ -278,12 +279,22 @@ class socket_free_port:
         self.sock.close()
 
 
-def seconds_per_10k(progress: list[tuple[float, int]], at: int, span: int) -> float | None:
-    """Seconds per 10,000 images stored from the first sample with >= ``at`` stored to
-    the first with >= ``at + span``."""
-    start = next((t for t, stored in progress if stored >= at), None)
-    end = next((t for t, stored in progress if stored >= at + span), None)
-    return None if start is None or end is None else (end - start) * 10_000 / span
+def seconds_per_10k(
+    progress: list[tuple[float, int]], low: int, high: int, span: int
+) -> float | None:
+    """The median, over the windows of ``span`` images stored between ``low`` and
+    ``high``, of the seconds each took, per 10,000 images. A median: a window that
+    holds the harvester's restart (no totals, then a jump) does not decide it."""
+
+    def first_time(count: int) -> float | None:
+        return next((t for t, stored in progress if stored >= count), None)
+
+    seconds = []
+    for start in range(low, high - span + 1, span):
+        began, ended = first_time(start), first_time(start + span)
+        if began is not None and ended is not None:
+            seconds.append((ended - began) * 10_000 / span)
+    return statistics.median(seconds) if seconds else None
 
 
 def report(args, work, out, stats_path, code, elapsed, kills, progress, rss) -> int:
@@ -313,12 +324,15 @@ def report(args, work, out, stats_path, code, elapsed, kills, progress, rss) -> 
     )
     samples = rss[:: max(1, len(rss) // 10)]
     print("  harvester RSS (s: MB): " + ", ".join(f"{t:.0f}: {mb:.0f}" for t, mb in samples))
-    span = min(10_000, args.images // 10)
-    for label, fraction in (("start", 0.05), ("middle", 0.5), ("end", 0.85)):
-        at = int(args.images * fraction)
-        seconds = seconds_per_10k(progress, at, span)
+    span = min(10_000, args.images // 50)
+    for label, fraction in (("start", 0.1), ("middle", 0.5), ("end", 0.85)):
+        low, high = int(args.images * (fraction - 0.08)), int(args.images * (fraction + 0.08))
+        seconds = seconds_per_10k(progress, low, high, span)
         shown = f"{seconds:.1f} s" if seconds is not None else "n/a"
-        print(f"  seconds per 10,000 images at the {label} ({at:,} stored): {shown}")
+        print(
+            f"  seconds per 10,000 images at the {label} ({low:,}-{high:,} stored, median "
+            f"of {span:,}-image windows): {shown}"
+        )
     print(f"  (work folder: {work})")
     return 0 if lost == 0 and wrong == 0 and code == 0 else 1
 

@@ -125,15 +125,16 @@ def rss_mb(pid: int) -> float:
 
 
 def last_stored(log: Path) -> int:
-    """``stored=`` of the last totals line of the progress log (read from its end)."""
+    """``stored=`` of the last totals line of the progress log, read from its last 4 MB
+    (a totals line comes every 2 s, after up to some 10,000 lines of events)."""
     try:
         with log.open("rb") as handle:
-            handle.seek(max(0, log.stat().st_size - 65536))
+            handle.seek(max(0, log.stat().st_size - 4 * 1024 * 1024))
             tail = handle.read().decode(errors="replace")
     except OSError:
         return 0
     for line in reversed(tail.splitlines()):
-        if "event=totals" in line or "event=crawl_finished" in line:
+        if " event=totals " in line or " event=crawl_finished " in line:
             for field in line.split():
                 if field.startswith("stored="):
                     return int(field[7:])
@@ -219,7 +220,7 @@ def main() -> int:
     next_number = args.nodes
     kills = harvester_kills = 0
     next_kill = started + rng.expovariate(1 / args.kill_every)
-    progress: list[tuple[float, int]] = []
+    progress: list[tuple[float, int]] = []  # (seconds, stored), one a second
     rss: list[tuple[float, float]] = []
     last_sample = 0.0
     log = out / "progress.log"
@@ -229,7 +230,8 @@ def main() -> int:
             if now - last_sample >= 1.0:
                 last_sample = now
                 stored = last_stored(log)
-                progress.append((now - started, stored))
+                if stored:
+                    progress.append((now - started, stored))
                 rss.append((now - started, rss_mb(harvester.pid)))
                 if harvester_kills == 0 and stored >= args.images * 0.4:
                     harvester.send_signal(signal.SIGKILL)

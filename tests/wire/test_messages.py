@@ -14,7 +14,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from crawler.broker.broker import Broker
-from crawler.records import Result
 from crawler.wire.base import RecordClient
 from crawler.wire.manager_client import ManagerWire
 from crawler.wire.manager_server import BrokerServer, ServerLimits
@@ -27,6 +26,7 @@ from crawler.wire.messages import (
     decode_request,
 )
 from tests.wire.test_manager_client import KEY, call_within
+from tests.wire.test_tls import stored_result
 
 # JSON data of every shape: huge and negative integers, floats, long and odd strings,
 # nesting deeper than the checks allow.
@@ -204,17 +204,7 @@ def closed_by_server(raw: Any) -> bool:
 def assert_the_node_is_served(broker: Broker, node: RecordClient, url: str) -> None:
     broker.add_tasks([(url, "http://site.test/", "img")])
     (task,) = call_within(5, node.lease_batch, "steady", 10, 0).tasks
-    result = Result(
-        id=task.id,
-        url=task.url,
-        node="steady",
-        outcome="stored",
-        status=200,
-        bytes=1,
-        sha256="cd" * 32,
-        content_type="image/png",
-        path="x.png",
-    )
+    result = stored_result(task.id, task.url, "steady", "x.png")
     assert call_within(5, node.report_results, "steady", [result]) == 1
 
 

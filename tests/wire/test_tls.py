@@ -114,6 +114,23 @@ class Relay:
         self.listener.close()
 
 
+def stored_result(task_id: int, url: str, node: str, path: str) -> Result:
+    """What a node reports for an image it stored under ``path``."""
+    return Result(
+        id=task_id,
+        url=url,
+        node=node,
+        outcome="stored",
+        status=200,
+        bytes=3,
+        sha256="ab" * 32,
+        content_type="image/png",
+        path=path,
+        width=1,
+        height=1,
+    )
+
+
 def lease_and_report(broker: Broker, address: tuple[str, int], tls: TlsConfig | None) -> None:
     broker.add_tasks([(SECRET_URL, "http://secret-gallery.example/private/", "img")])
     client = RecordClient(wire_to(address, tls))
@@ -121,19 +138,7 @@ def lease_and_report(broker: Broker, address: tuple[str, int], tls: TlsConfig | 
         call_within(5, client.join, "node-1", {"pid": 1})
         (task,) = call_within(5, client.lease_batch, "node-1", 10, 0).tasks
         assert task.url == SECRET_URL
-        result = Result(
-            id=task.id,
-            url=SECRET_URL,
-            node="node-1",
-            outcome="stored",
-            status=200,
-            bytes=3,
-            sha256="ab" * 32,
-            content_type="image/png",
-            path="ab/abab.png",
-            width=1,
-            height=1,
-        )
+        result = stored_result(task.id, SECRET_URL, "node-1", "ab/abab.png")
         assert call_within(5, client.report_results, "node-1", [result]) == 1
     finally:
         client.close()

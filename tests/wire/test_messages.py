@@ -18,7 +18,6 @@ from crawler.wire.base import RecordClient
 from crawler.wire.manager_client import ManagerWire
 from crawler.wire.manager_server import BrokerServer, ServerLimits
 from crawler.wire.messages import (
-    MAX_DEPTH,
     BadMessage,
     RequestChecker,
     check_call,
@@ -126,7 +125,7 @@ def test_requests_of_any_shape_pass_only_with_the_types_the_broker_takes(
         (b'[null, "dummy", [NaN], {}]', "not JSON data (NaN)"),
         (b'[null, "dummy", [Infinity], {}]', "not JSON data (Infinity)"),
         (b"[" * 100_000 + b"]" * 100_000, "nested too deeply"),
-        (json.dumps([[[[[[[[[[1]]]]]]]]]]).encode(), "nested too deeply"),
+        (json.dumps([[[[[[[[[[1]]]]]]]]]]).encode(), "not a request"),
         (b'{"a": 1}', "not a request"),
         (b'[null, "dummy", [], {"x": 1}]', "keyword arguments are not taken"),
     ],
@@ -148,7 +147,9 @@ def test_what_is_no_request(data: bytes, reason: str) -> None:
         (["7f", "lease_batch", ["n", 10**9, 1.0], {}], False, "limit"),
         (["7f", "lease_batch", ["n", 10, "1"], {}], False, "wait"),
         (["7f", "extend_leases", ["n", [1, -2]], {}], False, "ids"),
-        (["7f", "report_results", ["n", [{"id": {"a": 1}}]], {}], False, r"result\[id\]"),
+        (["7f", "report_results", ["n", [{"id": {"a": 1}}]], {}], False, "plain values"),
+        (["7f", "report_results", ["n", [{"id": [[[[[1]]]]]}]], {}], False, "plain values"),
+        (["7f", "report_results", ["n", [1, 2]], {}], False, "results: objects expected"),
         (["7f", "report_results", ["n", "x"], {}], False, "results"),
         (["7f", "leave", [], {}], False, "1 arguments expected"),
         (["7f", "__repr__", [], {}], False, "no such call"),
@@ -160,10 +161,13 @@ def test_wrong_calls_are_refused(request_: list[Any], first: bool, reason: str) 
         (check_first_request if first else check_call)(request_)
 
 
-def test_depth_limit_leaves_room_for_real_requests() -> None:
-    report = ["7f", "report_results", ["n", [{"id": 1, "url": "http://a/b.png"}]], {}]
+def test_real_requests_pass() -> None:
+    report = ["7f", "report_results", ["n", [{"id": 1, "url": "http://a/b.png", "x": None}]], {}]
     assert decode_request(json.dumps(report).encode()) == report
-    assert MAX_DEPTH >= 4
+    check_call(report)
+    check_call(["7f", "extend_leases", ["n", []], {}])
+    check_call(["7f", "lease_batch", ["n", 64, 1.0], {}])
+    check_first_request([None, "accept_connection", ["MainProcess|Dummy-1"], {}])
 
 
 # -- a real server ----------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 # The linter runs from the main venv only; the floors venv runs tests.
 NOT_FOR_TESTS = {"ruff"}
-FLOOR = re.compile(r"^\s*([A-Za-z0-9_.\-]+)\s*>=\s*([0-9][^,;\s]*)\s*$")
+FLOOR = re.compile(r"^\s*([A-Za-z0-9_.\-]+(?:\[[A-Za-z0-9_,\-]+\])?)\s*>=\s*([0-9][^,;\s]*)\s*$")
 
 
 def lowest(requirements: list[str]) -> list[str]:

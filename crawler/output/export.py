@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import IO, Any, TextIO
 from PIL import Image
 
 from crawler.errors import ConfigError, StateError
-from crawler.output.images import ImageFiles, safe_relative
+from crawler.output.images import ImageFiles
 from crawler.output.manifest import MANIFEST_NAME, ManifestRecords
 from crawler.records import STORED
 from crawler.web.verify import PILLOW_FAILURES
@@ -59,13 +58,8 @@ def manifest_records(out: Path, action: str) -> ManifestRecords:
 
 def stored_file(out: Path, relative: Any) -> str | None:
     """The absolute path of the stored file a record's ``path`` names under OUT, if it
-    exists (``images.safe_relative``: nothing outside OUT). Plain strings and one
-    ``stat``, as this runs once per record."""
-    relative = safe_relative(relative)
-    if relative is None:
-        return None
-    candidate = os.path.join(os.path.abspath(out), relative)
-    return candidate if os.path.isfile(candidate) else None
+    exists (``ImageFiles.locate`` of OUT: nothing outside it)."""
+    return ImageFiles(out).locate(relative)
 
 
 def image_size(path: str | IO[bytes]) -> tuple[int, int] | None:

@@ -157,6 +157,13 @@ class _Setup:
         return self.step or self.deadline
 
 
+def _deadline_of(own: _Deadline | None) -> _Deadline | None:
+    """What a read waits until: a connection's own deadline (its key handshake), else
+    the setup's under way in this thread or greenlet, else nothing."""
+    setup = _current_setup.get()
+    return own or (setup.current() if setup else None)
+
+
 class _DeadlinePassed(Exception):
     """A read waited past the handshake's deadline."""
 
@@ -178,8 +185,7 @@ class _BoundedConnection(RawIOConnection):
     _read = staticmethod(os.read)
 
     def read_raw(self, handle: int, size: int) -> bytes:
-        setup = _current_setup.get()
-        deadline = self.deadline or (setup.current() if setup else None)
+        deadline = _deadline_of(self.deadline)
         if deadline is None:
             return self._read(handle, size)
         remaining = deadline.remaining()
@@ -224,8 +230,7 @@ class _BoundedTlsConnection(SocketConnection):
     _timed = False
 
     def _bound(self) -> None:
-        setup = _current_setup.get()
-        deadline = self.deadline or (setup.current() if setup else None)
+        deadline = _deadline_of(self.deadline)
         if deadline is None:
             if self._timed:
                 self.sock.settimeout(None)

@@ -258,6 +258,26 @@ class TlsConfig:
 
 
 @dataclass(frozen=True)
+class DatasetConfig:
+    """A crawl for a dataset (``crawler.dataset``; "Building a dataset" in the README).
+
+    ``for_dataset``: each (image, page) reference is written to
+    ``OUT/references.jsonl`` with the page's text for it, each host's
+    ``/.well-known/tdmrep.json`` is read, and an opted-out image (``X-Robots-Tag:
+    noai``, TDMRep ...) is not downloaded unless ``ignore_opt_out``. ``variants``:
+    ``largest`` fetches only the largest candidate of each srcset/picture.
+    ``near_duplicate_distance``: the Hamming distance of perceptual hashes at or
+    under which the export groups two images (``dataset.neardup``).
+    """
+
+    for_dataset: bool = False
+    ignore_opt_out: bool = False
+    variants: str = _setting("all", lambda v: v in ("all", "largest"), "must be all or largest")
+    near_duplicate_distance: int = _setting(6, lambda v: 0 <= v <= 32, "must be from 0 to 32")
+    shard_size: int = _setting(10000, _positive, "must be > 0")
+
+
+@dataclass(frozen=True)
 class Config:
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
@@ -267,6 +287,7 @@ class Config:
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     render: RenderConfig = field(default_factory=RenderConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}

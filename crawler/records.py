@@ -41,6 +41,10 @@ LEASE_EXPIRED = "lease_expired"
 NODE_LOST = "node_lost"
 LOST_LEASES = (LEASE_EXPIRED, NODE_LOST)
 
+# The error code of an image a dataset crawl did not download for its opt-out
+# (``opt_out: SIGNAL``): final, and never retried.
+OPT_OUT = "opt_out"
+
 
 def error_code(error: str | None) -> str:
     """The code of an error text ``code: reason`` (``http_503``, ``store_error`` ...);
@@ -154,7 +158,8 @@ class Result:
     """What happened to one task on a node. ``outcome`` is ``STORED`` or ``FAILED``;
     a failure is retried when ``retryable`` (not sooner than ``retry_after`` seconds),
     and goes back without using an attempt when ``local`` names a fault of the node's
-    own side. ``peer`` (the address a node's policy refused) never leaves the node."""
+    own side. ``opt_out`` is the image's own opt-out signal (``dataset.optout``).
+    ``peer`` (the address a node's policy refused) never leaves the node."""
 
     id: int
     url: str
@@ -173,6 +178,7 @@ class Result:
     retry_after: float | None = None
     elapsed: float | None = None
     local: str | None = None
+    opt_out: str | None = None  # the image's response opted out of AI use (its signal)
     peer: str | None = field(default=None, compare=False)
 
     @property
@@ -231,6 +237,7 @@ class ManifestRecord:
     leases: int = 0
     node: str | None = None
     elapsed: float | None = None
+    opt_out: str | None = None  # the image or its page opted out of AI use (the signal)
 
     def to_wire(self) -> dict[str, Any]:
         return _wire_of(ManifestRecord)(self)
@@ -268,12 +275,14 @@ class AddressPolicyRecord:
 @dataclass(frozen=True, slots=True)
 class JoinReply:
     """What a node must respect, told when it joins: lease and heartbeat periods, the
-    crawl's User-Agent (empty: the node's own) and address policy (None: unknown)."""
+    crawl's User-Agent (empty: the node's own), address policy (None: unknown), and
+    whether opted-out images are left undownloaded (a dataset crawl)."""
 
     lease_seconds: float
     heartbeat_seconds: float
     user_agent: str = ""
     address_policy: AddressPolicyRecord | None = None
+    skip_opted_out: bool = False  # a dataset crawl: an opted-out image is not downloaded
 
     def to_wire(self) -> dict[str, Any]:
         wire: dict[str, Any] = {
@@ -282,6 +291,8 @@ class JoinReply:
         }
         if self.user_agent:
             wire["user_agent"] = self.user_agent
+        if self.skip_opted_out:
+            wire["skip_opted_out"] = True
         if self.address_policy is not None:
             wire["address_policy"] = self.address_policy.to_wire()
         return wire
@@ -295,6 +306,7 @@ class JoinReply:
             heartbeat_seconds=heartbeat if heartbeat and heartbeat > 0 else 10.0,
             user_agent=_text(data.get("user_agent")) or "",
             address_policy=AddressPolicyRecord.from_wire(data.get("address_policy")),
+            skip_opted_out=data.get("skip_opted_out") is True,
         )
 
 

@@ -30,10 +30,12 @@ from crawler.records import (
     LOCAL_ERROR,
     LOST_LEASES,
     NODE_LOST,
+    OPT_OUT,
     PENDING,
     STORED,
     ManifestRecord,
     Result,
+    error_code,
     record_line,
 )
 from crawler.urls import host_of
@@ -101,7 +103,15 @@ def final_record(task: Task) -> ManifestRecord:
         height=result.height,
         node=result.node or None,
         elapsed=result.elapsed,
+        opt_out=result.opt_out or _refused_opt_out(result.error),
     )
+
+
+def _refused_opt_out(error: str | None) -> str | None:
+    """The signal of an image refused for its page's opt-out (``opt_out: SIGNAL``)."""
+    if error_code(error) != OPT_OUT:
+        return None
+    return (error or "").partition(":")[2].strip() or None
 
 
 def retry_delay(attempt: int, jitter: float) -> float:

@@ -96,6 +96,7 @@ class Broker:
         address_policy: AddressPolicyRecord | None = None,
         max_lease_wait: float | None = None,
         referer: str = "none",
+        skip_opted_out: bool = False,
     ) -> None:
         self.max_lease_wait = MAX_LEASE_WAIT if max_lease_wait is None else max_lease_wait
         self.board = TaskBoard(lease_seconds, max_attempts, db, politeness)
@@ -105,6 +106,7 @@ class Broker:
         # The crawl's address policy (allow_private, allow_networks), told to every node
         # so that one that refuses more hands such tasks back instead of failing them.
         self.address_policy = address_policy
+        self.skip_opted_out = skip_opted_out  # a dataset crawl, told to every node
         self.node_timeout = node_timeout
         self.clock = clock
         self.nodes: dict[str, NodeInfo] = {}
@@ -132,6 +134,7 @@ class Broker:
             heartbeat_seconds=min(lease, self.node_timeout) / 3,
             user_agent=self.user_agent,
             address_policy=self.address_policy,
+            skip_opted_out=self.skip_opted_out,
         ).to_wire()
 
     def lease_batch(self, node: str, limit: int, wait: float = 1.0) -> dict[str, Any]:

@@ -26,8 +26,9 @@ from typing import Any
 import requests
 
 from crawler.config import Config
+from crawler.dataset.optout import product_token, response_opt_out
 from crawler.errors import UnsafeTarget
-from crawler.records import LOCAL_STORAGE, STORED, Result
+from crawler.records import LOCAL_STORAGE, OPT_OUT, STORED, Result
 from crawler.storage import (
     check_temporary,
     commit_file,
@@ -67,6 +68,8 @@ class FetchLimits:
     max_redirects: int
     min_width: int
     min_height: int
+    agent: str = ""  # the product token X-Robots-Tag lines may name (dataset.optout)
+    skip_opted_out: bool = False  # a dataset crawl: an opted-out image is not read
 
     @classmethod
     def from_config(cls, config: Config) -> FetchLimits:
@@ -79,6 +82,7 @@ class FetchLimits:
             max_redirects=config.crawl.max_redirects,
             min_width=download.min_width,
             min_height=download.min_height,
+            agent=product_token(config.crawl.user_agent),
         )
 
 
@@ -174,6 +178,11 @@ def fetch_image(
                         response.headers.get("Date"),
                         time.time(),
                     )
+                return result
+            # Read before the body: a dataset crawl does not download an opted-out image.
+            result.opt_out = response_opt_out(response.headers, limits.agent)
+            if result.opt_out and limits.skip_opted_out:
+                result.error = f"{OPT_OUT}: {result.opt_out}"
                 return result
             declared = _declared_length(response)
             if declared is not None and declared > limits.max_bytes:

@@ -10,6 +10,7 @@ leases the node still holds (its heartbeat).
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import ipaddress
 import os
 import signal
@@ -31,6 +32,7 @@ from gevent.pool import Group, Pool
 from crawler import wire
 from crawler.broker.politeness import MIN_PENALTY, is_throttle
 from crawler.config import Config
+from crawler.dataset.optout import product_token
 from crawler.download.committer import Committer, StoreCommitter
 from crawler.download.fetch import FetchLimits, fetch_image, new_result
 from crawler.download.processes import SHARED_TERMINAL
@@ -198,6 +200,12 @@ class DownloaderNode:
                     self._heartbeat = reply.heartbeat_seconds
                     # One User-Agent for the whole crawl, pages and images alike.
                     self.user_agent = reply.user_agent or self.user_agent
+                    # The crawl's opt-out rule, and the token its X-Robots-Tag lines name.
+                    self.limits = dataclasses.replace(
+                        self.limits,
+                        agent=product_token(self.user_agent),
+                        skip_opted_out=reply.skip_opted_out,
+                    )
                     self._learn_crawl_policy(reply.address_policy)
                     self._client = client
                     self._connected_once = True

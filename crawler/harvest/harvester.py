@@ -56,7 +56,8 @@ from crawler.metrics.base import (
 )
 from crawler.output.manifest import MANIFEST_NAME, Manifest
 from crawler.output.progress import ProgressLog
-from crawler.records import AddressPolicyRecord
+from crawler.output.references import References, reference_rows
+from crawler.records import OPT_OUT, AddressPolicyRecord
 from crawler.render.base import Renderer
 from crawler.render.chromium import ChromiumRenderer, find_chromium
 from crawler.render.stage import RenderStage
@@ -72,11 +73,13 @@ from crawler.web.pages import (
     fetch_resource,
     fetch_robots,
     fetch_sitemap,
+    fetch_tdmrep,
     find_sitemaps,
 )
 from crawler.web.retries import next_try_in, tries_allowed
 from crawler.web.robots import ALLOWED, DISALLOWED, UNREACHABLE, RobotsCache, robots_url
 from crawler.web.safehttp import session_options
+from crawler.web.tdmrep import TdmRepCache
 
 LOOP_TICK = 0.1
 
@@ -228,6 +231,14 @@ class Harvester:
             find_chromium(config.render.chromium)  # none: said at start, not page by page
         self.render = RenderStage("never", None)
         self.render_tally = RenderTally(self.render_mode)
+        self.dataset = config.dataset
+        # A dataset crawl leaves opted-out images undownloaded (unless told otherwise).
+        self.skip_opted_out = self.dataset.for_dataset and not self.dataset.ignore_opt_out
+        self.tdmrep = (
+            TdmRepCache(lambda url: fetch_tdmrep(url, self.crawl))
+            if self.dataset.for_dataset and pages is None
+            else None
+        )
         # A CA bundle or a cookies file not there: said at start, not page by page.
         session_options(self.crawl, os.environ)
 
@@ -267,6 +278,7 @@ class Harvester:
                 max_lease_wait=queue.max_lease_wait,
                 referer=self.crawl.referer,
                 clock=self.clock,
+                skip_opted_out=self.skip_opted_out,
             )
             try:
                 self.metrics = harvest_metrics(self.config.metrics, self._figures)
@@ -311,7 +323,11 @@ class Harvester:
         try:
             server.start()
             self._start_log(server)
-            self.parser = PageParser(per_core(self.crawl.parse_processes))
+            self.parser = PageParser(
+                per_core(self.crawl.parse_processes),
+                describe=self.dataset.for_dataset,
+                largest=self.dataset.variants == "largest",
+            )
             self.render = self._render_stage()
             self._find_sitemaps()
             with ThreadPoolExecutor(self.crawl.page_workers, "page") as pages:
@@ -398,6 +414,8 @@ class Harvester:
             opened.callback(_quietly, self.manifest.close)
             self.log = ProgressLog(self.config.output.log_path)
             opened.callback(_quietly, self.log.close)
+            self.references = References(self.config.output.out_dir)
+            opened.callback(_quietly, self.references.close)
 
     def _start_log(self, server: wire.Server) -> None:
         frontier = self.state.frontier
@@ -428,6 +446,16 @@ class Harvester:
                 seeds=" ".join(self.seeds),
                 listen=self.config.queue.listen,
                 robots="obeyed" if self.robots else "ignored",
+                for_dataset=self.dataset.for_dataset or None,
+                variants=self.dataset.variants if self.dataset.variants != "all" else None,
+            )
+        if self.dataset.ignore_opt_out:
+            self.log.event("opt_out_ignored")
+            print(
+                "harvester: --ignore-opt-out: images that opt out of AI use are downloaded "
+                "all the same",
+                file=sys.stderr,
+                flush=True,
             )
         metrics = f"; metrics on http://{self.metrics.where}/metrics" if self.metrics.where else ""
         print(
@@ -669,7 +697,7 @@ class Harvester:
 
     def _fetch_and_extract(self, url: str, depth: int, linked_from: str) -> PageResult:
         referer = referer_for(linked_from, url, self.crawl.referer)
-        return fetch_page(
+        page = fetch_page(
             url,
             depth,
             self.crawl,
@@ -681,6 +709,9 @@ class Harvester:
             self._validators.pop(url, ("", "")),
             self.render,
         )
+        if self.tdmrep is not None and not (page.error or page.opt_out or page.is_image):
+            page.opt_out = self.tdmrep.opt_out(page.final_url or url)  # (in the page thread)
+        return page
 
     def _check_robots(self, robots: str) -> PageResult:
         assert self.robots is not None  # checks start only when robots.txt is obeyed
@@ -766,6 +797,20 @@ class Harvester:
         if page.render_host_stopped:
             self.log.event("render_stopped", host=host_of(page.url), reason="nothing new")
         self._learn_crawl_delays([page.url])
+        if page.opt_out:
+            self.log.event("page_opt_out", url=page.url, signal=page.opt_out)
+        if page.opt_out or self.dataset.for_dataset:
+            shown = images + [
+                ref
+                for ref in page.refused_images + page.held_images
+                if self.scope.image_allowed(ref.url)
+            ]
+            self.references.write(reference_rows(page.url, shown, page.description, page.opt_out))
+        if page.opt_out and self.skip_opted_out:
+            # Recorded, not fetched: another page showing one of them changes nothing.
+            refused = [(ref.url, page.url, ref.kind) for ref in images]
+            self.broker.add_refused(refused, f"{OPT_OUT}: {page.opt_out}")
+            images = []
         # Tasks first, then the page is done: a crash in between re-fetches the page,
         # and the image URLs it queues again are de-duplicated.
         self._take_images(page, [(ref.url, page.url, ref.kind) for ref in images])

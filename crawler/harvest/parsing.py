@@ -52,9 +52,9 @@ MAX_BATCH_PAGES = 32
 MAX_BATCH_BYTES = 8 * 1024 * 1024
 
 
-# A page for a worker: (html, url, content type, None) to extract it, or
-# (html, url, content type, selectors) to match those selectors on it.
-Job = tuple[bytes, str, str | None, list[str] | None]
+# A page for a worker: (html, url, content type, None, (describe, largest)) to extract
+# it, or (html, url, content type, selectors, _) to match those selectors on it.
+Job = tuple[bytes, str, str | None, list[str] | None, tuple[bool, bool]]
 Result = PageContent | list[bool]
 
 
@@ -72,9 +72,9 @@ def extract_pages(pages: list[Job]) -> list[Result | Exception]:
 
 
 def _run(job: Job) -> Result:
-    html, url, content_type, selectors = job
+    html, url, content_type, selectors, (describe, largest) = job
     if selectors is None:
-        return extract_page(html, url, content_type)
+        return extract_page(html, url, content_type, describe, largest)
     return match_page_selectors(html, content_type, selectors)
 
 
@@ -91,8 +91,9 @@ class _Waiting:
 
 
 class PageParser:
-    """``parse(html, url, content_type)``: ``extract_page``, in ``processes`` workers
-    (0: in the calling thread); ``match(html, content_type, selectors)`` likewise.
+    """``parse(html, url, content_type)``: ``extract_page`` (with ``describe`` and
+    ``largest``), in ``processes`` workers (0: in the calling thread);
+    ``match(html, content_type, selectors)`` likewise.
 
     Pages go to the workers in batches, one message each way per batch: the page
     threads hand their pages in and wait; a sender thread keeps one batch in the pool
@@ -102,8 +103,9 @@ class PageParser:
     died, or that could not be sent or returned, is parsed by its callers themselves.
     """
 
-    def __init__(self, processes: int) -> None:
+    def __init__(self, processes: int, describe: bool = False, largest: bool = False) -> None:
         self.processes = processes
+        self.options = (describe, largest)  # extract_page's, for every page
         self._lock = threading.Lock()
         self._pool: ProcessPoolExecutor | None = None
         self._warm: Future[bool] | None = None
@@ -128,13 +130,13 @@ class PageParser:
         self._warm = self._pool.submit(_ready)
 
     def parse(self, html: bytes, url: str, content_type: str | None) -> PageContent:
-        result = self._do((html, url, content_type, None))
+        result = self._do((html, url, content_type, None, self.options))
         assert isinstance(result, PageContent)
         return result
 
     def match(self, html: bytes, content_type: str | None, selectors: list[str]) -> list[bool]:
         """``match_page_selectors``, in the workers as ``parse``."""
-        result = self._do((html, "", content_type, list(selectors)))
+        result = self._do((html, "", content_type, list(selectors), self.options))
         assert isinstance(result, list)
         return result
 

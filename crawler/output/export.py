@@ -44,6 +44,7 @@ COLUMNS = (
     "file",
     "node",
     "elapsed",
+    "opt_out",
 )
 FORMATS = ("csv", "jsonl")
 

@@ -22,9 +22,10 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from crawler.compat.bs4 import parse_kept
+from crawler.dataset.optout import meta_opt_out
 from crawler.render.hints import SCRIPT_CHARS_READ, Script, script_hints
 from crawler.urls import looks_like_image, resolve
 from crawler.web.css import (
@@ -42,6 +43,9 @@ from crawler.web.selectors import (
     media_applies,
     page_tokens,
 )
+
+if TYPE_CHECKING:
+    from crawler.web.describe import PageDescription
 
 # Attributes lazy-loading libraries use to hold the real image URL.
 LAZY_SRC_ATTRIBUTES = ("data-src", "data-lazy-src", "data-original", "data-lazy", "data-url")
@@ -103,15 +107,26 @@ class PageContent:
     tokens: PageTokens = field(default_factory=lambda: page_tokens((), (), ()))
     # Why its scripts look like they build images or links (``render.hints``), or ().
     script_hints: tuple[str, ...] = ()
+    # What the page says of its images (``describe``), when asked for.
+    description: PageDescription | None = None
+    # The page opts out of AI use in a <meta> (``dataset.optout.meta_opt_out``).
+    opt_out: str | None = None
 
 
 def parse_srcset(value: str) -> list[str]:
-    """URLs of every candidate in a ``srcset``, following the HTML spec's tokenizer.
+    """URLs of every candidate in a ``srcset`` (``srcset_candidates``)."""
+    return [url for url, _ in srcset_candidates(value)]
+
+
+def srcset_candidates(value: str) -> list[tuple[str, str]]:
+    """``(url, descriptor)`` of every candidate in a ``srcset``, following the HTML
+    spec's tokenizer; the descriptor is as written, whitespace collapsed (``"640w"``,
+    ``"2x"``, ``""`` for none).
 
     URLs may contain commas (only a trailing comma ends a bare URL), descriptors may
     contain parentheses, and whitespace between candidates is arbitrary.
     """
-    urls: list[str] = []
+    candidates: list[tuple[str, str]] = []
     position, length = 0, len(value)
     while position < length:
         while position < length and (value[position] in _WHITESPACE or value[position] == ","):
@@ -120,6 +135,7 @@ def parse_srcset(value: str) -> list[str]:
         while position < length and value[position] not in _WHITESPACE:
             position += 1
         url = value[start:position]
+        described = position
         if url.endswith(","):
             url = url.rstrip(",")
         else:
@@ -134,8 +150,9 @@ def parse_srcset(value: str) -> list[str]:
                 elif char == ",":
                     break
         if url:
-            urls.append(url)
-    return urls
+            descriptor = value[described:position].rstrip(",") if described < position else ""
+            candidates.append((url, " ".join(descriptor.split())))
+    return candidates
 
 
 def charset_from_content_type(content_type: str | None) -> str | None:
@@ -196,13 +213,24 @@ def _codec_for(label: str | None) -> str | None:
         return None
 
 
-def extract_page(html: bytes, page_url: str, content_type: str | None = None) -> PageContent:
+def extract_page(
+    html: bytes,
+    page_url: str,
+    content_type: str | None = None,
+    describe: bool = False,
+    largest: bool = False,
+) -> PageContent:
     """Find the images a page shows and the pages it links to.
 
     Image URLs are resolved against ``<base href>`` (or the page URL), normalized and
     de-duplicated in document order; the first kind seen for a URL wins. The images of
     the page's ``<style>`` rules come last, those of rules whose selector matches an
     element (``selectors``); linked style sheets are ``pages.py``'s.
+
+    ``describe``: also what the page says of each image (``describe.describe_page``,
+    a second, whole parse). ``largest``: of the candidates of one ``<img srcset>`` or
+    ``<picture>`` only the largest is kept (its variants are left in the description's
+    ``alternatives``).
     """
     codec, start = page_encoding(html, content_type)
     text = html[start:].decode(codec, errors="replace")
@@ -221,7 +249,23 @@ def extract_page(html: bytes, page_url: str, content_type: str | None = None) ->
     for rule in applied_rules(rules, tokens, lambda selectors: match_selectors(text, selectors)):
         for url in rule.urls:
             collector.add_image(url, "css")
+    if describe or largest:
+        from crawler.web.describe import describe_page  # (it imports this module)
+
+        description = describe_page(text, page_url, url_query_encoding(codec))
+        content.description = description
+        if largest and description.alternatives:
+            variants = description.alternatives
+            content.images = [
+                ref
+                for ref in content.images
+                if ref.url not in variants or ref.kind not in VARIANT_KINDS
+            ]
     return content
+
+
+# Kinds of reference ``largest`` may leave out: the candidates of a picture.
+VARIANT_KINDS = frozenset({"img_src", "srcset", "picture", "lazy"})
 
 
 def match_page_selectors(html: bytes, content_type: str | None, selectors: list[str]) -> list[bool]:
@@ -432,6 +476,13 @@ class _Collector:
         elif name == "robots":
             directives = {d.strip() for d in element.get("content").lower().split(",")}
             self.page_nofollow |= not directives.isdisjoint({"nofollow", "none"})
+            self.content.opt_out = self.content.opt_out or meta_opt_out(
+                name, element.get("content")
+            )
+        elif name == "tdm-reservation":
+            self.content.opt_out = self.content.opt_out or meta_opt_out(
+                name, element.get("content")
+            )
 
     def visit_anchor(self, element: _Element) -> None:
         url = self.resolve(element.get("href", ""))

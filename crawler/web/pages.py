@@ -16,10 +16,12 @@ from dataclasses import dataclass, field
 import requests
 
 from crawler.config import CrawlConfig
+from crawler.dataset.optout import product_token, response_opt_out
 from crawler.errors import BadEncoding, UnsafeTarget
 from crawler.render.stage import RenderStage
 from crawler.urls import host_of, normalize, resolve
 from crawler.web.css import import_urls, stylesheet_image_rules
+from crawler.web.describe import PageDescription
 from crawler.web.extract import ImageRef, PageContent, extract_page, match_page_selectors
 from crawler.web.failures import describe_request_error
 from crawler.web.retries import is_no_answer
@@ -41,6 +43,7 @@ from crawler.web.safehttp import (
 )
 from crawler.web.selectors import ImageRule, applied_rules, image_rule
 from crawler.web.sitemaps import MAX_SITEMAP_BYTES, NotASitemap, SitemapContent, parse_sitemap
+from crawler.web.tdmrep import MAX_TDMREP_BYTES
 from crawler.web.verify import sniff_image_type
 
 HTML_TYPES = ("text/html", "application/xhtml+xml")
@@ -80,6 +83,8 @@ class PageResult:
     render_seconds: float | None = None
     render_blocked: tuple[str, ...] = ()  # requests the browser was refused (a few)
     render_host_stopped: bool = False  # auto renders no more pages of this host
+    description: PageDescription | None = None  # its words for its images (describe)
+    opt_out: str | None = None  # the page opts out of AI use: its signal (dataset.optout)
 
 
 _local = threading.local()
@@ -205,6 +210,16 @@ def fetch_robots(url: str, config: CrawlConfig) -> RobotsResponse:
     return RobotsResponse(status, body)
 
 
+def fetch_tdmrep(url: str, config: CrawlConfig) -> tuple[int, bytes]:
+    """GET a TDMRep file (``tdmrep.TdmRepCache``): status and body, status 0 when it
+    could not be read (no answer, a refused address, a body too odd to decode)."""
+    try:
+        status, _mime, body = _get_small(url, config, MAX_TDMREP_BYTES)
+    except (BadEncoding, UnsafeTarget, requests.RequestException):
+        return 0, b""
+    return status, body
+
+
 def check_robots(url: str, robots: RobotsCache) -> PageResult:
     """Read the robots.txt of ``url``'s host again if its next try is due (for images
     held on it), as a ``robots_only`` result the harvester's page loop takes: its
@@ -265,6 +280,7 @@ def fetch_page(
             page.status = response.status_code
             page.final_url = normalize(response.url) or url
             page.content_type = response.headers.get("Content-Type", "")
+            page.opt_out = response_opt_out(response.headers, product_token(config.user_agent))
             page.etag = response.headers.get("ETag", "")[:MAX_VALIDATOR_CHARS]
             page.last_modified = response.headers.get("Last-Modified", "")[:MAX_VALIDATOR_CHARS]
             mime = page.content_type.split(";")[0].strip().lower()
@@ -303,6 +319,8 @@ def fetch_page(
     page.images, page.links = content.images, content.links
     page.nofollow_links = content.nofollow_links
     page.script_hints = content.script_hints
+    page.description = content.description
+    page.opt_out = page.opt_out or content.opt_out
     if stylesheets is not None:
         shown = _stylesheet_images(
             content,

@@ -109,6 +109,7 @@ def test_limits_are_built_from_the_config() -> None:
         max_redirects=3,
         min_width=4,
         min_height=5,
+        agent="distributed-image-crawler",  # the default User-Agent's product token
     )
 
 
@@ -505,3 +506,43 @@ def test_a_hotlink_protected_image_is_stored_only_with_the_page_as_referer(out, 
         result = fetch_image(session, 2, url, out, "node-1", LIMITS, referer=page)
         assert (result.outcome, result.sha256) == ("stored", image["sha256"])
         assert server.referers[image["path"]] == page
+
+
+# -- opt-outs read before the body -----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("headers", "signal"),
+    [
+        ({"X-Robots-Tag": "noimageai"}, "x-robots-tag: noimageai"),
+        ({"X-Robots-Tag": "noindex, noai"}, "x-robots-tag: noai"),
+        ({"tdm-reservation": "1"}, "tdm-reservation: 1"),
+    ],
+)
+def test_an_opted_out_image_is_stored_with_its_signal(
+    mocked: responses.RequestsMock, out: Path, headers: dict[str, str], signal: str
+) -> None:
+    mocked.get(f"{HOST}/a.png", body=PNG, headers=headers)
+    result = fetch(f"{HOST}/a.png", out)
+    assert result.outcome == "stored"
+    assert result.opt_out == signal
+
+
+def test_a_dataset_crawl_does_not_read_an_opted_out_image(
+    mocked: responses.RequestsMock, out: Path
+) -> None:
+    mocked.get(f"{HOST}/a.png", body=PNG, headers={"X-Robots-Tag": "noai"})
+    result = fetch(f"{HOST}/a.png", out, replace(LIMITS, skip_opted_out=True))
+    assert_failed(result, out, "opt_out: x-robots-tag: noai", retryable=False)
+    assert result.opt_out == "x-robots-tag: noai"
+    assert result.bytes == 0 and result.local is None  # nothing read; not the node's fault
+
+
+def test_a_signal_for_another_robot_is_not_an_opt_out(
+    mocked: responses.RequestsMock, out: Path
+) -> None:
+    mocked.get(f"{HOST}/a.png", body=PNG, headers={"X-Robots-Tag": "otherbot: noai"})
+    mocked.get(f"{HOST}/b.png", body=PNG, headers={"X-Robots-Tag": "mybot: noai"})
+    limits = replace(LIMITS, skip_opted_out=True, agent="mybot")
+    assert fetch(f"{HOST}/a.png", out, limits).outcome == "stored"
+    assert fetch(f"{HOST}/b.png", out, limits).error == "opt_out: x-robots-tag: noai"

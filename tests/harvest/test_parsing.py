@@ -154,7 +154,11 @@ def test_pages_waiting_together_go_in_one_batch_and_each_gets_its_own_result():
 
 
 def test_one_bad_page_fails_only_itself():
-    good, bad = (PAGE, URL, "text/html", None), ("not bytes", URL, "text/html", None)
+    options = (False, False)
+    good, bad = (
+        (PAGE, URL, "text/html", None, options),
+        ("not bytes", URL, "text/html", None, options),
+    )
     first, second, third = extract_pages([good, bad, good])  # type: ignore[list-item]
     assert first == third == extract_page(PAGE, URL, "text/html")
     assert isinstance(second, TypeError)

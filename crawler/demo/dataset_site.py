@@ -185,7 +185,7 @@ def build_dataset_site(galleries: int = 3, per_gallery: int = 4) -> DatasetSite:
             # A copy elsewhere: smaller, re-encoded, a little cropped.
             copy = f"/img/copy{number}.jpg"
             original = picture(number, WIDTHS[-1])
-            cut = original.crop((8, 6, original.width - 8, original.height - 6))
+            cut = original.crop((3, 2, original.width - 3, original.height - 2))
             files[copy] = Resource(encoded(cut.resize((300, 220)), quality=55), "image/jpeg")
             truth[copy] = {
                 "picture": number,

@@ -26,6 +26,7 @@ HARVEST_FLAGS = (
     "metrics",
     "sitemaps",
     "render",
+    *("for_dataset", "ignore_opt_out", "variants"),
 )
 DISTRIBUTION = "distributed-image-crawler"
 EXAMPLES = {
@@ -42,7 +43,8 @@ EXAMPLES = {
   crawler harvest https://example.org/ --allow-host cdn.example.org --image-host '*.example.org'
   crawler harvest https://example.org/ --retry-failed --only http_503 --only timeout
   crawler harvest https://example.org/ --metrics 9100
-  crawler harvest https://example.org/ --render auto""",
+  crawler harvest https://example.org/ --render auto
+  crawler harvest https://example.org/ --for-dataset --variants largest""",
     "download": """\
   crawler download --authkey-file ~/.crawler.key
   crawler download --connect harvester.example.lan:5599 --out /data/images --processes 4
@@ -60,7 +62,9 @@ EXAMPLES = {
   crawler report /data/crawl --images s3://images/crawl1""",
     "export": """\
   crawler export > images.csv
-  crawler export /data/crawl --format jsonl --output images.jsonl""",
+  crawler export /data/crawl --format jsonl --output images.jsonl
+  crawler export /data/crawl --format webdataset --output /data/shards --shard-size 5000
+  AWS_ENDPOINT_URL_S3=http://minio.lan:9000 crawler export --format parquet --output s3://sets/a""",
     "status": """\
   crawler status --authkey-file ~/.crawler.key
   crawler status --connect harvester.example.lan:5599 --json""",
@@ -214,6 +218,25 @@ def build_parser() -> argparse.ArgumentParser:
         "scripts make: never (default), auto (pages whose scripts look like they build "
         "images or links, while it pays), always",
     )
+    dataset = harvest.add_argument_group("datasets (README: Building a dataset)")
+    dataset.add_argument(
+        "--for-dataset",
+        action="store_true",
+        default=None,
+        help="record each image's text on every page (OUT/references.jsonl), read "
+        "TDMRep, and do not download images that opt out of AI use",
+    )
+    dataset.add_argument(
+        "--ignore-opt-out",
+        action="store_true",
+        default=None,
+        help="download opted-out images all the same (logged)",
+    )
+    dataset.add_argument(
+        "--variants",
+        choices=("all", "largest"),
+        help="of one srcset/<picture>: fetch all candidates (default) or only the largest",
+    )
     scope = harvest.add_argument_group("scope (repeat a flag to give several values)")
     scope.add_argument(
         "--allow-host",
@@ -314,10 +337,34 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _images_flag(report)
 
-    export = command("export", "the manifest with image dimensions, as CSV/JSONL")
+    export = command(
+        "export", "the manifest as CSV/JSONL, or the images as WebDataset/Parquet shards"
+    )
     export.add_argument("out", nargs="?", type=Path, help="output folder (default: downloads)")
-    export.add_argument("--format", choices=("csv", "jsonl"), default="csv")
-    export.add_argument("--output", type=Path, metavar="FILE", help="write here (default: stdout)")
+    export.add_argument(
+        "--format", choices=("csv", "jsonl", "webdataset", "parquet"), default="csv"
+    )
+    export.add_argument(
+        "--output",
+        metavar="WHERE",
+        help="csv/jsonl: a file (default: stdout); webdataset/parquet: a folder or an "
+        "fsspec URL such as s3://BUCKET/PREFIX (required)",
+    )
+    export.add_argument(
+        "--shard-size", type=int, metavar="N", help="samples per shard (default 10000)"
+    )
+    export.add_argument(
+        "--ignore-opt-out",
+        action="store_true",
+        default=None,
+        help="keep images that opt out of AI use in the shards (logged in the card)",
+    )
+    export.add_argument(
+        "--near-duplicate-distance",
+        type=int,
+        metavar="BITS",
+        help="perceptual-hash distance at or under which images are near-duplicates",
+    )
     _images_flag(export)
     _config_flag(export)
 
@@ -495,11 +542,47 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_userinfo(argument: str) -> str:
+    """An argument as the dataset card may show it: a URL's user and password hidden."""
+    scheme, sep, rest = argument.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return argument
+
+
 def cmd_export(args: argparse.Namespace) -> int:
+    flags = {
+        "out": str(args.out) if args.out else None,
+        "shard_size": args.shard_size,
+        "ignore_opt_out": args.ignore_opt_out,
+        "near_duplicate_distance": args.near_duplicate_distance,
+    }
+    config = load_config(args.config, os.environ, flags)
+    out = config.output.out_dir
+    if args.format in ("webdataset", "parquet"):
+        from crawler.dataset.export import export_dataset
+
+        if not args.output:
+            raise ConfigError(f"--format {args.format} needs --output: a folder or s3://...")
+        dataset = config.dataset
+        if dataset.ignore_opt_out:
+            print("export: --ignore-opt-out: opted-out images are kept", file=sys.stderr)
+        export = export_dataset(
+            out,
+            args.format,
+            args.output,
+            dataset.shard_size,
+            args.images,
+            dataset.ignore_opt_out,
+            dataset.near_duplicate_distance,
+            command=" ".join(["crawler", *map(_without_userinfo, sys.argv[1:])]),
+        )
+        print(f"{export.line()}; card {args.output.rstrip('/')}/README.md", file=sys.stderr)
+        return 0
     from crawler.output.export import export_manifest
 
-    out, _ = _output_folder(args)
-    rows = export_manifest(out, args.format, args.output, args.images)
+    output = Path(args.output) if args.output else None
+    rows = export_manifest(out, args.format, output, args.images)
     if args.output:
         print(f"exported {rows} rows to {args.output}", file=sys.stderr)
     return 0

@@ -1,0 +1,213 @@
+"""``crawler export --format webdataset|parquet``: a crawl's stored images as dataset
+shards, each sample the image's bytes and its text (``output.references``), with the
+dataset card beside them.
+
+A sample is one stored image URL. Its text is from the first page showing it that no
+opt-out marks (the manifest's page first); ``references`` counts the pages showing
+it. Opt-outs (``dataset.optout``): an image is opted out when its own response or any
+page showing it says so; opted-out images are left out of the shards (and counted in
+the card) unless ``ignore_opt_out``. ``near_duplicate_of`` (``dataset.neardup``): the
+sha256 of the representative of the image's near-duplicate group, None for an image
+in no group.
+
+Memory: one small record per stored image and one per image URL of the references
+(``read_references``); images are read one at a time (twice: hashed, then written).
+"""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crawler.dataset.card import CardFigures, dataset_card
+from crawler.dataset.neardup import (
+    DEFAULT_MAX_DISTANCE,
+    Hashed,
+    near_duplicate_groups,
+    perceptual_hash,
+)
+from crawler.dataset.shards import EXTENSIONS, FORMATS, Sample, open_writer, write_text
+from crawler.errors import ConfigError
+from crawler.output.export import manifest_records
+from crawler.output.images import ImageFiles
+from crawler.output.references import ImageReferences, read_references
+from crawler.records import OPT_OUT, STORED, error_code
+from crawler.urls import host_of
+
+CARD_NAME = "README.md"
+# The stored files' extensions as WebDataset keys name them.
+_EXTENSIONS = {"jpeg": "jpg", "tif": "tiff"}
+# Text fields a sample takes from its reference line.
+_TEXT_FIELDS = ("alt", "title", "caption", "context", "page_title", "lang", "descriptor")
+
+
+@dataclass
+class _Stored:
+    """A stored image the export will write: its manifest record and where it is."""
+
+    record: dict[str, Any]
+    location: str
+    refs: ImageReferences | None
+    opt_out: str | None
+
+
+@dataclass
+class DatasetExport:
+    """What an export wrote (the card's figures) and how long it took."""
+
+    figures: CardFigures
+    seconds: float
+    hashing_seconds: float = 0.0
+    unreadable: list[str] = field(default_factory=list)  # stored files that are not there
+
+    def line(self) -> str:
+        figures = self.figures
+        rate = figures.samples / self.seconds if self.seconds else 0.0
+        return (
+            f"exported {figures.samples} samples in {len(figures.shards)} {figures.format} "
+            f"shards ({rate:,.0f} samples/s); {figures.opted_out_left_out} opted out left "
+            f"out; {figures.near_duplicate_groups} near-duplicate groups"
+        )
+
+
+def export_dataset(
+    out: Path,
+    fmt: str,
+    output: str,
+    shard_size: int,
+    images: str | None = None,
+    ignore_opt_out: bool = False,
+    max_distance: int = DEFAULT_MAX_DISTANCE,
+    command: str = "",
+    hasher: Callable[[bytes], int | None] = perceptual_hash,
+) -> DatasetExport:
+    """Write OUT's stored images as ``fmt`` shards to ``output`` (a folder or an fsspec
+    URL) and the dataset card beside them; see the module for what a sample holds.
+    Shards are whole or absent: a failure part way removes the one being written."""
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown dataset format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    started = time.monotonic()
+    records = manifest_records(out, "export")
+    references = read_references(out)
+    files = ImageFiles(out, images)
+    figures = CardFigures(format=fmt, shard_size=shard_size, max_distance=max_distance)
+    figures.ignored_opt_out = ignore_opt_out
+    figures.command = command
+    stored: list[_Stored] = []
+    for record in records:
+        url = record.get("url")
+        refs = references.get(url) if isinstance(url, str) else None
+        opt_out = _opt_out_of(record, refs)
+        if record.get("outcome") != STORED:
+            figures.failed[error_code(record.get("error"))] += 1
+            if opt_out:
+                figures.opted_out_left_out += 1
+                figures.opt_out_signals[opt_out] += 1
+            continue
+        if opt_out and not ignore_opt_out:
+            figures.opted_out_left_out += 1
+            figures.opt_out_signals[opt_out] += 1
+            continue
+        location = files.locate(record.get("path"))
+        if location is None:
+            figures.skipped["file missing"] += 1
+            continue
+        extension = location.rsplit(".", 1)[-1].lower()
+        if _EXTENSIONS.get(extension, extension) not in EXTENSIONS:
+            figures.skipped[f".{extension} (not a dataset image type)"] += 1
+            continue
+        stored.append(_Stored(record, location, refs, opt_out))
+    export = DatasetExport(figures, 0.0)
+    hashing = time.monotonic()
+    groups = near_duplicate_groups(_hashes(stored, files, hasher, export), max_distance)
+    export.hashing_seconds = time.monotonic() - hashing
+    figures.near_duplicate_images = len(groups)
+    figures.near_duplicate_groups = len(set(groups.values()))
+    writer = open_writer(fmt, output, shard_size)
+    try:
+        for image in stored:
+            try:
+                with files.open(image.location) as handle:
+                    data = handle.read()
+            except OSError:
+                export.unreadable.append(image.location)
+                continue
+            sample = _sample(figures.samples, image, data, groups)
+            writer.write(sample)
+            figures.samples += 1
+            figures.hosts[host_of(image.record["url"])] += 1
+            figures.total_bytes += len(data)
+            if not (sample.meta.get("alt") or sample.meta.get("caption")):
+                figures.images_without_text += 1
+        figures.shards = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    figures.created = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+    write_text(output, CARD_NAME, dataset_card(figures))
+    export.seconds = time.monotonic() - started
+    return export
+
+
+def _opt_out_of(record: dict[str, Any], refs: ImageReferences | None) -> str | None:
+    """The image's opt-out signal: its own response's, a dataset crawl's refusal, or
+    any page's that shows it."""
+    own = record.get("opt_out")
+    if isinstance(own, str) and own:
+        return own
+    if error_code(record.get("error")) == OPT_OUT:
+        return str(record.get("error")).partition(":")[2].strip() or OPT_OUT
+    return refs.opt_out if refs is not None else None
+
+
+def _hashes(
+    stored: list[_Stored],
+    files: ImageFiles,
+    hasher: Callable[[bytes], int | None],
+    export: DatasetExport,
+) -> list[Hashed]:
+    hashed: list[Hashed] = []
+    seen: set[str] = set()
+    for image in stored:
+        sha256 = image.record.get("sha256")
+        if not isinstance(sha256, str) or sha256 in seen:
+            continue
+        seen.add(sha256)
+        try:
+            with files.open(image.location) as handle:
+                value = hasher(handle.read())
+        except OSError:
+            continue  # counted when it is written (or not)
+        if value is not None:
+            width, height = image.record.get("width") or 0, image.record.get("height") or 0
+            size = image.record.get("bytes") or 0
+            hashed.append(Hashed(sha256, value, int(width) * int(height), int(size)))
+    return hashed
+
+
+def _sample(index: int, image: _Stored, data: bytes, groups: dict[str, str]) -> Sample:
+    record = image.record
+    row = image.refs.row if image.refs is not None else {}
+    meta: dict[str, Any] = {
+        "url": record["url"],
+        "page": row.get("page") or record.get("page"),
+        "kind": record.get("kind"),
+    }
+    for name in _TEXT_FIELDS:
+        meta[name] = row.get(name)
+    meta.update(
+        width=record.get("width"),
+        height=record.get("height"),
+        bytes=record.get("bytes"),
+        content_type=record.get("content_type"),
+        sha256=record.get("sha256"),
+        near_duplicate_of=groups.get(record.get("sha256") or ""),
+        opt_out=image.opt_out,
+        references=len(image.refs.pages) if image.refs is not None else 1,
+    )
+    extension = image.location.rsplit(".", 1)[-1].lower()
+    return Sample(f"{index:09d}", _EXTENSIONS.get(extension, extension), data, meta)

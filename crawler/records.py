@@ -158,7 +158,7 @@ class Result:
     """What happened to one task on a node. ``outcome`` is ``STORED`` or ``FAILED``;
     a failure is retried when ``retryable`` (not sooner than ``retry_after`` seconds),
     and goes back without using an attempt when ``local`` names a fault of the node's
-    own side. ``opt_out`` is the image's own opt-out signal (``dataset.optout``).
+    own side. ``opt_out`` is the image's own opt-out signal (``web.optout``).
     ``peer`` (the address a node's policy refused) never leaves the node."""
 
     id: int

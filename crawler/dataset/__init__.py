@@ -1,2 +1,2 @@
-"""From a crawl to a dataset: opt-out signals, near-duplicate groups, shards and the
-dataset card."""
+"""From a crawl to a dataset: near-duplicate groups, WebDataset and Parquet shards, the
+dataset card, and the export that makes them (the opt-out signals are ``web.optout``)."""

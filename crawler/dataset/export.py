@@ -4,7 +4,7 @@ dataset card beside them.
 
 A sample is one stored image URL. Its text is from the first page showing it that no
 opt-out marks (the manifest's page first); ``references`` counts the pages showing
-it. Opt-outs (``dataset.optout``): an image is opted out when its own response or any
+it. Opt-outs (``web.optout``): an image is opted out when its own response or any
 page showing it says so; opted-out images are left out of the shards (and counted in
 the card) unless ``ignore_opt_out``. ``near_duplicate_of`` (``dataset.neardup``): the
 sha256 of the representative of the image's near-duplicate group, None for an image

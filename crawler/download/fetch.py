@@ -26,7 +26,6 @@ from typing import Any
 import requests
 
 from crawler.config import Config
-from crawler.dataset.optout import product_token, response_opt_out
 from crawler.errors import UnsafeTarget
 from crawler.records import LOCAL_STORAGE, OPT_OUT, STORED, Result
 from crawler.storage import (
@@ -37,6 +36,7 @@ from crawler.storage import (
     write_all,
 )
 from crawler.web.failures import describe_request_error, exception_reason
+from crawler.web.optout import product_token, response_opt_out
 from crawler.web.safehttp import body_chunks, open_url
 from crawler.web.verify import SNIFF_BYTES, check_image, sniff_image_type
 
@@ -68,7 +68,7 @@ class FetchLimits:
     max_redirects: int
     min_width: int
     min_height: int
-    agent: str = ""  # the product token X-Robots-Tag lines may name (dataset.optout)
+    agent: str = ""  # the product token X-Robots-Tag lines may name (web.optout)
     skip_opted_out: bool = False  # a dataset crawl: an opted-out image is not read
 
     @classmethod

@@ -32,7 +32,6 @@ from gevent.pool import Group, Pool
 from crawler import wire
 from crawler.broker.politeness import MIN_PENALTY, is_throttle
 from crawler.config import Config
-from crawler.dataset.optout import product_token
 from crawler.download.committer import Committer, StoreCommitter
 from crawler.download.fetch import FetchLimits, fetch_image, new_result
 from crawler.download.processes import SHARED_TERMINAL
@@ -50,6 +49,7 @@ from crawler.records import (
 )
 from crawler.storage import probe_storage, remove_stale_temporaries
 from crawler.urls import host_of
+from crawler.web.optout import product_token
 from crawler.web.safehttp import AddressPolicy, make_session, session_options
 from crawler.wire.base import BrokerClient, CallFailed
 

@@ -25,7 +25,6 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, ClassVar
 
 from crawler.compat.bs4 import parse_kept
-from crawler.dataset.optout import meta_opt_out
 from crawler.render.hints import SCRIPT_CHARS_READ, Script, script_hints
 from crawler.urls import looks_like_image, resolve
 from crawler.web.css import (
@@ -34,6 +33,7 @@ from crawler.web.css import (
     style_attribute_image_urls,
     stylesheet_image_rules,
 )
+from crawler.web.optout import meta_opt_out
 from crawler.web.selectors import (
     ImageRule,
     PageTokens,
@@ -109,7 +109,7 @@ class PageContent:
     script_hints: tuple[str, ...] = ()
     # What the page says of its images (``describe``), when asked for.
     description: PageDescription | None = None
-    # The page opts out of AI use in a <meta> (``dataset.optout.meta_opt_out``).
+    # The page opts out of AI use in a <meta> (``web.optout.meta_opt_out``).
     opt_out: str | None = None
 
 

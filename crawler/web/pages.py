@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import requests
 
 from crawler.config import CrawlConfig
-from crawler.dataset.optout import product_token, response_opt_out
 from crawler.errors import BadEncoding, UnsafeTarget
 from crawler.render.stage import RenderStage
 from crawler.urls import host_of, normalize, resolve
@@ -24,6 +23,7 @@ from crawler.web.css import import_urls, stylesheet_image_rules
 from crawler.web.describe import PageDescription
 from crawler.web.extract import ImageRef, PageContent, extract_page, match_page_selectors
 from crawler.web.failures import describe_request_error
+from crawler.web.optout import product_token, response_opt_out
 from crawler.web.retries import is_no_answer
 from crawler.web.robots import (
     DISALLOWED,
@@ -84,7 +84,7 @@ class PageResult:
     render_blocked: tuple[str, ...] = ()  # requests the browser was refused (a few)
     render_host_stopped: bool = False  # auto renders no more pages of this host
     description: PageDescription | None = None  # its words for its images (describe)
-    opt_out: str | None = None  # the page opts out of AI use: its signal (dataset.optout)
+    opt_out: str | None = None  # the page opts out of AI use: its signal (web.optout)
 
 
 _local = threading.local()

@@ -1,5 +1,5 @@
 """Each origin's TDMRep file (``/.well-known/tdmrep.json``), read once per origin for
-a dataset crawl, and what it says of a page (``dataset.optout.tdmrep_opt_out``).
+a dataset crawl, and what it says of a page (``web.optout.tdmrep_opt_out``).
 
 Guarantee: one request per origin however many page threads ask at once (the others
 wait for it); a file that is missing, unreadable or not TDMRep reserves nothing
@@ -15,7 +15,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from urllib.parse import urlsplit
 
-from crawler.dataset.optout import (
+from crawler.web.optout import (
     MAX_TDMREP_BYTES,
     TdmRule,
     parse_tdmrep,

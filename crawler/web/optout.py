@@ -48,17 +48,22 @@ def robots_tag_opt_out(values: str | Iterable[str] | None, agent: str = "") -> s
     """The opt-out in X-Robots-Tag value(s), for every robot or for ``agent``."""
     if values is None:
         return None
-    text = values if isinstance(values, str) else ", ".join(v for v in values if isinstance(v, str))
+    headers = [values] if isinstance(values, str) else [v for v in values if isinstance(v, str)]
     found: set[str] = set()
-    applies = True  # directives before any NAME: apply to every robot
-    for part in text[:MAX_HEADER_CHARS].split(","):
-        match = _AGENT_PREFIX.match(part)
-        if match and match.group(1).lower() not in _VALUED_DIRECTIVES:
-            applies = match.group(1).lower() == agent.lower() if agent else False
-            part = match.group(2)
-        directive = part.strip().lower()
-        if applies and directive in OPT_OUT_DIRECTIVES:
-            found.add(directive)
+    budget = MAX_HEADER_CHARS
+    for text in headers:  # a NAME: group lasts to the end of its own header
+        text, budget = text[:budget], budget - len(text)
+        applies = True  # directives before any NAME: apply to every robot
+        for part in text.split(","):
+            match = _AGENT_PREFIX.match(part)
+            if match and match.group(1).lower() not in _VALUED_DIRECTIVES:
+                applies = match.group(1).lower() == agent.lower() if agent else False
+                part = match.group(2)
+            directive = part.strip().lower()
+            if applies and directive in OPT_OUT_DIRECTIVES:
+                found.add(directive)
+        if budget <= 0:
+            break
     return f"x-robots-tag: {','.join(sorted(found))}" if found else None
 
 

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from requests.structures import CaseInsensitiveDict
 
-from crawler.dataset.optout import (
+from crawler.web.optout import (
     TdmRule,
     location_matches,
     meta_opt_out,
@@ -41,6 +41,12 @@ from crawler.dataset.optout import (
 )
 def test_x_robots_tag(value, agent, signal):
     assert robots_tag_opt_out(value, agent) == signal
+
+
+def test_a_robot_name_holds_to_the_end_of_its_own_header():
+    assert (
+        robots_tag_opt_out(["googlebot: noindex", "noai"], "imagecrawler") == "x-robots-tag: noai"
+    )
 
 
 def test_response_headers_any_case_and_both_signals():

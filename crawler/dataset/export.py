@@ -17,12 +17,15 @@ Memory: one small record per stored image and one per image URL of the reference
 from __future__ import annotations
 
 import datetime
+import multiprocessing
 import time
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crawler.config import per_core
 from crawler.dataset.card import CardFigures, dataset_card
 from crawler.dataset.neardup import (
     DEFAULT_MAX_DISTANCE,
@@ -39,6 +42,8 @@ from crawler.records import OPT_OUT, STORED, error_code
 from crawler.urls import host_of
 
 CARD_NAME = "README.md"
+# Images from which hashing goes to worker processes (starting them costs ~1 s).
+POOL_FROM = 2000
 # The stored files' extensions as WebDataset keys name them.
 _EXTENSIONS = {"jpeg": "jpg", "tif": "tiff"}
 # Text fields a sample takes from its reference line.
@@ -84,10 +89,12 @@ def export_dataset(
     max_distance: int = DEFAULT_MAX_DISTANCE,
     command: str = "",
     hasher: Callable[[bytes], int | None] = perceptual_hash,
+    processes: int = 0,
 ) -> DatasetExport:
     """Write OUT's stored images as ``fmt`` shards to ``output`` (a folder or an fsspec
     URL) and the dataset card beside them; see the module for what a sample holds.
-    Shards are whole or absent: a failure part way removes the one being written."""
+    Shards are whole or absent: a failure part way removes the one being written.
+    Images in a folder are hashed in ``processes`` workers (0: one per core)."""
     if fmt not in FORMATS:
         raise ConfigError(f"unknown dataset format {fmt!r}: choose one of {', '.join(FORMATS)}")
     started = time.monotonic()
@@ -123,7 +130,8 @@ def export_dataset(
         stored.append(_Stored(record, location, refs, opt_out))
     export = DatasetExport(figures, 0.0)
     hashing = time.monotonic()
-    groups = near_duplicate_groups(_hashes(stored, files, hasher, export), max_distance)
+    hashed = _hashes(stored, files, hasher, per_core(processes))
+    groups = near_duplicate_groups(hashed, max_distance)
     export.hashing_seconds = time.monotonic() - hashing
     figures.near_duplicate_images = len(groups)
     figures.near_duplicate_groups = len(set(groups.values()))
@@ -168,25 +176,53 @@ def _hashes(
     stored: list[_Stored],
     files: ImageFiles,
     hasher: Callable[[bytes], int | None],
-    export: DatasetExport,
+    processes: int,
 ) -> list[Hashed]:
-    hashed: list[Hashed] = []
-    seen: set[str] = set()
+    """The perceptual hash of each distinct stored image: in ``processes`` worker
+    processes for files in a folder (decoding is most of an export's time), else here."""
+    unique: dict[str, _Stored] = {}
     for image in stored:
         sha256 = image.record.get("sha256")
-        if not isinstance(sha256, str) or sha256 in seen:
-            continue
-        seen.add(sha256)
-        try:
-            with files.open(image.location) as handle:
-                value = hasher(handle.read())
-        except OSError:
-            continue  # counted when it is written (or not)
+        if isinstance(sha256, str):
+            unique.setdefault(sha256, image)
+    images = list(unique.values())
+    if (
+        files.store is None
+        and hasher is perceptual_hash
+        and processes > 1
+        and len(images) > POOL_FROM
+    ):
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            locations = [image.location for image in images]
+            values = list(pool.map(_hash_file, locations, chunksize=32))
+    else:
+        values = [_hash_one(files, image.location, hasher) for image in images]
+    hashed: list[Hashed] = []
+    for image, value in zip(images, values, strict=True):
         if value is not None:
-            width, height = image.record.get("width") or 0, image.record.get("height") or 0
-            size = image.record.get("bytes") or 0
-            hashed.append(Hashed(sha256, value, int(width) * int(height), int(size)))
+            record = image.record
+            width, height = record.get("width") or 0, record.get("height") or 0
+            size = record.get("bytes") or 0
+            hashed.append(Hashed(record["sha256"], value, int(width) * int(height), int(size)))
     return hashed
+
+
+def _hash_one(files: ImageFiles, location: str, hasher: Callable[[bytes], int | None]):
+    try:
+        with files.open(location) as handle:
+            return hasher(handle.read())
+    except OSError:
+        return None  # counted when it is written (or not)
+
+
+def _hash_file(path: str) -> int | None:
+    """In a worker: the perceptual hash of one file."""
+    try:
+        with open(path, "rb") as handle:
+            return perceptual_hash(handle.read())
+    except OSError:
+        return None
 
 
 def _sample(index: int, image: _Stored, data: bytes, groups: dict[str, str]) -> Sample:

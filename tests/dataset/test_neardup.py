@@ -95,3 +95,9 @@ def test_the_banded_search_finds_exactly_what_comparing_every_pair_finds():
         for sha, representative in groups.items():
             found.setdefault(representative, set()).add(sha)
         assert {frozenset(g) for g in found.values()} == brute_force(items, distance)
+
+
+def test_the_configured_default_is_the_measured_one():
+    from crawler.config import Config
+
+    assert Config().dataset.near_duplicate_distance == DEFAULT_MAX_DISTANCE

@@ -273,7 +273,7 @@ class DatasetConfig:
     for_dataset: bool = False
     ignore_opt_out: bool = False
     variants: str = _setting("all", lambda v: v in ("all", "largest"), "must be all or largest")
-    near_duplicate_distance: int = _setting(8, lambda v: 0 <= v <= 32, "must be from 0 to 32")
+    near_duplicate_distance: int = _setting(8, lambda v: 0 <= v <= 16, "must be from 0 to 16")
     shard_size: int = _setting(10000, _positive, "must be > 0")
 
 

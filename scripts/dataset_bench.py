@@ -95,11 +95,50 @@ def parse_cost(site, rounds: int) -> dict:
     }
 
 
+def bulk(count: int) -> None:
+    """Export throughput on ``count`` stored 800 px JPEGs (40 pictures, each file's
+    bytes distinct), hashing in 1 process and in one per core."""
+    import hashlib
+
+    from crawler.dataset.export import export_dataset
+    from crawler.demo.dataset_site import encoded, picture
+
+    with tempfile.TemporaryDirectory(prefix="dataset-bulk-") as scratch:
+        out, records = Path(scratch) / "out", []
+        bases = [encoded(picture(n, 800)) for n in range(40)]
+        for n in range(count):
+            data = bases[n % 40] + n.to_bytes(4, "big")  # after the JPEG's end: still it
+            sha = hashlib.sha256(data).hexdigest()
+            path = f"h/{sha[:2]}/{sha}.jpg"
+            (out / path).parent.mkdir(parents=True, exist_ok=True)
+            (out / path).write_bytes(data)
+            records.append(
+                {"url": f"http://h/{n}.jpg", "page": "http://h/", "kind": "img_src"}
+                | {"outcome": "stored", "path": path, "sha256": sha, "bytes": len(data)}
+                | {"width": 800, "height": 600}
+            )
+        (out / "manifest.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+        size = sum(r["bytes"] for r in records) / 1e6
+        print(f"bulk: {count} images, {size:.0f} MB")
+        print("| format | hashing processes | seconds (hashing) | samples/s | MB/s |")
+        print("| --- | ---: | ---: | ---: | ---: |")
+        for processes in (1, 0):
+            for fmt in ("webdataset", "parquet"):
+                dest = Path(scratch) / f"{fmt}-{processes}"
+                done = export_dataset(out, fmt, str(dest), 10_000, processes=processes)
+                print(
+                    f"| {fmt} | {processes or 'one per core'} | {done.seconds:.1f} "
+                    f"({done.hashing_seconds:.1f}) | {done.figures.samples / done.seconds:,.0f} "
+                    f"| {size / done.seconds:.1f} |"
+                )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--galleries", type=int, default=20)
     parser.add_argument("--per-gallery", type=int, default=10)
     parser.add_argument("--nodes", type=int, default=2)
+    parser.add_argument("--bulk", type=int, default=4000, help="images of the bulk export")
     args = parser.parse_args()
     started = time.monotonic()
     site = build_dataset_site(args.galleries, args.per_gallery)
@@ -124,6 +163,8 @@ def main() -> None:
         figures = near_duplicate_figures(site, Path(scratch) / "parquet")
         print("near-duplicates:", json.dumps(figures))
     print("page parse:", json.dumps(parse_cost(site, 20)))
+    if args.bulk:
+        bulk(args.bulk)
 
 
 if __name__ == "__main__":

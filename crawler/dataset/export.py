@@ -21,6 +21,7 @@ import multiprocessing
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -186,17 +187,15 @@ def _hashes(
         if isinstance(sha256, str):
             unique.setdefault(sha256, image)
     images = list(unique.values())
+    values: list[int | None] | None = None
     if (
         files.store is None
         and hasher is perceptual_hash
         and processes > 1
         and len(images) > POOL_FROM
     ):
-        context = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(processes, mp_context=context) as pool:
-            locations = [image.location for image in images]
-            values = list(pool.map(_hash_file, locations, chunksize=32))
-    else:
+        values = _hash_in_workers([image.location for image in images], processes)
+    if values is None:
         values = [_hash_one(files, image.location, hasher) for image in images]
     hashed: list[Hashed] = []
     for image, value in zip(images, values, strict=True):
@@ -206,6 +205,17 @@ def _hashes(
             size = record.get("bytes") or 0
             hashed.append(Hashed(record["sha256"], value, int(width) * int(height), int(size)))
     return hashed
+
+
+def _hash_in_workers(paths: list[str], processes: int) -> list[int | None] | None:
+    """The hash of each file, in worker processes; None when they could not run (the
+    caller then hashes here)."""
+    context = multiprocessing.get_context("spawn")
+    try:
+        with ProcessPoolExecutor(processes, mp_context=context) as pool:
+            return list(pool.map(_hash_file, paths, chunksize=32))
+    except (BrokenProcessPool, OSError, RuntimeError):
+        return None
 
 
 def _hash_one(files: ImageFiles, location: str, hasher: Callable[[bytes], int | None]):

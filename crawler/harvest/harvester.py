@@ -808,9 +808,10 @@ class Harvester:
             self.references.write(reference_rows(page.url, shown, page.description, page.opt_out))
         if page.opt_out and self.skip_opted_out:
             # Recorded, not fetched: another page showing one of them changes nothing.
-            refused = [(ref.url, page.url, ref.kind) for ref in images]
+            held = [ref for ref in page.held_images if self.scope.image_allowed(ref.url)]
+            refused = [(ref.url, page.url, ref.kind) for ref in images + held]
             self.broker.add_refused(refused, f"{OPT_OUT}: {page.opt_out}")
-            images = []
+            images, page.held_images = [], []
         # Tasks first, then the page is done: a crash in between re-fetches the page,
         # and the image URLs it queues again are de-duplicated.
         self._take_images(page, [(ref.url, page.url, ref.kind) for ref in images])

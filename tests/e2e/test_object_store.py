@@ -5,73 +5,29 @@ and ``crawler export`` read the images from it with ``--images``."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.cluster import Cluster, free_port
+from tests.e2e.cluster import Cluster
+from tests.support.s3 import AWS, moto_s3
+from tests.support.s3 import objects as store_objects
 
 BUCKET, PREFIX = "crawl-images", "run-1"
-AWS = {
-    "AWS_ACCESS_KEY_ID": "test",
-    "AWS_SECRET_ACCESS_KEY": "test",
-    "AWS_DEFAULT_REGION": "us-east-1",
-}
 
 
 @pytest.fixture
 def s3(tmp_path: Path) -> Iterator[dict[str, str]]:
-    """A moto S3 server on a free port of 127.0.0.1, with the bucket made; the AWS
-    settings that reach it."""
-    port = free_port()
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=(tmp_path / "moto.err").open("wb"),
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "moto_server did not start"
-                assert server.poll() is None, (tmp_path / "moto.err").read_text()
-                time.sleep(0.1)
-        settings = {**AWS, "AWS_ENDPOINT_URL_S3": f"http://127.0.0.1:{port}"}
-        client(settings).create_bucket(Bucket=BUCKET)
+    """A moto S3 server on 127.0.0.1 with the bucket made; the AWS settings that reach it."""
+    with moto_s3(tmp_path, (BUCKET,)) as settings:
         yield settings
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
-
-
-def client(settings: dict[str, str]):
-    import boto3
-
-    return boto3.client(
-        "s3",
-        endpoint_url=settings["AWS_ENDPOINT_URL_S3"],
-        aws_access_key_id=settings["AWS_ACCESS_KEY_ID"],
-        aws_secret_access_key=settings["AWS_SECRET_ACCESS_KEY"],
-        region_name=settings["AWS_DEFAULT_REGION"],
-    )
 
 
 def objects(settings: dict[str, str]) -> dict[str, bytes]:
-    s3 = client(settings)
-    keys = [
-        item["Key"]
-        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET)
-        for item in page.get("Contents", ())
-    ]
-    return {key: s3.get_object(Bucket=BUCKET, Key=key)["Body"].read() for key in keys}
+    return store_objects(settings, BUCKET)
 
 
 def test_two_nodes_fill_one_store_and_report_and_export_read_it(

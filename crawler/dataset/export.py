@@ -130,20 +130,21 @@ def export_dataset(
             continue
         stored.append(_Stored(record, location, refs, opt_out))
     export = DatasetExport(figures, 0.0)
-    hashing = time.monotonic()
-    hashed = _hashes(stored, files, hasher, per_core(processes))
-    groups = near_duplicate_groups(hashed, max_distance)
-    export.hashing_seconds = time.monotonic() - hashing
-    figures.near_duplicate_images = len(groups)
-    figures.near_duplicate_groups = len(set(groups.values()))
-    writer = open_writer(fmt, output, shard_size)
+    writer = open_writer(fmt, output, shard_size)  # (a destination it refuses: before hashing)
     try:
+        hashing = time.monotonic()
+        hashed = _hashes(stored, files, hasher, per_core(processes))
+        groups = near_duplicate_groups(hashed, max_distance)
+        export.hashing_seconds = time.monotonic() - hashing
+        figures.near_duplicate_images = len(groups)
+        figures.near_duplicate_groups = len(set(groups.values()))
         for image in stored:
             try:
                 with files.open(image.location) as handle:
                     data = handle.read()
             except OSError:
                 export.unreadable.append(image.location)
+                figures.skipped["unreadable"] += 1
                 continue
             sample = _sample(figures.samples, image, data, groups)
             writer.write(sample)

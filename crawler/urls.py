@@ -194,6 +194,14 @@ def _recompose(
     return "".join(parts)
 
 
+def without_userinfo(url: str) -> str:
+    """``url`` as messages and files may show it: a user and password become ``***``."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return url
+
+
 def host_of(url: str) -> str:
     """``host`` or ``host:port`` of a normalized URL (the unit of scope)."""
     return urlsplit(url).netloc

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from crawler.dataset.shards import DEFAULT_SHARD_SIZE, META_COLUMNS, ShardInfo
+from crawler.urls import without_userinfo
 
 MAX_HOSTS = 20
 MAX_SHARDS = 50
@@ -258,9 +259,7 @@ def _scrubbed(command: str) -> str:
 
 def _scrubbed_url(url: str) -> str:
     """``url`` without its user and password, and without secret-looking query values."""
-    scheme, sep, rest = url.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        rest = "***@" + rest.split("@", 1)[1]
+    scheme, sep, rest = without_userinfo(url).partition("://")
     base, query_sep, query = rest.partition("?")
     if query_sep:
         pairs = []

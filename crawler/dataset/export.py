@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -39,14 +39,14 @@ from crawler.errors import ConfigError
 from crawler.output.export import manifest_records
 from crawler.output.images import ImageFiles
 from crawler.output.references import ImageReferences, read_references
-from crawler.records import OPT_OUT, STORED, error_code
+from crawler.records import STORED, error_code
 from crawler.urls import host_of
 
 CARD_NAME = "README.md"
 # Images from which hashing goes to worker processes (starting them costs ~1 s).
 POOL_FROM = 2000
 # The stored files' extensions as WebDataset keys name them.
-_EXTENSIONS = {"jpeg": "jpg", "tif": "tiff"}
+_EXTENSIONS = {"tif": "tiff"}
 # Text fields a sample takes from its reference line.
 _TEXT_FIELDS = ("alt", "title", "caption", "context", "page_title", "lang", "descriptor")
 
@@ -68,7 +68,6 @@ class DatasetExport:
     figures: CardFigures
     seconds: float
     hashing_seconds: float = 0.0
-    unreadable: list[str] = field(default_factory=list)  # stored files that are not there
 
     def line(self) -> str:
         figures = self.figures
@@ -143,7 +142,6 @@ def export_dataset(
                 with files.open(image.location) as handle:
                     data = handle.read()
             except OSError:
-                export.unreadable.append(image.location)
                 figures.skipped["unreadable"] += 1
                 continue
             sample = _sample(figures.samples, image, data, groups)
@@ -164,13 +162,11 @@ def export_dataset(
 
 
 def _opt_out_of(record: dict[str, Any], refs: ImageReferences | None) -> str | None:
-    """The image's opt-out signal: its own response's, a dataset crawl's refusal, or
-    any page's that shows it."""
+    """The image's opt-out signal: its manifest record's (its own response's, or the page
+    a dataset crawl refused it for: ``board.final_record``), or any page's showing it."""
     own = record.get("opt_out")
     if isinstance(own, str) and own:
         return own
-    if error_code(record.get("error")) == OPT_OUT:
-        return str(record.get("error")).partition(":")[2].strip() or OPT_OUT
     return refs.opt_out if refs is not None else None
 
 

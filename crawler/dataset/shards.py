@@ -71,6 +71,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from crawler.errors import ConfigError
+from crawler.urls import without_userinfo
 
 FORMATS = ("webdataset", "parquet")
 DEFAULT_SHARD_SIZE = 10_000
@@ -265,7 +266,7 @@ class _Destination:
         from fsspec.implementations.local import LocalFileSystem
         from fsspec.implementations.memory import MemoryFileSystem
 
-        shown = _without_userinfo(output)
+        shown = without_userinfo(output)
         if "://" not in output:
             fs: Any = LocalFileSystem()
             root = os.path.abspath(output)
@@ -339,13 +340,6 @@ def _url_to_fs(output: str, shown: str) -> tuple[Any, str]:
 def _one_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return (text[0][:200] if text else "") or type(exc).__name__
-
-
-def _without_userinfo(output: str) -> str:
-    scheme, sep, rest = output.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return output
 
 
 # -- the two shard formats -------------------------------------------------------------

@@ -63,13 +63,9 @@ def reference_rows(
         seen.add(url)
         text = texts.get(url) or ImageText()
         row: dict[str, Any] = {"url": url, "page": page, "kind": kind}
-        for name in _TEXT_FIELDS:
-            value = getattr(text, name)
-            if value is not None:
-                row[name] = value
-        row.setdefault("lang", page_lang)
-        extra = {"page_title": page_title, "variant_of": variant_of, "opt_out": opt_out}
-        row.update((name, value) for name, value in extra.items() if value is not None)
+        row.update((name, getattr(text, name)) for name in _TEXT_FIELDS)
+        row["lang"] = text.lang or page_lang
+        row.update(page_title=page_title, variant_of=variant_of, opt_out=opt_out)
         rows.append({name: value for name, value in row.items() if value is not None})
 
     for ref in images:

@@ -68,8 +68,8 @@ def robots_tag_opt_out(values: str | Iterable[str] | None, agent: str = "") -> s
 
 
 def _header(headers: Mapping[str, str], name: str) -> str | None:
-    value = headers.get(name)
-    if value is None:
+    value = headers.get(name)  # (requests' headers: any case already)
+    if value is None and isinstance(headers, dict):  # a plain dict: its keys as written
         value = next((v for k, v in headers.items() if k.lower() == name), None)
     return value if isinstance(value, str) else None
 

@@ -38,7 +38,6 @@ class TdmRepCache:
         self._lock = threading.Lock()
         self._rules: OrderedDict[str, Sequence[TdmRule]] = OrderedDict()
         self._reading: dict[str, threading.Event] = {}
-        self.fetched = 0  # files requested so far
 
     def opt_out(self, url: str) -> str | None:
         """The opt-out signal of ``url`` by its origin's file, or None."""
@@ -59,7 +58,6 @@ class TdmRepCache:
             waiting.wait()
         rules: Sequence[TdmRule] = ()
         try:
-            self.fetched += 1
             status, body = self._fetch(file_url)
             if status == 200:
                 rules = parse_tdmrep(body)

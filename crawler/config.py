@@ -278,6 +278,28 @@ class DatasetConfig:
 
 
 @dataclass(frozen=True)
+class SharedConfig:
+    """A crawl shared through Redis (``crawler.shared``; README "Scaling out with Redis").
+
+    ``broker``: ``redis://[:password@]host:port/db`` or ``rediss://`` (empty: the
+    embedded broker). ``crawl_name`` names the crawl in it (``--crawl``). Hosts are
+    hashed onto ``partitions`` partitions (fixed when the crawl starts); each is owned
+    by one live harvester, whose lease on it lasts ``partition_lease`` seconds and is
+    renewed three times in that time. The password may also come from
+    ``redis_password`` (``CRAWLER_REDIS_PASSWORD``) or ``redis_password_file`` (mode
+    0600); it is never printed or logged.
+    """
+
+    broker: str = _setting("", lambda v: v == "" or v.partition("://")[0] in ("redis", "rediss"),
+                           "must be a redis:// or rediss:// URL")
+    crawl_name: str = ""
+    partitions: int = _setting(64, lambda v: 1 <= v <= 4096, "must be from 1 to 4096")
+    partition_lease: float = _setting(10.0, lambda v: v >= 1, "must be >= 1")
+    redis_password: str = field(default="", repr=False)
+    redis_password_file: str = ""
+
+
+@dataclass(frozen=True)
 class Config:
     crawl: CrawlConfig = field(default_factory=CrawlConfig)
     queue: QueueConfig = field(default_factory=QueueConfig)
@@ -288,6 +310,7 @@ class Config:
     render: RenderConfig = field(default_factory=RenderConfig)
     tls: TlsConfig = field(default_factory=TlsConfig)
     dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    shared: SharedConfig = field(default_factory=SharedConfig)
 
 
 SECTIONS: dict[str, type] = {f.name: f.default_factory for f in dataclasses.fields(Config)}
@@ -307,8 +330,9 @@ KEYS = _key_index()
 
 
 # The wires of ``crawler.wire`` (a test keeps the two lists equal): ``tcp://HOST:PORT``
-# (or plain ``HOST:PORT``), the harvester's manager; ``memory://NAME``, in this process.
-BROKER_SCHEMES = ("tcp", "memory")
+# (or plain ``HOST:PORT``), the harvester's manager; ``memory://NAME``, in this process;
+# ``redis://`` and ``rediss://``, a crawl shared through Redis (``crawler.shared``).
+BROKER_SCHEMES = ("tcp", "memory", "redis", "rediss")
 
 
 def split_broker_url(url: str, key: str) -> tuple[str, str]:

@@ -27,6 +27,7 @@ HARVEST_FLAGS = (
     "sitemaps",
     "render",
     *("for_dataset", "ignore_opt_out", "variants"),
+    *("broker", "crawl_name"),
 )
 DISTRIBUTION = "distributed-image-crawler"
 EXAMPLES = {
@@ -148,6 +149,17 @@ def _metrics_flag(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _shared_flags(parser: argparse.ArgumentParser, what: str) -> None:
+    group = parser.add_argument_group("a crawl shared through Redis (README: Scaling out)")
+    group.add_argument(
+        "--broker",
+        metavar="URL",
+        help="redis://[:PASSWORD@]HOST:PORT/DB or rediss:// (the password may instead be in "
+        "CRAWLER_REDIS_PASSWORD or a 0600 file named by redis_password_file)",
+    )
+    group.add_argument("--crawl", dest="crawl_name", metavar="NAME", help=what)
+
+
 def _common(parser: argparse.ArgumentParser) -> None:
     _config_flag(parser)
     parser.add_argument("--out", help="output folder (default: downloads)")
@@ -192,8 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=summary, **_with_examples(name))
 
     harvest = command("harvest", "crawl pages from seeds and serve image tasks")
-    harvest.add_argument("seeds", nargs="+", metavar="SEED_URL")
+    harvest.add_argument("seeds", nargs="*", metavar="SEED_URL")
     _common(harvest)
+    _shared_flags(harvest, "the shared crawl to start (with seeds), resume or join")
     harvest.add_argument("--listen", help="HOST:PORT to serve tasks on (default 127.0.0.1:5599)")
     harvest.add_argument("--state", help="state folder (default: OUT/.state)")
     _metrics_flag(harvest)
@@ -302,6 +315,7 @@ def build_parser() -> argparse.ArgumentParser:
     download = command("download", "run a downloader node")
     download.add_argument("--connect", help="harvester HOST:PORT (default 127.0.0.1:5599)")
     _common(download)
+    _shared_flags(download, "the shared crawl to download for")
     download.add_argument("--processes", type=int, help="worker processes (0: one per core)")
     download.add_argument("--concurrency", type=int, help="downloads in flight per process")
     _metrics_flag(download)
@@ -366,11 +380,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="perceptual-hash distance at or under which images are near-duplicates",
     )
     _images_flag(export)
+    _shared_flags(export, "export the whole manifest of this shared crawl (csv or jsonl)")
     _config_flag(export)
 
     status = command("status", "ask a running harvester how the crawl goes")
     status.add_argument("--connect", help="harvester HOST:PORT (default 127.0.0.1:5599)")
     status.add_argument("--json", action="store_true", help="print the raw figures as JSON")
+    _shared_flags(status, "the shared crawl to report on")
     _config_flag(status)
     _authkey_flag(status)
     _tls_flags(status)
@@ -430,6 +446,12 @@ def cmd_harvest(args: argparse.Namespace) -> int:
 
     args.obey_robots = False if args.ignore_robots else None
     config = _config(args, HARVEST_FLAGS)
+    if config.shared.broker:
+        return _harvest_shared(args, config)
+    if args.crawl_name:
+        raise ConfigError("--crawl NAME goes with --broker redis://...")
+    if not args.seeds:
+        raise ConfigError("give one or more seed URLs (or --broker URL --crawl NAME to join)")
     if args.only and not args.retry_failed:
         raise ConfigError("--only goes with --retry-failed")
     if args.recrawl and args.retry_failed:
@@ -457,11 +479,37 @@ def cmd_harvest(args: argparse.Namespace) -> int:
     return harvester.run()
 
 
+def _harvest_shared(args: argparse.Namespace, config: Config) -> int:
+    from crawler.shared.harvester import SharedHarvester, unsupported
+
+    refused = unsupported(config, args.retry_failed, args.recrawl)
+    if refused:
+        raise ConfigError(f"{', '.join(refused)}: not supported in a crawl shared through Redis")
+    return SharedHarvester(config, args.seeds).run()
+
+
+def _shared_broker(args: argparse.Namespace) -> None:
+    """``--broker URL`` is where a node (or ``status``) connects to: ``--connect``."""
+    if getattr(args, "broker", None):
+        if getattr(args, "connect", None):
+            raise ConfigError("give --broker or --connect, not both")
+        args.connect = args.broker
+
+
 def cmd_download(args: argparse.Namespace, argv: list[str]) -> int:
     from crawler.download import processes as nodes
 
-    config = _config(args, ("out", "connect", "processes", "concurrency", "metrics"))
-    authkey = _authkey(config)
+    _shared_broker(args)
+    config = _config(
+        args, ("out", "connect", "processes", "concurrency", "metrics", "broker", "crawl_name")
+    )
+    if (
+        config.download.connect.startswith(("redis://", "rediss://"))
+        and not config.shared.crawl_name
+    ):
+        raise ConfigError("--broker redis://... needs --crawl NAME")
+    # A shared crawl's nodes authenticate to Redis (its password), not with an authkey.
+    authkey = b"" if config.shared.crawl_name and config.shared.broker else _authkey(config)
     processes = per_core(config.download.processes)
     node_id = nodes.default_node_id()
     if processes > 1:
@@ -515,8 +563,22 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     from crawler.output.status import fetch_status, format_status
 
+    _shared_broker(args)
     flags = {"connect": args.connect, "authkey_file": args.authkey_file, **_tls_settings(args)}
+    flags |= {"broker": args.broker, "crawl_name": args.crawl_name}
     config = load_config(args.config, os.environ, flags)
+    if config.shared.broker:
+        from crawler.shared.status import fetch_shared_status, format_shared_status
+        from crawler.urls import without_userinfo
+
+        status = fetch_shared_status(config)
+        where = without_userinfo(config.shared.broker)
+        print(
+            json.dumps(status, indent=2, sort_keys=True)
+            if args.json
+            else format_shared_status(status, where)
+        )
+        return 0
     status = fetch_status(config.download.connect, _authkey(config), config.tls)
     if args.json:
         print(json.dumps(status, indent=2, sort_keys=True))
@@ -548,9 +610,22 @@ def cmd_export(args: argparse.Namespace) -> int:
         "shard_size": args.shard_size,
         "ignore_opt_out": args.ignore_opt_out,
         "near_duplicate_distance": args.near_duplicate_distance,
+        "broker": args.broker,
+        "crawl_name": args.crawl_name,
     }
     config = load_config(args.config, os.environ, flags)
     out = config.output.out_dir
+    if config.shared.broker:
+        from crawler.shared.status import export_shared
+
+        if args.format not in ("csv", "jsonl"):
+            raise ConfigError("--broker: the shared crawl's manifest exports as csv or jsonl")
+        rows = export_shared(
+            config, args.format, Path(args.output) if args.output else None, args.images
+        )
+        if args.output:
+            print(f"exported {rows} rows to {args.output}", file=sys.stderr)
+        return 0
     if args.format in ("webdataset", "parquet"):
         from crawler.dataset.export import export_dataset
 

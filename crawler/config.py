@@ -290,10 +290,13 @@ class SharedConfig:
     0600); it is never printed or logged.
     """
 
-    broker: str = _setting("", lambda v: v == "" or v.partition("://")[0] in ("redis", "rediss"),
-                           "must be a redis:// or rediss:// URL")
+    broker: str = _setting(
+        "",
+        lambda v: v == "" or v.partition("://")[0] in ("redis", "rediss"),
+        "must be a redis:// or rediss:// URL",
+    )
     crawl_name: str = ""
-    partitions: int = _setting(64, lambda v: 1 <= v <= 4096, "must be from 1 to 4096")
+    partitions: int = _setting(64, lambda v: 1 <= v <= 1024, "must be from 1 to 1024")
     partition_lease: float = _setting(10.0, lambda v: v >= 1, "must be >= 1")
     redis_password: str = field(default="", repr=False)
     redis_password_file: str = ""

@@ -16,6 +16,12 @@ if ! command -v chromium >/dev/null; then
     _apt_install --no-install-recommends chromium || true
 fi
 
+# The shared-crawl tests (tests/shared, tests/e2e/test_shared_crawl.py) run real
+# redis-server processes, one alone and three as a cluster; they fail without it.
+if ! command -v redis-server >/dev/null; then
+    _apt_install --no-install-recommends redis-server || true
+fi
+
 "$ROOT/.venv/bin/ruff" check crawler tests
 "$ROOT/.venv/bin/ruff" format --check crawler tests
 "$PY" -m pytest "$@"

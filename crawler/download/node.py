@@ -145,7 +145,7 @@ class DownloaderNode:
         self.batch_size = self.download.batch_size or self.download.concurrency
         self.limits = FetchLimits.from_config(config)
         self._connect = connect or (
-            lambda: wire.connect(config.download.connect, authkey, config.tls)
+            lambda: wire.connect(config.download.connect, authkey, config.tls, config.shared)
         )
         self._fetch = fetch or self._fetch_image
         self._client: BrokerClient | None = None

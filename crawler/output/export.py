@@ -14,6 +14,7 @@ import csv
 import json
 import sys
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any, TextIO
 
@@ -107,7 +108,13 @@ def export_manifest(
     if fmt not in FORMATS:
         raise ConfigError(f"unknown export format {fmt!r}: choose one of {', '.join(FORMATS)}")
     records = manifest_records(out, "export")
-    files = ImageFiles(out, images)
+    return export_records(records, fmt, dest, ImageFiles(out, images))
+
+
+def export_records(
+    records: Iterable[dict[str, Any]], fmt: str, dest: TextIO | Path | None, files: ImageFiles
+) -> int:
+    """``export_manifest`` of any records (a shared crawl's, say); rows written."""
     if dest is None:
         return _write_rows(files, records, fmt, sys.stdout)
     if isinstance(dest, Path):
@@ -120,7 +127,9 @@ def export_manifest(
     return _write_rows(files, records, fmt, dest)
 
 
-def _write_rows(files: ImageFiles, records: ManifestRecords, fmt: str, handle: TextIO) -> int:
+def _write_rows(
+    files: ImageFiles, records: Iterable[dict[str, Any]], fmt: str, handle: TextIO
+) -> int:
     writer = csv.writer(handle) if fmt == "csv" else None
     if writer:
         writer.writerow(COLUMNS)

@@ -20,9 +20,13 @@ from dataclasses import dataclass
 FINGERPRINT_BYTES = 8
 # A crawl name goes into every key: letters, digits and ._- only (no braces, colons).
 CRAWL_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-# Task ids a node sees pack the partition and the stream entry id into one integer.
-_PARTITION_BITS = 12
-_SEQUENCE_BITS = 20
+# Task ids a node sees pack the partition and the stream entry id into one integer
+# under 2**63 (what records and the nodes' spools take): 10 bits of partition, 14 of
+# the entry's sequence within its millisecond (a release adds at most 500), 39 of its
+# milliseconds since ``_EPOCH_MS`` (2023-11-14; room until 2041).
+_PARTITION_BITS = 10
+_SEQUENCE_BITS = 14
+_EPOCH_MS = 1_700_000_000_000
 MAX_PARTITIONS = 1 << _PARTITION_BITS
 
 
@@ -44,14 +48,19 @@ def fingerprint(url: str) -> bytes:
 def task_id(partition: int, entry: str) -> int:
     """One integer for a node: ``partition`` and the stream entry id ``MS-SEQ``."""
     ms, _, seq = entry.partition("-")
-    return (((int(ms) << _SEQUENCE_BITS) | int(seq or 0)) << _PARTITION_BITS) | partition
+    sequence = int(seq or 0)
+    if sequence >> _SEQUENCE_BITS:
+        raise ValueError(f"stream entry {entry}: too many entries in one millisecond")
+    since = int(ms) - _EPOCH_MS
+    return (((since << _SEQUENCE_BITS) | sequence) << _PARTITION_BITS) | partition
 
 
 def split_task_id(number: int) -> tuple[int, str]:
     """``task_id`` undone: ``(partition, "MS-SEQ")``."""
     partition = number & (MAX_PARTITIONS - 1)
     rest = number >> _PARTITION_BITS
-    return partition, f"{rest >> _SEQUENCE_BITS}-{rest & ((1 << _SEQUENCE_BITS) - 1)}"
+    ms = (rest >> _SEQUENCE_BITS) + _EPOCH_MS
+    return partition, f"{ms}-{rest & ((1 << _SEQUENCE_BITS) - 1)}"
 
 
 @dataclass(frozen=True)

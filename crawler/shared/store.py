@@ -153,9 +153,11 @@ return taken
 SETTLE = (
     _OWNED
     + """
+local became = {}
 local settled = 0
 local final = 0
 for i = 2, #ARGV, 7 do
+  local new = 0
   if redis.call('XACK', KEYS[2], 'owner', ARGV[i]) == 1 then
     redis.call('XDEL', KEYS[2], ARGV[i])
     settled = settled + 1
@@ -166,15 +168,17 @@ for i = 2, #ARGV, 7 do
       if redis.call('HSETNX', KEYS[4], ARGV[i+2], ARGV[i+3]) == 1 then
         redis.call('HINCRBY', KEYS[5], ARGV[i+4], 1)
         final = final + 1
+        new = 1
       end
     elseif ARGV[i+5] ~= '' then
       redis.call('ZADD', KEYS[6], ARGV[i+6], ARGV[i+1] .. '\\n' .. ARGV[i+5])
     end
   end
+  became[#became + 1] = new
 end
 if final > 0 then redis.call('HINCRBY', KEYS[5], 'open', -final) end
 if settled > 0 then redis.call('HINCRBY', KEYS[5], 'ops', 1) end
-return settled
+return became
 """
 )
 
@@ -288,6 +292,11 @@ class SharedCrawl:
         pipe.zremrangebyscore(self.keys.harvesters, "-inf", now)
         pipe.zrange(self.keys.harvesters, 0, -1)
         return sorted(_text(name) for name in pipe.execute()[-1])
+
+    def heartbeat_list(self) -> list[str]:
+        """The live harvesters, without saying this caller is one."""
+        alive = self.client.zrangebyscore(self.keys.harvesters, now_ms(), "+inf")
+        return sorted(_text(name) for name in alive)
 
     def leave(self, harvester: str) -> None:
         self.client.zrem(self.keys.harvesters, harvester)
@@ -423,17 +432,21 @@ class SharedCrawl:
         )
         return _read(reply)
 
-    def settle(self, number: int, harvester: str, items: Sequence[tuple[Any, ...]]) -> int:
+    def settle(
+        self, number: int, harvester: str, items: Sequence[tuple[Any, ...]]
+    ) -> list[int] | None:
         """Results settled: each (entry, host, fingerprint, record, outcome, retry, due);
-        record '' when not final, retry '' when not tried again."""
+        record '' when not final, retry '' when not tried again. Returns, per item, 1
+        when its record became final now; None when the partition was lost."""
         if not items:
-            return 0
+            return []
         part = self.part(number)
         args: list[Any] = [harvester]
         for item in items:
             args += list(item)
         keys = [part.owner, part.results, part.busy, part.done, part.counts, part.later]
-        return int(self._settle(keys=keys, args=args))
+        became = self._settle(keys=keys, args=args)
+        return None if became == NOT_OWNER else [int(flag) for flag in became]
 
     def move_due(self, number: int, harvester: str, limit: int = 500) -> int:
         """Tasks due again back to their hosts' lists."""

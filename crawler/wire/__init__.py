@@ -8,8 +8,11 @@ the URL's scheme.
   (``manager_client.py``, ``manager_server.py``), in TLS when ``tls`` (the ``[tls]``
   settings) says so (``tls.py``).
 * ``memory://NAME``: a ``Broker`` in this process (``inprocess.py``; tests and tools).
+* ``redis://`` or ``rediss://``: a crawl shared through Redis (``shared/nodewire.py``),
+  named by ``shared.crawl_name``. Redis serves it: there is no ``serve`` for it (the
+  harvesters of a shared crawl are ``shared.harvester``).
 
-Another wire (Redis, say) adds its scheme to ``CLIENTS`` and ``SERVERS`` here and to
+Another wire adds its scheme to ``CLIENTS`` and ``SERVERS`` here and to
 ``config.BROKER_SCHEMES`` (which checks the URLs of the settings); nothing else changes.
 """
 
@@ -19,7 +22,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Protocol
 
-from crawler.config import TlsConfig, parse_address, split_broker_url
+from crawler.config import SharedConfig, TlsConfig, parse_address, split_broker_url
 from crawler.errors import ConfigError
 from crawler.wire.base import BrokerClient, RecordClient
 
@@ -41,7 +44,7 @@ class Server(Protocol):
 _IN_PROCESS: dict[str, InProcessServer] = {}
 
 
-def _tcp(rest: str, authkey: bytes, tls: TlsConfig) -> BrokerClient:
+def _tcp(rest: str, authkey: bytes, tls: TlsConfig, _shared: SharedConfig) -> BrokerClient:
     from crawler.wire.manager_client import HANDSHAKE_TIMEOUT, ManagerWire
     from crawler.wire.tls import client_context
 
@@ -50,7 +53,7 @@ def _tcp(rest: str, authkey: bytes, tls: TlsConfig) -> BrokerClient:
     return RecordClient(ManagerWire(address, authkey, HANDSHAKE_TIMEOUT, context))
 
 
-def _memory(rest: str, authkey: bytes, _tls: TlsConfig) -> BrokerClient:
+def _memory(rest: str, authkey: bytes, _tls: TlsConfig, _shared: SharedConfig) -> BrokerClient:
     from crawler.wire.inprocess import InProcessWire
 
     server = _IN_PROCESS.get(rest)
@@ -79,22 +82,47 @@ def _serve_memory(
     return _IN_PROCESS[rest]
 
 
-CLIENTS: dict[str, Callable[[str, bytes, TlsConfig], BrokerClient]] = {
+def _redis(scheme: str) -> Callable[[str, bytes, TlsConfig, SharedConfig], BrokerClient]:
+    def connect(rest: str, _authkey: bytes, tls: TlsConfig, shared: SharedConfig) -> BrokerClient:
+        from crawler.shared.nodewire import RedisWire
+
+        return RecordClient(RedisWire(f"{scheme}://{rest}", shared, tls))
+
+    return connect
+
+
+def _serve_redis(
+    _broker: Broker, _rest: str, _authkey: bytes, _settings: QueueConfig, _tls: TlsConfig
+) -> Server:
+    raise ConfigError(
+        "listen: Redis serves a shared crawl itself; run `crawler harvest --broker "
+        "redis://... --crawl NAME` instead of --listen redis://"
+    )
+
+
+CLIENTS: dict[str, Callable[[str, bytes, TlsConfig, SharedConfig], BrokerClient]] = {
     "tcp": _tcp,
     "memory": _memory,
+    "redis": _redis("redis"),
+    "rediss": _redis("rediss"),
 }
 SERVERS: dict[str, Callable[[Broker, str, bytes, QueueConfig, TlsConfig], Server]] = {
     "tcp": _serve_tcp,
     "memory": _serve_memory,
+    "redis": _serve_redis,
+    "rediss": _serve_redis,
 }
 
 
-def connect(url: str, authkey: bytes, tls: TlsConfig | None = None) -> BrokerClient:
-    """A client of the broker at ``url``. Connecting may raise what ``BrokerClient``'s
-    calls raise (``BrokerUnavailable``, ``AuthKeyError``, ``TlsError``,
-    ``NotAHarvester``), and ``ConfigError`` for TLS files that cannot be used."""
+def connect(
+    url: str, authkey: bytes, tls: TlsConfig | None = None, shared: SharedConfig | None = None
+) -> BrokerClient:
+    """A client of the broker at ``url`` (a Redis one: of crawl ``shared.crawl_name``).
+    Connecting may raise what ``BrokerClient``'s calls raise (``BrokerUnavailable``,
+    ``AuthKeyError``, ``TlsError``, ``NotAHarvester``), and ``ConfigError`` for TLS
+    files that cannot be used."""
     scheme, rest = split_broker_url(url, "connect")
-    return CLIENTS[scheme](rest, authkey, tls or TlsConfig())
+    return CLIENTS[scheme](rest, authkey, tls or TlsConfig(), shared or SharedConfig())
 
 
 def clear_on_network(url: str, tls: TlsConfig) -> bool:

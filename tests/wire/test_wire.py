@@ -16,7 +16,15 @@ def test_every_scheme_the_config_accepts_has_a_client_and_a_server() -> None:
 
 
 @pytest.mark.parametrize(
-    "url", ["127.0.0.1:5599", "tcp://127.0.0.1:5599", "tcp://[::1]:5599", "memory://crawl"]
+    "url",
+    [
+        "127.0.0.1:5599",
+        "tcp://127.0.0.1:5599",
+        "tcp://[::1]:5599",
+        "memory://crawl",
+        "redis://127.0.0.1:6379/0",
+        "rediss://redis.example:6380/1",
+    ],
 )
 def test_broker_urls_that_are_accepted(url: str) -> None:
     check_broker_url(url, "connect")
@@ -25,7 +33,8 @@ def test_broker_urls_that_are_accepted(url: str) -> None:
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("redis://127.0.0.1:6379", "unknown broker scheme redis://"),
+        ("amqp://127.0.0.1:5672", "unknown broker scheme amqp://"),
+        ("redis://", "needs a name"),
         ("tcp://127.0.0.1", "expected HOST:PORT"),
         ("memory://", "needs a name"),
     ],
